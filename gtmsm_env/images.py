@@ -207,9 +207,9 @@ def _render_scenes(p: dict[str, np.ndarray], size: int) -> np.ndarray:
     t = np.clip(t, 0.0, 1.0)[..., None]
     c0, c1, c2 = (p["bg_colors"][:, k, None, None, :].astype(np.float32) for k in range(3))
     c2 = np.where(p["bg_three"][:, None, None, None], c2, c1)
-    image = np.where(
-        t < 0.5, c0 + (c1 - c0) * (2 * t), c1 + (c2 - c1) * (2 * t - 1)
-    ).astype(np.float32)
+    image = np.where(t < 0.5, c0 + (c1 - c0) * (2 * t), c1 + (c2 - c1) * (2 * t - 1)).astype(
+        np.float32
+    )
 
     # Low-frequency coloured noise texture (photo-like lighting and surface variation).
     field = _pink_noise(p["noise"], p["noise_beta"])
@@ -233,9 +233,13 @@ def _render_scenes(p: dict[str, np.ndarray], size: int) -> np.ndarray:
         col1 = p["color1"][:, slot, None, None, :].astype(np.float32)
         fill = col0 + (col1 - col0) * ramp
         t_angle = p["tex_angle"][:, slot, None, None]
-        phase = 2 * np.pi * p["tex_freq"][:, slot, None, None] * (
-            xs * np.cos(t_angle) + ys * np.sin(t_angle)
-        ) + p["tex_phase"][:, slot, None, None]
+        phase = (
+            2
+            * np.pi
+            * p["tex_freq"][:, slot, None, None]
+            * (xs * np.cos(t_angle) + ys * np.sin(t_angle))
+            + p["tex_phase"][:, slot, None, None]
+        )
         tex_amp = (p["tex_amp"][:, slot] * p["textured"][:, slot])[:, None, None]
         fill = fill * (1.0 + (tex_amp * np.sin(phase)).astype(np.float32)[..., None])
         # Shapes carry their own share of the scene noise so they are not perfectly flat.

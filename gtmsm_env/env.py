@@ -1,0 +1,347 @@
+"""ImageNav-v0: move a small window over an image and observe only the crop under it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+
+from gtmsm_env.images import ImageSource, make_image_source
+
+STAY, UP, DOWN, LEFT, RIGHT = 0, 1, 2, 3, 4
+ACTION_NAMES: tuple[str, ...] = ("stay", "up", "down", "left", "right")
+# Grid displacement (d_row, d_col) of each action, indexed by action.
+ACTION_DELTAS = np.array([[0, 0], [-1, 0], [1, 0], [0, -1], [0, 1]], dtype=np.int64)
+_DROW = tuple(int(d) for d in ACTION_DELTAS[:, 0])
+_DCOL = tuple(int(d) for d in ACTION_DELTAS[:, 1])
+
+START_MODES = ("center", "random")
+TASKS = (None, "coverage")
+RENDER_MODES = ("human", "rgb_array")
+DEFAULT_MAX_EPISODE_STEPS = 1024
+
+
+def _check_int(name: str, value: object, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    return int(value)
+
+
+@dataclass(frozen=True)
+class GridGeometry:
+    """Where the window can be: ``grid_shape`` positions, window top-left at ``step_size * (row, col)``."""
+
+    image_size: int
+    crop_size: int
+    step_size: int
+
+    @classmethod
+    def validated(cls, image_size: object, crop_size: object, step_size: object) -> GridGeometry:
+        image_size = _check_int("image_size", image_size, 1)
+        crop_size = _check_int("crop_size", crop_size, 1)
+        step_size = _check_int("step_size", step_size, 1)
+        if crop_size > image_size:
+            raise ValueError(
+                f"crop_size={crop_size} is larger than image_size={image_size}: the window must "
+                "fit inside the image"
+            )
+        return cls(image_size, crop_size, step_size)
+
+    @property
+    def grid_shape(self) -> tuple[int, int]:
+        side = (self.image_size - self.crop_size) // self.step_size + 1
+        return side, side
+
+    def windows(self, images: np.ndarray) -> np.ndarray:
+        """All crops of ``images`` ``(n, S, S, 3)``: ``(n, rows * cols, crop, crop, 3)``, row-major."""
+        rows, cols = self.grid_shape
+        crop, step = self.crop_size, self.step_size
+        view = np.lib.stride_tricks.sliding_window_view(images, (crop, crop), axis=(1, 2))
+        view = view[:, : (rows - 1) * step + 1 : step, : (cols - 1) * step + 1 : step]
+        # (n, rows, cols, 3, crop, crop) -> (n, rows * cols, crop, crop, 3)
+        return np.ascontiguousarray(view.transpose(0, 1, 2, 4, 5, 3)).reshape(
+            len(images), rows * cols, crop, crop, 3
+        )
+
+
+def validate_start(start: object) -> str:
+    if start not in START_MODES:
+        raise ValueError(f"start must be one of {START_MODES}, got {start!r}")
+    return str(start)
+
+
+def validate_task(task: object) -> str | None:
+    if task not in TASKS:
+        raise ValueError(f"task must be one of {TASKS}, got {task!r}")
+    return task  # type: ignore[return-value]
+
+
+def validate_pinned_image(image: object, image_size: int) -> np.ndarray:
+    """Check an image passed through ``reset(options={"image": ...})``."""
+    if not isinstance(image, np.ndarray):
+        raise TypeError(f"options['image'] must be a numpy array, got {type(image).__name__}")
+    if image.dtype != np.uint8:
+        raise TypeError(f"options['image']: expected uint8, got {image.dtype}")
+    if image.shape != (image_size, image_size, 3):
+        raise ValueError(
+            f"options['image'] must have shape {(image_size, image_size, 3)} "
+            f"(image_size={image_size}), got {image.shape}"
+        )
+    return image.copy()
+
+
+def draw_frame(
+    image: np.ndarray, position: tuple[int, int], geometry: GridGeometry, scale: int
+) -> np.ndarray:
+    """``image`` upscaled ``scale`` times (nearest neighbour) with the window at ``position``
+    outlined in yellow: ``(S * scale, S * scale, 3)`` uint8."""
+    frame = np.repeat(np.repeat(image, scale, axis=0), scale, axis=1)
+    top = geometry.step_size * position[0] * scale
+    left = geometry.step_size * position[1] * scale
+    size = geometry.crop_size * scale
+    thickness = max(1, scale // 4)
+    color = np.array([255, 220, 0], np.uint8)
+    frame[top : top + thickness, left : left + size] = color
+    frame[top + size - thickness : top + size, left : left + size] = color
+    frame[top : top + size, left : left + thickness] = color
+    frame[top : top + size, left + size - thickness : left + size] = color
+    return frame
+
+
+class ImageNavEnv(gym.Env[np.ndarray, np.int64]):
+    """
+    ## Description
+
+    An agent moves a ``crop_size`` x ``crop_size`` window over an ``image_size`` x ``image_size``
+    RGB image and observes only the crop under the window. The window's top-left pixel is
+    ``(step_size * row, step_size * col)`` for grid positions ``row, col`` in
+    ``0 .. (image_size - crop_size) // step_size``; the reference setup (32 / 8 / 3) has a 9 x 9
+    grid of 81 positions whose crops overlap by 5 pixels. The image border is a wall: a move that
+    would leave the grid leaves the window where it is (the step still counts). A new image is
+    drawn from the image source on every ``reset``. It is a world-model environment: by default
+    there is no reward and no termination.
+
+    ## Action Space
+
+    ``Discrete(5)``:
+
+    | Num | Action | Grid move             |
+    |-----|--------|-----------------------|
+    | 0   | stay   | none (no-op)          |
+    | 1   | up     | row - 1               |
+    | 2   | down   | row + 1               |
+    | 3   | left   | col - 1               |
+    | 4   | right  | col + 1               |
+
+    Stay is action 0 so ``gymnasium.utils.play.play`` (``noop=0``) does not drift.
+
+    ## Observation Space
+
+    ``Box(0, 255, (crop_size, crop_size, 3), uint8)``: the crop under the window, a fresh array
+    every step (``image[step*row : step*row + crop, step*col : step*col + crop]``).
+
+    ## Info
+
+    - ``"position"``: ``np.ndarray([row, col])`` (int64), the true grid position after the step;
+    - ``"wall_hit"``: ``True`` iff the action was a move that would have left the grid;
+    - ``"step"``: steps taken since ``reset`` (0 after reset);
+    - ``"grid_shape"``: ``(rows, cols)``.
+
+    ## Rewards
+
+    ``task=None`` (default): always 0.0. ``task="coverage"``: 1.0 for each step that reaches a
+    position not seen before in the episode (the start counts as seen), else 0.0.
+
+    ## Starting State
+
+    ``start="center"``: ``(rows // 2, cols // 2)``; ``start="random"``: uniform over the grid.
+    ``reset`` draws the image first, then (for a random start) the position, both with
+    ``self.np_random``. ``reset(options={"image": array})`` pins an ``(S, S, 3)`` uint8 image.
+
+    ## Episode End
+
+    Never terminates. Truncated after ``max_episode_steps`` (1024 as registered; override with
+    ``gym.make("ImageNav-v0", max_episode_steps=...)``).
+
+    ## Arguments
+
+    - ``image_size=32``: side of the (square) images.
+    - ``crop_size=8``: side of the window.
+    - ``step_size=3``: pixels per grid move.
+    - ``start="center"``: ``"center"`` or ``"random"``.
+    - ``image_source=None``: ``None``/``"procedural"`` (embedded procedural scenes), a folder of
+      image files, a ``.npz``/``.npy`` path, a uint8 array ``(N, S, S, 3)``/``(S, S, 3)``, or an
+      :class:`~gtmsm_env.images.ImageSource`.
+    - ``task=None``: ``None`` or ``"coverage"``.
+    - ``render_mode=None``: ``None``, ``"rgb_array"`` (the full image upscaled ``render_scale``
+      times with the window outlined) or ``"human"`` (a pygame window: image, window, path so far,
+      the crop zoomed, a status line).
+    - ``render_scale=8``: upscaling factor of rendered frames.
+
+    ## Registered Configurations
+
+    - ``ImageNav-v0``: the reference setup above, ``max_episode_steps=1024``, with a native vector
+      env (``gym.make_vec("ImageNav-v0", num_envs=N, vectorization_mode="vector_entry_point")``).
+    """
+
+    metadata = {"render_modes": list(RENDER_MODES), "render_fps": 30}
+
+    def __init__(
+        self,
+        image_size: int = 32,
+        crop_size: int = 8,
+        step_size: int = 3,
+        start: str = "center",
+        image_source: Any = None,
+        task: str | None = None,
+        render_mode: str | None = None,
+        render_scale: int = 8,
+    ) -> None:
+        self.geometry = GridGeometry.validated(image_size, crop_size, step_size)
+        self.image_size, self.crop_size, self.step_size = image_size, crop_size, step_size
+        self.grid_shape = self.geometry.grid_shape
+        self.start = validate_start(start)
+        self.task = validate_task(task)
+        if render_mode is not None and render_mode not in RENDER_MODES:
+            raise ValueError(
+                f"render_mode must be None or one of {RENDER_MODES}, got {render_mode!r}"
+            )
+        self.render_mode = render_mode
+        self.render_scale = _check_int("render_scale", render_scale, 1)
+        self.image_source: ImageSource = make_image_source(image_source, image_size)
+
+        self.action_space = spaces.Discrete(len(ACTION_NAMES))
+        self.observation_space = spaces.Box(0, 255, (crop_size, crop_size, 3), np.uint8)
+
+        self.image: np.ndarray | None = None
+        self._windows: np.ndarray | None = None
+        self._row = self._col = 0
+        self._step = 0
+        self._seen = np.zeros(self.grid_shape, dtype=bool)
+        self.path: list[tuple[int, int]] = []
+        self._renderer: Any = None
+
+    # -- core API ------------------------------------------------------------------------------
+
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[np.ndarray, dict[str, Any]]:
+        super().reset(seed=seed)
+        options = options or {}
+        if options.get("image") is not None:
+            image = validate_pinned_image(options["image"], self.image_size)
+        else:
+            image = self.image_source.sample(self.np_random, 1)[0]
+        self.image = image
+        self._windows = self.geometry.windows(image[None])[0]
+        rows, cols = self.grid_shape
+        if self.start == "center":
+            self._row, self._col = rows // 2, cols // 2
+        else:
+            self._row = int(self.np_random.integers(rows))
+            self._col = int(self.np_random.integers(cols))
+        self._step = 0
+        self._seen[:] = False
+        self._seen[self._row, self._col] = True
+        self.path = [(self._row, self._col)]
+        if self.render_mode == "human":
+            self.render()
+        return self._windows[self._row * cols + self._col].copy(), self._info(False)
+
+    def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
+        if self._windows is None:
+            raise RuntimeError("call reset() before step()")
+        a = int(action)
+        if not 0 <= a < 5:
+            raise ValueError(
+                f"action must be in 0..4 (stay, up, down, left, right), got {action!r}"
+            )
+        rows, cols = self.grid_shape
+        row, col = self._row + _DROW[a], self._col + _DCOL[a]
+        wall_hit = not (0 <= row < rows and 0 <= col < cols)
+        if not wall_hit:
+            self._row, self._col = row, col
+        self._step += 1
+        reward = 0.0
+        if not self._seen[self._row, self._col]:
+            self._seen[self._row, self._col] = True
+            if self.task == "coverage":
+                reward = 1.0
+        if self.render_mode is not None:
+            self.path.append((self._row, self._col))
+            if self.render_mode == "human":
+                self.render()
+        obs = self._windows[self._row * cols + self._col].copy()
+        return obs, reward, False, False, self._info(wall_hit)
+
+    def _info(self, wall_hit: bool) -> dict[str, Any]:
+        return {
+            "position": np.array([self._row, self._col]),
+            "wall_hit": wall_hit,
+            "step": self._step,
+            "grid_shape": self.grid_shape,
+        }
+
+    # -- accessors -----------------------------------------------------------------------------
+
+    @property
+    def position(self) -> tuple[int, int]:
+        """The current grid position ``(row, col)``."""
+        return self._row, self._col
+
+    @property
+    def num_seen(self) -> int:
+        """How many distinct positions the window has visited this episode."""
+        return int(self._seen.sum())
+
+    @property
+    def elapsed_steps(self) -> int:
+        return self._step
+
+    def get_keys_to_action(self) -> dict[tuple[int, ...], int]:
+        """Key mapping for ``gymnasium.utils.play.play`` (use ``noop=STAY``): arrows/WASD move."""
+        import pygame
+
+        return {
+            (pygame.K_UP,): UP,
+            (pygame.K_DOWN,): DOWN,
+            (pygame.K_LEFT,): LEFT,
+            (pygame.K_RIGHT,): RIGHT,
+            (pygame.K_w,): UP,
+            (pygame.K_s,): DOWN,
+            (pygame.K_a,): LEFT,
+            (pygame.K_d,): RIGHT,
+            (pygame.K_SPACE,): STAY,
+        }
+
+    # -- rendering -----------------------------------------------------------------------------
+
+    def render(self) -> np.ndarray | None:
+        if self.render_mode is None:
+            gym.logger.warn("render() called without a render_mode; pass render_mode at creation")
+            return None
+        if self.image is None:
+            raise RuntimeError("call reset() before render()")
+        if self.render_mode == "rgb_array":
+            return self.render_frame()
+        if self._renderer is None:
+            from gtmsm_env.render import HumanRenderer
+
+            self._renderer = HumanRenderer(self.render_scale, self.metadata["render_fps"])
+        self._renderer.draw(self)
+        return None
+
+    def render_frame(self) -> np.ndarray:
+        """The full image upscaled ``render_scale`` times, the window outlined in yellow."""
+        assert self.image is not None
+        return draw_frame(self.image, self.position, self.geometry, self.render_scale)
+
+    def close(self) -> None:
+        if self._renderer is not None:
+            self._renderer.close()
+            self._renderer = None

@@ -1,0 +1,285 @@
+"""Random-walk rollouts of ImageNav: the reference policy, batched collection and the dataset file.
+
+CLI: ``python -m gtmsm_env.rollouts --num-sequences 256 --seq-len 512 --seed 0 --out data/train.npz``
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from gtmsm_env.env import STAY
+
+FORMAT_VERSION = 1
+_ARRAY_KEYS = ("observations", "actions", "positions", "wall_hits", "images")
+
+
+@dataclass
+class Rollouts:
+    """``N`` sequences of ``T`` steps. ``actions[:, t]`` is the action whose step produced
+    ``observations[:, t]``; ``actions[:, 0] == STAY`` stands for the reset observation."""
+
+    observations: np.ndarray  # (N, T, crop, crop, 3) uint8
+    actions: np.ndarray  # (N, T) int64
+    positions: np.ndarray  # (N, T, 2) int64, (row, col) of observations[:, t]
+    wall_hits: np.ndarray  # (N, T) bool, False at t = 0
+    images: np.ndarray  # (N, H, W, 3) uint8, the image under each sequence
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise ``ValueError`` if the arrays' shapes or dtypes disagree."""
+        obs = self.observations
+        if obs.ndim != 5 or obs.shape[-1] != 3 or obs.dtype != np.uint8:
+            raise ValueError(
+                f"observations must be (N, T, crop, crop, 3) uint8, got {obs.shape} {obs.dtype}"
+            )
+        n, t = obs.shape[:2]
+        expected = {
+            "actions": ((n, t), "iu"),
+            "positions": ((n, t, 2), "iu"),
+            "wall_hits": ((n, t), "b"),
+        }
+        for name, (shape, kinds) in expected.items():
+            array = getattr(self, name)
+            if array.shape != shape or array.dtype.kind not in kinds:
+                raise ValueError(
+                    f"inconsistent rollouts: {name} has shape {array.shape} dtype {array.dtype}, "
+                    f"expected {shape} matching observations {obs.shape}"
+                )
+        images = self.images
+        if (
+            images.ndim != 4
+            or len(images) != n
+            or images.shape[-1] != 3
+            or images.dtype != np.uint8
+        ):
+            raise ValueError(
+                f"inconsistent rollouts: images has shape {images.shape} dtype {images.dtype}, "
+                f"expected ({n}, H, W, 3) uint8"
+            )
+
+    def __len__(self) -> int:
+        return len(self.observations)
+
+    def __getitem__(self, index: Any) -> Rollouts:
+        if isinstance(index, (int, np.integer)):
+            index = slice(index, index + 1 if index != -1 else None)
+        return Rollouts(
+            self.observations[index],
+            self.actions[index],
+            self.positions[index],
+            self.wall_hits[index],
+            self.images[index],
+            dict(self.metadata),
+        )
+
+    @property
+    def num_steps(self) -> int:
+        return self.observations.shape[1]
+
+    def save(self, path: str | Path) -> None:
+        """Write an ``.npz`` atomically (temporary file, then rename); metadata as a JSON string."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as file:
+                np.savez_compressed(
+                    file,
+                    **{key: getattr(self, key) for key in _ARRAY_KEYS},
+                    metadata=np.array(json.dumps(self.metadata)),
+                )
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    @classmethod
+    def load(cls, path: str | Path) -> Rollouts:
+        path = Path(path)
+        if not path.exists():
+            raise FileNotFoundError(f"rollouts file does not exist: {path}")
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                missing = [k for k in (*_ARRAY_KEYS, "metadata") if k not in data.files]
+                if missing:
+                    raise ValueError(f"{path} is not a rollouts file: missing keys {missing}")
+                arrays = {key: data[key] for key in _ARRAY_KEYS}
+                metadata = json.loads(str(data["metadata"]))
+        except (OSError, EOFError, zipfile.BadZipFile, json.JSONDecodeError) as error:
+            raise ValueError(f"could not read rollouts file {path} (corrupt?): {error}") from error
+        except ValueError as error:
+            if "rollouts file" in str(error):
+                raise
+            raise ValueError(f"could not read rollouts file {path} (corrupt?): {error}") from error
+        try:
+            return cls(**arrays, metadata=metadata)
+        except ValueError as error:
+            raise ValueError(f"{path}: {error}") from error
+
+    def summary(self) -> str:
+        """A few human-readable lines: shapes, positions visited, wall-hit fraction."""
+        n, t = self.actions.shape
+        rows, cols = self.metadata.get("grid_shape", (None, None))
+        visited = [len(np.unique(p[:, 0] * 10_000 + p[:, 1])) for p in self.positions]
+        moves = self.actions[:, 1:] != STAY
+        wall_fraction = self.wall_hits[:, 1:].sum() / max(1, moves.sum())
+        lines = [
+            f"{n} sequences x {t} steps; observations {self.observations.shape} uint8, "
+            f"images {self.images.shape}",
+            f"positions visited per sequence: mean {np.mean(visited):.1f}, min {np.min(visited)}, "
+            f"max {np.max(visited)} of {rows}x{cols}",
+            f"wall hits: {wall_fraction:.1%} of moves; stay actions: {1 - moves.mean():.1%}",
+        ]
+        return "\n".join(lines)
+
+
+def random_walk_actions(
+    rng: np.random.Generator, num_sequences: int, num_steps: int, mean_hold: float = 2.0
+) -> np.ndarray:
+    """The reference random walk, ``(num_sequences, num_steps)`` int64.
+
+    Repeatedly pick a direction uniformly among the 4 moves and hold it for Poisson(``mean_hold``)
+    steps; a draw of 0 gives one STAY. Draws: all directions ``(N, num_steps)``, then all hold
+    lengths ``(N, num_steps)`` (every segment lasts >= 1 step, so that many always suffices).
+    """
+    if num_sequences < 0 or num_steps < 0:
+        raise ValueError("num_sequences and num_steps must be >= 0")
+    if not mean_hold > 0:
+        raise ValueError(f"mean_hold must be > 0, got {mean_hold}")
+    directions = rng.integers(1, 5, size=(num_sequences, num_steps))
+    holds = rng.poisson(mean_hold, size=(num_sequences, num_steps))
+    segment_actions = np.where(holds == 0, STAY, directions)
+    lengths = np.maximum(holds, 1)
+    out = np.empty((num_sequences, num_steps), np.int64)
+    for i in range(num_sequences):
+        out[i] = np.repeat(segment_actions[i], lengths[i])[:num_steps]
+    return out
+
+
+def collect_rollouts(
+    num_sequences: int,
+    seq_len: int,
+    *,
+    seed: int,
+    image_source: Any = None,
+    image_size: int = 32,
+    crop_size: int = 8,
+    step_size: int = 3,
+    start: str = "center",
+    mean_hold: float = 2.0,
+) -> Rollouts:
+    """Collect random-walk sequences with the native vector env; reproducible from ``seed``.
+
+    Sequence ``i`` is env ``i`` of an :class:`ImageNavVectorEnv` reset with ``seed`` (so it equals
+    a single env reset with ``seed + i`` driven by the same actions). The policy draws from its
+    own generator ``np.random.default_rng([seed, 1])``.
+    """
+    from gtmsm_env.images import make_image_source
+    from gtmsm_env.vector_env import ImageNavVectorEnv
+
+    if num_sequences < 1 or seq_len < 1:
+        raise ValueError("num_sequences and seq_len must be >= 1")
+    source = make_image_source(image_source, image_size)
+    env = ImageNavVectorEnv(
+        num_sequences,
+        image_size=image_size,
+        crop_size=crop_size,
+        step_size=step_size,
+        start=start,
+        image_source=source,
+        max_episode_steps=None,
+    )
+    policy_rng = np.random.default_rng([seed, 1])
+    actions = np.full((num_sequences, seq_len), STAY, np.int64)
+    actions[:, 1:] = random_walk_actions(policy_rng, num_sequences, seq_len - 1, mean_hold)
+    observations = np.empty((num_sequences, seq_len, crop_size, crop_size, 3), np.uint8)
+    positions = np.empty((num_sequences, seq_len, 2), np.int64)
+    wall_hits = np.zeros((num_sequences, seq_len), bool)
+    obs, info = env.reset(seed=seed)
+    observations[:, 0], positions[:, 0] = obs, info["position"]
+    for t in range(1, seq_len):
+        obs, _, _, _, info = env.step(actions[:, t])
+        observations[:, t], positions[:, t], wall_hits[:, t] = (
+            obs,
+            info["position"],
+            info["wall_hit"],
+        )
+    from gtmsm_env import __version__
+
+    metadata = {
+        "seed": seed,
+        "image_source": source.describe(),
+        "image_size": image_size,
+        "crop_size": crop_size,
+        "step_size": step_size,
+        "grid_shape": list(env.grid_shape),
+        "policy": "random_walk",
+        "mean_hold": mean_hold,
+        "start": start,
+        "created_by": "gtmsm_env.rollouts.collect_rollouts",
+        "version": __version__,
+        "format_version": FORMAT_VERSION,
+    }
+    return Rollouts(observations, actions, positions, wall_hits, env.images.copy(), metadata)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="gtmsm-rollouts",
+        description="Collect random-walk rollouts of ImageNav-v0 and write them to an .npz dataset.",
+    )
+    parser.add_argument(
+        "--num-sequences", type=int, default=256, help="number of sequences (one image each)"
+    )
+    parser.add_argument(
+        "--seq-len", type=int, default=512, help="steps per sequence, reset observation included"
+    )
+    parser.add_argument("--seed", type=int, default=0, help="seed of images, starts and the policy")
+    parser.add_argument(
+        "--image-source",
+        default="procedural",
+        help="'procedural' (embedded default), a folder of images, or a .npz/.npy file",
+    )
+    parser.add_argument("--image-size", type=int, default=32, help="image side in pixels")
+    parser.add_argument("--crop-size", type=int, default=8, help="window side in pixels")
+    parser.add_argument("--step-size", type=int, default=3, help="pixels per grid move")
+    parser.add_argument(
+        "--start", choices=["center", "random"], default="center", help="start position"
+    )
+    parser.add_argument(
+        "--mean-hold", type=float, default=2.0, help="Poisson mean of how long a direction is held"
+    )
+    parser.add_argument("--out", type=Path, required=True, help="output .npz path")
+    args = parser.parse_args(argv)
+
+    rollouts = collect_rollouts(
+        args.num_sequences,
+        args.seq_len,
+        seed=args.seed,
+        image_source=args.image_source,
+        image_size=args.image_size,
+        crop_size=args.crop_size,
+        step_size=args.step_size,
+        start=args.start,
+        mean_hold=args.mean_hold,
+    )
+    rollouts.save(args.out)
+    print(rollouts.summary())
+    print(f"image source: {rollouts.metadata['image_source']}; seed {args.seed}")
+    print(f"wrote {args.out} ({args.out.stat().st_size / 1e6:.1f} MB)")
+
+
+if __name__ == "__main__":
+    main()

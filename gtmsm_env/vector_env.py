@@ -1,0 +1,241 @@
+"""A native numpy vector env: ``num_envs`` ImageNav environments stepped with one gather."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from gymnasium import spaces
+from gymnasium.utils import seeding
+from gymnasium.vector import AutoresetMode, VectorEnv
+from gymnasium.vector.utils import batch_space
+
+from gtmsm_env.env import (
+    ACTION_DELTAS,
+    RENDER_MODES,
+    GridGeometry,
+    _check_int,
+    draw_frame,
+    validate_pinned_image,
+    validate_start,
+    validate_task,
+)
+from gtmsm_env.images import ImageSource, make_image_source
+
+
+class ImageNavVectorEnv(VectorEnv):
+    """``num_envs`` ImageNav-v0 environments in lock step, in numpy.
+
+    Equivalence with single envs: ``reset(seed=s)`` seeds env ``i`` with ``s + i`` (as
+    ``SyncVectorEnv`` does; a list of seeds is used as given), each env owns its own
+    ``np_random`` generator and draws its image, then its random start, exactly as
+    :class:`~gtmsm_env.env.ImageNavEnv` does. So for the same seed and actions the observations,
+    positions and wall hits equal those of ``num_envs`` single envs made with ``gym.make``.
+
+    Autoreset: ``metadata["autoreset_mode"] = AutoresetMode.NEXT_STEP`` (Gymnasium's default):
+    after an env is truncated (``max_episode_steps`` reached), the *next* ``step`` resets it,
+    ignoring its action, and returns its reset observation with reward 0 and
+    ``terminated = truncated = False``. The env never terminates.
+
+    At reset every env's crops at all grid positions are precomputed into a table
+    ``(num_envs, rows * cols, crop * crop * 3)``, so a step is one integer update and one gather.
+
+    Info (batched): ``"position"`` ``(N, 2)`` int64, ``"wall_hit"`` ``(N,)`` bool, ``"step"``
+    ``(N,)`` int64 (steps since that env's last reset).
+
+    ``reset(options={"image": array})`` pins images: ``(S, S, 3)`` for all envs or
+    ``(N, S, S, 3)`` one per env; a ``"reset_mask"`` option ``(N,)`` bool resets only those envs.
+    """
+
+    metadata = {
+        "render_modes": ["rgb_array"],
+        "render_fps": 30,
+        "autoreset_mode": AutoresetMode.NEXT_STEP,
+    }
+
+    def __init__(
+        self,
+        num_envs: int,
+        image_size: int = 32,
+        crop_size: int = 8,
+        step_size: int = 3,
+        start: str = "center",
+        image_source: Any = None,
+        task: str | None = None,
+        render_mode: str | None = None,
+        render_scale: int = 8,
+        max_episode_steps: int | None = None,
+    ) -> None:
+        self.num_envs = _check_int("num_envs", num_envs, 1)
+        self.geometry = GridGeometry.validated(image_size, crop_size, step_size)
+        self.image_size, self.crop_size, self.step_size = image_size, crop_size, step_size
+        self.grid_shape = self.geometry.grid_shape
+        self.start = validate_start(start)
+        self.task = validate_task(task)
+        if render_mode is not None and render_mode not in RENDER_MODES:
+            raise ValueError(
+                f"render_mode must be None or one of {RENDER_MODES}, got {render_mode!r}"
+            )
+        if render_mode == "human":
+            raise ValueError("the vector env renders only 'rgb_array' (one frame per env)")
+        self.render_mode = render_mode
+        self.render_scale = _check_int("render_scale", render_scale, 1)
+        if max_episode_steps is not None:
+            max_episode_steps = _check_int("max_episode_steps", max_episode_steps, 1)
+        self.max_episode_steps = max_episode_steps
+        self.image_source: ImageSource = make_image_source(image_source, image_size)
+
+        self.single_action_space = spaces.Discrete(5)
+        self.single_observation_space = spaces.Box(0, 255, (crop_size, crop_size, 3), np.uint8)
+        self.action_space = batch_space(self.single_action_space, self.num_envs)
+        self.observation_space = batch_space(self.single_observation_space, self.num_envs)
+
+        n = self.num_envs
+        rows, cols = self.grid_shape
+        self._rngs: list[np.random.Generator] = [seeding.np_random()[0] for _ in range(n)]
+        self.images = np.zeros((n, image_size, image_size, 3), np.uint8)
+        self._table = np.zeros((n * rows * cols, crop_size * crop_size * 3), np.uint8)
+        self._base = np.arange(n, dtype=np.int64) * (rows * cols)
+        self._rows = np.zeros(n, np.int64)
+        self._cols = np.zeros(n, np.int64)
+        self._steps = np.zeros(n, np.int64)
+        self._seen = np.zeros((n, rows * cols), bool)
+        self._autoreset = np.zeros(n, bool)
+        self._drow = np.ascontiguousarray(ACTION_DELTAS[:, 0])
+        self._dcol = np.ascontiguousarray(ACTION_DELTAS[:, 1])
+        self._has_reset = False
+
+    # -- reset ---------------------------------------------------------------------------------
+
+    def reset(
+        self,
+        *,
+        seed: int | Sequence[int | None] | None = None,
+        options: dict[str, Any] | None = None,
+    ) -> tuple[np.ndarray, dict[str, Any]]:
+        n = self.num_envs
+        if seed is not None:
+            seeds = [seed + i for i in range(n)] if isinstance(seed, int) else list(seed)
+            if len(seeds) != n:
+                raise ValueError(f"expected {n} seeds, got {len(seeds)}")
+            for i, s in enumerate(seeds):
+                if s is not None:
+                    self._rngs[i] = seeding.np_random(s)[0]
+        options = options or {}
+        mask = options.get("reset_mask")
+        mask = np.ones(n, bool) if mask is None else np.asarray(mask, bool)
+        if mask.shape != (n,):
+            raise ValueError(f"options['reset_mask'] must have shape ({n},), got {mask.shape}")
+        if not self._has_reset and not mask.all():
+            raise RuntimeError("the first reset() must reset every env")
+        images = None
+        if options.get("image") is not None:
+            images = self._pinned_images(options["image"])[mask]
+        self._reset_envs(np.flatnonzero(mask), images)
+        self._has_reset = True
+        return self._observations(), self._info(np.zeros(n, bool))
+
+    def _pinned_images(self, image: Any) -> np.ndarray:
+        if isinstance(image, np.ndarray) and image.ndim == 4:
+            if len(image) != self.num_envs:
+                raise ValueError(
+                    f"options['image'] holds {len(image)} images for {self.num_envs} envs"
+                )
+            return np.stack([validate_pinned_image(im, self.image_size) for im in image])
+        single = validate_pinned_image(image, self.image_size)
+        return np.broadcast_to(single, (self.num_envs, *single.shape))
+
+    def _reset_envs(self, envs: np.ndarray, images: np.ndarray | None = None) -> None:
+        """Reset the envs at indices ``envs``: new image then start, each with its own generator."""
+        if len(envs) == 0:
+            return
+        rngs = [self._rngs[i] for i in envs]
+        if images is None:
+            images = self.image_source.sample_each(rngs)
+        self.images[envs] = images
+        rows, cols = self.grid_shape
+        cells = rows * cols
+        table = self._table.reshape(self.num_envs, cells, -1)
+        table[envs] = self.geometry.windows(images).reshape(len(envs), cells, -1)
+        if self.start == "center":
+            self._rows[envs], self._cols[envs] = rows // 2, cols // 2
+        else:
+            for i, rng in zip(envs, rngs, strict=True):
+                self._rows[i] = rng.integers(rows)
+                self._cols[i] = rng.integers(cols)
+        self._steps[envs] = 0
+        self._seen[envs] = False
+        self._seen[envs, self._rows[envs] * cols + self._cols[envs]] = True
+        self._autoreset[envs] = False
+
+    # -- step ----------------------------------------------------------------------------------
+
+    def step(
+        self, actions: Any
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
+        if not self._has_reset:
+            raise RuntimeError("call reset() before step()")
+        n = self.num_envs
+        actions = np.asarray(actions)
+        if actions.shape != (n,):
+            raise ValueError(f"expected actions of shape ({n},), got {actions.shape}")
+        if actions.dtype.kind not in "iu" or actions.min() < 0 or actions.max() > 4:
+            raise ValueError("actions must be integers in 0..4 (stay, up, down, left, right)")
+        rows, cols = self.grid_shape
+        new_rows = self._rows + self._drow[actions]
+        new_cols = self._cols + self._dcol[actions]
+        inside = (new_rows >= 0) & (new_rows < rows) & (new_cols >= 0) & (new_cols < cols)
+        wall_hit = ~inside
+        np.copyto(self._rows, new_rows, where=inside)
+        np.copyto(self._cols, new_cols, where=inside)
+        self._steps += 1
+        rewards = np.zeros(n, np.float64)
+        if self.task == "coverage":
+            cell = self._rows * cols + self._cols
+            seen = self._seen[np.arange(n), cell]
+            rewards[~seen] = 1.0
+            self._seen[np.arange(n), cell] = True
+
+        resetting = self._autoreset
+        if resetting.any():
+            envs = np.flatnonzero(resetting)
+            self._reset_envs(envs)
+            wall_hit[envs] = False
+            rewards[envs] = 0.0
+        terminated = np.zeros(n, bool)
+        if self.max_episode_steps is not None:
+            truncated = self._steps >= self.max_episode_steps
+        else:
+            truncated = np.zeros(n, bool)
+        self._autoreset = truncated.copy()
+        return self._observations(), rewards, terminated, truncated, self._info(wall_hit)
+
+    def _observations(self) -> np.ndarray:
+        rows, cols = self.grid_shape
+        index = self._base + self._rows * cols + self._cols
+        obs = self._table.take(index, axis=0)
+        return obs.reshape(self.num_envs, self.crop_size, self.crop_size, 3)
+
+    def _info(self, wall_hit: np.ndarray) -> dict[str, Any]:
+        return {
+            "position": np.stack([self._rows, self._cols], axis=1),
+            "wall_hit": wall_hit,
+            "step": self._steps.copy(),
+        }
+
+    # -- rendering -----------------------------------------------------------------------------
+
+    def render(self) -> tuple[np.ndarray, ...] | None:
+        """One ``rgb_array`` frame per env (as ``SyncVectorEnv`` returns)."""
+        if self.render_mode is None:
+            return None
+        return tuple(
+            draw_frame(
+                self.images[i],
+                (int(self._rows[i]), int(self._cols[i])),
+                self.geometry,
+                self.render_scale,
+            )
+            for i in range(self.num_envs)
+        )
