@@ -456,7 +456,7 @@ class FolderImages(ArrayImages):
                 errors.append(f"{file}: {error}")
         if not images:
             raise ValueError(
-                f"no readable images in {path} ({len(files)} files tried; first error: {errors[0]})"
+                f"no readable images in {path} ({len(files)} files tried): " + "; ".join(errors[:3])
             )
         self.skipped = errors
         super().__init__(np.stack(images), image_size, name=str(path))
