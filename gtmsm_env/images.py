@@ -7,6 +7,7 @@ construction with a message that names the problem, never later inside ``reset``
 from __future__ import annotations
 
 import abc
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -457,6 +458,11 @@ class FolderImages(ArrayImages):
         if not images:
             raise ValueError(
                 f"no readable images in {path} ({len(files)} files tried): " + "; ".join(errors[:3])
+            )
+        if errors:
+            warnings.warn(
+                f"skipped {len(errors)} of {len(files)} files in {path}: " + "; ".join(errors[:3]),
+                stacklevel=2,
             )
         self.skipped = errors
         super().__init__(np.stack(images), image_size, name=str(path))

@@ -116,7 +116,11 @@ class ImageNavVectorEnv(VectorEnv):
     ) -> tuple[np.ndarray, dict[str, Any]]:
         n = self.num_envs
         if seed is not None:
-            seeds = [seed + i for i in range(n)] if isinstance(seed, int) else list(seed)
+            seeds = (
+                [int(seed) + i for i in range(n)]
+                if isinstance(seed, (int, np.integer))
+                else list(seed)
+            )
             if len(seeds) != n:
                 raise ValueError(f"expected {n} seeds, got {len(seeds)}")
             for i, s in enumerate(seeds):

@@ -134,9 +134,11 @@ def test_folder_images_centre_crop_resize_and_rgb(tmp_path):
     )
     (tmp_path / "notes.txt").write_text("ignored")
     (tmp_path / "broken.png").write_bytes(b"garbage")
-    source = FolderImages(tmp_path, image_size=32)
+    with pytest.warns(UserWarning, match="skipped 1 of 4 files"):
+        source = FolderImages(tmp_path, image_size=32)
     assert source.images.shape == (3, 32, 32, 3) and len(source.skipped) == 1
-    source16 = make_image_source(tmp_path, image_size=16)
+    with pytest.warns(UserWarning, match="broken.png"):
+        source16 = make_image_source(tmp_path, image_size=16)
     assert source16.images.shape == (3, 16, 16, 3)
 
 

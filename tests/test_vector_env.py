@@ -50,8 +50,9 @@ def test_vector_env_is_a_gymnasium_vector_env_with_batched_spaces():
     assert vec.observation_space.shape == (3, 8, 8, 3)
     assert vec.single_observation_space.shape == (8, 8, 3)
     assert vec.single_action_space.n == 5
-    obs, info = vec.reset(seed=0)
+    obs, info = vec.reset(seed=np.int64(0))
     assert vec.observation_space.contains(obs)
+    np.testing.assert_array_equal(obs, ImageNavVectorEnv(3).reset(seed=[0, 1, 2])[0])
     obs, rewards, terminated, truncated, info = vec.step(vec.action_space.sample())
     assert info["position"].shape == (3, 2) and info["wall_hit"].shape == (3,)
     assert rewards.shape == terminated.shape == truncated.shape == (3,)
