@@ -1,0 +1,84 @@
+"""Checkpoints: atomic writes, safe loads.
+
+A checkpoint is a plain dict of tensors, numbers, strings, lists and dicts, written with
+``torch.save`` to a temporary file in the same folder and then renamed over the target, so an
+interrupted write never leaves a half-written checkpoint behind. Loading always uses
+``torch.load(weights_only=True)``: no arbitrary object is ever unpickled, and a file that is not
+one of ours (corrupt, truncated, foreign) raises ``CheckpointError`` saying what is wrong.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from gtmsm_model.model import GTMSM, GTMSMConfig
+
+CHECKPOINT_FORMAT = "gtmsm-checkpoint"
+CHECKPOINT_VERSION = 1
+REQUIRED_KEYS = ("format", "version", "model_config", "model", "step")
+
+
+class CheckpointError(RuntimeError):
+    """The file is missing, unreadable, or not a GTM-SM checkpoint of a version we understand."""
+
+
+def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> None:
+    """Write ``payload`` (plus format tags) to ``path`` atomically."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, **payload}
+    handle, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(handle, "wb") as tmp:
+            torch.save(payload, tmp)
+            tmp.flush()
+            os.fsync(tmp.fileno())
+        os.replace(tmp_name, path)
+    except BaseException:
+        Path(tmp_name).unlink(missing_ok=True)
+        raise
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Read a checkpoint written by ``save_checkpoint``; never unpickles arbitrary objects."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    try:
+        payload = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as error:  # torch raises several types for truncated/corrupt/unsafe files
+        raise CheckpointError(
+            f"{path} is not a readable GTM-SM checkpoint (corrupt, truncated, or it holds "
+            f"objects that are not plain tensors/containers, which are never unpickled): "
+            f"{type(error).__name__}: {str(error).splitlines()[0][:200]}"
+        ) from None
+    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointError(f"{path} is not a GTM-SM checkpoint (no '{CHECKPOINT_FORMAT}' tag)")
+    if payload.get("version") != CHECKPOINT_VERSION:
+        raise CheckpointError(
+            f"{path} has checkpoint version {payload.get('version')}; this code reads {CHECKPOINT_VERSION}"
+        )
+    missing = [key for key in REQUIRED_KEYS if key not in payload]
+    if missing:
+        raise CheckpointError(f"{path} is missing {missing}")
+    return payload
+
+
+def model_from_checkpoint(payload: dict[str, Any]) -> GTMSM:
+    """Rebuild the model stored in a loaded checkpoint (in eval mode)."""
+    try:
+        model = GTMSM(GTMSMConfig(**payload["model_config"]))
+        model.load_state_dict(payload["model"])
+    except (TypeError, ValueError, RuntimeError) as error:
+        raise CheckpointError(f"checkpoint's model does not match this code: {error}") from None
+    return model.eval()
+
+
+def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> GTMSM:
+    """Load a trained GTM-SM from a checkpoint file."""
+    return model_from_checkpoint(load_checkpoint(path, map_location))

@@ -1,0 +1,107 @@
+"""Where training and evaluation sequences come from: the env's rollouts, live or from a file.
+
+Every model in this package (GTM-SM and the baselines) reads batches through a
+``RolloutSampler``: ``sample(batch_size, length)`` returns the first ``length`` steps of
+``batch_size`` sequences. Sequences always start at the reset, because GTM-SM's state starts at
+s_0 = 0 where the agent starts.
+
+Held-out data: ``heldout_rollouts`` draws evaluation sequences from a seed stream that training
+never touches (training uses ``seed``; evaluation uses ``seed + HELDOUT_SEED_OFFSET``), so with
+the procedural default source, evaluation images are never seen in training. For a finite
+source (a folder or an array) pass a separate evaluation source.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from gtmsm_env.rollouts import Rollouts, collect_rollouts
+
+HELDOUT_SEED_OFFSET = 1_000_003
+
+
+@dataclass
+class Batch:
+    """A training batch as tensors: observations uint8 (B, T, H, W, C), actions long (B, T),
+    positions long (B, T, 2) (true grid positions: only oracle baselines and metrics may read them)."""
+
+    observations: torch.Tensor
+    actions: torch.Tensor
+    positions: torch.Tensor
+
+    def to(self, device: torch.device | str) -> Batch:
+        return Batch(self.observations.to(device), self.actions.to(device), self.positions.to(device))
+
+
+def rollouts_to_batch(rollouts: Rollouts, length: int | None = None) -> Batch:
+    length = rollouts.actions.shape[1] if length is None else length
+    return Batch(
+        torch.from_numpy(np.ascontiguousarray(rollouts.observations[:, :length])),
+        torch.from_numpy(np.ascontiguousarray(rollouts.actions[:, :length])).long(),
+        torch.from_numpy(np.ascontiguousarray(rollouts.positions[:, :length])).long(),
+    )
+
+
+class RolloutSampler:
+    """Batches of sequences, either generated on the fly or drawn from a dataset file.
+
+    Args:
+        seed: with the ``key`` of each ``sample`` call, fixes what that call returns: the batch
+            for (seed, key) is the same whenever it is drawn, which makes resumed training
+            identical to an uninterrupted run.
+        dataset: path to an ``.npz`` written by ``gtmsm-rollouts``; ``None`` generates live
+            rollouts with the native vector env and the reference random walk.
+        image_source: image source for live rollouts (``None`` = the procedural default).
+        env_kwargs: ``image_size``, ``crop_size``, ``step_size``, ``start``, ``mean_hold``.
+    """
+
+    def __init__(
+        self,
+        seed: int,
+        dataset: str | Path | None = None,
+        image_source: Any = None,
+        **env_kwargs: Any,
+    ) -> None:
+        self.seed = seed
+        self.image_source = image_source
+        self.env_kwargs = env_kwargs
+        self.rollouts = Rollouts.load(dataset) if dataset is not None else None
+
+    @property
+    def max_length(self) -> int | None:
+        return None if self.rollouts is None else self.rollouts.actions.shape[1]
+
+    def sample(self, batch_size: int, length: int, key: int = 0) -> Batch:
+        """``batch_size`` sequences of ``length`` steps; the same (seed, key) gives the same batch."""
+        rng = np.random.default_rng([self.seed, key])
+        if self.rollouts is None:
+            seed = int(rng.integers(2**31 - 1))
+            rollouts = collect_rollouts(
+                batch_size, length, seed=seed, image_source=self.image_source, **self.env_kwargs
+            )
+            return rollouts_to_batch(rollouts)
+        if length > self.rollouts.actions.shape[1]:
+            raise ValueError(
+                f"the dataset's sequences have {self.rollouts.actions.shape[1]} steps; "
+                f"training asks for {length}. Write longer rollouts (--seq-len) or lower seq_len."
+            )
+        index = rng.integers(len(self.rollouts), size=batch_size)
+        return rollouts_to_batch(self.rollouts[index], length)
+
+
+def heldout_rollouts(
+    num_sequences: int,
+    length: int,
+    seed: int,
+    image_source: Any = None,
+    **env_kwargs: Any,
+) -> Rollouts:
+    """Evaluation rollouts from a seed stream disjoint from training's (see module docstring)."""
+    return collect_rollouts(
+        num_sequences, length, seed=seed + HELDOUT_SEED_OFFSET, image_source=image_source, **env_kwargs
+    )

@@ -1,0 +1,261 @@
+"""The evaluation protocol, one for every model (SPEC, "The evaluation protocol").
+
+On held-out rollouts: tau memorisation steps, then predicted steps from actions alone. Pixels in
+[0, 1]. A predicted step is *revisited* when its true position was seen during memorisation,
+*novel* otherwise. PSNR is 10·log10(1 / mean MSE) over the steps in question (not a mean of
+per-frame PSNRs). SSIM uses a 3×3 uniform window (8×8 crops leave 6×6 valid windows per crop),
+C1 = 0.01², C2 = 0.03², averaged over channels, windows and crops.
+
+GTM-SM adds: NLL (an upper bound: the negative ELBO with the top-K memory prior, nats per
+step); the VAE's own reconstruction MSE on the same crops (the floor for anything that decodes
+through that VAE); the s-map quality (one affine map from s_t to the true (row, col), fitted by
+least squares on every memorisation step of the evaluation set, RMS error in grid cells on the
+prediction steps); the k-NN hit rate (the nearest memory key was written at the true position);
+and the wall gate's mean output on wall-hitting moves vs free moves.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from gtmsm_env.rollouts import Rollouts
+from gtmsm_model.model import GTMSM, Gaussian, gather_memory, mixture_kl_bound, pairwise_gaussian_kl
+
+SSIM_WINDOW = 3
+
+
+# --------------------------------------------------------------------------- shared metrics
+
+
+def revisited_mask(positions: np.ndarray, tau: int) -> np.ndarray:
+    """(B, T, 2) true positions → (B, T - tau) bool: was the position seen in steps < tau?"""
+    grid = int(positions.max()) + 1
+    flat = positions[..., 0] * grid + positions[..., 1]
+    seen = np.zeros((positions.shape[0], grid * grid), dtype=bool)
+    np.put_along_axis(seen, flat[:, :tau], True, axis=1)
+    return np.take_along_axis(seen, flat[:, tau:], axis=1)
+
+
+def psnr(mse: float) -> float:
+    return float("inf") if mse <= 0 else float(10 * math.log10(1.0 / mse))
+
+
+def ssim(predicted: np.ndarray, target: np.ndarray, window: int = SSIM_WINDOW) -> float:
+    """Mean SSIM of (..., H, W, C) crops in [0, 1] with a uniform ``window``×``window`` window."""
+    x = torch.as_tensor(predicted, dtype=torch.float64).reshape(-1, *predicted.shape[-3:]).permute(0, 3, 1, 2)
+    y = torch.as_tensor(target, dtype=torch.float64).reshape(-1, *target.shape[-3:]).permute(0, 3, 1, 2)
+    pool = lambda t: torch.nn.functional.avg_pool2d(t, window, stride=1)  # noqa: E731
+    mu_x, mu_y = pool(x), pool(y)
+    var_x = pool(x * x) - mu_x**2
+    var_y = pool(y * y) - mu_y**2
+    cov = pool(x * y) - mu_x * mu_y
+    c1, c2 = 0.01**2, 0.03**2
+    value = ((2 * mu_x * mu_y + c1) * (2 * cov + c2)) / ((mu_x**2 + mu_y**2 + c1) * (var_x + var_y + c2))
+    return float(value.mean())
+
+
+def _mean(values: np.ndarray) -> float:
+    return float(values.mean()) if values.size else float("nan")
+
+
+def prediction_metrics(
+    predicted: np.ndarray, rollouts: Rollouts, tau: int, *, bin_size: int = 32
+) -> dict[str, Any]:
+    """Score predictions (B, T - tau, H, W, C) in [0, 1] of steps tau..T-1 of ``rollouts``."""
+    target = rollouts.observations[:, tau:].astype(np.float32) / 255.0
+    predicted = np.asarray(predicted, dtype=np.float32)
+    if predicted.shape != target.shape:
+        raise ValueError(f"predictions have shape {predicted.shape}; the rollouts need {target.shape}")
+    if not np.isfinite(predicted).all():
+        raise ValueError("predictions contain NaN or inf")
+    per_step = ((predicted - target) ** 2).mean(axis=(2, 3, 4))  # (B, H)
+    revisited = revisited_mask(rollouts.positions, tau)
+    horizon = per_step.shape[1]
+    bins = [[start + 1, min(start + bin_size, horizon)] for start in range(0, horizon, bin_size)]
+    by_bin = lambda mask: [_mean(per_step[:, a - 1:b][mask[:, a - 1:b]]) for a, b in bins]  # noqa: E731
+    everything = np.ones_like(revisited)
+    metrics = {
+        "tau": tau,
+        "horizon_steps": horizon,
+        "sequences": int(per_step.shape[0]),
+        "mse": _mean(per_step),
+        "mse_revisited": _mean(per_step[revisited]),
+        "mse_novel": _mean(per_step[~revisited]),
+        "fraction_revisited": float(revisited.mean()),
+        "fraction_novel": float(1 - revisited.mean()),
+        "ssim": ssim(predicted, target),
+        "ssim_window": SSIM_WINDOW,
+        "horizon": {"bins": bins, "mse": by_bin(everything), "mse_revisited": by_bin(revisited),
+                    "mse_novel": by_bin(~revisited)},
+    }
+    for part in ("", "_revisited", "_novel"):
+        metrics[f"psnr{part}"] = psnr(metrics[f"mse{part}"])
+    late = per_step[:, horizon // 2:][revisited[:, horizon // 2:]]
+    metrics["mse_revisited_late_half"] = _mean(late)  # steps horizon/2+1 .. horizon
+    return metrics
+
+
+# --------------------------------------------------------------------------- GTM-SM
+
+
+def affine_fit_rms(states: np.ndarray, positions: np.ndarray, tau: int) -> tuple[float, np.ndarray]:
+    """Fit positions ≈ [s, 1] @ A on steps < tau (all sequences); RMS grid-cell error on steps >= tau."""
+    design = lambda s: np.concatenate([s, np.ones((*s.shape[:-1], 1))], -1).reshape(-1, s.shape[-1] + 1)  # noqa: E731
+    solution, *_ = np.linalg.lstsq(design(states[:, :tau]), positions[:, :tau].reshape(-1, 2).astype(float), rcond=None)
+    error = design(states[:, tau:]) @ solution - positions[:, tau:].reshape(-1, 2)
+    return float(np.sqrt((error**2).sum(-1).mean())), solution
+
+
+class GTMSMPredictor:
+    """GTM-SM behind the same predictor interface as the baselines."""
+
+    name = "GTM-SM"
+    uses_true_positions = False
+
+    def __init__(self, model: GTMSM, device: str | torch.device = "cpu", mode: str = "mean") -> None:
+        self.model, self.device, self.mode = model.eval(), torch.device(device), mode
+
+    def predict(self, observations: np.ndarray, actions: np.ndarray, tau: int,
+                positions: np.ndarray | None = None) -> np.ndarray:
+        prediction = self.model.predict(
+            torch.as_tensor(observations[:, :tau]).to(self.device),
+            torch.as_tensor(actions).long().to(self.device), tau, mode=self.mode)
+        return prediction.pixels.cpu().numpy()
+
+
+@torch.no_grad()
+def prediction_nll_bound(model: GTMSM, rollouts: Rollouts, tau: int, device: torch.device,
+                         samples: int = 4) -> float:
+    """Negative ELBO of the predicted steps under the top-K memory prior, nats per step.
+
+    -log p(x_t | s_t, m) <= E_q[-log p(x_t | z)] + KL(q(z | x_t) ‖ p(z | s_t, m)); the KL is the
+    mixture bound of ``mixture_kl_bound``, the expectation a mean over ``samples`` draws. The pixel
+    model is a Gaussian density, so values can be negative.
+    """
+    observations = torch.as_tensor(rollouts.observations).to(device)
+    actions = torch.as_tensor(rollouts.actions).long().to(device)
+    prediction = model.predict(observations, actions, tau)
+    pixels = model.to_pixels(observations)
+    posterior = model.vae.encode(pixels)
+    future = Gaussian(posterior.mean[:, tau:], posterior.log_std[:, tau:])
+    chosen = gather_memory(Gaussian(posterior.mean[:, :tau], posterior.log_std[:, :tau]), prediction.neighbours)
+    batch, steps, k, z_dim = chosen.mean.shape
+    component_kl = pairwise_gaussian_kl(
+        Gaussian(future.mean.reshape(batch * steps, 1, z_dim), future.log_std.reshape(batch * steps, 1, z_dim)),
+        Gaussian(chosen.mean.reshape(batch * steps, k, z_dim), chosen.log_std.reshape(batch * steps, k, z_dim)),
+    ).reshape(batch, steps, k)
+    kl = mixture_kl_bound(component_kl, prediction.log_weights)
+    nll = torch.stack([-model.vae.log_likelihood(pixels[:, tau:], model.vae.decode(future.rsample()))
+                       for _ in range(samples)]).mean(0)
+    return float((nll + kl).mean())
+
+
+@torch.no_grad()
+def evaluate_gtmsm(model: GTMSM, rollouts: Rollouts, tau: int, *,
+                   device: str | torch.device = "cpu", bin_size: int = 32) -> dict[str, Any]:
+    """The full protocol for a trained GTM-SM on ``rollouts`` (memorise tau steps, predict the rest)."""
+    device = torch.device(device)
+    model.eval()
+    if rollouts.actions.shape[1] <= tau:
+        raise ValueError(f"rollouts have {rollouts.actions.shape[1]} steps; need more than tau={tau}")
+    observations = torch.as_tensor(rollouts.observations).to(device)
+    actions = torch.as_tensor(rollouts.actions).long().to(device)
+    prediction = model.predict(observations, actions, tau)
+    metrics = prediction_metrics(prediction.pixels.cpu().numpy(), rollouts, tau, bin_size=bin_size)
+
+    revisited = revisited_mask(rollouts.positions, tau)
+    target = rollouts.observations[:, tau:].astype(np.float32) / 255.0
+    reconstruction = model.reconstruct(observations[:, tau:]).cpu().numpy()
+    vae_per_step = ((reconstruction - target) ** 2).mean(axis=(2, 3, 4))
+    metrics["vae_mse"] = _mean(vae_per_step)
+    metrics["vae_mse_revisited"] = _mean(vae_per_step[revisited])
+    metrics["vae_mse_novel"] = _mean(vae_per_step[~revisited])
+    metrics["vae_psnr_revisited"] = psnr(metrics["vae_mse_revisited"])
+    metrics["ratio_to_vae_revisited"] = metrics["mse_revisited"] / metrics["vae_mse_revisited"]
+
+    per_step = ((prediction.pixels.cpu().numpy() - target) ** 2).mean(axis=(2, 3, 4))
+    horizon = per_step.shape[1]
+    early = per_step[:, :64][revisited[:, :64]]
+    late = per_step[:, horizon - 64:][revisited[:, horizon - 64:]]
+    metrics["drift_ratio"] = _mean(late) / _mean(early)  # revisited MSE, last 64 vs first 64 steps
+
+    states = prediction.states.cpu().numpy()
+    metrics["smap_rms"], _ = affine_fit_rms(states, rollouts.positions, tau)
+    nearest = prediction.neighbours[..., 0].cpu().numpy()
+    nearest_position = np.take_along_axis(rollouts.positions[:, :tau], nearest[..., None], axis=1)
+    hit = (nearest_position == rollouts.positions[:, tau:]).all(-1)
+    metrics["knn_hit_rate"] = _mean(hit[revisited])
+
+    gates = prediction.gates.cpu().numpy()[:, 1:]
+    moving = rollouts.actions[:, 1:] != model.config.stay_action
+    walls = rollouts.wall_hits[:, 1:]
+    metrics["gate_wall"] = _mean(gates[moving & walls])
+    metrics["gate_free"] = _mean(gates[moving & ~walls])
+    metrics["gate_ratio"] = metrics["gate_wall"] / metrics["gate_free"]
+    metrics["nll_bound_nats_per_step"] = prediction_nll_bound(model, rollouts, tau, device)
+    return metrics
+
+
+TARGETS = {
+    "knn_hit_rate": (">=", 0.95),
+    "smap_rms": ("<=", 0.2),
+    "ratio_to_vae_revisited": ("<=", 1.1),
+    "drift_ratio": ("<=", 1.15),
+    "gate_ratio": ("<=", 0.1),
+}
+
+
+def check_targets(metrics: dict[str, Any]) -> dict[str, bool]:
+    """Which of the issue's per-seed targets these metrics meet."""
+    passed = {}
+    for key, (op, bound) in TARGETS.items():
+        value = metrics[key]
+        passed[key] = bool(value >= bound if op == ">=" else value <= bound)
+    return passed
+
+
+def format_table(metrics: dict[str, Any]) -> str:
+    """A human-readable Markdown summary of ``evaluate_gtmsm``'s metrics."""
+    lines = [
+        "| metric | value |", "|---|---:|",
+        f"| MSE all / revisited / novel | {metrics['mse']:.5f} / {metrics['mse_revisited']:.5f} / {metrics['mse_novel']:.5f} |",
+        f"| PSNR all / revisited / novel (dB) | {metrics['psnr']:.2f} / {metrics['psnr_revisited']:.2f} / {metrics['psnr_novel']:.2f} |",
+        f"| fraction revisited / novel | {metrics['fraction_revisited']:.3f} / {metrics['fraction_novel']:.3f} |",
+        f"| VAE reconstruction MSE, revisited (floor) | {metrics['vae_mse_revisited']:.5f} |",
+        f"| revisited MSE / VAE floor | {metrics['ratio_to_vae_revisited']:.3f} |",
+        f"| drift: revisited MSE last 64 / first 64 steps | {metrics['drift_ratio']:.3f} |",
+        f"| SSIM (window {metrics['ssim_window']}) | {metrics['ssim']:.4f} |",
+        f"| NLL bound (nats/step) | {metrics['nll_bound_nats_per_step']:.1f} |",
+        f"| k-NN hit rate (revisited) | {metrics['knn_hit_rate']:.4f} |",
+        f"| s-map RMS (grid cells) | {metrics['smap_rms']:.4f} |",
+        f"| gate: wall / free moves | {metrics['gate_wall']:.4f} / {metrics['gate_free']:.4f} (ratio {metrics['gate_ratio']:.4f}) |",
+    ]
+    bins = metrics["horizon"]["bins"]
+    lines += ["", "| horizon | " + " | ".join(f"{a}–{b}" for a, b in bins) + " |",
+              "|---|" + "---:|" * len(bins)]
+    for key in ("mse_revisited", "mse_novel"):
+        lines.append(f"| {key} | " + " | ".join(f"{v:.4f}" for v in metrics["horizon"][key]) + " |")
+    return "\n".join(lines)
+
+
+def json_safe(value: Any) -> Any:
+    """NaN/inf → None and numpy scalars → Python numbers, recursively (strict JSON)."""
+    if isinstance(value, dict):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    if isinstance(value, (float, np.floating)):
+        return float(value) if math.isfinite(value) else None
+    if isinstance(value, np.integer):
+        return int(value)
+    return value
+
+
+def write_metrics(metrics: dict[str, Any], path: str | Path) -> None:
+    Path(path).write_text(json.dumps(json_safe(metrics), indent=1, allow_nan=False))

@@ -1,0 +1,338 @@
+"""Training GTM-SM from scratch, walls on, without being told the grid.
+
+The schedule (every piece holds for any 2-D grid world; none uses the grid size, the boundary
+or the start position):
+
+1. **VAE warm-up** on random crops (``vae_warmup_iters``): the memory prior compares codes, so
+   the codes must mean something before the state map can be learnt from them.
+2. **Main phase** on whole sequences with the full objective (``GTMSM.loss``):
+   * a *length curriculum*: sequences grow from ``curriculum_start`` steps to ``seq_len`` over
+     ``curriculum_iters`` iterations. On short walks the map only has to be right locally, and
+     the memory loss on memorisation steps gives every step a signal. Without it the gate learns
+     to close everywhere (not moving is the cheapest way to stay self-consistent while the map
+     is wrong) and the k-NN hit rate stays at chance.
+   * the gate is held open for the first ``gate_open_iters`` iterations (M first learns which
+     way each action points), and its output bias starts open (sigmoid(3) ≈ 0.95);
+   * KL warm-up: the KL terms' weight ramps from ``kl_start`` to 1 over ``kl_warmup_iters``;
+   * a larger learning rate for M and the gate (``lr_state``) than for the VAE (``lr_vae``),
+     and gradient clipping.
+
+Structural priors live in the model (see ``StateTransition``): stay does not move and opposite
+actions cancel, each move has unit length.
+
+Run ``gtmsm train --help`` for every option; ``--preset debug|quick|paper`` picks a consistent set.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import random
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from gtmsm_model.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from gtmsm_model.data import RolloutSampler, heldout_rollouts
+from gtmsm_model.model import GTMSM, GTMSMConfig
+
+
+@dataclass
+class TrainConfig:
+    """Everything a training run needs; presets override the defaults."""
+
+    preset: str = "quick"
+    """Named preset the other fields were taken from (debug, quick, paper)."""
+    seed: int = 0
+    """Seeds torch, numpy and the training data stream."""
+    device: str = "cpu"
+    """Torch device: cpu, cuda, cuda:1, ..."""
+    threads: int = 0
+    """Torch CPU threads (0: torch's default)."""
+    out_dir: str = "runs/gtmsm"
+    """Folder for checkpoint.pt, history.json and evaluation outputs."""
+    dataset: str | None = None
+    """An .npz written by gtmsm-rollouts to train on; unset: fresh rollouts generated on the fly."""
+    image_source: str | None = None
+    """Image source for on-the-fly rollouts: a folder or .npz/.npy path; unset: procedural default."""
+    resume: bool = False
+    """Continue from out_dir/checkpoint.pt if it exists."""
+    progress: bool = True
+    """Show a tqdm progress bar."""
+
+    # model
+    z_dim: int = 32
+    """Size of the VAE latent."""
+    vae_hidden: int = 512
+    """Width of the VAE's MLP layers."""
+    gate_hidden: int = 32
+    """Width of the wall gate's hidden layers."""
+    knn_k: int = 5
+    """Neighbours K of the memory prior when predicting."""
+    pixel_sigma: float = 0.05
+    """Std of the Gaussian pixel likelihood."""
+    state_noise: float = 0.0
+    """Std of the transition noise eps_t while training."""
+
+    # schedule
+    vae_warmup_iters: int = 800
+    """VAE-only iterations on random crops before the main phase."""
+    vae_batch_size: int = 256
+    """Crops per VAE warm-up iteration."""
+    iterations: int = 1100
+    """Main-phase iterations (whole model, whole sequences)."""
+    batch_size: int = 16
+    """Sequences per main-phase iteration."""
+    seq_len: int = 288
+    """Full training sequence length T (memorisation tau + prediction steps)."""
+    tau: int = 256
+    """Memorisation steps tau of a training sequence."""
+    curriculum_start: int = 24
+    """Sequence length at the first main-phase iteration."""
+    curriculum_iters: int = 800
+    """Iterations over which the sequence length grows to seq_len."""
+    gate_open_iters: int = 100
+    """Main-phase iterations with the wall gate bypassed (every move succeeds)."""
+    kl_start: float = 0.1
+    """KL weight at the start of the main phase."""
+    kl_warmup_iters: int = 300
+    """Iterations over which the KL weight ramps to 1."""
+    lr_vae: float = 2e-3
+    """Adam learning rate of the VAE."""
+    lr_state: float = 1e-2
+    """Adam learning rate of M and the wall gate."""
+    grad_clip: float = 10.0
+    """Global gradient-norm clip."""
+
+    # evaluation and checkpoints
+    eval_every: int = 250
+    """Main-phase iterations between held-out evaluations (0: only at the end)."""
+    eval_sequences: int = 32
+    """Held-out sequences per periodic evaluation."""
+    eval_tau: int = 256
+    """Memorisation steps of evaluation rollouts."""
+    eval_horizon: int = 256
+    """Predicted steps of evaluation rollouts."""
+    checkpoint_every: int = 100
+    """Iterations (either phase) between checkpoints."""
+
+    def model_config(self) -> GTMSMConfig:
+        return GTMSMConfig(
+            z_dim=self.z_dim,
+            vae_hidden=self.vae_hidden,
+            gate_hidden=self.gate_hidden,
+            knn_k=self.knn_k,
+            pixel_sigma=self.pixel_sigma,
+            state_noise=self.state_noise,
+        )
+
+    def validate(self) -> None:
+        positive = ("vae_batch_size", "batch_size", "seq_len", "tau", "curriculum_start",
+                    "eval_sequences", "eval_tau", "eval_horizon", "checkpoint_every")
+        for name in positive:
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("vae_warmup_iters", "iterations", "curriculum_iters", "gate_open_iters",
+                     "kl_warmup_iters", "eval_every", "threads"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.tau > self.seq_len:
+            raise ValueError(f"tau ({self.tau}) must not exceed seq_len ({self.seq_len})")
+        if self.curriculum_start > self.seq_len:
+            raise ValueError(f"curriculum_start ({self.curriculum_start}) exceeds seq_len ({self.seq_len})")
+        self.model_config()  # validates the model fields
+
+
+PRESETS: dict[str, dict[str, Any]] = {
+    # Seconds: a smoke test of every code path, not a trained model.
+    "debug": dict(
+        z_dim=8, vae_hidden=32, gate_hidden=8, knn_k=3, vae_warmup_iters=10, vae_batch_size=32,
+        iterations=12, batch_size=4, seq_len=40, tau=32, curriculum_start=12, curriculum_iters=6,
+        gate_open_iters=3, kl_warmup_iters=5, eval_every=6, eval_sequences=4, eval_tau=32,
+        eval_horizon=16, checkpoint_every=5,
+    ),
+    # The default: a sharp MLP VAE (z 32), ≈ 3–4 minutes on 2 CPU cores.
+    "quick": {},
+    # The seed report's sizes (z 16, K 5, tau 256, T 288, batch 16), trained longer.
+    "paper": dict(z_dim=16, vae_hidden=256, knn_k=5, vae_warmup_iters=1000, iterations=3000,
+                  curriculum_iters=1000),
+}
+
+
+def make_config(preset: str = "quick", **overrides: Any) -> TrainConfig:
+    """A TrainConfig from a preset name plus field overrides (unknown names are an error)."""
+    if preset not in PRESETS:
+        raise ValueError(f"unknown preset {preset!r}; choose from {sorted(PRESETS)}")
+    names = {f.name for f in dataclasses.fields(TrainConfig)}
+    unknown = sorted(set(overrides) - names)
+    if unknown:
+        raise ValueError(f"unknown TrainConfig fields: {unknown}")
+    config = TrainConfig(**{**PRESETS[preset], **overrides, "preset": preset})
+    config.validate()
+    return config
+
+
+# --------------------------------------------------------------------------- schedule
+
+
+def sequence_length(config: TrainConfig, iteration: int) -> int:
+    """The curriculum: linear growth from curriculum_start to seq_len."""
+    if config.curriculum_iters == 0:
+        return config.seq_len
+    fraction = min(1.0, iteration / config.curriculum_iters)
+    return int(round(config.curriculum_start + (config.seq_len - config.curriculum_start) * fraction))
+
+
+def kl_weight(config: TrainConfig, iteration: int) -> float:
+    if config.kl_warmup_iters == 0:
+        return 1.0
+    return min(1.0, config.kl_start + (1.0 - config.kl_start) * iteration / config.kl_warmup_iters)
+
+
+# --------------------------------------------------------------------------- the loop
+
+
+@dataclass
+class TrainResult:
+    model: GTMSM
+    config: TrainConfig
+    iterations: int
+    seconds: float
+    history: list[dict[str, Any]] = field(default_factory=list)
+    out_dir: Path | None = None
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def make_sampler(config: TrainConfig) -> RolloutSampler:
+    return RolloutSampler(config.seed, dataset=config.dataset, image_source=config.image_source)
+
+
+def random_crops(sampler: RolloutSampler, count: int, key: int) -> torch.Tensor:
+    """``count`` crops from short fresh rollouts (one key → one reproducible draw)."""
+    sequences = max(1, count // 16)
+    observations = sampler.sample(sequences, 16, key=key).observations.flatten(0, 1)
+    return observations[torch.randperm(observations.shape[0])[:count]]
+
+
+def make_optimizer(model: GTMSM, config: TrainConfig) -> torch.optim.Optimizer:
+    return torch.optim.Adam([
+        {"params": model.vae.parameters(), "lr": config.lr_vae},
+        {"params": model.transition.parameters(), "lr": config.lr_state},
+    ])
+
+
+def train(config: TrainConfig, *, progress: bool | None = None) -> TrainResult:
+    """Train GTM-SM as ``config`` says; checkpoints to ``config.out_dir/checkpoint.pt``."""
+    from gtmsm_model.evaluate import evaluate_gtmsm  # evaluate imports train's config types
+
+    config.validate()
+    show_progress = config.progress if progress is None else progress
+    device = torch.device(config.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(f"--device {config.device} asked for, but CUDA is not available")
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    out_dir = Path(config.out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    checkpoint_path = out_dir / "checkpoint.pt"
+
+    # ---- seeding and state
+    seed_everything(config.seed)
+    model = GTMSM(config.model_config()).to(device)
+    optimizer = make_optimizer(model, config)
+    sampler = make_sampler(config)
+    if sampler.max_length is not None and sampler.max_length < config.seq_len:
+        raise ValueError(f"dataset sequences have {sampler.max_length} steps < seq_len {config.seq_len}")
+    step, history, seconds_before = 0, [], 0.0
+    if config.resume and checkpoint_path.exists():
+        payload = load_checkpoint(checkpoint_path, map_location=device)
+        saved = payload.get("train_config", {})
+        if saved.get("seed") != config.seed or saved.get("preset") != config.preset:
+            raise CheckpointError(
+                f"{checkpoint_path} was written by a run with preset={saved.get('preset')!r}, "
+                f"seed={saved.get('seed')}; this run has preset={config.preset!r}, seed={config.seed}. "
+                "Use another --out-dir or the same settings."
+            )
+        model.load_state_dict(payload["model"])
+        optimizer.load_state_dict(payload["optimizer"])
+        torch.set_rng_state(payload["torch_rng"])
+        step, seconds_before = int(payload["step"]), float(payload.get("seconds", 0.0))
+        history = json.loads(payload.get("history", "[]"))
+    total_steps = config.vae_warmup_iters + config.iterations
+    eval_set = heldout_rollouts(config.eval_sequences, config.eval_tau + config.eval_horizon,
+                                config.seed, image_source=config.image_source)
+
+    def checkpoint() -> None:
+        save_checkpoint(checkpoint_path, {
+            "model_config": asdict(model.config),
+            "train_config": asdict(config),
+            "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "step": step,
+            "seconds": seconds_before + time.perf_counter() - start,
+            "torch_rng": torch.get_rng_state(),
+            "history": json.dumps(history),
+        })
+
+    bar = None
+    if show_progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=total_steps, initial=step, desc="gtmsm", dynamic_ncols=True)
+    start = time.perf_counter()
+    model.train()
+    while step < total_steps:
+        if step < config.vae_warmup_iters:
+            crops = random_crops(sampler, config.vae_batch_size, key=step).to(device)
+            parts = model.vae_loss(model.to_pixels(crops), kl_weight=min(1.0, (step + 1) / 200))
+            phase = "vae"
+        else:
+            iteration = step - config.vae_warmup_iters
+            length = sequence_length(config, iteration)
+            batch = sampler.sample(config.batch_size, length, key=step).to(device)
+            parts = model.loss(
+                batch.observations, batch.actions, tau=min(config.tau, length),
+                gate_open=iteration < config.gate_open_iters, kl_weight=kl_weight(config, iteration),
+            )
+            phase = "main"
+        optimizer.zero_grad(set_to_none=True)
+        parts["loss"].backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+        optimizer.step()
+        step += 1
+
+        if not math.isfinite(parts["loss"].item()):
+            raise FloatingPointError(f"loss became {parts['loss'].item()} at step {step}")
+        if bar is not None:
+            bar.update(1)
+            if step % 10 == 0:
+                bar.set_postfix({"phase": phase, **{k: f"{v.item():.3g}" for k, v in parts.items()}})
+        in_main = step > config.vae_warmup_iters
+        main_iter = step - config.vae_warmup_iters
+        if in_main and (step == total_steps or (config.eval_every and main_iter % config.eval_every == 0)):
+            metrics = evaluate_gtmsm(model, eval_set, config.eval_tau, device=device)
+            model.train()
+            record = {"step": step, "seconds": round(seconds_before + time.perf_counter() - start, 1),
+                      **{k: metrics[k] for k in ("mse_revisited", "mse_novel", "vae_mse_revisited",
+                                                 "knn_hit_rate", "smap_rms", "gate_ratio")}}
+            history.append(record)
+            message = " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in record.items())
+            (bar.write if bar is not None else print)(f"[eval] {message}")
+        if step % config.checkpoint_every == 0 or step == total_steps:
+            checkpoint()
+    if bar is not None:
+        bar.close()
+    seconds = seconds_before + time.perf_counter() - start
+    (out_dir / "history.json").write_text(json.dumps(history, indent=1))
+    model.eval()
+    return TrainResult(model, config, step, seconds, history, out_dir)
