@@ -57,6 +57,9 @@ class Budget:
     """Seeds the parameters (the sampler carries its own seed)."""
     max_seconds: float | None = None
     """Stop training early after this much wall-clock time (None: no cap)."""
+    first_key: int = 0
+    """Iteration i trains on ``sampler.sample(..., key=first_key + i)``: pass GTM-SM's first
+    main-phase key to train on the same sequences."""
 
     def __post_init__(self) -> None:
         if self.iterations < 0 or self.batch_size < 1 or self.seq_len < 2:
@@ -144,8 +147,8 @@ class DatasetMean:
 
     def fit(self, sampler: RolloutSampler, budget: Budget) -> None:
         total, count = None, 0
-        for _ in range(self.num_batches):
-            crops = sampler.sample(budget.batch_size, budget.seq_len).observations
+        for index in range(self.num_batches):
+            crops = sampler.sample(budget.batch_size, budget.seq_len, key=budget.first_key + index).observations
             crops = crops.double().flatten(0, 1) / 255.0
             total = crops.sum(0) if total is None else total + crops.sum(0)
             count += len(crops)
@@ -271,14 +274,14 @@ class _TrainedModel:
         torch.manual_seed(budget.seed)
         self.device = torch.device(budget.device)
         start = time.perf_counter()
-        batch = sampler.sample(budget.batch_size, budget.seq_len)
+        batch = sampler.sample(budget.batch_size, budget.seq_len, key=budget.first_key)
         if self.net is None:
             self.net = self.build(tuple(batch.observations.shape[2:]), self.num_actions).to(self.device)
         optimiser = torch.optim.Adam(self.net.parameters(), lr=budget.lr)
         self.net.train()
         for iteration in range(budget.iterations):
             if iteration:
-                batch = sampler.sample(budget.batch_size, budget.seq_len)
+                batch = sampler.sample(budget.batch_size, budget.seq_len, key=budget.first_key + iteration)
             pixels = _pixels(batch.observations, self.device)
             loss = self.loss(pixels, batch.actions.to(self.device), budget.tau)
             optimiser.zero_grad(set_to_none=True)
