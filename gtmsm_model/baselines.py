@@ -332,8 +332,11 @@ class _RSSMNet(nn.Module):
         self.encoder = _mlp(pixels, c.hidden, c.hidden)
         self.gru_input = nn.Sequential(nn.Linear(c.stoch + c.num_actions, c.hidden), nn.ELU())
         self.gru = nn.GRUCell(c.hidden, c.deter)
-        self.prior_net = _mlp(c.deter, c.hidden, 2 * c.stoch)
-        self.posterior_net = _mlp(c.deter + c.hidden, c.hidden, 2 * c.stoch)
+        # One hidden layer each, as in PlaNet/Dreamer.
+        self.prior_net = nn.Sequential(nn.Linear(c.deter, c.hidden), nn.ELU(), nn.Linear(c.hidden, 2 * c.stoch))
+        self.posterior_net = nn.Sequential(
+            nn.Linear(c.deter + c.hidden, c.hidden), nn.ELU(), nn.Linear(c.hidden, 2 * c.stoch)
+        )
         self.decoder = _mlp(c.deter + c.stoch, c.hidden, pixels)
 
     def gaussian(self, stats: Tensor) -> tuple[Tensor, Tensor]:
@@ -375,22 +378,24 @@ class RSSM(_TrainedModel):
         return _RSSMNet(self.config, crop_shape)
 
     def _filter(self, net: _RSSMNet, pixels: Tensor, actions: Tensor, sample: bool):
-        """Posterior pass over pixels' steps: per-step h, z, and the prior/posterior statistics."""
+        """Posterior pass: h (B, T, deter), z (B, T, stoch), prior and posterior (mean, std)."""
         batch, steps = pixels.shape[:2]
         embed = net.encoder(pixels.flatten(-3) * 2.0 - 1.0)
         h = pixels.new_zeros(batch, self.config.deter)
         z = pixels.new_zeros(batch, self.config.stoch)
-        hs, zs, priors, posteriors = [], [], [], []
+        hs, zs, means, stds = [], [], [], []
         for t in range(steps):
             h = net.step(h, z, actions[:, t])
-            prior = net.gaussian(net.prior_net(h))
-            posterior = net.gaussian(net.posterior_net(torch.cat([h, embed[:, t]], -1)))
-            z = posterior[0] + posterior[1] * torch.randn_like(posterior[0]) if sample else posterior[0]
+            mean, std = net.gaussian(net.posterior_net(torch.cat([h, embed[:, t]], -1)))
+            z = mean + std * torch.randn_like(mean) if sample else mean
             hs.append(h)
             zs.append(z)
-            priors.append(prior)
-            posteriors.append(posterior)
-        return hs, zs, priors, posteriors
+            means.append(mean)
+            stds.append(std)
+        h = torch.stack(hs, 1)
+        # The prior depends on h alone, so it runs once over all steps, outside the loop.
+        prior = net.gaussian(net.prior_net(h))
+        return h, torch.stack(zs, 1), prior, (torch.stack(means, 1), torch.stack(stds, 1))
 
     def _imagine(self, net: _RSSMNet, h: Tensor, z: Tensor, actions: Tensor, sample: bool):
         hs, zs = [], []
@@ -404,13 +409,9 @@ class RSSM(_TrainedModel):
 
     def loss(self, pixels: Tensor, actions: Tensor, tau: int) -> Tensor:
         c, net = self.config, self.net
-        hs, zs, priors, posteriors = self._filter(net, pixels, actions, sample=True)
-        h, z = torch.stack(hs, 1), torch.stack(zs, 1)
+        h, z, (prior_m, prior_s), (post_m, post_s) = self._filter(net, pixels, actions, sample=True)
         sq = (net.decode(h, z) - pixels).square().flatten(-3).sum(-1)  # (B, T)
         nll = 0.5 * sq / c.pixel_sigma**2
-        stat = lambda group, i: torch.stack([g[i] for g in group], 1)  # noqa: E731
-        prior_m, prior_s = stat(priors, 0), stat(priors, 1)
-        post_m, post_s = stat(posteriors, 0), stat(posteriors, 1)
         # KL balancing: the prior moves towards the posterior faster than the reverse.
         kl_prior = _kl(post_m.detach(), post_s.detach(), prior_m, prior_s)
         kl_post = _kl(post_m, post_s, prior_m.detach(), prior_s.detach())
@@ -419,7 +420,7 @@ class RSSM(_TrainedModel):
         )
         loss = (nll + kl).mean()
         if c.open_loop_weight > 0 and tau < pixels.shape[1]:
-            h_open, z_open = self._imagine(net, hs[tau - 1], zs[tau - 1], actions[:, tau:], sample=True)
+            h_open, z_open = self._imagine(net, h[:, tau - 1], z[:, tau - 1], actions[:, tau:], sample=True)
             sq_open = (net.decode(h_open, z_open) - pixels[:, tau:]).square().flatten(-3).sum(-1)
             loss = loss + c.open_loop_weight * (0.5 * sq_open / c.pixel_sigma**2).mean()
         return loss / math.prod(pixels.shape[2:])  # per pixel, so one clip norm fits every crop size
@@ -430,8 +431,8 @@ class RSSM(_TrainedModel):
         if self.net is None:
             raise RuntimeError("call fit() before predict()")
         actions = torch.as_tensor(np.asarray(actions), device=self.device).long()
-        hs, zs, _, _ = self._filter(self.net, _pixels(memorised, self.device), actions[:, :tau], sample=False)
-        h, z = self._imagine(self.net, hs[-1], zs[-1], actions[:, tau:], sample=False)
+        h, z, _, _ = self._filter(self.net, _pixels(memorised, self.device), actions[:, :tau], sample=False)
+        h, z = self._imagine(self.net, h[:, -1], z[:, -1], actions[:, tau:], sample=False)
         return self.net.decode(h, z).cpu().numpy().astype(np.float32)
 
 

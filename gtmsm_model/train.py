@@ -320,7 +320,9 @@ def train(config: TrainConfig, *, progress: bool | None = None) -> TrainResult:
         in_main = step > config.vae_warmup_iters
         main_iter = step - config.vae_warmup_iters
         if in_main and (step == total_steps or (config.eval_every and main_iter % config.eval_every == 0)):
-            metrics = evaluate_gtmsm(model, eval_set, config.eval_tau, device=device)
+            # Evaluation must not consume the training RNG, or a resumed run would diverge.
+            with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+                metrics = evaluate_gtmsm(model, eval_set, config.eval_tau, device=device)
             model.train()
             record = {"step": step, "seconds": round(seconds_before + time.perf_counter() - start, 1),
                       **{k: metrics[k] for k in ("mse_revisited", "mse_novel", "vae_mse_revisited",

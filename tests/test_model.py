@@ -1,0 +1,170 @@
+"""GTM-SM modules: shapes, retrieval, mixture weights, the KL estimator, gradients, bad input."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from gtmsm_model.model import (
+    GTMSM,
+    Gaussian,
+    GTMSMConfig,
+    gaussian_kl,
+    memory_log_weights,
+    mixture_kl_bound,
+    nearest_keys,
+    pairwise_gaussian_kl,
+)
+
+TINY = dict(z_dim=6, vae_hidden=24, gate_hidden=8, knn_k=3)
+
+
+def random_batch(batch: int = 3, steps: int = 20, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    generator = torch.Generator().manual_seed(seed)
+    observations = torch.randint(0, 256, (batch, steps, 8, 8, 3), dtype=torch.uint8, generator=generator)
+    actions = torch.randint(0, 5, (batch, steps), generator=generator)
+    actions[:, 0] = 0
+    return observations, actions
+
+
+def test_shapes_and_dtypes_through_every_module() -> None:
+    model = GTMSM(GTMSMConfig(**TINY))
+    observations, actions = random_batch()
+    pixels = model.to_pixels(observations)
+    assert pixels.dtype == torch.float32 and 0 <= pixels.min() and pixels.max() <= 1
+    posterior = model.vae.encode(pixels)
+    assert posterior.mean.shape == posterior.log_std.shape == (3, 20, 6)
+    decoded = model.vae.decode(posterior.mean)
+    assert decoded.shape == (3, 20, 8, 8, 3) and decoded.dtype == torch.float32
+    assert model.vae.log_likelihood(pixels, decoded).shape == (3, 20)
+    states, gates = model.transition(actions)
+    assert states.shape == (3, 20, 2) and gates.shape == (3, 20)
+    assert torch.all(states[:, 0] == 0)
+    parts = model.loss(observations, actions, tau=12)
+    assert all(value.dim() == 0 and torch.isfinite(value) for value in parts.values())
+    prediction = model.predict(observations, actions, tau=12)
+    assert prediction.pixels.shape == (3, 8, 8, 8, 3)
+    assert prediction.neighbours.shape == prediction.log_weights.shape == (3, 8, 3)
+    sampled = model.predict(observations, actions, tau=12, mode="sample")
+    assert sampled.pixels.shape == (3, 8, 8, 8, 3)
+
+
+def test_action_vectors_are_tied_and_unit_length() -> None:
+    transition = GTMSM(GTMSMConfig(**TINY)).transition
+    matrix = transition.action_matrix()
+    assert torch.equal(matrix[0], torch.zeros(2))  # stay
+    torch.testing.assert_close(matrix[1], -matrix[2])  # up = -down
+    torch.testing.assert_close(matrix[3], -matrix[4])  # left = -right
+    torch.testing.assert_close(matrix[1:].norm(dim=-1), torch.ones(4))
+
+
+def test_open_gate_states_are_the_sum_of_move_vectors() -> None:
+    transition = GTMSM(GTMSMConfig(**TINY)).transition
+    actions = torch.tensor([[0, 4, 4, 2, 0, 3]])
+    states, _ = transition(actions, gate_open=True)
+    matrix = transition.action_matrix()
+    expected = torch.cumsum(matrix[actions[0, 1:]], 0)
+    torch.testing.assert_close(states[0, 1:], expected)
+
+
+def test_retrieval_returns_the_right_neighbours_on_hand_built_keys() -> None:
+    keys = torch.tensor([[[0.0, 0.0], [1.0, 0.0], [0.0, 1.0], [5.0, 5.0], [0.9, 0.1]]])
+    queries = torch.tensor([[[1.0, 0.0], [4.0, 4.0]]])
+    distances, indices = nearest_keys(queries, keys, k=2)
+    assert indices[0, 0].tolist() == [1, 4]
+    torch.testing.assert_close(distances[0, 0], torch.tensor([0.0, 2**0.5 * 0.1]))
+    assert indices[0, 1, 0].item() == 3
+
+
+def test_mixture_weights_follow_the_formula() -> None:
+    distances = torch.tensor([[0.0, 0.5, 2.0]])
+    delta = 1e-4
+    weights = memory_log_weights(distances.square(), delta).exp()
+    raw = 1.0 / (distances.square() + delta)
+    torch.testing.assert_close(weights, raw / raw.sum())
+    masked = memory_log_weights(distances.square(), delta, torch.tensor([[False, True, True]])).exp()
+    assert masked[0, 0] == 0
+    torch.testing.assert_close(masked[0, 1:], raw[0, 1:] / raw[0, 1:].sum())
+
+
+def test_kl_estimator_with_one_component_is_the_closed_form_kl() -> None:
+    generator = torch.Generator().manual_seed(1)
+    q = Gaussian(torch.randn(2, 4, 5, generator=generator), 0.3 * torch.randn(2, 4, 5, generator=generator))
+    p = Gaussian(torch.randn(2, 1, 5, generator=generator), 0.3 * torch.randn(2, 1, 5, generator=generator))
+    component = pairwise_gaussian_kl(q, p)  # (2, 4, 1)
+    bound = mixture_kl_bound(component, torch.zeros(2, 4, 1))
+    closed = gaussian_kl(q, Gaussian(p.mean.expand(-1, 4, -1), p.log_std.expand(-1, 4, -1)))
+    torch.testing.assert_close(bound, closed, rtol=1e-5, atol=1e-5)
+    # KL with torch.distributions as an independent reference
+    reference = torch.distributions.kl_divergence(
+        torch.distributions.Normal(q.mean, q.log_std.exp()),
+        torch.distributions.Normal(p.mean, p.log_std.exp()),
+    ).sum(-1)
+    torch.testing.assert_close(closed, reference, rtol=1e-5, atol=1e-5)
+
+
+def test_mixture_bound_is_an_upper_bound_on_a_monte_carlo_kl() -> None:
+    torch.manual_seed(0)
+    q = Gaussian(torch.zeros(1, 1, 2), torch.full((1, 1, 2), -0.5))
+    components = Gaussian(torch.tensor([[[1.0, 0.0], [-1.0, 0.5], [0.2, 0.2]]]), torch.zeros(1, 3, 2))
+    log_weights = torch.log(torch.tensor([[[0.5, 0.3, 0.2]]]))
+    bound = mixture_kl_bound(pairwise_gaussian_kl(q, components), log_weights).item()
+    z = q.mean + q.log_std.exp() * torch.randn(200_000, 1, 2)
+    log_q = torch.distributions.Normal(q.mean, q.log_std.exp()).log_prob(z).sum(-1).squeeze(-1)
+    log_components = torch.distributions.Normal(components.mean, components.log_std.exp()).log_prob(z).sum(-1)
+    log_p = torch.logsumexp(log_weights[0] + log_components, dim=-1)
+    monte_carlo = (log_q - log_p).mean().item()
+    assert 0 < monte_carlo <= bound + 1e-3
+    convex_bound = (log_weights.exp() * pairwise_gaussian_kl(q, components)).sum().item()
+    assert bound <= convex_bound
+
+
+def test_gradients_reach_m_and_the_wall_gate() -> None:
+    model = GTMSM(GTMSMConfig(**TINY))
+    observations, actions = random_batch(steps=30)
+    model.loss(observations, actions, tau=20)["loss"].backward()
+    assert model.transition.directions.grad is not None
+    assert model.transition.directions.grad.abs().sum() > 0
+    gate_grads = [p.grad for p in model.transition.gate_net.parameters()]
+    assert all(g is not None for g in gate_grads)
+    assert sum(g.abs().sum() for g in gate_grads) > 0
+
+
+def test_repeated_positions_give_finite_gradients() -> None:
+    # Stay actions put several keys at exactly the same state (d = 0).
+    model = GTMSM(GTMSMConfig(**TINY))
+    observations, _ = random_batch(steps=12)
+    actions = torch.zeros(3, 12, dtype=torch.long)
+    model.loss(observations, actions, tau=8)["loss"].backward()
+    for parameter in model.parameters():
+        if parameter.grad is not None:
+            assert torch.isfinite(parameter.grad).all()
+
+
+@pytest.mark.parametrize(
+    ("observations", "actions", "error", "match"),
+    [
+        (torch.zeros(2, 10, 8, 8), torch.zeros(2, 10, dtype=torch.long), ValueError, "observations must have shape"),
+        (torch.zeros(2, 10, 8, 8, 3, dtype=torch.uint8), torch.zeros(3, 10, dtype=torch.long), ValueError, "actions must have shape"),
+        (torch.zeros(2, 10, 8, 8, 3, dtype=torch.uint8), torch.zeros(2, 10), TypeError, "integer"),
+        (torch.zeros(2, 10, 8, 8, 3, dtype=torch.uint8), torch.full((2, 10), 7), ValueError, r"actions must lie in \[0, 5\)"),
+        (torch.zeros(2, 10, 8, 8, 3, dtype=torch.int32), torch.zeros(2, 10, dtype=torch.long), TypeError, "uint8 or float"),
+    ],
+)
+def test_bad_input_raises_a_clear_error(observations, actions, error, match) -> None:
+    model = GTMSM(GTMSMConfig(**TINY))
+    with pytest.raises(error, match=match):
+        model.loss(observations, actions, tau=5)
+
+
+def test_bad_tau_and_config_raise() -> None:
+    model = GTMSM(GTMSMConfig(**TINY))
+    observations, actions = random_batch()
+    with pytest.raises(ValueError, match="tau"):
+        model.loss(observations, actions, tau=0)
+    with pytest.raises(ValueError, match="extend past tau"):
+        model.predict(observations, actions, tau=20)
+    with pytest.raises(ValueError, match="stay action or in exactly one opposite pair"):
+        GTMSMConfig(opposite_actions=((1, 2),))
+    with pytest.raises(ValueError, match="mode"):
+        model.predict(observations, actions, tau=10, mode="best")

@@ -1,0 +1,216 @@
+"""Training, checkpoints, resume, evaluation protocol and the CLI, on tiny configs."""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from gtmsm_env.rollouts import Rollouts
+from gtmsm_model.checkpoint import CheckpointError, load_checkpoint, load_model, save_checkpoint
+from gtmsm_model.cli import main as cli_main
+from gtmsm_model.data import RolloutSampler, heldout_rollouts
+from gtmsm_model.evaluate import affine_fit_rms, evaluate_gtmsm, prediction_metrics, revisited_mask
+from gtmsm_model.train import make_config, sequence_length, train
+
+
+def debug_config(tmp_path: Path, **overrides):
+    return make_config("debug", out_dir=str(tmp_path), progress=False, **overrides)
+
+
+def test_tiny_training_lowers_the_loss(tmp_path: Path) -> None:
+    config = debug_config(tmp_path, vae_warmup_iters=0, iterations=40, curriculum_iters=0,
+                          gate_open_iters=0, kl_warmup_iters=0, eval_every=0, seq_len=24, tau=16)
+    sampler = RolloutSampler(123)
+    batch = sampler.sample(8, 24, key=0)
+    torch.manual_seed(0)
+    from gtmsm_model.model import GTMSM
+
+    def loss_of(model: GTMSM) -> float:
+        torch.manual_seed(1)
+        with torch.no_grad():
+            return model.loss(batch.observations, batch.actions, tau=16)["loss"].item()
+
+    torch.manual_seed(config.seed)
+    before = loss_of(GTMSM(config.model_config()))
+    result = train(config)
+    after = loss_of(result.model)
+    assert after < before - 20, (before, after)
+
+
+def test_checkpoint_round_trip_gives_identical_predictions(tmp_path: Path) -> None:
+    result = train(debug_config(tmp_path))
+    loaded = load_model(tmp_path / "checkpoint.pt")
+    rollouts = heldout_rollouts(3, 48, seed=5)
+    obs, actions = torch.as_tensor(rollouts.observations), torch.as_tensor(rollouts.actions)
+    first = result.model.predict(obs, actions, 32).pixels
+    second = loaded.predict(obs, actions, 32).pixels
+    assert torch.equal(first, second)
+
+
+def test_resume_after_interruption_equals_an_uninterrupted_run(tmp_path: Path) -> None:
+    straight = train(debug_config(tmp_path / "straight"))
+    # "Interrupted": the same run stopped after 15 of its 22 steps, then resumed.
+    interrupted_dir = tmp_path / "interrupted"
+    config = debug_config(interrupted_dir)
+    partial = debug_config(interrupted_dir, iterations=config.iterations - 7)
+    train(partial)
+    # The partial run's config differs only in length; resuming continues from its step.
+    resumed = train(debug_config(interrupted_dir, resume=True))
+    assert resumed.iterations == straight.iterations
+    for (name, a), (_, b) in zip(straight.model.state_dict().items(), resumed.model.state_dict().items()):
+        torch.testing.assert_close(a, b, rtol=0, atol=0, msg=name)
+
+
+def test_resume_refuses_a_checkpoint_from_another_run(tmp_path: Path) -> None:
+    train(debug_config(tmp_path))
+    with pytest.raises(CheckpointError, match="seed"):
+        train(debug_config(tmp_path, seed=9, resume=True))
+
+
+def test_corrupt_truncated_and_foreign_checkpoints_raise_clear_errors(tmp_path: Path) -> None:
+    train(debug_config(tmp_path))
+    good = (tmp_path / "checkpoint.pt").read_bytes()
+    truncated = tmp_path / "truncated.pt"
+    truncated.write_bytes(good[: len(good) // 2])
+    with pytest.raises(CheckpointError, match="not a readable GTM-SM checkpoint"):
+        load_model(truncated)
+    garbage = tmp_path / "garbage.pt"
+    garbage.write_bytes(b"\x00not a checkpoint" * 100)
+    with pytest.raises(CheckpointError, match="not a readable"):
+        load_model(garbage)
+    foreign = tmp_path / "foreign.pt"
+    torch.save({"state_dict": {"w": torch.zeros(2)}}, foreign)
+    with pytest.raises(CheckpointError, match="not a GTM-SM checkpoint"):
+        load_model(foreign)
+    with pytest.raises(CheckpointError, match="not found"):
+        load_model(tmp_path / "missing.pt")
+
+
+class Exploit:
+    def __reduce__(self):
+        return (Path.touch, (Path("/tmp/gtmsm_exploit_marker"),))
+
+
+def test_checkpoint_with_arbitrary_objects_is_never_unpickled(tmp_path: Path) -> None:
+    marker = Path("/tmp/gtmsm_exploit_marker")
+    marker.unlink(missing_ok=True)
+    evil = tmp_path / "evil.pt"
+    torch.save({"format": "gtmsm-checkpoint", "version": 1, "payload": Exploit()}, evil, pickle_protocol=pickle.DEFAULT_PROTOCOL)
+    with pytest.raises(CheckpointError):
+        load_checkpoint(evil)
+    assert not marker.exists()
+
+
+def test_checkpoint_writes_are_atomic(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "checkpoint.pt"
+    save_checkpoint(path, {"model_config": {}, "model": {}, "step": 1})
+
+    def fail(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(torch, "save", fail)
+    with pytest.raises(KeyboardInterrupt):
+        save_checkpoint(path, {"model_config": {}, "model": {}, "step": 2})
+    assert load_checkpoint(path)["step"] == 1
+    assert [p.name for p in tmp_path.iterdir()] == ["checkpoint.pt"]
+
+
+def hand_made_rollouts() -> Rollouts:
+    """One image, a known walk: right, right, left, left (memorise 3), then revisit and go new."""
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
+    positions = np.array([[4, 4], [4, 5], [4, 6], [4, 5], [4, 4], [3, 4], [4, 4]])
+    actions = np.array([0, 4, 4, 3, 3, 1, 2])
+    observations = np.stack([image[3 * r:3 * r + 8, 3 * c:3 * c + 8] for r, c in positions])
+    return Rollouts(
+        observations=observations[None], actions=actions[None], positions=positions[None],
+        wall_hits=np.zeros((1, 7), bool), images=image[None],
+        metadata={"image_size": 32, "crop_size": 8, "step_size": 3},
+    )
+
+
+def test_evaluation_on_a_hand_made_rollout_gives_the_known_metrics() -> None:
+    rollouts = hand_made_rollouts()
+    tau = 3
+    assert revisited_mask(rollouts.positions, tau).tolist() == [[True, True, False, True]]
+    truth = rollouts.observations[0, tau:].astype(np.float32) / 255
+    # The oracle memory: the crop stored at the true position → MSE 0 on revisited steps.
+    oracle = truth.copy()
+    oracle[2] = 0.5  # never seen: predict grey
+    metrics = prediction_metrics(oracle[None], rollouts, tau, bin_size=2)
+    assert metrics["mse_revisited"] == 0 and metrics["psnr_revisited"] == float("inf")
+    assert metrics["mse_novel"] == pytest.approx(((truth[2] - 0.5) ** 2).mean(), rel=1e-6)
+    assert metrics["fraction_revisited"] == 0.75
+    assert metrics["horizon"]["bins"] == [[1, 2], [3, 4]]
+    assert metrics["horizon"]["mse_revisited"] == [0.0, 0.0]
+    assert metrics["ssim"] < 1
+    assert prediction_metrics(truth[None], rollouts, tau)["ssim"] == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="shape"):
+        prediction_metrics(truth[None, :2], rollouts, tau)
+
+
+def test_affine_fit_recovers_an_affine_state_map() -> None:
+    rng = np.random.default_rng(0)
+    positions = rng.integers(0, 9, (4, 50, 2))
+    states = positions @ np.array([[0.0, 2.0], [-1.5, 0.0]]) + 3.0
+    rms, _ = affine_fit_rms(states, positions, 30)
+    assert rms < 1e-9
+    rms_noisy, _ = affine_fit_rms(states + rng.normal(0, 1, states.shape), positions, 30)
+    assert rms_noisy > 0.1
+
+
+def test_evaluate_gtmsm_reports_every_protocol_metric(tmp_path: Path) -> None:
+    result = train(debug_config(tmp_path))
+    metrics = evaluate_gtmsm(result.model, heldout_rollouts(4, 64, seed=1), 32)
+    for key in ("mse", "psnr", "mse_revisited", "mse_novel", "fraction_revisited", "ssim",
+                "vae_mse_revisited", "knn_hit_rate", "smap_rms", "gate_ratio", "drift_ratio",
+                "nll_bound_nats_per_step", "horizon"):
+        assert key in metrics
+    assert 0 <= metrics["knn_hit_rate"] <= 1
+
+
+def test_curriculum_grows_to_the_full_length() -> None:
+    config = make_config("quick")
+    assert sequence_length(config, 0) == config.curriculum_start
+    assert sequence_length(config, config.curriculum_iters) == config.seq_len
+    assert sequence_length(config, 10 * config.curriculum_iters) == config.seq_len
+
+
+def test_presets_and_overrides_are_validated() -> None:
+    with pytest.raises(ValueError, match="unknown preset"):
+        make_config("huge")
+    with pytest.raises(ValueError, match="unknown TrainConfig fields"):
+        make_config("quick", zdim=3)
+    with pytest.raises(ValueError, match="tau"):
+        make_config("quick", tau=400)
+
+
+def test_dataset_file_training_and_short_dataset_error(tmp_path: Path) -> None:
+    from gtmsm_env.rollouts import collect_rollouts
+
+    collect_rollouts(6, 40, seed=3).save(tmp_path / "train.npz")
+    result = train(debug_config(tmp_path / "run", dataset=str(tmp_path / "train.npz")))
+    assert result.iterations == 22
+    collect_rollouts(2, 20, seed=3).save(tmp_path / "short.npz")
+    with pytest.raises(ValueError, match="seq_len"):
+        train(debug_config(tmp_path / "run2", dataset=str(tmp_path / "short.npz")))
+
+
+def test_cli_run_predict_and_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "run"
+    assert cli_main(["run", "--preset", "debug", "--out-dir", str(out), "--no-progress"]) == 0
+    for name in ("checkpoint.pt", "metrics.json", "horizon.png", "prediction.png", "state_map.png"):
+        assert (out / name).exists(), name
+    assert "k-NN hit rate" in capsys.readouterr().out
+    checkpoint = str(out / "checkpoint.pt")
+    assert cli_main(["predict", "--checkpoint", checkpoint, "--eval-tau", "32", "--eval-horizon", "16",
+                     "--out", str(tmp_path / "p.gif")]) == 0
+    assert (tmp_path / "p.gif").exists()
+    assert cli_main(["evaluate", "--checkpoint", str(tmp_path / "nope.pt")]) == 2
+    assert "checkpoint not found" in capsys.readouterr().err
+    assert cli_main(["predict", "--checkpoint", checkpoint, "--eval-tau", "32", "--eval-horizon", "16",
+                     "--out", str(tmp_path / "p.txt")]) == 2
