@@ -1,0 +1,150 @@
+"""Baselines: each fits on a tiny config and predicts the right shapes; the bounds are exact."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from gtmsm_env import collect_rollouts
+from gtmsm_env.rollouts import Rollouts
+from gtmsm_model.baselines import (
+    RSSM,
+    ActionLSTM,
+    ActionLSTMConfig,
+    Budget,
+    CopyLastObserved,
+    DatasetMean,
+    OracleMemory,
+    OraclePositionVAE,
+    RSSMConfig,
+    WorldModel,
+)
+from gtmsm_model.data import RolloutSampler
+from gtmsm_model.evaluate import prediction_metrics, revisited_mask
+from gtmsm_model.model import CropVAE, GTMSMConfig
+
+TAU = 12
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    # Tiny models: one thread is faster and immune to other processes competing for the cores.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def rollouts() -> Rollouts:
+    return collect_rollouts(3, 20, seed=1)
+
+
+def tiny_models() -> list[WorldModel]:
+    vae = CropVAE(GTMSMConfig(z_dim=4, vae_hidden=16))
+    return [
+        DatasetMean(num_batches=2),
+        CopyLastObserved(),
+        OracleMemory(),
+        OraclePositionVAE(vae, k=3),
+        RSSM(RSSMConfig(deter=16, stoch=4, hidden=16)),
+        ActionLSTM(ActionLSTMConfig(hidden=16, embed=16)),
+    ]
+
+
+@pytest.mark.parametrize("model", tiny_models(), ids=lambda m: m.name)
+def test_every_baseline_fits_and_predicts_crops_in_unit_range(model, rollouts):
+    assert isinstance(model, WorldModel)
+    budget = Budget(iterations=2, batch_size=2, seq_len=16, tau=10)
+    model.fit(RolloutSampler(0), budget)
+    positions = rollouts.positions if model.uses_true_positions else None
+    predicted = model.predict(rollouts.observations[:, :TAU], rollouts.actions, TAU, positions)
+    assert predicted.shape == (3, 20 - TAU, 8, 8, 3)
+    assert predicted.dtype == np.float32
+    assert np.isfinite(predicted).all() and predicted.min() >= 0 and predicted.max() <= 1
+    # Observations past tau are never read: passing the whole sequence changes nothing.
+    full = model.predict(rollouts.observations, rollouts.actions, TAU, positions)
+    np.testing.assert_array_equal(full, predicted)
+
+
+def test_learned_baselines_spend_exactly_the_step_budget():
+    for model in (RSSM(RSSMConfig(deter=8, stoch=2, hidden=8)), ActionLSTM(ActionLSTMConfig(hidden=8, embed=8))):
+        model.fit(RolloutSampler(0), Budget(iterations=3, batch_size=2, seq_len=8, tau=6))
+        assert model.iterations_done == 3 and len(model.history) == 3
+        assert all(np.isfinite(model.history))
+
+
+def test_oracle_memory_is_exact_on_revisited_steps_and_uses_the_latest_visit():
+    # Hand-made: 3 memorised steps at (0,0), (0,1), (0,0), then (0,0), (0,1), (2,2) predicted.
+    rng = np.random.default_rng(0)
+    observations = rng.integers(0, 256, size=(1, 6, 8, 8, 3), dtype=np.uint8)
+    positions = np.array([[[0, 0], [0, 1], [0, 0], [0, 0], [0, 1], [2, 2]]])
+    actions = np.array([[0, 4, 3, 0, 4, 2]])
+    predicted = OracleMemory().predict(observations[:, :3], actions, 3, positions)
+    pixels = observations.astype(np.float32) / 255.0
+    np.testing.assert_array_equal(predicted[0, 0], pixels[0, 2])  # latest visit of (0,0), not the first
+    np.testing.assert_array_equal(predicted[0, 1], pixels[0, 1])
+    np.testing.assert_allclose(predicted[0, 2], pixels[0, :3].mean(0), rtol=1e-6)  # never seen: mean
+
+
+def test_oracle_memory_scores_zero_on_revisited_and_nonzero_on_novel_steps():
+    rollouts = collect_rollouts(4, 60, seed=2, start="random")
+    tau = 20
+    revisited = revisited_mask(rollouts.positions, tau)
+    assert revisited.any() and (~revisited).any()
+    predicted = OracleMemory().predict(rollouts.observations[:, :tau], rollouts.actions, tau, rollouts.positions)
+    target = rollouts.observations[:, tau:].astype(np.float32) / 255.0
+    per_step = ((predicted - target) ** 2).mean(axis=(2, 3, 4))
+    assert (per_step[revisited] == 0).all()
+    assert (per_step[~revisited] > 0).all()
+    metrics = prediction_metrics(predicted, rollouts, tau)
+    assert metrics["mse_revisited"] == 0 and metrics["mse_novel"] > 0
+
+
+def test_copy_last_observed_repeats_the_last_memorised_crop(rollouts):
+    predicted = CopyLastObserved().predict(rollouts.observations, rollouts.actions, TAU)
+    last = rollouts.observations[:, TAU - 1].astype(np.float32) / 255.0
+    for step in range(predicted.shape[1]):
+        np.testing.assert_array_equal(predicted[:, step], last)
+
+
+def test_oracle_position_vae_decodes_the_stored_code_of_a_position_seen_once():
+    vae = CropVAE(GTMSMConfig(z_dim=4, vae_hidden=16))
+    rng = np.random.default_rng(1)
+    observations = rng.integers(0, 256, size=(1, 4, 8, 8, 3), dtype=np.uint8)
+    positions = np.array([[[0, 0], [0, 1], [1, 1], [0, 1]]])
+    predicted = OraclePositionVAE(vae, k=3).predict(observations[:, :3], np.zeros((1, 4), np.int64), 3, positions)
+    with torch.no_grad():
+        expected = vae.decode(vae.encode(torch.as_tensor(observations[0, 1]).float() / 255.0).mean)
+    np.testing.assert_allclose(predicted[0, 0], expected.numpy(), atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "change, error, match",
+    [
+        (lambda o, a, p: (o[0], a, p), ValueError, "observations must have shape"),
+        (lambda o, a, p: (o.astype(np.float32), a, p), TypeError, "uint8"),
+        (lambda o, a, p: (o[:, :5], a, p), ValueError, "at least tau"),
+        (lambda o, a, p: (o, a[:2], p), ValueError, "actions must have shape"),
+        (lambda o, a, p: (o, a[:, :TAU], p), ValueError, "tau must lie"),
+        (lambda o, a, p: (o, a, None), ValueError, "reads the true positions"),
+        (lambda o, a, p: (o, a, p[:, :TAU]), ValueError, "positions must have shape"),
+    ],
+)
+def test_bad_inputs_raise_clear_errors(rollouts, change, error, match):
+    observations, actions, positions = change(rollouts.observations, rollouts.actions, rollouts.positions)
+    with pytest.raises(error, match=match):
+        OracleMemory().predict(observations, actions, TAU, positions)
+
+
+def test_learned_models_refuse_to_predict_before_fit(rollouts):
+    with pytest.raises(RuntimeError, match="fit"):
+        RSSM().predict(rollouts.observations, rollouts.actions, TAU)
+    with pytest.raises(RuntimeError, match="fit"):
+        DatasetMean().predict(rollouts.observations, rollouts.actions, TAU)
+
+
+def test_budget_rejects_tau_outside_the_sequence():
+    with pytest.raises(ValueError, match="tau"):
+        Budget(seq_len=16, tau=16)
