@@ -62,8 +62,8 @@ class Args:
     """gradient steps of the RSSM and the LSTM (default: GTM-SM's main-phase iterations)"""
     baseline_max_seconds: float | None = None
     """wall-clock cap per learned baseline (default: none, the step budget alone)"""
-    lr: float = 3e-4
-    """Adam learning rate of the learned baselines"""
+    lr: float = 6e-4
+    """Adam learning rate of the learned baselines (PlaNet's)"""
     hidden: int = 256
     """hidden size of the RSSM and the LSTM"""
     eval_sequences: int = 64
