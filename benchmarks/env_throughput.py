@@ -70,7 +70,7 @@ def vector_env_steps_per_second(mode: str, num_envs: int, steps: int, seed: int)
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     defaults = Args()
-    parser.add_argument("--num-envs", type=int, default=defaults.num_envs, help=Args.__doc__)
+    parser.add_argument("--num-envs", type=int, default=defaults.num_envs, help="number of envs N of both vector envs")
     parser.add_argument(
         "--single-steps",
         type=int,
