@@ -32,7 +32,7 @@ def _field_docs(cls: type) -> dict[str, str]:
     except (OSError, TypeError):
         return {}
     docs = {}
-    for node, following in zip(body, body[1:]):
+    for node, following in zip(body, body[1:], strict=False):
         if (isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name)
                 and isinstance(following, ast.Expr) and isinstance(following.value, ast.Constant)):
             docs[node.target.id] = str(following.value.value)
@@ -116,7 +116,13 @@ def _heldout(args: argparse.Namespace, image_size: int = 32) -> Any:
 
 def evaluate_and_report(model: Any, args: argparse.Namespace, out_dir: Path, device: str,
                         extra: dict[str, Any] | None = None) -> dict[str, Any]:
-    from gtmsm_model.evaluate import GTMSMPredictor, check_targets, evaluate_gtmsm, format_table, write_metrics
+    from gtmsm_model.evaluate import (
+        GTMSMPredictor,
+        check_targets,
+        evaluate_gtmsm,
+        format_table,
+        write_metrics,
+    )
     from gtmsm_model.plots import plot_horizon, plot_prediction_figure, plot_state_map
 
     rollouts = _heldout(args)
@@ -161,6 +167,10 @@ def main(argv: list[str] | None = None) -> int:
             if args.command == "run":
                 args.eval_sequences, args.eval_tau, args.eval_horizon = (
                     config.eval_sequences, config.eval_tau, config.eval_horizon)
+                if args.eval_image_source is None and config.image_source is not None:
+                    args.eval_image_source = config.image_source
+                    print("note: evaluating on the training image source (another seed stream); for a "
+                          "finite folder/array that reuses training images: pass --eval-image-source")
                 evaluate_and_report(result.model, args, Path(config.out_dir), config.device,
                                     {"train_seconds": result.seconds, "preset": config.preset, "seed": config.seed})
         elif args.command == "evaluate":

@@ -16,7 +16,7 @@ import numpy as np  # noqa: E402
 def plot_horizon(curves: dict[str, dict[str, Any]], path: str | Path, title: str = "") -> None:
     """One line per model; ``curves[name]`` is a metrics dict with a ``horizon`` entry."""
     fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
-    for ax, key, label in zip(axes, ("mse_revisited", "mse_novel"), ("revisited steps", "novel steps")):
+    for ax, key, label in zip(axes, ("mse_revisited", "mse_novel"), ("revisited steps", "novel steps"), strict=False):
         for name, metrics in curves.items():
             bins = metrics["horizon"]["bins"]
             centres = [(a + b) / 2 for a, b in bins]
@@ -40,7 +40,7 @@ def assemble_canvas(crops: np.ndarray, positions: np.ndarray, image_size: int, s
     crop = crops.shape[1]
     total = np.zeros((image_size, image_size, crops.shape[-1]))
     count = np.zeros((image_size, image_size, 1))
-    for pixels, (row, col) in zip(crops, positions):
+    for pixels, (row, col) in zip(crops, positions, strict=False):
         top, left = row * step_size, col * step_size
         total[top:top + crop, left:left + crop] += pixels
         count[top:top + crop, left:left + crop] += 1
@@ -58,8 +58,8 @@ def plot_prediction_figure(image: np.ndarray, positions: np.ndarray, observation
     image_size, crop = image.shape[0], observations.shape[1]
     truth = observations[tau:].astype(np.float32) / 255.0
     picks = np.linspace(0, len(predicted) - 1, frames).astype(int)
-    fig = plt.figure(figsize=(2 + frames * 0.9, 5.2))
-    grid = fig.add_gridspec(3, frames + 3)
+    fig = plt.figure(figsize=(3 + frames * 0.9, 4.6))
+    grid = fig.add_gridspec(3, frames + 3, height_ratios=[1, 1, 2.2])
 
     ax = fig.add_subplot(grid[:, :3])
     ax.imshow(image, interpolation="nearest")
@@ -96,7 +96,7 @@ def plot_state_map(states: np.ndarray, positions: np.ndarray, path: str | Path) 
     flat_states = states.reshape(-1, states.shape[-1])[:, :2]
     flat_positions = positions.reshape(-1, 2)
     fig, axes = plt.subplots(1, 2, figsize=(9, 4.2))
-    for axis, index, label in zip(axes, (0, 1), ("true row", "true column")):
+    for axis, index, label in zip(axes, (0, 1), ("true row", "true column"), strict=False):
         points = axis.scatter(flat_states[:, 0], flat_states[:, 1], c=flat_positions[:, index],
                               cmap="viridis", s=6, alpha=0.6)
         fig.colorbar(points, ax=axis, label=label)
@@ -116,7 +116,7 @@ def save_prediction_gif(observations: np.ndarray, predicted: np.ndarray, tau: in
 
     truth = observations[tau:].astype(np.float32) / 255.0
     frames = []
-    for true_crop, predicted_crop in zip(truth, predicted):
+    for true_crop, predicted_crop in zip(truth, predicted, strict=False):
         gap = np.ones((true_crop.shape[0], 1, 3))
         pair = np.concatenate([true_crop, gap, np.clip(predicted_crop, 0, 1)], axis=1)
         picture = Image.fromarray((pair * 255).round().astype(np.uint8))

@@ -209,7 +209,7 @@ class TrainResult:
 
 def seed_everything(seed: int) -> None:
     random.seed(seed)
-    np.random.seed(seed)
+    np.random.seed(seed)  # noqa: NPY002 -- legacy global RNG, for any library code that still uses it
     torch.manual_seed(seed)
 
 
@@ -265,7 +265,9 @@ def train(config: TrainConfig, *, progress: bool | None = None) -> TrainResult:
             )
         model.load_state_dict(payload["model"])
         optimizer.load_state_dict(payload["optimizer"])
-        torch.set_rng_state(payload["torch_rng"])
+        torch.set_rng_state(payload["torch_rng"].cpu())
+        if device.type == "cuda" and payload.get("cuda_rng") is not None and payload["cuda_rng"].numel():
+            torch.cuda.set_rng_state(payload["cuda_rng"].cpu(), device)
         step, seconds_before = int(payload["step"]), float(payload.get("seconds", 0.0))
         history = json.loads(payload.get("history", "[]"))
     total_steps = config.vae_warmup_iters + config.iterations
@@ -281,6 +283,7 @@ def train(config: TrainConfig, *, progress: bool | None = None) -> TrainResult:
             "step": step,
             "seconds": seconds_before + time.perf_counter() - start,
             "torch_rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else torch.empty(0),
             "history": json.dumps(history),
         })
 

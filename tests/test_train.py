@@ -61,7 +61,7 @@ def test_resume_after_interruption_equals_an_uninterrupted_run(tmp_path: Path) -
     # The partial run's config differs only in length; resuming continues from its step.
     resumed = train(debug_config(interrupted_dir, resume=True))
     assert resumed.iterations == straight.iterations
-    for (name, a), (_, b) in zip(straight.model.state_dict().items(), resumed.model.state_dict().items()):
+    for (name, a), (_, b) in zip(straight.model.state_dict().items(), resumed.model.state_dict().items(), strict=True):
         torch.testing.assert_close(a, b, rtol=0, atol=0, msg=name)
 
 
