@@ -81,6 +81,43 @@ def validate_task(task: object) -> str | None:
     return task  # type: ignore[return-value]
 
 
+def validate_action(action: object) -> int:
+    """``action`` as an int in ``0..4``; anything else raises a ``TypeError``/``ValueError``.
+
+    Accepted: a Python or numpy integer, or a 0-d integer numpy array (what
+    ``Discrete.sample()`` and SB3's ``predict`` give). Rejected: bools, floats (even 2.0),
+    strings, ``None`` and arrays with a shape (e.g. ``np.array([1, 2])``).
+    """
+    if type(action) is int:  # the common case, kept fast
+        a = action
+    elif isinstance(action, (int, np.integer)) and not isinstance(action, (bool, np.bool_)):
+        a = int(action)
+    elif isinstance(action, np.ndarray) and action.shape == () and action.dtype.kind in "iu":
+        a = int(action)
+    else:
+        what = (
+            f"array of shape {action.shape} dtype {action.dtype}"
+            if isinstance(action, np.ndarray)
+            else f"{type(action).__name__} {action!r}"
+        )
+        raise TypeError(f"action must be an int in 0..4 (stay, up, down, left, right), got {what}")
+    if not 0 <= a < 5:
+        raise ValueError(f"action must be in 0..4 (stay, up, down, left, right), got {a}")
+    return a
+
+
+def validate_options(options: object, allowed: tuple[str, ...]) -> dict[str, Any]:
+    """``reset`` options as a dict; unknown keys (e.g. a misspelt ``"image"``) raise."""
+    if options is None:
+        return {}
+    if not isinstance(options, dict):
+        raise TypeError(f"options must be a dict or None, got {type(options).__name__}")
+    unknown = sorted(str(k) for k in options if k not in allowed)
+    if unknown:
+        raise ValueError(f"unknown reset option(s) {unknown}; supported: {list(allowed)}")
+    return options
+
+
 def validate_pinned_image(image: object, image_size: int) -> np.ndarray:
     """Check an image passed through ``reset(options={"image": ...})``."""
     if not isinstance(image, np.ndarray):
@@ -165,8 +202,10 @@ class ImageNavEnv(gym.Env[np.ndarray, np.int64]):
 
     ## Episode End
 
-    Never terminates. Truncated after ``max_episode_steps`` (1024 as registered; override with
-    ``gym.make("ImageNav-v0", max_episode_steps=...)``).
+    Never terminates. Truncated after ``max_episode_steps`` steps: 1024 as registered (the
+    ``TimeLimit`` wrapper of ``gym.make``; override with
+    ``gym.make("ImageNav-v0", max_episode_steps=...)``). The raw class truncates only when given
+    its own ``max_episode_steps`` kwarg (default ``None``: never).
 
     ## Arguments
 
@@ -182,6 +221,13 @@ class ImageNavEnv(gym.Env[np.ndarray, np.int64]):
       times with the window outlined) or ``"human"`` (a pygame window: image, window, path so far,
       the crop zoomed, a status line).
     - ``render_scale=8``: upscaling factor of rendered frames.
+    - ``max_episode_steps=None``: truncate after this many steps (``None``: never; ``gym.make``
+      adds its own ``TimeLimit`` instead).
+
+    Bad values raise at construction (``TypeError`` for a wrong type, ``ValueError`` for a wrong
+    value, naming the argument). ``step`` accepts an int (or numpy integer / 0-d integer array)
+    in ``0..4`` and raises ``TypeError``/``ValueError`` for anything else (floats, bools, arrays
+    with a shape); ``reset`` raises for unknown option keys.
 
     ## Registered Configurations
 
@@ -201,9 +247,13 @@ class ImageNavEnv(gym.Env[np.ndarray, np.int64]):
         task: str | None = None,
         render_mode: str | None = None,
         render_scale: int = 8,
+        max_episode_steps: int | None = None,
     ) -> None:
         self.geometry = GridGeometry.validated(image_size, crop_size, step_size)
-        self.image_size, self.crop_size, self.step_size = image_size, crop_size, step_size
+        geometry = self.geometry
+        self.image_size, self.crop_size = geometry.image_size, geometry.crop_size
+        self.step_size = geometry.step_size
+        crop_size = self.crop_size
         self.grid_shape = self.geometry.grid_shape
         self.start = validate_start(start)
         self.task = validate_task(task)
@@ -213,7 +263,10 @@ class ImageNavEnv(gym.Env[np.ndarray, np.int64]):
             )
         self.render_mode = render_mode
         self.render_scale = _check_int("render_scale", render_scale, 1)
-        self.image_source: ImageSource = make_image_source(image_source, image_size)
+        if max_episode_steps is not None:
+            max_episode_steps = _check_int("max_episode_steps", max_episode_steps, 1)
+        self.max_episode_steps = max_episode_steps
+        self.image_source: ImageSource = make_image_source(image_source, self.image_size)
 
         self.action_space = spaces.Discrete(len(ACTION_NAMES))
         self.observation_space = spaces.Box(0, 255, (crop_size, crop_size, 3), np.uint8)
@@ -232,7 +285,7 @@ class ImageNavEnv(gym.Env[np.ndarray, np.int64]):
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
     ) -> tuple[np.ndarray, dict[str, Any]]:
         super().reset(seed=seed)
-        options = options or {}
+        options = validate_options(options, ("image",))
         if options.get("image") is not None:
             image = validate_pinned_image(options["image"], self.image_size)
         else:
@@ -256,11 +309,7 @@ class ImageNavEnv(gym.Env[np.ndarray, np.int64]):
     def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
         if self._windows is None:
             raise RuntimeError("call reset() before step()")
-        a = int(action)
-        if not 0 <= a < 5:
-            raise ValueError(
-                f"action must be in 0..4 (stay, up, down, left, right), got {action!r}"
-            )
+        a = validate_action(action)
         rows, cols = self.grid_shape
         row, col = self._row + _DROW[a], self._col + _DCOL[a]
         wall_hit = not (0 <= row < rows and 0 <= col < cols)
@@ -277,7 +326,8 @@ class ImageNavEnv(gym.Env[np.ndarray, np.int64]):
             if self.render_mode == "human":
                 self.render()
         obs = self._windows[self._row * cols + self._col].copy()
-        return obs, reward, False, False, self._info(wall_hit)
+        truncated = self.max_episode_steps is not None and self._step >= self.max_episode_steps
+        return obs, reward, False, truncated, self._info(wall_hit)
 
     def _info(self, wall_hit: bool) -> dict[str, Any]:
         return {

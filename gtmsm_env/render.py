@@ -28,10 +28,17 @@ class HumanRenderer:
 
     def __init__(self, render_scale: int, fps: int) -> None:
         # Only the display and fonts: pygame.init() would also open audio devices.
-        pygame.display.init()
-        pygame.font.init()
-        pygame.display.set_caption("ImageNav-v0")
-        self.screen = pygame.display.set_mode((2 * _PANEL, _PANEL + _STATUS_HEIGHT))
+        try:
+            pygame.display.init()
+            pygame.font.init()
+            pygame.display.set_caption("ImageNav-v0")
+            self.screen = pygame.display.set_mode((2 * _PANEL, _PANEL + _STATUS_HEIGHT))
+        except pygame.error as error:
+            pygame.quit()
+            raise RuntimeError(
+                f"render_mode='human' could not open a pygame window ({error}); on a machine "
+                "without a display use render_mode='rgb_array', or set SDL_VIDEODRIVER=dummy"
+            ) from error
         self.clock = pygame.time.Clock()
         self.font = pygame.font.Font(None, 22)
         self.fps = fps

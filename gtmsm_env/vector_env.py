@@ -17,6 +17,7 @@ from gtmsm_env.env import (
     GridGeometry,
     _check_int,
     draw_frame,
+    validate_options,
     validate_pinned_image,
     validate_start,
     validate_task,
@@ -69,7 +70,9 @@ class ImageNavVectorEnv(VectorEnv):
     ) -> None:
         self.num_envs = _check_int("num_envs", num_envs, 1)
         self.geometry = GridGeometry.validated(image_size, crop_size, step_size)
-        self.image_size, self.crop_size, self.step_size = image_size, crop_size, step_size
+        geometry = self.geometry
+        image_size, crop_size = geometry.image_size, geometry.crop_size
+        self.image_size, self.crop_size, self.step_size = image_size, crop_size, geometry.step_size
         self.grid_shape = self.geometry.grid_shape
         self.start = validate_start(start)
         self.task = validate_task(task)
@@ -115,27 +118,38 @@ class ImageNavVectorEnv(VectorEnv):
         options: dict[str, Any] | None = None,
     ) -> tuple[np.ndarray, dict[str, Any]]:
         n = self.num_envs
-        if seed is not None:
-            seeds = (
-                [int(seed) + i for i in range(n)]
-                if isinstance(seed, (int, np.integer))
-                else list(seed)
-            )
-            if len(seeds) != n:
-                raise ValueError(f"expected {n} seeds, got {len(seeds)}")
-            for i, s in enumerate(seeds):
-                if s is not None:
-                    self._rngs[i] = seeding.np_random(s)[0]
-        options = options or {}
+        options = validate_options(options, ("image", "reset_mask"))
         mask = options.get("reset_mask")
-        mask = np.ones(n, bool) if mask is None else np.asarray(mask, bool)
-        if mask.shape != (n,):
-            raise ValueError(f"options['reset_mask'] must have shape ({n},), got {mask.shape}")
+        if mask is None:
+            mask = np.ones(n, bool)
+        else:
+            mask = np.asarray(mask)
+            if mask.dtype != np.bool_ or mask.shape != (n,):
+                raise ValueError(
+                    f"options['reset_mask'] must be a bool array of shape ({n},), got shape "
+                    f"{mask.shape} dtype {mask.dtype}"
+                )
         if not self._has_reset and not mask.all():
             raise RuntimeError("the first reset() must reset every env")
         images = None
         if options.get("image") is not None:
             images = self._pinned_images(options["image"])[mask]
+        if seed is not None:
+            if isinstance(seed, (int, np.integer)) and not isinstance(seed, (bool, np.bool_)):
+                seeds: list[Any] = [int(seed) + i for i in range(n)]
+            elif isinstance(seed, (list, tuple, np.ndarray)):
+                seeds = list(seed)
+            else:
+                raise TypeError(
+                    f"seed must be None, an int or a sequence of {n} ints, got "
+                    f"{type(seed).__name__}"
+                )
+            if len(seeds) != n:
+                raise ValueError(f"expected {n} seeds, got {len(seeds)}")
+            # Only the envs being reset are reseeded (as SyncVectorEnv does with a reset_mask).
+            for i in np.flatnonzero(mask):
+                if seeds[i] is not None:
+                    self._rngs[i] = seeding.np_random(int(seeds[i]))[0]
         self._reset_envs(np.flatnonzero(mask), images)
         self._has_reset = True
         return self._observations(), self._info(np.zeros(n, bool))
@@ -184,8 +198,16 @@ class ImageNavVectorEnv(VectorEnv):
         actions = np.asarray(actions)
         if actions.shape != (n,):
             raise ValueError(f"expected actions of shape ({n},), got {actions.shape}")
-        if actions.dtype.kind not in "iu" or actions.min() < 0 or actions.max() > 4:
-            raise ValueError("actions must be integers in 0..4 (stay, up, down, left, right)")
+        if actions.dtype.kind not in "iu":
+            raise TypeError(
+                "actions must be integers in 0..4 (stay, up, down, left, right), got dtype "
+                f"{actions.dtype}"
+            )
+        if actions.min() < 0 or actions.max() > 4:
+            raise ValueError(
+                "actions must be integers in 0..4 (stay, up, down, left, right), got values "
+                f"{np.unique(actions[(actions < 0) | (actions > 4)])[:5].tolist()}"
+            )
         rows, cols = self.grid_shape
         new_rows = self._rows + self._drow[actions]
         new_cols = self._cols + self._dcol[actions]

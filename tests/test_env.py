@@ -46,20 +46,27 @@ def test_registration_both_ids_and_reimport_does_not_warn():
     assert tuple(info["position"]) == (4, 4)
 
 
-def test_gymnasium_check_env_with_render():
+def test_gymnasium_check_env_with_render_and_no_warnings():
     from gymnasium.utils.env_checker import check_env
 
     env = gym.make("ImageNav-v0", render_mode="rgb_array").unwrapped
-    check_env(env)
+    assert isinstance(env, ImageNavEnv) and env.spec is not None  # so every render mode is checked
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # any complaint of the checker fails the test
+        check_env(env, skip_render_check=False)
     env.close()
 
 
-def test_sb3_check_env():
+def test_sb3_check_env_with_render():
     from stable_baselines3.common.env_checker import check_env
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # SB3 notes 8x8 is below its CnnPolicy's minimum
-        check_env(gym.make("ImageNav-v0").unwrapped)
+    env = gym.make("ImageNav-v0", render_mode="rgb_array").unwrapped
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        check_env(env, warn=True, skip_render_check=False)
+    # The only expected note: 8x8 is below the minimum of SB3's default CnnPolicy.
+    others = [str(w.message) for w in caught if "minimal resolution" not in str(w.message)]
+    assert others == []
 
 
 def test_same_seed_same_images_and_observations():
@@ -105,12 +112,16 @@ def test_wall_behaviour_at_each_border(border: str, action: int):
 def test_observation_is_fresh_array_equal_to_image_slice():
     env = ImageNavEnv(start="random")
     obs, info = env.reset(seed=1)
-    obs2, _, _, _, info2 = env.step(STAY)
     np.testing.assert_array_equal(obs, window(env, info["position"]))
-    assert obs is not obs2 and not np.shares_memory(obs, obs2)
-    obs2[:] = 0
-    assert env.step(STAY)[0].any()
-    assert info["position"] is not info2["position"]
+    obs2, _, _, _, info2 = env.step(STAY)
+    assert not np.shares_memory(obs, obs2) and not np.shares_memory(obs2, env.image)
+    expected = window(env, info2["position"]).copy()
+    assert expected.any()
+    obs2[:] = 0  # writing into a returned observation must not change the env
+    info2["position"][:] = -1
+    obs3, _, _, _, info3 = env.step(STAY)
+    np.testing.assert_array_equal(obs3, expected)
+    np.testing.assert_array_equal(info3["position"], info["position"])
 
 
 def test_pinned_image_and_truncation():
@@ -119,10 +130,32 @@ def test_pinned_image_and_truncation():
     obs, info = env.reset(seed=0, options={"image": image})
     np.testing.assert_array_equal(env.unwrapped.image, image)
     np.testing.assert_array_equal(obs, image[12:20, 12:20])
+    image[:] = 0  # the env keeps its own copy of a pinned image
+    assert env.unwrapped.image.any()
+    flags = []
     for t in range(5):
         _, _, terminated, truncated, info = env.step(RIGHT)
         assert info["step"] == t + 1 and not terminated
-    assert truncated
+        flags.append(truncated)
+    assert flags == [False, False, False, False, True]
+    env.reset()
+    assert not env.step(STAY)[3]  # a reset restarts the count
+
+
+@pytest.mark.parametrize("make", ["raw", "gym.make"])
+def test_max_episode_steps_truncates_raw_and_registered_env(make):
+    env = (
+        ImageNavEnv(max_episode_steps=3)
+        if make == "raw"
+        else gym.make("ImageNav-v0", max_episode_steps=3)
+    )
+    for _ in range(2):
+        env.reset(seed=0)
+        assert [env.step(UP)[3] for _ in range(3)] == [False, False, True]
+    assert ImageNavEnv().max_episode_steps is None
+    raw = ImageNavEnv()
+    raw.reset(seed=0)
+    assert not any(raw.step(UP)[3] for _ in range(2000))  # the raw env never truncates by itself
 
 
 def test_coverage_task_rewards_new_positions_only():
@@ -130,6 +163,27 @@ def test_coverage_task_rewards_new_positions_only():
     env.reset(seed=0)
     rewards = [env.step(a)[1] for a in (STAY, RIGHT, LEFT, LEFT, RIGHT, RIGHT)]
     assert rewards == [0.0, 1.0, 0.0, 1.0, 0.0, 0.0]
+    # Wall hits earn nothing; the count restarts at reset.
+    for _ in range(4):
+        env.step(UP)
+    assert env.position == (0, 5) and env.step(UP)[1] == 0.0
+    env.reset()
+    assert env.step(RIGHT)[1] == 1.0
+
+
+def test_coverage_return_equals_positions_seen_minus_start():
+    env = gym.make("ImageNav-v0", task="coverage", start="random", max_episode_steps=300)
+    env.reset(seed=4)
+    rng = np.random.default_rng(4)
+    visited = {tuple(env.unwrapped.position)}
+    total, truncated = 0.0, False
+    while not truncated:
+        _, reward, terminated, truncated, info = env.step(int(rng.integers(5)))
+        new = tuple(info["position"]) not in visited
+        visited.add(tuple(info["position"]))
+        assert reward == (1.0 if new else 0.0) and not terminated
+        total += reward
+    assert total == len(visited) - 1 == env.unwrapped.num_seen - 1 > 10
 
 
 def test_default_task_gives_zero_reward():
@@ -149,6 +203,12 @@ def test_default_task_gives_zero_reward():
         ({"task": "treasure"}, ValueError, "task must be one of"),
         ({"render_mode": "ansi"}, ValueError, "render_mode must be"),
         ({"image_source": 3}, TypeError, "image_source must be"),
+        ({"image_source": "/no/such/folder"}, FileNotFoundError, "does not exist"),
+        ({"image_size": True}, TypeError, "image_size must be an int"),
+        ({"step_size": 0}, ValueError, "step_size must be >= 1"),
+        ({"render_scale": 0}, ValueError, "render_scale must be >= 1"),
+        ({"max_episode_steps": 0}, ValueError, "max_episode_steps must be >= 1"),
+        ({"max_episode_steps": 1.5}, TypeError, "max_episode_steps must be an int"),
     ],
 )
 def test_bad_kwargs_raise_clear_errors(kwargs, error, match):
@@ -156,17 +216,67 @@ def test_bad_kwargs_raise_clear_errors(kwargs, error, match):
         ImageNavEnv(**kwargs)
 
 
-def test_bad_step_and_pinned_image_raise_clear_errors():
-    env = ImageNavEnv()
+def test_bad_kwargs_through_gym_make():
+    with pytest.raises(ValueError, match="start must be one of"):
+        gym.make("ImageNav-v0", start="middle")
+
+
+def test_step_before_reset_raises():
     with pytest.raises(RuntimeError, match="reset"):
-        env.step(0)
+        ImageNavEnv().step(0)
+
+
+@pytest.mark.parametrize(
+    ("action", "error", "match"),
+    [
+        (7, ValueError, "action must be in 0..4.*got 7"),
+        (5, ValueError, "action must be in 0..4.*got 5"),
+        (-1, ValueError, "action must be in 0..4.*got -1"),
+        (np.int64(-3), ValueError, "action must be in 0..4.*got -3"),
+        (2.5, TypeError, "action must be an int.*got float 2.5"),
+        (2.0, TypeError, "action must be an int.*got float"),
+        (np.float32(1), TypeError, "action must be an int.*got float32"),
+        (np.array([1, 2]), TypeError, r"action must be an int.*array of shape \(2,\)"),
+        (np.array([1]), TypeError, r"action must be an int.*array of shape \(1,\)"),
+        (np.array(1.0), TypeError, "action must be an int.*dtype float64"),
+        (True, TypeError, "action must be an int.*got bool"),
+        ("1", TypeError, "action must be an int.*got str"),
+        (None, TypeError, "action must be an int.*got NoneType"),
+    ],
+)
+def test_bad_actions_raise_clear_errors(action, error, match):
+    env = ImageNavEnv()
     env.reset(seed=0)
-    with pytest.raises(ValueError, match="action must be in 0..4"):
-        env.step(5)
-    with pytest.raises(ValueError, match=r"must have shape \(32, 32, 3\)"):
-        env.reset(options={"image": np.zeros((16, 16, 3), np.uint8)})
-    with pytest.raises(TypeError, match="expected uint8, got float64"):
-        env.reset(options={"image": np.zeros((32, 32, 3))})
+    with pytest.raises(error, match=match):
+        env.step(action)
+    assert env.elapsed_steps == 0 and env.position == (4, 4)  # a rejected action changes nothing
+
+
+@pytest.mark.parametrize("action", [RIGHT, np.int64(RIGHT), np.uint8(RIGHT), np.array(RIGHT)])
+def test_integer_like_actions_are_accepted(action):
+    env = ImageNavEnv()
+    env.reset(seed=0)
+    assert tuple(env.step(action)[4]["position"]) == (4, 5)
+
+
+@pytest.mark.parametrize(
+    ("options", "error", "match"),
+    [
+        ({"image": np.zeros((16, 16, 3), np.uint8)}, ValueError, r"must have shape \(32, 32, 3\)"),
+        ({"image": np.zeros((32, 32), np.uint8)}, ValueError, r"must have shape \(32, 32, 3\)"),
+        ({"image": np.zeros((32, 32, 4), np.uint8)}, ValueError, r"got \(32, 32, 4\)"),
+        ({"image": np.zeros((1, 32, 32, 3), np.uint8)}, ValueError, "must have shape"),
+        ({"image": np.zeros((32, 32, 3))}, TypeError, "expected uint8, got float64"),
+        ({"image": np.zeros((32, 32, 3), np.int64)}, TypeError, "expected uint8, got int64"),
+        ({"image": [[0] * 3] * 32}, TypeError, "must be a numpy array, got list"),
+        ({"imgae": np.zeros((32, 32, 3), np.uint8)}, ValueError, r"unknown reset option.*imgae"),
+        ("image", TypeError, "options must be a dict"),
+    ],
+)
+def test_bad_reset_options_raise_clear_errors(options, error, match):
+    env = ImageNavEnv()
+    with pytest.raises(error, match=match):
+        env.reset(seed=0, options=options)
 
 
 def test_rgb_array_frames_are_shaped_and_outline_the_window():
@@ -187,10 +297,16 @@ def test_nothing_touches_pygame_without_human_mode():
 
     code = (
         "import sys, gymnasium as gym, gtmsm_env\n"
-        "e = gym.make('ImageNav-v0', render_mode='rgb_array'); e.reset(seed=0); e.step(1); e.render()\n"
+        "for mode in (None, 'rgb_array'):\n"
+        "    e = gym.make('ImageNav-v0', render_mode=mode); e.reset(seed=0); e.step(1)\n"
+        "    e.render() if mode else None; e.close()\n"
+        "v = gym.make_vec('ImageNav-v0', num_envs=2, vectorization_mode='vector_entry_point')\n"
+        "v.reset(seed=0); v.step([1, 2]); v.close()\n"
         "assert 'pygame' not in sys.modules, 'pygame imported'\n"
     )
-    subprocess.run([sys.executable, "-c", code], check=True)
+    # No display at all: without render_mode='human' nothing may need one.
+    env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "SDL_VIDEODRIVER")}
+    subprocess.run([sys.executable, "-c", code], check=True, env=env)
 
 
 def test_human_render_under_dummy_driver_and_close_releases_pygame():
@@ -201,7 +317,12 @@ def test_human_render_under_dummy_driver_and_close_releases_pygame():
     env.step(RIGHT)
     assert pygame.display.get_init()
     assert pygame.display.get_surface().get_size() == (512, 284)
+    assert env.render() is None
+    assert env.unwrapped.path == [(4, 4), (4, 5)]
     env.close()
+    assert not pygame.display.get_init()
+    env.close()  # closing twice is harmless
+    ImageNavEnv(render_mode="human").close()  # never rendered: nothing to release
     assert not pygame.display.get_init()
 
 
@@ -209,8 +330,17 @@ def test_keys_to_action_for_gymnasium_play():
     import pygame
 
     mapping = ImageNavEnv().get_keys_to_action()
-    assert mapping[(pygame.K_UP,)] == UP and mapping[(pygame.K_d,)] == RIGHT
-    assert STAY not in {v for k, v in mapping.items() if k != (pygame.K_SPACE,)}
+    assert mapping == {
+        (pygame.K_UP,): UP,
+        (pygame.K_DOWN,): DOWN,
+        (pygame.K_LEFT,): LEFT,
+        (pygame.K_RIGHT,): RIGHT,
+        (pygame.K_w,): UP,
+        (pygame.K_s,): DOWN,
+        (pygame.K_a,): LEFT,
+        (pygame.K_d,): RIGHT,
+        (pygame.K_SPACE,): STAY,
+    }
 
 
 @settings(max_examples=25, deadline=None)
@@ -240,3 +370,17 @@ def test_fuzz_invariants_over_configs(image_size, crop_frac, step_size, start, s
         assert 0 <= expected[0] < rows and 0 <= expected[1] < cols
         np.testing.assert_array_equal(obs, window(env, expected))
         position = info["position"]
+
+
+def test_human_render_without_a_usable_display_names_the_fix(monkeypatch):
+    import pygame
+
+    def no_display(*args, **kwargs):
+        raise pygame.error("No available video device")
+
+    monkeypatch.setattr(pygame.display, "set_mode", no_display)
+    env = ImageNavEnv(render_mode="human")
+    with pytest.raises(RuntimeError, match="SDL_VIDEODRIVER=dummy"):
+        env.reset(seed=0)
+    assert not pygame.display.get_init()
+    env.close()
