@@ -7,7 +7,10 @@ construction with a message that names the problem, never later inside ``reset``
 from __future__ import annotations
 
 import abc
+import tokenize
 import warnings
+import zipfile
+import zlib
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -382,22 +385,39 @@ class NpzImages(ArrayImages):
             raise FileNotFoundError(f"image file does not exist: {path}")
         if path.suffix not in (".npy", ".npz"):
             raise ValueError(f"image file must be .npy or .npz, got {path.name}")
+        # Damaged archives fail in many ways (a bad zip, a bad deflate stream, a garbled .npy
+        # header that numpy's parser chokes on): all of them mean "unreadable file".
+        unreadable = (
+            OSError,
+            ValueError,
+            EOFError,
+            SyntaxError,
+            zipfile.BadZipFile,
+            zlib.error,
+            tokenize.TokenError,
+        )
         try:
             loaded = np.load(path, allow_pickle=False)
-        except (OSError, ValueError, EOFError) as error:
+        except unreadable as error:
             raise ValueError(f"could not read image file {path}: {error}") from error
         if isinstance(loaded, np.lib.npyio.NpzFile):
             with loaded:
                 keys = list(loaded.keys())
                 if "images" in keys:
-                    array = loaded["images"]
+                    key = "images"
                 elif len(keys) == 1:
-                    array = loaded[keys[0]]
+                    key = keys[0]
                 else:
                     raise ValueError(
                         f"{path}: .npz must hold an array named 'images' or exactly one array, "
                         f"found keys {keys}"
                     )
+                try:
+                    array = loaded[key]
+                except unreadable as error:
+                    raise ValueError(
+                        f"could not read array {key!r} of image file {path}: {error}"
+                    ) from error
         else:
             array = loaded
         super().__init__(array, image_size, name=str(path))
@@ -434,6 +454,12 @@ class FolderImages(ArrayImages):
     ) -> None:
         path = Path(path)
         image_size = _check_image_size(image_size)
+        if max_images is not None and (
+            isinstance(max_images, bool)
+            or not isinstance(max_images, (int, np.integer))
+            or max_images < 1
+        ):
+            raise ValueError(f"max_images must be None or an int >= 1, got {max_images!r}")
         if not path.exists():
             raise FileNotFoundError(f"image folder does not exist: {path}")
         if not path.is_dir():

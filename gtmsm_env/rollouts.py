@@ -9,7 +9,9 @@ import argparse
 import json
 import os
 import tempfile
+import tokenize
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,6 +19,18 @@ from typing import Any
 import numpy as np
 
 from gtmsm_env.env import STAY
+
+# Damaged archives fail in many ways (a bad zip, a bad deflate stream, a garbled .npy header that
+# numpy's parser chokes on): all of them mean "unreadable file".
+_UNREADABLE = (
+    OSError,
+    EOFError,
+    ValueError,
+    SyntaxError,
+    zipfile.BadZipFile,
+    zlib.error,
+    tokenize.TokenError,
+)
 
 FORMAT_VERSION = 1
 _ARRAY_KEYS = ("observations", "actions", "positions", "wall_hits", "images")
@@ -74,7 +88,10 @@ class Rollouts:
 
     def __getitem__(self, index: Any) -> Rollouts:
         if isinstance(index, (int, np.integer)):
-            index = slice(index, index + 1 if index != -1 else None)
+            n = len(self)
+            if not -n <= index < n:
+                raise IndexError(f"rollouts index {index} out of range for {n} sequences")
+            index = slice(index % n, index % n + 1)
         return Rollouts(
             self.observations[index],
             self.actions[index],
@@ -107,22 +124,47 @@ class Rollouts:
 
     @classmethod
     def load(cls, path: str | Path) -> Rollouts:
+        """Read a file written by :meth:`save` (never unpickles anything).
+
+        A missing file raises ``FileNotFoundError``; a corrupt or truncated file, a file that is
+        not an ``.npz`` of rollouts (missing keys, object arrays, bad metadata) or one whose arrays
+        disagree raises ``ValueError`` naming the file and the problem.
+        """
         path = Path(path)
         if not path.exists():
             raise FileNotFoundError(f"rollouts file does not exist: {path}")
         try:
-            with np.load(path, allow_pickle=False) as data:
-                missing = [k for k in (*_ARRAY_KEYS, "metadata") if k not in data.files]
-                if missing:
-                    raise ValueError(f"{path} is not a rollouts file: missing keys {missing}")
+            loaded = np.load(path, allow_pickle=False)
+        except _UNREADABLE as error:
+            raise ValueError(f"could not read rollouts file {path} (corrupt?): {error}") from error
+        if not isinstance(loaded, np.lib.npyio.NpzFile):
+            raise ValueError(
+                f"{path} is not a rollouts file: expected an .npz archive, got a single array"
+            )
+        with loaded as data:
+            missing = [k for k in (*_ARRAY_KEYS, "metadata") if k not in data.files]
+            if missing:
+                raise ValueError(f"{path} is not a rollouts file: missing keys {missing}")
+            try:
                 arrays = {key: data[key] for key in _ARRAY_KEYS}
-                metadata = json.loads(str(data["metadata"]))
-        except (OSError, EOFError, zipfile.BadZipFile, json.JSONDecodeError) as error:
-            raise ValueError(f"could not read rollouts file {path} (corrupt?): {error}") from error
-        except ValueError as error:
-            if "rollouts file" in str(error):
-                raise
-            raise ValueError(f"could not read rollouts file {path} (corrupt?): {error}") from error
+                raw_metadata = data["metadata"]
+            except _UNREADABLE as error:
+                raise ValueError(
+                    f"could not read rollouts file {path} (corrupt?): {error}"
+                ) from error
+        if raw_metadata.shape != () or raw_metadata.dtype.kind != "U":
+            raise ValueError(
+                f"{path} is not a rollouts file: metadata must be a JSON string, got an array "
+                f"of shape {raw_metadata.shape} dtype {raw_metadata.dtype}"
+            )
+        try:
+            metadata = json.loads(str(raw_metadata))
+        except json.JSONDecodeError as error:
+            raise ValueError(f"{path}: metadata is not valid JSON: {error}") from error
+        if not isinstance(metadata, dict):
+            raise ValueError(
+                f"{path}: metadata must be a JSON object, got {type(metadata).__name__}"
+            )
         try:
             return cls(**arrays, metadata=metadata)
         except ValueError as error:

@@ -119,6 +119,22 @@ def test_npz_and_npy_files(tmp_path):
     (tmp_path / "bad.npz").write_bytes(b"not a zip")
     with pytest.raises(ValueError, match="could not read image file"):
         NpzImages(tmp_path / "bad.npz")
+    np.savez_compressed(tmp_path / "e.npz", images=images)
+    data = (tmp_path / "e.npz").read_bytes()
+    (tmp_path / "truncated.npz").write_bytes(data[: len(data) // 2])
+    with pytest.raises(ValueError, match="could not read image file .*truncated.npz"):
+        NpzImages(tmp_path / "truncated.npz")
+    damaged = bytearray(data)
+    damaged[200:600] = bytes(400)
+    (tmp_path / "damaged.npz").write_bytes(bytes(damaged))
+    with pytest.raises(ValueError, match="could not read array 'images'"):
+        NpzImages(tmp_path / "damaged.npz")
+    np.save(tmp_path / "objects.npy", np.array([images], dtype=object), allow_pickle=True)
+    with pytest.raises(ValueError, match="allow_pickle=False"):
+        NpzImages(tmp_path / "objects.npy")
+    (tmp_path / "x.png").write_bytes(b"")
+    with pytest.raises(ValueError, match=r"must be .npy or .npz, got x.png"):
+        NpzImages(tmp_path / "x.png")
     env = ImageNavEnv(image_source=str(tmp_path / "a.npy"))
     env.reset(seed=0)
     assert any(np.array_equal(env.image, im) for im in images)
@@ -145,6 +161,10 @@ def test_folder_images_centre_crop_resize_and_rgb(tmp_path):
 def test_folder_errors_name_the_problem(tmp_path):
     with pytest.raises(FileNotFoundError, match="does not exist"):
         make_image_source(tmp_path / "missing")
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        ImageNavEnv(image_source=tmp_path / "missing")
+    with pytest.raises(ValueError, match="max_images must be None or an int >= 1"):
+        FolderImages(tmp_path, max_images=0)
     with pytest.raises(ValueError, match="image folder is empty"):
         FolderImages(tmp_path)
     (tmp_path / "broken.jpg").write_bytes(b"garbage")

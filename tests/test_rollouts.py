@@ -61,7 +61,11 @@ def test_collect_rollouts_matches_single_env(rollouts):
 
 def test_indexing_returns_rollouts(rollouts):
     assert len(rollouts[2:5]) == 3 and len(rollouts[0]) == 1 and len(rollouts[-1]) == 1
+    np.testing.assert_array_equal(rollouts[-2].images[0], rollouts.images[4])
     np.testing.assert_array_equal(rollouts[np.array([4, 1])].images[1], rollouts.images[1])
+    for index in (6, -7):
+        with pytest.raises(IndexError, match="out of range for 6 sequences"):
+            rollouts[index]
 
 
 def test_save_load_round_trip_is_atomic_and_pickle_free(rollouts, tmp_path):
@@ -89,6 +93,72 @@ def test_load_errors_are_clear(rollouts, tmp_path):
     np.savez(tmp_path / "bad.npz", actions=rollouts.actions[:, :3], metadata="{}", **arrays)
     with pytest.raises(ValueError, match="inconsistent rollouts: actions"):
         Rollouts.load(tmp_path / "bad.npz")
+
+
+def _arrays(rollouts):
+    keys = ("observations", "actions", "positions", "wall_hits", "images")
+    return {k: getattr(rollouts, k) for k in keys}
+
+
+def test_load_rejects_truncated_and_corrupted_files(rollouts, tmp_path):
+    good = tmp_path / "good.npz"
+    rollouts.save(good)
+    data = good.read_bytes()
+    (tmp_path / "truncated.npz").write_bytes(data[: len(data) // 2])
+    with pytest.raises(ValueError, match=r"truncated.npz \(corrupt\?\)"):
+        Rollouts.load(tmp_path / "truncated.npz")
+    # Zero a stretch inside the first (compressed) member: the zip directory is intact, the data
+    # is not, so the error comes while decompressing.
+    damaged = bytearray(data)
+    damaged[200:600] = bytes(400)
+    (tmp_path / "damaged.npz").write_bytes(bytes(damaged))
+    with pytest.raises(ValueError, match=r"damaged.npz \(corrupt\?\)"):
+        Rollouts.load(tmp_path / "damaged.npz")
+    (tmp_path / "empty.npz").write_bytes(b"")
+    with pytest.raises(ValueError, match="corrupt"):
+        Rollouts.load(tmp_path / "empty.npz")
+
+
+def test_load_rejects_foreign_files_without_unpickling(rollouts, tmp_path):
+    np.save(tmp_path / "array.npy", rollouts.observations)
+    with pytest.raises(ValueError, match="expected an .npz archive"):
+        Rollouts.load(tmp_path / "array.npy")
+    # An object array would need pickle: it must be refused, not unpickled.
+    np.savez(tmp_path / "object.npz", **_arrays(rollouts), metadata=np.array([{}], dtype=object))
+    with pytest.raises(ValueError, match="allow_pickle=False"):
+        Rollouts.load(tmp_path / "object.npz")
+    import pickle
+
+    (tmp_path / "pickle.npz").write_bytes(pickle.dumps({"observations": 1}))
+    with pytest.raises(ValueError, match="corrupt"):
+        Rollouts.load(tmp_path / "pickle.npz")
+    np.savez(tmp_path / "list_meta.npz", **_arrays(rollouts), metadata=np.array("[1, 2]"))
+    with pytest.raises(ValueError, match="metadata must be a JSON object, got list"):
+        Rollouts.load(tmp_path / "list_meta.npz")
+    np.savez(tmp_path / "bad_json.npz", **_arrays(rollouts), metadata=np.array("{seed: 1"))
+    with pytest.raises(ValueError, match="metadata is not valid JSON"):
+        Rollouts.load(tmp_path / "bad_json.npz")
+    np.savez(tmp_path / "num_meta.npz", **_arrays(rollouts), metadata=np.arange(3))
+    with pytest.raises(ValueError, match="metadata must be a JSON string"):
+        Rollouts.load(tmp_path / "num_meta.npz")
+    wrong = _arrays(rollouts) | {"observations": rollouts.observations.astype(np.float32)}
+    np.savez(tmp_path / "float_obs.npz", **wrong, metadata=np.array("{}"))
+    with pytest.raises(ValueError, match="observations must be .* uint8"):
+        Rollouts.load(tmp_path / "float_obs.npz")
+
+
+def test_load_never_allows_pickle(rollouts, tmp_path, monkeypatch):
+    calls = []
+    original = np.load
+
+    def spy(*args, **kwargs):
+        calls.append(kwargs.get("allow_pickle"))
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(np, "load", spy)
+    rollouts.save(tmp_path / "r.npz")
+    Rollouts.load(tmp_path / "r.npz")
+    assert calls == [False]
 
 
 def test_cli_writes_dataset_and_prints_summary(tmp_path, capsys):
