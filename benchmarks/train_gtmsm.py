@@ -41,8 +41,10 @@ class Args:
     """Training seeds; each trains and is evaluated separately."""
     preset: str = "quick"
     """TrainConfig preset."""
-    eval_sequences: int = 64
+    eval_sequences: int = 128
     """Held-out rollouts per image source."""
+    threads: int = 0
+    """Torch CPU threads for training (0: torch's default)."""
     photo_patches: int = 256
     """Natural-photo patches to draw held-out images from."""
     max_train_seconds: float = 300.0
@@ -60,7 +62,8 @@ def parse_args() -> Args:
     defaults = Args()
     parser.add_argument("--seeds", type=int, nargs="+", default=defaults.seeds, help="training seeds (default: 0 1 2)")
     parser.add_argument("--preset", default=defaults.preset, help="TrainConfig preset (default: quick)")
-    parser.add_argument("--eval-sequences", type=int, default=defaults.eval_sequences, help="held-out rollouts per source (default: 64)")
+    parser.add_argument("--eval-sequences", type=int, default=defaults.eval_sequences, help="held-out rollouts per source (default: 128)")
+    parser.add_argument("--threads", type=int, default=defaults.threads, help="torch CPU threads (default: 0 = torch's default)")
     parser.add_argument("--photo-patches", type=int, default=defaults.photo_patches, help="natural-photo patches (default: 256)")
     parser.add_argument("--max-train-seconds", type=float, default=defaults.max_train_seconds, help="time target per seed (default: 300)")
     parser.add_argument("--runs-dir", default=defaults.runs_dir, help="checkpoint folder (default: runs/benchmark)")
@@ -82,10 +85,15 @@ def main() -> None:
     procedural = heldout_rollouts(args.eval_sequences, tau + horizon, seed=0)
     photos = heldout_rollouts(args.eval_sequences, tau + horizon, seed=0, image_source=str(photos_path))
     trivial_photo = memorisation_mean_mse(photos, tau)
-    machine = f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads, torch {torch.__version__}"
+    import os
+
+    threads = args.threads or torch.get_num_threads()
+    machine = (f"{platform.machine()} Linux, {os.cpu_count()} CPU cores, {threads} torch thread(s), "
+               f"torch {torch.__version__}, no GPU")
     rows = []
     for seed in args.seeds:
-        config = make_config(args.preset, seed=seed, out_dir=f"{args.runs_dir}/{args.preset}-seed{seed}")
+        config = make_config(args.preset, seed=seed, threads=args.threads, progress=False,
+                             out_dir=f"{args.runs_dir}/{args.preset}-seed{seed}")
         result = train(config)
         default_metrics = evaluate_gtmsm(result.model, procedural, tau)
         photo_metrics = evaluate_gtmsm(result.model, photos, tau)
