@@ -353,7 +353,8 @@ def budget_statement(result: dict[str, Any]) -> str:
         f"GTM-SM (preset `{config['preset']}`): {config['vae_warmup_iters']} VAE warm-up iterations "
         f"({config['vae_batch_size']} crops each), then {config['iterations']} main-phase gradient steps × "
         f"batch {config['batch_size']} × up to {config['seq_len']} steps (length curriculum from "
-        f"{config['curriculum_start']}), tau {config['tau']}. RSSM and action LSTM: {budget['iterations']} "
+        f"{config['curriculum_start']}), tau {config['tau']}; model z {config['z_dim']}, VAE width "
+        f"{config['vae_hidden']}, pixel sigma {config['pixel_sigma']:g}, K {config['knn_k']}. RSSM and action LSTM: {budget['iterations']} "
         f"gradient steps × batch {budget['batch_size']} × {budget['seq_len']} steps (the full length every "
         f"step, so at least GTM-SM's main-phase sequence-steps), tau {budget['tau']}, Adam lr {budget['lr']:g}"
         + (f", capped at {budget['max_seconds']:g} s" if budget["max_seconds"] else "")
