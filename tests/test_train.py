@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import pickle
 from pathlib import Path
 
 import numpy as np
@@ -99,7 +98,7 @@ def test_checkpoint_with_arbitrary_objects_is_never_unpickled(tmp_path: Path) ->
     marker = Path("/tmp/gtmsm_exploit_marker")
     marker.unlink(missing_ok=True)
     evil = tmp_path / "evil.pt"
-    torch.save({"format": "gtmsm-checkpoint", "version": 1, "payload": Exploit()}, evil, pickle_protocol=pickle.DEFAULT_PROTOCOL)
+    torch.save({"format": "gtmsm-checkpoint", "version": 1, "payload": Exploit()}, evil)
     with pytest.raises(CheckpointError):
         load_checkpoint(evil)
     assert not marker.exists()
