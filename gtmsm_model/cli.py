@@ -87,6 +87,9 @@ def build_parser() -> argparse.ArgumentParser:
     run = commands.add_parser("run", help="train a preset, evaluate it on held-out rollouts, print the table, write plots")
     add_train_flags(run)
     add_eval_flags(run, shape_flags=False)
+    run.add_argument("--final-eval-sequences", type=int, default=64,
+                     help="held-out rollouts of the final evaluation (default: 64; periodic evaluations "
+                          "during training use --eval-sequences)")
 
     train = commands.add_parser("train", help="train GTM-SM (checkpoints to OUT_DIR/checkpoint.pt)")
     add_train_flags(train)
@@ -166,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"(this call: {time.perf_counter() - started:.0f} s); checkpoint {Path(config.out_dir) / 'checkpoint.pt'}")
             if args.command == "run":
                 args.eval_sequences, args.eval_tau, args.eval_horizon = (
-                    config.eval_sequences, config.eval_tau, config.eval_horizon)
+                    args.final_eval_sequences, config.eval_tau, config.eval_horizon)
                 if args.eval_image_source is None and config.image_source is not None:
                     args.eval_image_source = config.image_source
                     print("note: evaluating on the training image source (another seed stream); for a "

@@ -291,7 +291,7 @@ def train(config: TrainConfig, *, progress: bool | None = None) -> TrainResult:
     if show_progress:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=total_steps, initial=step, desc="gtmsm", dynamic_ncols=True)
+        bar = tqdm(total=total_steps, initial=step, desc="gtmsm", dynamic_ncols=True, mininterval=1.0)
     start = time.perf_counter()
     model.train()
     while step < total_steps:
@@ -318,8 +318,8 @@ def train(config: TrainConfig, *, progress: bool | None = None) -> TrainResult:
             raise FloatingPointError(f"loss became {parts['loss'].item()} at step {step}")
         if bar is not None:
             bar.update(1)
-            if step % 10 == 0:
-                bar.set_postfix({"phase": phase, **{k: f"{v.item():.3g}" for k, v in parts.items()}})
+            if step % 50 == 0:
+                bar.set_postfix(refresh=False, ordered_dict={"phase": phase, **{k: f"{v.item():.3g}" for k, v in parts.items()}})
         in_main = step > config.vae_warmup_iters
         main_iter = step - config.vae_warmup_iters
         if in_main and (step == total_steps or (config.eval_every and main_iter % config.eval_every == 0)):
