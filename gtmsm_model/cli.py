@@ -22,7 +22,7 @@ import typing
 from pathlib import Path
 from typing import Any
 
-from gtmsm_model.train import PRESETS, TrainConfig, make_config
+from gtmsm_model.train import PRESETS, TrainConfig, make_config, resolve_device
 
 
 def _field_docs(cls: type) -> dict[str, str]:
@@ -179,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "evaluate":
             from gtmsm_model.checkpoint import load_model
 
-            model = load_model(args.checkpoint, map_location=args.device).to(args.device)
+            model = load_model(args.checkpoint, map_location=resolve_device(args.device)).to(args.device)
             out_dir = Path(args.out_dir) if args.out_dir else Path(args.checkpoint).parent
             evaluate_and_report(model, args, out_dir, args.device)
         elif args.command == "predict":
@@ -187,7 +187,7 @@ def main(argv: list[str] | None = None) -> int:
             from gtmsm_model.evaluate import GTMSMPredictor
             from gtmsm_model.plots import save_prediction_gif, save_prediction_strip
 
-            model = load_model(args.checkpoint, map_location=args.device).to(args.device)
+            model = load_model(args.checkpoint, map_location=resolve_device(args.device)).to(args.device)
             rollouts = _heldout(args)
             predicted = GTMSMPredictor(model, args.device, args.mode).predict(
                 rollouts.observations[:1], rollouts.actions[:1], args.eval_tau)[0]

@@ -207,6 +207,19 @@ class TrainResult:
     out_dir: Path | None = None
 
 
+def resolve_device(name: str | torch.device) -> torch.device:
+    """``name`` as a torch device; a clear error for a malformed name or CUDA that is not there."""
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError) as error:
+        raise ValueError(f"--device {name!r} is not a torch device (try cpu, cuda, cuda:1): {error}") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(f"--device {name} asked for, but CUDA is not available")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise RuntimeError(f"--device {name} asked for, but only {torch.cuda.device_count()} CUDA device(s) exist")
+    return device
+
+
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)  # noqa: NPY002 -- legacy global RNG, for any library code that still uses it
@@ -219,7 +232,7 @@ def make_sampler(config: TrainConfig) -> RolloutSampler:
 
 def random_crops(sampler: RolloutSampler, count: int, key: int) -> torch.Tensor:
     """``count`` crops from short fresh rollouts (one key → one reproducible draw)."""
-    sequences = max(1, count // 16)
+    sequences = max(1, math.ceil(count / 16))
     observations = sampler.sample(sequences, 16, key=key).observations.flatten(0, 1)
     return observations[torch.randperm(observations.shape[0])[:count]]
 
@@ -237,9 +250,7 @@ def train(config: TrainConfig, *, progress: bool | None = None) -> TrainResult:
 
     config.validate()
     show_progress = config.progress if progress is None else progress
-    device = torch.device(config.device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(f"--device {config.device} asked for, but CUDA is not available")
+    device = resolve_device(config.device)
     if config.threads:
         torch.set_num_threads(config.threads)
     out_dir = Path(config.out_dir)
@@ -253,6 +264,13 @@ def train(config: TrainConfig, *, progress: bool | None = None) -> TrainResult:
     sampler = make_sampler(config)
     if sampler.max_length is not None and sampler.max_length < config.seq_len:
         raise ValueError(f"dataset sequences have {sampler.max_length} steps < seq_len {config.seq_len}")
+    if sampler.rollouts is not None:
+        crop = (model.config.crop_size, model.config.crop_size, model.config.channels)
+        if tuple(sampler.rollouts.observations.shape[2:]) != crop:
+            raise ValueError(
+                f"dataset {config.dataset} has crops of shape {tuple(sampler.rollouts.observations.shape[2:])}; "
+                f"this model reads {crop} crops (write the rollouts with --crop-size {crop[0]})"
+            )
     step, history, seconds_before = 0, [], 0.0
     if config.resume and checkpoint_path.exists():
         payload = load_checkpoint(checkpoint_path, map_location=device)
