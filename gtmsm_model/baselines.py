@@ -499,6 +499,11 @@ class ActionLSTM(_TrainedModel):
     def build(self, crop_shape, num_actions) -> nn.Module:
         return _ActionLSTMNet(self.config, crop_shape)
 
+    def fit(self, sampler: RolloutSampler, budget: Budget) -> None:
+        if budget.tau < 2:
+            raise ValueError(f"the LSTM needs tau >= 2 (one observed transition), got budget.tau={budget.tau}")
+        super().fit(sampler, budget)
+
     def loss(self, pixels: Tensor, actions: Tensor, tau: int) -> Tensor:
         return (self.net.run(pixels, actions, tau) - pixels[:, 1:]).square().mean()
 

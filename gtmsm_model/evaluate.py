@@ -64,6 +64,13 @@ def _mean(values: np.ndarray) -> float:
     return float(values.mean()) if values.size else float("nan")
 
 
+def _ratio(numerator: float, denominator: float) -> float:
+    """numerator / denominator without ZeroDivisionError: x / 0 is inf (nan for 0 / 0)."""
+    if denominator == 0:
+        return float("nan") if numerator == 0 or math.isnan(numerator) else float("inf")
+    return numerator / denominator
+
+
 def prediction_metrics(
     predicted: np.ndarray, rollouts: Rollouts, tau: int, *, bin_size: int = 32
 ) -> dict[str, Any]:
@@ -162,6 +169,8 @@ def evaluate_gtmsm(model: GTMSM, rollouts: Rollouts, tau: int, *,
     """The full protocol for a trained GTM-SM on ``rollouts`` (memorise tau steps, predict the rest)."""
     device = torch.device(device)
     model.eval()
+    if tau < 1:
+        raise ValueError(f"tau must be >= 1 (at least one memorised step), got {tau}")
     if rollouts.actions.shape[1] <= tau:
         raise ValueError(f"rollouts have {rollouts.actions.shape[1]} steps; need more than tau={tau}")
     observations = torch.as_tensor(rollouts.observations).to(device)
@@ -177,13 +186,13 @@ def evaluate_gtmsm(model: GTMSM, rollouts: Rollouts, tau: int, *,
     metrics["vae_mse_revisited"] = _mean(vae_per_step[revisited])
     metrics["vae_mse_novel"] = _mean(vae_per_step[~revisited])
     metrics["vae_psnr_revisited"] = psnr(metrics["vae_mse_revisited"])
-    metrics["ratio_to_vae_revisited"] = metrics["mse_revisited"] / metrics["vae_mse_revisited"]
+    metrics["ratio_to_vae_revisited"] = _ratio(metrics["mse_revisited"], metrics["vae_mse_revisited"])
 
     per_step = ((prediction.pixels.cpu().numpy() - target) ** 2).mean(axis=(2, 3, 4))
     horizon = per_step.shape[1]
     early = per_step[:, :64][revisited[:, :64]]
     late = per_step[:, horizon - 64:][revisited[:, horizon - 64:]]
-    metrics["drift_ratio"] = _mean(late) / _mean(early)  # revisited MSE, last 64 vs first 64 steps
+    metrics["drift_ratio"] = _ratio(_mean(late), _mean(early))  # revisited MSE, last 64 vs first 64 steps
 
     states = prediction.states.cpu().numpy()
     metrics["smap_rms"], _ = affine_fit_rms(states, rollouts.positions, tau)
@@ -197,7 +206,7 @@ def evaluate_gtmsm(model: GTMSM, rollouts: Rollouts, tau: int, *,
     walls = rollouts.wall_hits[:, 1:]
     metrics["gate_wall"] = _mean(gates[moving & walls])
     metrics["gate_free"] = _mean(gates[moving & ~walls])
-    metrics["gate_ratio"] = metrics["gate_wall"] / metrics["gate_free"]
+    metrics["gate_ratio"] = _ratio(metrics["gate_wall"], metrics["gate_free"])
     metrics["nll_bound_nats_per_step"] = prediction_nll_bound(model, rollouts, tau, device)
     return metrics
 

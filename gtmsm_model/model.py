@@ -327,6 +327,12 @@ class GTMSM(nn.Module):
 
     def vae_loss(self, pixels: Tensor, kl_weight: float = 1.0) -> dict[str, Tensor]:
         """Plain VAE objective (prior N(0, I)) on a batch of crops (..., H, W, C) in [0, 1]."""
+        c = self.config
+        if pixels.dim() < 3 or tuple(pixels.shape[-3:]) != (c.crop_size, c.crop_size, c.channels):
+            raise ValueError(
+                f"crops must have shape (..., {c.crop_size}, {c.crop_size}, {c.channels}), "
+                f"got {tuple(pixels.shape)}"
+            )
         posterior = self.vae.encode(pixels)
         decoded = self.vae.decode(posterior.rsample())
         nll = -self.vae.log_likelihood(pixels, decoded).mean()
@@ -418,6 +424,8 @@ class GTMSM(nn.Module):
         """
         if mode not in ("mean", "sample"):
             raise ValueError(f"mode must be 'mean' or 'sample', got {mode!r}")
+        if tau < 1:
+            raise ValueError(f"tau must be >= 1 (at least one memorised step), got {tau}")
         if observations.shape[1] < tau:
             raise ValueError(f"need at least tau={tau} observations, got {observations.shape[1]}")
         self.check_inputs(observations[:, :tau], actions)

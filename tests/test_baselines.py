@@ -148,3 +148,8 @@ def test_learned_models_refuse_to_predict_before_fit(rollouts):
 def test_budget_rejects_tau_outside_the_sequence():
     with pytest.raises(ValueError, match="tau"):
         Budget(seq_len=16, tau=16)
+
+
+def test_action_lstm_refuses_a_budget_with_tau_below_two():
+    with pytest.raises(ValueError, match="tau >= 2"):
+        ActionLSTM(ActionLSTMConfig(hidden=8, embed=8)).fit(RolloutSampler(0), Budget(iterations=1, batch_size=2, seq_len=8, tau=1))

@@ -118,16 +118,17 @@ def test_checkpoint_writes_are_atomic(tmp_path: Path, monkeypatch: pytest.Monkey
     assert [p.name for p in tmp_path.iterdir()] == ["checkpoint.pt"]
 
 
-def hand_made_rollouts() -> Rollouts:
-    """One image, a known walk: right, right, left, left (memorise 3), then revisit and go new."""
+def hand_made_rollouts(positions=None, actions=None) -> Rollouts:
+    """One image, a known walk (default: right, right, left, left (memorise 3), then revisit and go new)."""
     rng = np.random.default_rng(0)
     image = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
-    positions = np.array([[4, 4], [4, 5], [4, 6], [4, 5], [4, 4], [3, 4], [4, 4]])
-    actions = np.array([0, 4, 4, 3, 3, 1, 2])
+    if positions is None:
+        positions = np.array([[4, 4], [4, 5], [4, 6], [4, 5], [4, 4], [3, 4], [4, 4]])
+        actions = np.array([0, 4, 4, 3, 3, 1, 2])
     observations = np.stack([image[3 * r:3 * r + 8, 3 * c:3 * c + 8] for r, c in positions])
     return Rollouts(
         observations=observations[None], actions=actions[None], positions=positions[None],
-        wall_hits=np.zeros((1, 7), bool), images=image[None],
+        wall_hits=np.zeros((1, len(positions)), bool), images=image[None],
         metadata={"image_size": 32, "crop_size": 8, "step_size": 3},
     )
 
@@ -213,3 +214,77 @@ def test_cli_run_predict_and_errors(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert "checkpoint not found" in capsys.readouterr().err
     assert cli_main(["predict", "--checkpoint", checkpoint, "--eval-tau", "32", "--eval-horizon", "16",
                      "--out", str(tmp_path / "p.txt")]) == 2
+
+
+def exact_state_model():
+    """A GTM-SM whose transition is the true grid walk: action 2/1 = row ±1, 4/3 = col ±1, gate open."""
+    from gtmsm_model.model import GTMSM, GTMSMConfig
+
+    model = GTMSM(GTMSMConfig(z_dim=4, vae_hidden=16, gate_hidden=4, knn_k=2))
+    with torch.no_grad():
+        model.transition.directions.copy_(torch.eye(2))
+        for layer in model.transition.gate_net:
+            if isinstance(layer, torch.nn.Linear):
+                layer.weight.zero_()
+                layer.bias.zero_()
+        model.transition.gate_net[-1].bias.fill_(30.0)  # sigmoid(30) = 1 in float32
+    return model.eval()
+
+
+def test_state_metrics_on_a_hand_made_rollout_with_an_exact_state_map() -> None:
+    # Memorise a 2x2 square (so the affine fit is determined), then revisit twice and go somewhere new.
+    positions = np.array([[4, 4], [4, 5], [3, 5], [3, 4], [4, 4], [4, 5], [5, 5]])
+    actions = np.array([0, 4, 1, 3, 2, 4, 2])
+    rollouts = hand_made_rollouts(positions, actions)
+    metrics = evaluate_gtmsm(exact_state_model(), rollouts, 4, bin_size=2)
+    assert metrics["fraction_revisited"] == pytest.approx(2 / 3)
+    assert metrics["knn_hit_rate"] == 1.0  # every revisited step retrieves a key at its true position
+    assert metrics["smap_rms"] < 1e-6
+    assert metrics["drift_ratio"] == pytest.approx(1.0)  # horizon 3: first and last 64 steps coincide
+    # No wall hits: the wall-gate ratio is undefined, not a crash.
+    assert metrics["gate_free"] == pytest.approx(1.0) and np.isnan(metrics["gate_ratio"])
+
+
+def test_state_metrics_with_a_closed_gate_do_not_divide_by_zero() -> None:
+    model = exact_state_model()
+    with torch.no_grad():
+        model.transition.gate_net[-1].bias.fill_(-200.0)  # sigmoid(-200) = 0 exactly in float32
+    rollouts = hand_made_rollouts()
+    rollouts.wall_hits[0, 1] = True
+    metrics = evaluate_gtmsm(model, rollouts, 3, bin_size=2)
+    assert metrics["gate_free"] == 0 and np.isnan(metrics["gate_ratio"])
+
+
+def test_evaluation_rejects_a_nonpositive_tau() -> None:
+    model, rollouts = exact_state_model(), hand_made_rollouts()
+    for tau in (0, -2):
+        with pytest.raises(ValueError, match="tau must be >= 1"):
+            evaluate_gtmsm(model, rollouts, tau)
+        with pytest.raises(ValueError, match="tau must be >= 1"):
+            model.predict(torch.as_tensor(rollouts.observations), torch.as_tensor(rollouts.actions), tau)
+
+
+def test_dataset_with_another_crop_size_is_a_clear_error(tmp_path: Path) -> None:
+    from gtmsm_env.rollouts import collect_rollouts
+
+    collect_rollouts(2, 48, seed=3, image_size=36, crop_size=12).save(tmp_path / "c12.npz")
+    with pytest.raises(ValueError, match="crop"):
+        train(debug_config(tmp_path / "run", dataset=str(tmp_path / "c12.npz")))
+
+
+def test_random_crops_returns_the_requested_count() -> None:
+    from gtmsm_model.train import random_crops
+
+    assert random_crops(RolloutSampler(0), 20, key=0).shape[0] == 20
+
+
+def test_cli_device_errors_are_clear(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    train(debug_config(tmp_path))
+    checkpoint = str(tmp_path / "checkpoint.pt")
+    assert cli_main(["evaluate", "--checkpoint", checkpoint, "--device", "gpu"]) == 2
+    assert "not a torch device" in capsys.readouterr().err
+    if not torch.cuda.is_available():
+        for command in ("evaluate", "predict"):
+            assert cli_main([command, "--checkpoint", checkpoint, "--device", "cuda"]) == 2
+            error = capsys.readouterr().err
+            assert "CUDA is not available" in error and "corrupt" not in error
