@@ -382,6 +382,13 @@ def write_results(args: Args, per_seed: list[dict[str, Any]], command: str, wall
 
     spread = " (mean ± std over seeds)" if len(seeds) > 1 else ""
     check_lines = [f"- {'PASS' if c['passed'] else 'FAIL'}: {c['target']} — {c['value']}" for c in checks]
+    if args.eval_image_source is not None:
+        held_out_images = f"images from {args.eval_image_source}"
+    elif args.image_source is None:
+        held_out_images = "procedural images from a seed stream training never uses"
+    else:  # a finite folder/array: another seed stream can still draw the training images
+        held_out_images = (f"drawn from the training source {args.image_source} with another seed; "
+                           "pass --eval-image-source for images never used in training")
     markdown = "\n".join([
         "# Model comparison: GTM-SM vs temporal baselines and bounds",
         "",
@@ -389,7 +396,7 @@ def write_results(args: Args, per_seed: list[dict[str, Any]], command: str, wall
         f"- machine: {machine}",
         f"- date: {date}; total wall-clock {wall_seconds / 60:.1f} min",
         f"- seeds: {seeds}; evaluation: {evaluation['sequences']} held-out sequences per seed "
-        f"(images never used in training), tau = {evaluation['tau']} memorisation steps, "
+        f"({held_out_images}), tau = {evaluation['tau']} memorisation steps, "
         f"{evaluation['horizon']} predicted steps from actions alone, pixels in [0, 1]",
         f"- budget: {budget_statement(per_seed[0])}",
         "",
