@@ -81,6 +81,36 @@ def validate_task(task: object) -> str | None:
     return task  # type: ignore[return-value]
 
 
+def configure_env(
+    env: Any,
+    *,
+    image_size: object,
+    crop_size: object,
+    step_size: object,
+    start: object,
+    image_source: Any,
+    task: object,
+    render_mode: object,
+    render_scale: object,
+    max_episode_steps: object,
+) -> None:
+    """Validate the constructor kwargs shared by the single and the vector env and set them on ``env``."""
+    geometry = GridGeometry.validated(image_size, crop_size, step_size)
+    env.geometry = geometry
+    env.image_size, env.crop_size, env.step_size = geometry.image_size, geometry.crop_size, geometry.step_size
+    env.grid_shape = geometry.grid_shape
+    env.start = validate_start(start)
+    env.task = validate_task(task)
+    if render_mode is not None and render_mode not in RENDER_MODES:
+        raise ValueError(f"render_mode must be None or one of {RENDER_MODES}, got {render_mode!r}")
+    env.render_mode = render_mode
+    env.render_scale = _check_int("render_scale", render_scale, 1)
+    if max_episode_steps is not None:
+        max_episode_steps = _check_int("max_episode_steps", max_episode_steps, 1)
+    env.max_episode_steps = max_episode_steps
+    env.image_source = make_image_source(image_source, geometry.image_size)
+
+
 def validate_action(action: object) -> int:
     """``action`` as an int in ``0..4``; anything else raises a ``TypeError``/``ValueError``.
 
@@ -249,27 +279,14 @@ class ImageNavEnv(gym.Env[np.ndarray, np.int64]):
         render_scale: int = 8,
         max_episode_steps: int | None = None,
     ) -> None:
-        self.geometry = GridGeometry.validated(image_size, crop_size, step_size)
-        geometry = self.geometry
-        self.image_size, self.crop_size = geometry.image_size, geometry.crop_size
-        self.step_size = geometry.step_size
-        crop_size = self.crop_size
-        self.grid_shape = self.geometry.grid_shape
-        self.start = validate_start(start)
-        self.task = validate_task(task)
-        if render_mode is not None and render_mode not in RENDER_MODES:
-            raise ValueError(
-                f"render_mode must be None or one of {RENDER_MODES}, got {render_mode!r}"
-            )
-        self.render_mode = render_mode
-        self.render_scale = _check_int("render_scale", render_scale, 1)
-        if max_episode_steps is not None:
-            max_episode_steps = _check_int("max_episode_steps", max_episode_steps, 1)
-        self.max_episode_steps = max_episode_steps
-        self.image_source: ImageSource = make_image_source(image_source, self.image_size)
-
+        configure_env(
+            self, image_size=image_size, crop_size=crop_size, step_size=step_size, start=start,
+            image_source=image_source, task=task, render_mode=render_mode,
+            render_scale=render_scale, max_episode_steps=max_episode_steps,
+        )
+        self.image_source: ImageSource
         self.action_space = spaces.Discrete(len(ACTION_NAMES))
-        self.observation_space = spaces.Box(0, 255, (crop_size, crop_size, 3), np.uint8)
+        self.observation_space = spaces.Box(0, 255, (self.crop_size, self.crop_size, 3), np.uint8)
 
         self.image: np.ndarray | None = None
         self._windows: np.ndarray | None = None

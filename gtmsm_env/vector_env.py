@@ -13,16 +13,13 @@ from gymnasium.vector.utils import batch_space
 
 from gtmsm_env.env import (
     ACTION_DELTAS,
-    RENDER_MODES,
-    GridGeometry,
     _check_int,
+    configure_env,
     draw_frame,
     validate_options,
     validate_pinned_image,
-    validate_start,
-    validate_task,
 )
-from gtmsm_env.images import ImageSource, make_image_source
+from gtmsm_env.images import ImageSource
 
 
 class ImageNavVectorEnv(VectorEnv):
@@ -69,25 +66,15 @@ class ImageNavVectorEnv(VectorEnv):
         max_episode_steps: int | None = None,
     ) -> None:
         self.num_envs = _check_int("num_envs", num_envs, 1)
-        self.geometry = GridGeometry.validated(image_size, crop_size, step_size)
-        geometry = self.geometry
-        image_size, crop_size = geometry.image_size, geometry.crop_size
-        self.image_size, self.crop_size, self.step_size = image_size, crop_size, geometry.step_size
-        self.grid_shape = self.geometry.grid_shape
-        self.start = validate_start(start)
-        self.task = validate_task(task)
-        if render_mode is not None and render_mode not in RENDER_MODES:
-            raise ValueError(
-                f"render_mode must be None or one of {RENDER_MODES}, got {render_mode!r}"
-            )
         if render_mode == "human":
             raise ValueError("the vector env renders only 'rgb_array' (one frame per env)")
-        self.render_mode = render_mode
-        self.render_scale = _check_int("render_scale", render_scale, 1)
-        if max_episode_steps is not None:
-            max_episode_steps = _check_int("max_episode_steps", max_episode_steps, 1)
-        self.max_episode_steps = max_episode_steps
-        self.image_source: ImageSource = make_image_source(image_source, image_size)
+        configure_env(
+            self, image_size=image_size, crop_size=crop_size, step_size=step_size, start=start,
+            image_source=image_source, task=task, render_mode=render_mode,
+            render_scale=render_scale, max_episode_steps=max_episode_steps,
+        )
+        self.image_source: ImageSource
+        image_size, crop_size = self.image_size, self.crop_size
 
         self.single_action_space = spaces.Discrete(5)
         self.single_observation_space = spaces.Box(0, 255, (crop_size, crop_size, 3), np.uint8)
