@@ -25,7 +25,14 @@ import numpy as np
 import torch
 
 from gtmsm_env.rollouts import Rollouts
-from gtmsm_model.model import GTMSM, Gaussian, gather_memory, mixture_kl_bound, pairwise_gaussian_kl
+from gtmsm_model.model import (
+    GTMSM,
+    Gaussian,
+    Prediction,
+    gather_memory,
+    mixture_kl_bound,
+    pairwise_gaussian_kl,
+)
 
 SSIM_WINDOW = 3
 
@@ -71,6 +78,11 @@ def _ratio(numerator: float, denominator: float) -> float:
     return numerator / denominator
 
 
+def per_step_mse(predicted: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """Mean squared error of each crop: (B, N, H, W, C) pairs → (B, N)."""
+    return ((predicted - target) ** 2).mean(axis=(2, 3, 4))
+
+
 def prediction_metrics(
     predicted: np.ndarray, rollouts: Rollouts, tau: int, *, bin_size: int = 32
 ) -> dict[str, Any]:
@@ -81,7 +93,7 @@ def prediction_metrics(
         raise ValueError(f"predictions have shape {predicted.shape}; the rollouts need {target.shape}")
     if not np.isfinite(predicted).all():
         raise ValueError("predictions contain NaN or inf")
-    per_step = ((predicted - target) ** 2).mean(axis=(2, 3, 4))  # (B, H)
+    per_step = per_step_mse(predicted, target)  # (B, H)
     revisited = revisited_mask(rollouts.positions, tau)
     horizon = per_step.shape[1]
     bins = [[start + 1, min(start + bin_size, horizon)] for start in range(0, horizon, bin_size)]
@@ -105,6 +117,9 @@ def prediction_metrics(
         metrics[f"psnr{part}"] = psnr(metrics[f"mse{part}"])
     late = per_step[:, horizon // 2:][revisited[:, horizon // 2:]]
     metrics["mse_revisited_late_half"] = _mean(late)  # steps horizon/2+1 .. horizon
+    first = per_step[:, :64][revisited[:, :64]]
+    last = per_step[:, horizon - 64:][revisited[:, horizon - 64:]]
+    metrics["drift_ratio"] = _ratio(_mean(last), _mean(first))  # revisited MSE, last 64 vs first 64 steps
     return metrics
 
 
@@ -138,16 +153,17 @@ class GTMSMPredictor:
 
 @torch.no_grad()
 def prediction_nll_bound(model: GTMSM, rollouts: Rollouts, tau: int, device: torch.device,
-                         samples: int = 4) -> float:
+                         samples: int = 4, prediction: Prediction | None = None) -> float:
     """Negative ELBO of the predicted steps under the top-K memory prior, nats per step.
 
     -log p(x_t | s_t, m) <= E_q[-log p(x_t | z)] + KL(q(z | x_t) ‖ p(z | s_t, m)); the KL is the
     mixture bound of ``mixture_kl_bound``, the expectation a mean over ``samples`` draws. The pixel
-    model is a Gaussian density, so values can be negative.
+    model is a Gaussian density, so values can be negative. Pass ``prediction`` (``model.predict``
+    on the same rollouts) to reuse its retrieval instead of running the model again.
     """
     observations = torch.as_tensor(rollouts.observations).to(device)
-    actions = torch.as_tensor(rollouts.actions).long().to(device)
-    prediction = model.predict(observations, actions, tau)
+    if prediction is None:
+        prediction = model.predict(observations, torch.as_tensor(rollouts.actions).long().to(device), tau)
     pixels = model.to_pixels(observations)
     posterior = model.vae.encode(pixels)
     future = Gaussian(posterior.mean[:, tau:], posterior.log_std[:, tau:])
@@ -181,18 +197,12 @@ def evaluate_gtmsm(model: GTMSM, rollouts: Rollouts, tau: int, *,
     revisited = revisited_mask(rollouts.positions, tau)
     target = rollouts.observations[:, tau:].astype(np.float32) / 255.0
     reconstruction = model.reconstruct(observations[:, tau:]).cpu().numpy()
-    vae_per_step = ((reconstruction - target) ** 2).mean(axis=(2, 3, 4))
+    vae_per_step = per_step_mse(reconstruction, target)
     metrics["vae_mse"] = _mean(vae_per_step)
     metrics["vae_mse_revisited"] = _mean(vae_per_step[revisited])
     metrics["vae_mse_novel"] = _mean(vae_per_step[~revisited])
     metrics["vae_psnr_revisited"] = psnr(metrics["vae_mse_revisited"])
     metrics["ratio_to_vae_revisited"] = _ratio(metrics["mse_revisited"], metrics["vae_mse_revisited"])
-
-    per_step = ((prediction.pixels.cpu().numpy() - target) ** 2).mean(axis=(2, 3, 4))
-    horizon = per_step.shape[1]
-    early = per_step[:, :64][revisited[:, :64]]
-    late = per_step[:, horizon - 64:][revisited[:, horizon - 64:]]
-    metrics["drift_ratio"] = _ratio(_mean(late), _mean(early))  # revisited MSE, last 64 vs first 64 steps
 
     states = prediction.states.cpu().numpy()
     metrics["smap_rms"], _ = affine_fit_rms(states, rollouts.positions, tau)
@@ -207,7 +217,7 @@ def evaluate_gtmsm(model: GTMSM, rollouts: Rollouts, tau: int, *,
     metrics["gate_wall"] = _mean(gates[moving & walls])
     metrics["gate_free"] = _mean(gates[moving & ~walls])
     metrics["gate_ratio"] = _ratio(metrics["gate_wall"], metrics["gate_free"])
-    metrics["nll_bound_nats_per_step"] = prediction_nll_bound(model, rollouts, tau, device)
+    metrics["nll_bound_nats_per_step"] = prediction_nll_bound(model, rollouts, tau, device, prediction=prediction)
     return metrics
 
 
