@@ -39,6 +39,7 @@ import torch
 
 from gtmsm_model.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from gtmsm_model.data import RolloutSampler, heldout_rollouts
+from gtmsm_model.evaluate import evaluate_gtmsm
 from gtmsm_model.model import GTMSM, GTMSMConfig
 
 
@@ -246,8 +247,6 @@ def make_optimizer(model: GTMSM, config: TrainConfig) -> torch.optim.Optimizer:
 
 def train(config: TrainConfig, *, progress: bool | None = None) -> TrainResult:
     """Train GTM-SM as ``config`` says; checkpoints to ``config.out_dir/checkpoint.pt``."""
-    from gtmsm_model.evaluate import evaluate_gtmsm  # evaluate imports train's config types
-
     config.validate()
     show_progress = config.progress if progress is None else progress
     device = resolve_device(config.device)
