@@ -1,0 +1,203 @@
+"""One way to turn documented dataclasses into command-line flags and to check every value.
+
+Every entry point of the project (``gtmsm``, ``gtmsm-play``, ``gtmsm-rollouts``, the benchmark
+scripts) builds its flags with this module, so a bad value is always reported the same way: one
+``prog: error: ...`` line that names the flag, exit status 2, no traceback, before any expensive
+work starts.
+
+A field states its range once, in its metadata, and both the flag parser and the dataclass's own
+``validate`` read it::
+
+    @dataclass
+    class Args:
+        lr: float = bounded(1e-3, gt=0)
+        \"\"\"Adam learning rate.\"\"\"
+
+    parser = argparse.ArgumentParser()
+    add_dataclass_flags(parser, Args)           # --lr FLOAT, checked at parse time
+    args = Args(**dataclass_values(parser.parse_args(), Args))
+    check_fields(args)                          # the same check for programmatic use
+
+No torch here: the env package uses it too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import dataclasses
+import inspect
+import math
+import sys
+import typing
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+EXIT_USAGE = 2
+
+
+@dataclass(frozen=True)
+class Bounds:
+    """The allowed range of a number (each side optional, open or closed)."""
+
+    ge: float | None = None
+    gt: float | None = None
+    le: float | None = None
+    lt: float | None = None
+
+    def problem(self, value: float) -> str | None:
+        """``None`` if ``value`` is allowed, else what it must be ("must be > 0")."""
+        if isinstance(value, float) and not math.isfinite(value):
+            return "must be a finite number"
+        if self.ge is not None and value < self.ge:
+            return f"must be >= {self.ge:g}"
+        if self.gt is not None and value <= self.gt:
+            return f"must be > {self.gt:g}"
+        if self.le is not None and value > self.le:
+            return f"must be <= {self.le:g}"
+        if self.lt is not None and value >= self.lt:
+            return f"must be < {self.lt:g}"
+        return None
+
+
+def bounded(default: Any, *, ge: float | None = None, gt: float | None = None,
+            le: float | None = None, lt: float | None = None) -> Any:
+    """A dataclass field with a default and an allowed range (stored in the field's metadata)."""
+    return dataclasses.field(default=default, metadata={"bounds": Bounds(ge, gt, le, lt)})
+
+
+def flag_name(field_name: str) -> str:
+    return "--" + field_name.replace("_", "-")
+
+
+def field_docs(cls: type) -> dict[str, str]:
+    """The docstring under each dataclass field (the CleanRL convention), read from the source."""
+    docs: dict[str, str] = {}
+    for klass in reversed(cls.__mro__):
+        if not dataclasses.is_dataclass(klass):
+            continue
+        try:
+            body = ast.parse(inspect.getsource(klass)).body[0].body  # type: ignore[attr-defined]
+        except (OSError, TypeError, IndexError):
+            continue
+        for node, following in zip(body, body[1:], strict=False):
+            if (isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name)
+                    and isinstance(following, ast.Expr) and isinstance(following.value, ast.Constant)):
+                docs[node.target.id] = " ".join(str(following.value.value).split())
+    return docs
+
+
+def number(kind: type, bounds: Bounds | None = None, *, optional: bool = False) -> Callable[[str], Any]:
+    """An argparse ``type=`` that parses an int/float and checks ``bounds``.
+
+    argparse turns the ``ArgumentTypeError`` into ``prog: error: argument --flag: ...``.
+    """
+
+    def parse(text: str) -> Any:
+        if optional and text.lower() in ("none", ""):
+            return None
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"expected {'an integer' if kind is int else 'a number'}, got {text!r}") from None
+        problem = bounds.problem(value) if bounds is not None else None
+        if problem is None and isinstance(value, float) and not math.isfinite(value):
+            problem = "must be a finite number"
+        if problem is not None:
+            raise argparse.ArgumentTypeError(f"{problem}, got {text}")
+        return value
+
+    parse.__name__ = kind.__name__  # argparse names the type in its messages
+    return parse
+
+
+def _base_type(hint: Any) -> tuple[type, bool]:
+    """``int`` → (int, False); ``int | None`` → (int, True); ``str | None`` → (str, True)."""
+    args = typing.get_args(hint)
+    if args:
+        inner = [a for a in args if a is not type(None)]
+        if len(inner) == 1:
+            return inner[0], type(None) in args
+        return str, type(None) in args
+    return hint, False
+
+
+def add_dataclass_flags(
+    parser: argparse.ArgumentParser | argparse._ArgumentGroup,
+    cls: type,
+    *,
+    defaults: Mapping[str, Any] | None = None,
+    skip: Iterable[str] = (),
+    choices: Mapping[str, Sequence[Any]] | None = None,
+    suppress_defaults: bool = False,
+    default_label: str = "default",
+) -> None:
+    """One flag per field of dataclass ``cls``: type, range and help text come from the field.
+
+    ``defaults`` overrides the shown/parsed defaults; ``suppress_defaults`` leaves unset flags out
+    of the namespace (so a preset can fill them); ``choices`` restricts string fields.
+    """
+    docs = field_docs(cls)
+    hints = typing.get_type_hints(cls)
+    defaults = dict(defaults or {})
+    choices = dict(choices or {})
+    for field in dataclasses.fields(cls):
+        if field.name in skip or not field.init:
+            continue
+        kind, optional = _base_type(hints[field.name])
+        default = defaults.get(field.name, field.default)
+        if default is dataclasses.MISSING and field.default_factory is not dataclasses.MISSING:
+            default = field.default_factory()
+        text = docs.get(field.name, "")
+        help_text = f"{text} ({default_label}: {default})" if default is not dataclasses.MISSING else text
+        common: dict[str, Any] = {"dest": field.name, "help": help_text.replace("%", "%%")}
+        if suppress_defaults:
+            common["default"] = argparse.SUPPRESS
+        elif default is not dataclasses.MISSING:
+            common["default"] = default
+        else:
+            common["required"] = True
+        if kind is bool:
+            parser.add_argument(flag_name(field.name), action=argparse.BooleanOptionalAction, **common)
+            continue
+        if kind in (int, float):
+            parse: Callable[[str], Any] = number(kind, field.metadata.get("bounds"), optional=optional)
+        else:
+            parse = str
+        parser.add_argument(flag_name(field.name), type=parse, metavar=field.name.upper(),
+                            choices=choices.get(field.name), **common)
+
+
+def dataclass_values(args: argparse.Namespace, cls: type, skip: Iterable[str] = ()) -> dict[str, Any]:
+    """The parsed values that belong to ``cls``'s fields (absent ones left out)."""
+    names = {f.name for f in dataclasses.fields(cls)} - set(skip)
+    return {k: v for k, v in vars(args).items() if k in names}
+
+
+def check_fields(obj: Any) -> None:
+    """Raise ``ValueError("--flag must be ..., got x")`` for the first field outside its bounds."""
+    for field in dataclasses.fields(obj):
+        bounds = field.metadata.get("bounds")
+        value = getattr(obj, field.name)
+        if bounds is None or value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise TypeError(f"{flag_name(field.name)} must be a number, got {value!r}")
+        problem = bounds.problem(value)
+        if problem is not None:
+            raise ValueError(f"{flag_name(field.name)} {problem}, got {value}")
+
+
+def fail(prog: str, message: str) -> typing.NoReturn:
+    """Print ``prog: error: message`` (first line only, never empty) and exit with status 2."""
+    lines = [line for line in str(message).strip().splitlines() if line.strip()]
+    print(f"{prog}: error: {lines[0] if lines else 'failed (no details)'}", file=sys.stderr)
+    raise SystemExit(EXIT_USAGE)
+
+
+def error_text(error: BaseException) -> str:
+    """A one-line description of ``error`` that is never empty."""
+    lines = [line for line in str(error).strip().splitlines() if line.strip()]
+    return lines[0] if lines else type(error).__name__
