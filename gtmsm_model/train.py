@@ -37,6 +37,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from gtmsm_env.flags import bounded, check_fields
 from gtmsm_model.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from gtmsm_model.data import RolloutSampler, heldout_rollouts
 from gtmsm_model.evaluate import evaluate_gtmsm
@@ -49,11 +50,11 @@ class TrainConfig:
 
     preset: str = "quick"
     """Named preset the other fields were taken from (debug, quick, paper)."""
-    seed: int = 0
+    seed: int = bounded(0, ge=0)
     """Seeds torch, numpy and the training data stream."""
     device: str = "cpu"
     """Torch device: cpu, cuda, cuda:1, ..."""
-    threads: int = 0
+    threads: int = bounded(0, ge=0)
     """Torch CPU threads (0: torch's default)."""
     out_dir: str = "runs/gtmsm"
     """Folder for checkpoint.pt, history.json and evaluation outputs."""
@@ -63,63 +64,65 @@ class TrainConfig:
     """Image source for on-the-fly rollouts: a folder or .npz/.npy path; unset: procedural default."""
     resume: bool = False
     """Continue from out_dir/checkpoint.pt if it exists."""
+    overwrite: bool = False
+    """Start afresh in an out_dir that already holds a run (its checkpoint, logs, metrics and plots are removed)."""
     progress: bool = True
     """Show a tqdm progress bar."""
 
     # model
-    z_dim: int = 32
+    z_dim: int = bounded(32, ge=1)
     """Size of the VAE latent."""
-    vae_hidden: int = 256
+    vae_hidden: int = bounded(256, ge=1)
     """Width of the VAE's MLP layers."""
-    gate_hidden: int = 32
+    gate_hidden: int = bounded(32, ge=1)
     """Width of the wall gate's hidden layers."""
-    knn_k: int = 5
+    knn_k: int = bounded(5, ge=1)
     """Neighbours K of the memory prior when predicting."""
-    pixel_sigma: float = 0.035
+    pixel_sigma: float = bounded(0.035, gt=0)
     """Std of the Gaussian pixel likelihood (smaller: sharper codes, less KL pressure)."""
-    state_noise: float = 0.0
+    state_noise: float = bounded(0.0, ge=0)
     """Std of the transition noise eps_t while training."""
 
     # schedule
-    vae_warmup_iters: int = 800
+    vae_warmup_iters: int = bounded(800, ge=0)
     """VAE-only iterations on random crops before the main phase."""
-    vae_batch_size: int = 256
+    vae_batch_size: int = bounded(256, ge=1)
     """Crops per VAE warm-up iteration."""
-    iterations: int = 1100
+    iterations: int = bounded(1100, ge=0)
     """Main-phase iterations (whole model, whole sequences)."""
-    batch_size: int = 16
+    batch_size: int = bounded(16, ge=1)
     """Sequences per main-phase iteration."""
-    seq_len: int = 288
+    seq_len: int = bounded(288, ge=2)
     """Full training sequence length T (memorisation tau + prediction steps)."""
-    tau: int = 256
+    tau: int = bounded(256, ge=1)
     """Memorisation steps tau of a training sequence."""
-    curriculum_start: int = 24
+    curriculum_start: int = bounded(24, ge=2)
     """Sequence length at the first main-phase iteration."""
-    curriculum_iters: int = 800
+    curriculum_iters: int = bounded(800, ge=0)
     """Iterations over which the sequence length grows to seq_len."""
-    gate_open_iters: int = 100
+    gate_open_iters: int = bounded(100, ge=0)
     """Main-phase iterations with the wall gate bypassed (every move succeeds)."""
-    kl_start: float = 0.1
+    kl_start: float = bounded(0.1, ge=0, le=1)
     """KL weight at the start of the main phase."""
-    kl_warmup_iters: int = 300
+    kl_warmup_iters: int = bounded(300, ge=0)
     """Iterations over which the KL weight ramps to 1."""
-    lr_vae: float = 2e-3
+    lr_vae: float = bounded(2e-3, gt=0, le=1)
     """Adam learning rate of the VAE."""
-    lr_state: float = 1e-2
+    lr_state: float = bounded(1e-2, gt=0, le=1)
     """Adam learning rate of M and the wall gate."""
-    grad_clip: float = 10.0
+    grad_clip: float = bounded(10.0, gt=0)
     """Global gradient-norm clip."""
 
     # evaluation and checkpoints
-    eval_every: int = 250
+    eval_every: int = bounded(250, ge=0)
     """Main-phase iterations between held-out evaluations (0: only at the end)."""
-    eval_sequences: int = 32
+    eval_sequences: int = bounded(32, ge=1)
     """Held-out sequences per periodic evaluation."""
-    eval_tau: int = 256
+    eval_tau: int = bounded(256, ge=1)
     """Memorisation steps of evaluation rollouts."""
-    eval_horizon: int = 256
+    eval_horizon: int = bounded(256, ge=1)
     """Predicted steps of evaluation rollouts."""
-    checkpoint_every: int = 100
+    checkpoint_every: int = bounded(100, ge=1)
     """Iterations (either phase) between checkpoints."""
 
     def model_config(self) -> GTMSMConfig:
@@ -133,20 +136,20 @@ class TrainConfig:
         )
 
     def validate(self) -> None:
-        positive = ("vae_batch_size", "batch_size", "seq_len", "tau", "curriculum_start",
-                    "eval_sequences", "eval_tau", "eval_horizon", "checkpoint_every")
-        for name in positive:
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("vae_warmup_iters", "iterations", "curriculum_iters", "gate_open_iters",
-                     "kl_warmup_iters", "eval_every", "threads"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        """Raise ``ValueError`` naming the flag (``--lr-vae must be > 0, got -1``) for a bad value."""
+        check_fields(self)
+        if self.preset not in PRESETS:
+            raise ValueError(f"--preset must be one of {sorted(PRESETS)}, got {self.preset!r}")
         if self.tau > self.seq_len:
-            raise ValueError(f"tau ({self.tau}) must not exceed seq_len ({self.seq_len})")
+            raise ValueError(f"--tau ({self.tau}) must not exceed --seq-len ({self.seq_len})")
         if self.curriculum_start > self.seq_len:
-            raise ValueError(f"curriculum_start ({self.curriculum_start}) exceeds seq_len ({self.seq_len})")
-        self.model_config()  # validates the model fields
+            raise ValueError(f"--curriculum-start ({self.curriculum_start}) must not exceed --seq-len ({self.seq_len})")
+        if self.resume and self.overwrite:
+            raise ValueError("--resume and --overwrite contradict each other: pick one")
+        try:
+            self.model_config()
+        except ValueError as error:
+            raise ValueError(f"model settings: {error}") from None
 
 
 PRESETS: dict[str, dict[str, Any]] = {
