@@ -1,0 +1,57 @@
+"""Incremental imagination agrees with GTMSM.predict on the same sequence."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from gtmsm_env import collect_rollouts
+from gtmsm_model.imagination import Imagination
+from gtmsm_model.model import GTMSM, GTMSMConfig
+
+TINY = dict(z_dim=6, vae_hidden=24, gate_hidden=8, knn_k=3)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_step_by_step_imagination_equals_predict_on_the_whole_sequence(seed):
+    torch.manual_seed(seed)
+    model = GTMSM(GTMSMConfig(**TINY)).eval()
+    rollouts = collect_rollouts(1, 60, seed=seed)
+    observations, actions = rollouts.observations[0], rollouts.actions[0]
+    tau = 40
+    expected = model.predict(torch.as_tensor(observations)[None], torch.as_tensor(actions)[None], tau)
+    expected_crops = (expected.pixels[0] * 255).round().to(torch.uint8).numpy()
+
+    imagination = Imagination(model, tau)
+    for t in range(tau):
+        assert imagination.memorising and imagination.memorised == t
+        imagination.observe(observations[t], None if t == 0 else int(actions[t]))
+    assert not imagination.memorising
+    for t in range(tau, len(actions)):
+        imagined = imagination.imagine(int(actions[t]))
+        np.testing.assert_allclose(imagination.state, expected.states[0, t].numpy(), atol=1e-5)
+        # Rounding to uint8 may differ by one level where batched and single-row float math differ.
+        diff = np.abs(imagined.crop.astype(int) - expected_crops[t - tau].astype(int))
+        assert diff.max() <= 1, f"step {t}: imagined crop differs from predict by {diff.max()}"
+        np.testing.assert_allclose(imagined.weights, expected.log_weights[0, t - tau].exp().numpy(), atol=1e-5)
+        assert imagined.crop.dtype == np.uint8 and imagined.crop.shape == (8, 8, 3)
+
+
+def test_misuse_is_reported():
+    model = GTMSM(GTMSMConfig(**TINY))
+    with pytest.raises(ValueError, match="tau"):
+        Imagination(model, 0)
+    imagination = Imagination(model, 2)
+    crop = np.zeros((8, 8, 3), np.uint8)
+    with pytest.raises(RuntimeError, match="still memorising"):
+        imagination.imagine(1)
+    imagination.observe(crop)
+    with pytest.raises(ValueError, match="needs its action"):
+        imagination.observe(crop)
+    imagination.observe(crop, 1)
+    with pytest.raises(RuntimeError, match="memory is full"):
+        imagination.observe(crop, 1)
+    assert imagination.imagine(2).near_memory  # back at step 0's state
+    imagination.reset()
+    assert imagination.memorised == 0 and imagination.state is None
