@@ -20,6 +20,8 @@ _DCOL = tuple(int(d) for d in ACTION_DELTAS[:, 1])
 
 START_MODES = ("center", "random")
 TASKS = (None, "coverage")
+WALL_MODES = ("border", "maze")
+DEFAULT_WALL_DENSITY = 0.05
 RENDER_MODES = ("human", "rgb_array")
 DEFAULT_MAX_EPISODE_STEPS = 1024
 
@@ -69,6 +71,130 @@ class GridGeometry:
         )
 
 
+def interior_edges(grid_shape: tuple[int, int]) -> np.ndarray:
+    """Every edge between two neighbouring cells, ``(E, 2)`` flat cell indices ``row * cols + col``:
+    first the horizontal neighbours ``(r, c)-(r, c + 1)`` row-major, then the vertical ones
+    ``(r, c)-(r + 1, c)`` row-major (E = 144 on the 9 x 9 grid)."""
+    rows, cols = grid_shape
+    cell = np.arange(rows * cols).reshape(rows, cols)
+    horizontal = np.stack([cell[:, :-1].ravel(), cell[:, 1:].ravel()], axis=1)
+    vertical = np.stack([cell[:-1, :].ravel(), cell[1:, :].ravel()], axis=1)
+    return np.concatenate([horizontal, vertical]).astype(np.int64)
+
+
+def max_interior_walls(grid_shape: tuple[int, int]) -> int:
+    """The most interior walls that leave every cell reachable: ``E - (rows * cols - 1)`` (the
+    walls of a perfect maze, whose open edges form a spanning tree); 64 on the 9 x 9 grid."""
+    rows, cols = grid_shape
+    return len(interior_edges(grid_shape)) - (rows * cols - 1)
+
+
+def num_interior_walls(grid_shape: tuple[int, int], wall_density: float) -> int:
+    """How many interior walls ``wall_density`` asks for: ``round(wall_density * E)``."""
+    return int(round(wall_density * len(interior_edges(grid_shape))))
+
+
+def border_blocked_moves(grid_shape: tuple[int, int]) -> np.ndarray:
+    """``(rows, cols, 5)`` bool: ``[row, col, action]`` is True iff ``action`` from ``(row, col)``
+    would leave the grid. Stay (action 0) is never blocked."""
+    rows, cols = grid_shape
+    row = np.arange(rows)[:, None, None]
+    col = np.arange(cols)[None, :, None]
+    target_row = row + ACTION_DELTAS[:, 0]
+    target_col = col + ACTION_DELTAS[:, 1]
+    return ~((target_row >= 0) & (target_row < rows) & (target_col >= 0) & (target_col < cols))
+
+
+def generate_maze(
+    rng: np.random.Generator, grid_shape: tuple[int, int], wall_density: float
+) -> np.ndarray:
+    """A random wall layout with every cell reachable: ``(rows, cols, 5)`` bool blocked moves
+    (the border included), with ``num_interior_walls(grid_shape, wall_density)`` interior walls.
+
+    One draw, ``rng.permutation(E)``, orders the interior edges. Walls are the first edges in that
+    order whose removal keeps the grid connected (reverse-delete), computed exactly as: the open
+    edges of a spanning tree built by Kruskal over the *reversed* order are never walled; the
+    first ``k`` other edges in the order are. So ``wall_density=max_interior_walls / E`` gives a
+    perfect maze, and small densities give isolated walls anywhere.
+    """
+    rows, cols = grid_shape
+    edges = interior_edges(grid_shape)
+    count = num_interior_walls(grid_shape, wall_density)
+    if count > max_interior_walls(grid_shape):
+        raise ValueError(
+            f"wall_density={wall_density} asks for {count} interior walls; at most "
+            f"{max_interior_walls(grid_shape)} keep every cell of the {rows}x{cols} grid reachable"
+        )
+    order = rng.permutation(len(edges))
+    parent = list(range(rows * cols))
+
+    def root(x: int) -> int:
+        while parent[x] != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    in_tree = np.zeros(len(edges), bool)
+    for e in order[::-1].tolist():
+        a, b = root(int(edges[e, 0])), root(int(edges[e, 1]))
+        if a != b:
+            parent[a] = b
+            in_tree[e] = True
+    walls = [e for e in order.tolist() if not in_tree[e]][:count]
+    blocked = border_blocked_moves(grid_shape)
+    for e in walls:
+        a, b = int(edges[e, 0]), int(edges[e, 1])
+        (ra, ca), (rb, cb) = divmod(a, cols), divmod(b, cols)
+        if ra == rb:  # b is right of a
+            blocked[ra, ca, RIGHT] = blocked[rb, cb, LEFT] = True
+        else:  # b is below a
+            blocked[ra, ca, DOWN] = blocked[rb, cb, UP] = True
+    return blocked
+
+
+def reachable_cells(blocked: np.ndarray, start: tuple[int, int]) -> np.ndarray:
+    """``(rows, cols)`` bool: the cells reachable from ``start`` through unblocked moves."""
+    rows, cols = blocked.shape[:2]
+    seen = np.zeros((rows, cols), bool)
+    seen[start] = True
+    frontier = [start]
+    while frontier:
+        row, col = frontier.pop()
+        for a in (UP, DOWN, LEFT, RIGHT):
+            if not blocked[row, col, a]:
+                nxt = (row + _DROW[a], col + _DCOL[a])
+                if not seen[nxt]:
+                    seen[nxt] = True
+                    frontier.append(nxt)
+    return seen
+
+
+def validate_walls(walls: object, wall_density: object, grid_shape: tuple[int, int]) -> float | None:
+    """Check ``walls`` / ``wall_density``; the density to use (``None`` for ``walls="border"``)."""
+    if walls not in WALL_MODES:
+        raise ValueError(f"walls must be one of {WALL_MODES}, got {walls!r}")
+    if walls == "border":
+        if wall_density is not None:
+            raise ValueError("wall_density applies only to walls='maze' (walls='border' has none)")
+        return None
+    if wall_density is None:
+        wall_density = DEFAULT_WALL_DENSITY
+    if isinstance(wall_density, bool) or not isinstance(wall_density, (int, float, np.number)):
+        raise TypeError(f"wall_density must be a number, got {type(wall_density).__name__}")
+    density = float(wall_density)
+    if not 0.0 <= density <= 1.0:
+        raise ValueError(f"wall_density must be in [0, 1], got {wall_density}")
+    count, most = num_interior_walls(grid_shape, density), max_interior_walls(grid_shape)
+    if count > most:
+        edges = len(interior_edges(grid_shape))
+        raise ValueError(
+            f"wall_density={density} asks for {count} of {edges} interior walls; at most {most} "
+            f"(wall_density <= {most / edges:.4f}, a perfect maze) keep every cell of the "
+            f"{grid_shape[0]}x{grid_shape[1]} grid reachable"
+        )
+    return density
+
+
 def validate_start(start: object) -> str:
     if start not in START_MODES:
         raise ValueError(f"start must be one of {START_MODES}, got {start!r}")
@@ -93,12 +219,16 @@ def configure_env(
     render_mode: object,
     render_scale: object,
     max_episode_steps: object,
+    walls: object = "border",
+    wall_density: object = None,
 ) -> None:
     """Validate the constructor kwargs shared by the single and the vector env and set them on ``env``."""
     geometry = GridGeometry.validated(image_size, crop_size, step_size)
     env.geometry = geometry
     env.image_size, env.crop_size, env.step_size = geometry.image_size, geometry.crop_size, geometry.step_size
     env.grid_shape = geometry.grid_shape
+    env.wall_density = validate_walls(walls, wall_density, geometry.grid_shape)
+    env.walls = str(walls)
     env.start = validate_start(start)
     env.task = validate_task(task)
     if render_mode is not None and render_mode not in RENDER_MODES:
@@ -162,12 +292,48 @@ def validate_pinned_image(image: object, image_size: int) -> np.ndarray:
     return image.copy()
 
 
+WALL_COLOR = (255, 0, 255)
+
+
+def wall_segments(
+    blocked: np.ndarray, geometry: GridGeometry, scale: float
+) -> list[tuple[tuple[float, float], tuple[float, float]]]:
+    """The interior walls of ``blocked`` as line segments ``((x0, y0), (x1, y1))`` in pixels of an
+    image drawn ``scale`` times its size. A cell is drawn at its window's centre; the wall between
+    two cells is the segment, one grid step long, that crosses their link at its midpoint (so the
+    walls form a maze over the window centres)."""
+    rows, cols = blocked.shape[:2]
+    step, half = geometry.step_size, geometry.crop_size / 2
+    segments = []
+    for row, col in zip(*np.nonzero(blocked[:, :-1, RIGHT]), strict=True):
+        x = (step * (col + 0.5) + half) * scale
+        y = (step * row + half) * scale
+        segments.append(((x, y - step * scale / 2), (x, y + step * scale / 2)))
+    for row, col in zip(*np.nonzero(blocked[:-1, :, DOWN]), strict=True):
+        y = (step * (row + 0.5) + half) * scale
+        x = (step * col + half) * scale
+        segments.append(((x - step * scale / 2, y), (x + step * scale / 2, y)))
+    return segments
+
+
 def draw_frame(
-    image: np.ndarray, position: tuple[int, int], geometry: GridGeometry, scale: int
+    image: np.ndarray,
+    position: tuple[int, int],
+    geometry: GridGeometry,
+    scale: int,
+    blocked: np.ndarray | None = None,
 ) -> np.ndarray:
     """``image`` upscaled ``scale`` times (nearest neighbour) with the window at ``position``
-    outlined in yellow: ``(S * scale, S * scale, 3)`` uint8."""
+    outlined in yellow and the interior walls of ``blocked`` (if any) in magenta:
+    ``(S * scale, S * scale, 3)`` uint8."""
     frame = np.repeat(np.repeat(image, scale, axis=0), scale, axis=1)
+    if blocked is not None:
+        width = max(1, scale // 4)
+        for (x0, y0), (x1, y1) in wall_segments(blocked, geometry, scale):
+            top, left = round(min(y0, y1)) - width // 2, round(min(x0, x1)) - width // 2
+            bottom = round(max(y0, y1)) + (width + 1) // 2
+            right = round(max(x0, x1)) + (width + 1) // 2
+            frame[max(top, 0) : bottom, max(left, 0) : right] = WALL_COLOR
     top = geometry.step_size * position[0] * scale
     left = geometry.step_size * position[1] * scale
     size = geometry.crop_size * scale
@@ -189,7 +355,8 @@ class ImageNavEnv(gym.Env[np.ndarray, np.int64]):
     ``(step_size * row, step_size * col)`` for grid positions ``row, col`` in
     ``0 .. (image_size - crop_size) // step_size``; the reference setup (32 / 8 / 3) has a 9 x 9
     grid of 81 positions whose crops overlap by 5 pixels. The image border is a wall: a move that
-    would leave the grid leaves the window where it is (the step still counts). A new image is
+    would leave the grid leaves the window where it is (the step still counts). With
+    ``walls="maze"`` there are walls between some neighbouring cells too (see Walls). A new image is
     drawn from the image source on every ``reset``. It is a world-model environment: by default
     there is no reward and no termination.
 
@@ -215,7 +382,8 @@ class ImageNavEnv(gym.Env[np.ndarray, np.int64]):
     ## Info
 
     - ``"position"``: ``np.ndarray([row, col])`` (int64), the true grid position after the step;
-    - ``"wall_hit"``: ``True`` iff the action was a move that would have left the grid;
+    - ``"wall_hit"``: ``True`` iff the action was a move that was blocked (it would have left the
+      grid, or crossed an interior wall);
     - ``"step"``: steps taken since ``reset`` (0 after reset);
     - ``"grid_shape"``: ``(rows, cols)``.
 
@@ -224,11 +392,26 @@ class ImageNavEnv(gym.Env[np.ndarray, np.int64]):
     ``task=None`` (default): always 0.0. ``task="coverage"``: 1.0 for each step that reaches a
     position not seen before in the episode (the start counts as seen), else 0.0.
 
+    ## Walls
+
+    ``walls="border"`` (default): only the image border blocks moves. ``walls="maze"``: on every
+    ``reset`` a new layout of interior walls is drawn with ``self.np_random`` (after the image,
+    before a random start), ``round(wall_density * E)`` of the ``E`` interior edges between
+    neighbouring cells (E = 144 on the 9 x 9 grid; ``wall_density`` defaults to 0.05, i.e. 7
+    walls), chosen so that every cell stays reachable from every other (at most ``E - cells + 1``
+    walls, 64 on 9 x 9: a perfect maze, ``wall_density=64/144``; more raises ``ValueError``). See
+    :func:`generate_maze`. A move into a wall behaves exactly like a move into the border: the
+    position is unchanged, the step counts and ``info["wall_hit"]`` is True.
+    ``env.blocked_moves`` ``(rows, cols, 5)`` bool is the current layout, border included:
+    ``blocked_moves[row, col, action]`` is True iff ``action`` from ``(row, col)`` is blocked. It
+    is privileged information: it is not in the observation. Renders draw interior walls as
+    magenta segments between the window centres of the two cells they separate.
+
     ## Starting State
 
     ``start="center"``: ``(rows // 2, cols // 2)``; ``start="random"``: uniform over the grid.
-    ``reset`` draws the image first, then (for a random start) the position, both with
-    ``self.np_random``. ``reset(options={"image": array})`` pins an ``(S, S, 3)`` uint8 image.
+    ``reset`` draws the image first, then (for a maze) the walls, then (for a random start) the
+    position, all with ``self.np_random``. ``reset(options={"image": array})`` pins an ``(S, S, 3)`` uint8 image.
 
     ## Episode End
 
@@ -253,6 +436,9 @@ class ImageNavEnv(gym.Env[np.ndarray, np.int64]):
     - ``render_scale=8``: upscaling factor of rendered frames.
     - ``max_episode_steps=None``: truncate after this many steps (``None``: never; ``gym.make``
       adds its own ``TimeLimit`` instead).
+    - ``walls="border"``: ``"border"`` or ``"maze"`` (interior walls, see Walls).
+    - ``wall_density=None``: fraction of interior edges walled with ``walls="maze"`` (``None``:
+      0.05); giving it with ``walls="border"`` raises.
 
     Bad values raise at construction (``TypeError`` for a wrong type, ``ValueError`` for a wrong
     value, naming the argument). ``step`` accepts an int (or numpy integer / 0-d integer array)
@@ -278,11 +464,14 @@ class ImageNavEnv(gym.Env[np.ndarray, np.int64]):
         render_mode: str | None = None,
         render_scale: int = 8,
         max_episode_steps: int | None = None,
+        walls: str = "border",
+        wall_density: float | None = None,
     ) -> None:
         configure_env(
             self, image_size=image_size, crop_size=crop_size, step_size=step_size, start=start,
             image_source=image_source, task=task, render_mode=render_mode,
-            render_scale=render_scale, max_episode_steps=max_episode_steps,
+            render_scale=render_scale, max_episode_steps=max_episode_steps, walls=walls,
+            wall_density=wall_density,
         )
         self.image_source: ImageSource
         self.action_space = spaces.Discrete(len(ACTION_NAMES))
@@ -293,6 +482,9 @@ class ImageNavEnv(gym.Env[np.ndarray, np.int64]):
         self._row = self._col = 0
         self._step = 0
         self._seen = np.zeros(self.grid_shape, dtype=bool)
+        self._border = border_blocked_moves(self.grid_shape)
+        self.blocked_moves = self._border
+        self._blocked_list: list[bool] = self._border.ravel().tolist()
         self.path: list[tuple[int, int]] = []
         self._renderer: Any = None
 
@@ -309,6 +501,9 @@ class ImageNavEnv(gym.Env[np.ndarray, np.int64]):
             image = self.image_source.sample(self.np_random, 1)[0]
         self.image = image
         self._windows = self.geometry.windows(image[None])[0]
+        if self.wall_density is not None:
+            self.blocked_moves = generate_maze(self.np_random, self.grid_shape, self.wall_density)
+            self._blocked_list = self.blocked_moves.ravel().tolist()
         rows, cols = self.grid_shape
         if self.start == "center":
             self._row, self._col = rows // 2, cols // 2
@@ -328,10 +523,10 @@ class ImageNavEnv(gym.Env[np.ndarray, np.int64]):
             raise RuntimeError("call reset() before step()")
         a = validate_action(action)
         rows, cols = self.grid_shape
-        row, col = self._row + _DROW[a], self._col + _DCOL[a]
-        wall_hit = not (0 <= row < rows and 0 <= col < cols)
+        wall_hit = self._blocked_list[(self._row * cols + self._col) * 5 + a]
         if not wall_hit:
-            self._row, self._col = row, col
+            self._row += _DROW[a]
+            self._col += _DCOL[a]
         self._step += 1
         reward = 0.0
         if not self._seen[self._row, self._col]:
@@ -406,7 +601,8 @@ class ImageNavEnv(gym.Env[np.ndarray, np.int64]):
     def render_frame(self) -> np.ndarray:
         """The full image upscaled ``render_scale`` times, the window outlined in yellow."""
         assert self.image is not None
-        return draw_frame(self.image, self.position, self.geometry, self.render_scale)
+        blocked = self.blocked_moves if self.walls == "maze" else None
+        return draw_frame(self.image, self.position, self.geometry, self.render_scale, blocked)
 
     def close(self) -> None:
         if self._renderer is not None:

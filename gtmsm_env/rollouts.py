@@ -34,6 +34,8 @@ _UNREADABLE = (
 
 FORMAT_VERSION = 1
 _ARRAY_KEYS = ("observations", "actions", "positions", "wall_hits", "images")
+# Optional arrays: absent from files written before they existed, or when they carry nothing.
+_OPTIONAL_KEYS = ("blocked_moves",)
 
 
 @dataclass
@@ -47,6 +49,10 @@ class Rollouts:
     wall_hits: np.ndarray  # (N, T) bool, False at t = 0
     images: np.ndarray  # (N, H, W, 3) uint8, the image under each sequence
     metadata: dict[str, Any] = field(default_factory=dict)
+    # (N, rows, cols, 5) bool or None: the wall layout of each sequence (walls="maze"),
+    # blocked_moves[i, row, col, action] is True iff that move was blocked (border included).
+    # None means only the border blocks moves.
+    blocked_moves: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         self.validate()
@@ -82,6 +88,15 @@ class Rollouts:
                 f"inconsistent rollouts: images has shape {images.shape} dtype {images.dtype}, "
                 f"expected ({n}, H, W, 3) uint8"
             )
+        blocked = self.blocked_moves
+        if blocked is not None and (
+            blocked.ndim != 4 or len(blocked) != n or blocked.shape[-1] != 5
+            or blocked.dtype != np.bool_
+        ):
+            raise ValueError(
+                f"inconsistent rollouts: blocked_moves has shape {blocked.shape} dtype "
+                f"{blocked.dtype}, expected ({n}, rows, cols, 5) bool"
+            )
 
     def __len__(self) -> int:
         return len(self.observations)
@@ -99,6 +114,7 @@ class Rollouts:
             self.wall_hits[index],
             self.images[index],
             dict(self.metadata),
+            None if self.blocked_moves is None else self.blocked_moves[index],
         )
 
     @property
@@ -115,6 +131,11 @@ class Rollouts:
                 np.savez_compressed(
                     file,
                     **{key: getattr(self, key) for key in _ARRAY_KEYS},
+                    **{
+                        key: getattr(self, key)
+                        for key in _OPTIONAL_KEYS
+                        if getattr(self, key) is not None
+                    },
                     metadata=np.array(json.dumps(self.metadata)),
                 )
             os.replace(tmp, path)
@@ -147,6 +168,7 @@ class Rollouts:
                 raise ValueError(f"{path} is not a rollouts file: missing keys {missing}")
             try:
                 arrays = {key: data[key] for key in _ARRAY_KEYS}
+                arrays.update({key: data[key] for key in _OPTIONAL_KEYS if key in data.files})
                 raw_metadata = data["metadata"]
             except _UNREADABLE as error:
                 raise ValueError(
@@ -221,12 +243,17 @@ def collect_rollouts(
     step_size: int = 3,
     start: str = "center",
     mean_hold: float = 2.0,
+    walls: str = "border",
+    wall_density: float | None = None,
 ) -> Rollouts:
     """Collect random-walk sequences with the native vector env; reproducible from ``seed``.
 
     Sequence ``i`` is env ``i`` of an :class:`ImageNavVectorEnv` reset with ``seed`` (so it equals
     a single env reset with ``seed + i`` driven by the same actions). The policy draws from its
     own generator ``np.random.default_rng([seed, 1])``.
+
+    ``walls="maze"`` (with ``wall_density``, see :class:`~gtmsm_env.env.ImageNavEnv`) draws a wall
+    layout per sequence; it is kept in ``Rollouts.blocked_moves`` and saved with the dataset.
     """
     from gtmsm_env.images import make_image_source
     from gtmsm_env.vector_env import ImageNavVectorEnv
@@ -242,6 +269,8 @@ def collect_rollouts(
         start=start,
         image_source=source,
         max_episode_steps=None,
+        walls=walls,
+        wall_density=wall_density,
     )
     policy_rng = np.random.default_rng([seed, 1])
     actions = np.full((num_sequences, seq_len), STAY, np.int64)
@@ -270,11 +299,16 @@ def collect_rollouts(
         "policy": "random_walk",
         "mean_hold": mean_hold,
         "start": start,
+        "walls": walls,
+        "wall_density": env.wall_density,
         "created_by": "gtmsm_env.rollouts.collect_rollouts",
         "version": __version__,
         "format_version": FORMAT_VERSION,
     }
-    return Rollouts(observations, actions, positions, wall_hits, env.images.copy(), metadata)
+    blocked = env.blocked_moves.copy() if walls == "maze" else None
+    return Rollouts(
+        observations, actions, positions, wall_hits, env.images.copy(), metadata, blocked
+    )
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -303,6 +337,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--mean-hold", type=float, default=2.0, help="Poisson mean of how long a direction is held"
     )
+    parser.add_argument(
+        "--walls", choices=["border", "maze"], default="border",
+        help="'border' (only the image border blocks moves) or 'maze' (interior walls too)",
+    )
+    parser.add_argument(
+        "--wall-density", type=float, default=None,
+        help="fraction of interior edges walled with --walls maze (default 0.05)",
+    )
     parser.add_argument("--out", type=Path, required=True, help="output .npz path")
     args = parser.parse_args(argv)
 
@@ -316,6 +358,8 @@ def main(argv: list[str] | None = None) -> None:
         step_size=args.step_size,
         start=args.start,
         mean_hold=args.mean_hold,
+        walls=args.walls,
+        wall_density=args.wall_density,
     )
     rollouts.save(args.out)
     print(rollouts.summary())

@@ -14,8 +14,10 @@ from gymnasium.vector.utils import batch_space
 from gtmsm_env.env import (
     ACTION_DELTAS,
     _check_int,
+    border_blocked_moves,
     configure_env,
     draw_frame,
+    generate_maze,
     validate_options,
     validate_pinned_image,
 )
@@ -42,6 +44,9 @@ class ImageNavVectorEnv(VectorEnv):
     Info (batched): ``"position"`` ``(N, 2)`` int64, ``"wall_hit"`` ``(N,)`` bool, ``"step"``
     ``(N,)`` int64 (steps since that env's last reset).
 
+    Walls: ``walls="maze"`` draws each env's layout with its own generator after its image (as
+    the single env does); ``blocked_moves`` ``(N, rows, cols, 5)`` bool holds every env's layout.
+
     ``reset(options={"image": array})`` pins images: ``(S, S, 3)`` for all envs or
     ``(N, S, S, 3)`` one per env; a ``"reset_mask"`` option ``(N,)`` bool resets only those envs.
     """
@@ -64,6 +69,8 @@ class ImageNavVectorEnv(VectorEnv):
         render_mode: str | None = None,
         render_scale: int = 8,
         max_episode_steps: int | None = None,
+        walls: str = "border",
+        wall_density: float | None = None,
     ) -> None:
         self.num_envs = _check_int("num_envs", num_envs, 1)
         if render_mode == "human":
@@ -71,7 +78,8 @@ class ImageNavVectorEnv(VectorEnv):
         configure_env(
             self, image_size=image_size, crop_size=crop_size, step_size=step_size, start=start,
             image_source=image_source, task=task, render_mode=render_mode,
-            render_scale=render_scale, max_episode_steps=max_episode_steps,
+            render_scale=render_scale, max_episode_steps=max_episode_steps, walls=walls,
+            wall_density=wall_density,
         )
         self.image_source: ImageSource
         image_size, crop_size = self.image_size, self.crop_size
@@ -91,6 +99,11 @@ class ImageNavVectorEnv(VectorEnv):
         self._cols = np.zeros(n, np.int64)
         self._steps = np.zeros(n, np.int64)
         self._seen = np.zeros((n, rows * cols), bool)
+        # blocked_moves[i, row, col, action]: that move of env i is blocked (border or wall).
+        self.blocked_moves = np.broadcast_to(
+            border_blocked_moves(self.grid_shape), (n, rows, cols, 5)
+        ).copy()
+        self._blocked_flat = self.blocked_moves.reshape(-1)  # a view: maze resets write through
         self._autoreset = np.zeros(n, bool)
         self._drow = np.ascontiguousarray(ACTION_DELTAS[:, 0])
         self._dcol = np.ascontiguousarray(ACTION_DELTAS[:, 1])
@@ -163,6 +176,9 @@ class ImageNavVectorEnv(VectorEnv):
         cells = rows * cols
         table = self._table.reshape(self.num_envs, cells, -1)
         table[envs] = self.geometry.windows(images).reshape(len(envs), cells, -1)
+        if self.wall_density is not None:
+            for i, rng in zip(envs, rngs, strict=True):
+                self.blocked_moves[i] = generate_maze(rng, self.grid_shape, self.wall_density)
         if self.start == "center":
             self._rows[envs], self._cols[envs] = rows // 2, cols // 2
         else:
@@ -196,12 +212,11 @@ class ImageNavVectorEnv(VectorEnv):
                 f"{np.unique(actions[(actions < 0) | (actions > 4)])[:5].tolist()}"
             )
         rows, cols = self.grid_shape
-        new_rows = self._rows + self._drow[actions]
-        new_cols = self._cols + self._dcol[actions]
-        inside = (new_rows >= 0) & (new_rows < rows) & (new_cols >= 0) & (new_cols < cols)
-        wall_hit = ~inside
-        np.copyto(self._rows, new_rows, where=inside)
-        np.copyto(self._cols, new_cols, where=inside)
+        cell = self._base + self._rows * cols + self._cols
+        wall_hit = self._blocked_flat.take(cell * 5 + actions)
+        moves = ~wall_hit
+        self._rows += self._drow[actions] * moves
+        self._cols += self._dcol[actions] * moves
         self._steps += 1
         rewards = np.zeros(n, np.float64)
         if self.task == "coverage":
@@ -249,6 +264,7 @@ class ImageNavVectorEnv(VectorEnv):
                 (int(self._rows[i]), int(self._cols[i])),
                 self.geometry,
                 self.render_scale,
+                self.blocked_moves[i] if self.walls == "maze" else None,
             )
             for i in range(self.num_envs)
         )
