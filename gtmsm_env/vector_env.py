@@ -41,8 +41,11 @@ class ImageNavVectorEnv(VectorEnv):
     At reset every env's crops at all grid positions are precomputed into a table
     ``(num_envs, rows * cols, crop * crop * 3)``, so a step is one integer update and one gather.
 
-    Info (batched): ``"position"`` ``(N, 2)`` int64, ``"wall_hit"`` ``(N,)`` bool, ``"step"``
-    ``(N,)`` int64 (steps since that env's last reset).
+    Info (batched, the keys and layout ``SyncVectorEnv`` gives): ``"position"`` ``(N, 2)`` int64,
+    ``"wall_hit"`` ``(N,)`` bool, ``"step"`` ``(N,)`` int64 (steps since that env's last reset),
+    ``"grid_shape"`` ``(N,)`` object array of ``(rows, cols)`` tuples, and for each key ``k`` the
+    mask ``"_k"`` ``(N,)`` bool (all True: every env reports every key). The masks and
+    ``grid_shape`` are shared read-only arrays.
 
     Walls: ``walls="maze"`` draws each env's layout with its own generator after its image (as
     the single env does); ``blocked_moves`` ``(N, rows, cols, 5)`` bool holds every env's layout.
@@ -108,6 +111,15 @@ class ImageNavVectorEnv(VectorEnv):
         self._drow = np.ascontiguousarray(ACTION_DELTAS[:, 0])
         self._dcol = np.ascontiguousarray(ACTION_DELTAS[:, 1])
         self._has_reset = False
+        # Gymnasium's per-key masks (every env reports every key every step) and the grid shape as
+        # SyncVectorEnv batches it (an object array of tuples); shared read-only arrays, so the
+        # step stays one gather.
+        self._present = np.ones(n, bool)
+        self._present.flags.writeable = False
+        self._grid_shapes = np.empty(n, object)
+        for i in range(n):
+            self._grid_shapes[i] = self.grid_shape
+        self._grid_shapes.flags.writeable = False
 
     # -- reset ---------------------------------------------------------------------------------
 
@@ -246,10 +258,16 @@ class ImageNavVectorEnv(VectorEnv):
         return obs.reshape(self.num_envs, self.crop_size, self.crop_size, 3)
 
     def _info(self, wall_hit: np.ndarray) -> dict[str, Any]:
+        present = self._present
         return {
             "position": np.stack([self._rows, self._cols], axis=1),
+            "_position": present,
             "wall_hit": wall_hit,
+            "_wall_hit": present,
             "step": self._steps.copy(),
+            "_step": present,
+            "grid_shape": self._grid_shapes,
+            "_grid_shape": present,
         }
 
     # -- rendering -----------------------------------------------------------------------------

@@ -208,3 +208,18 @@ def test_vector_env_bad_reset_arguments(seed, options, error, match):
     vec = ImageNavVectorEnv(2)
     with pytest.raises(error, match=match):
         vec.reset(seed=seed, options=options)
+
+
+@pytest.mark.parametrize("kwargs", [{}, {"task": "coverage", "walls": "maze", "start": "random"}])
+def test_vector_info_has_the_keys_masks_and_values_of_sync_vector_env(kwargs):
+    n = 3
+    sync = sync_of_single_envs(n, max_episode_steps=4, **kwargs)
+    vec = native(n, max_episode_steps=4, **kwargs)
+    actions = np.random.default_rng(0).integers(0, 5, (9, n))
+    infos = [(sync.reset(seed=1)[1], vec.reset(seed=1)[1])]
+    infos += [(sync.step(a)[4], vec.step(a)[4]) for a in actions]
+    for t, (expected, got) in enumerate(infos):
+        assert sorted(got) == sorted(expected), f"step {t}"
+        for key, value in expected.items():
+            assert np.asarray(got[key]).dtype == np.asarray(value).dtype, f"{key} at step {t}"
+            np.testing.assert_array_equal(got[key], value, err_msg=f"{key} at step {t}")
