@@ -35,6 +35,30 @@ def plot_horizon(curves: dict[str, dict[str, Any]], path: str | Path, title: str
     plt.close(fig)
 
 
+def plot_training_log(records: list[dict[str, Any]], path: str | Path, window: int = 25) -> None:
+    """Every logged loss part against the step (a running mean over ``window`` steps), one panel per phase."""
+    phases = [phase for phase in ("vae", "main") if any(r.get("phase") == phase for r in records)]
+    if not phases:
+        return
+    figure, axes = plt.subplots(1, len(phases), figsize=(5.5 * len(phases), 3.6), squeeze=False)
+    for ax, phase in zip(axes[0], phases, strict=True):
+        rows = [r for r in records if r.get("phase") == phase]
+        steps = np.array([r["step"] for r in rows])
+        names = [k for k in rows[0] if k not in ("step", "phase", "seconds")]
+        for name in names:
+            values = np.array([r.get(name, np.nan) for r in rows], dtype=float)
+            kernel = np.ones(min(window, len(values))) / min(window, len(values))
+            smooth = np.convolve(values, kernel, mode="valid")
+            ax.plot(steps[len(steps) - len(smooth):], smooth, label=name, lw=1)
+        ax.set_yscale("symlog", linthresh=1e-3)
+        ax.set_xlabel("step")
+        ax.set_title(f"{phase} phase")
+        ax.legend(fontsize=7)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
 def assemble_canvas(crops: np.ndarray, positions: np.ndarray, image_size: int, step_size: int) -> np.ndarray:
     """Average crops (N, h, w, C) placed at their grid positions (N, 2) into an image; unseen = grey."""
     crop = crops.shape[1]

@@ -29,7 +29,10 @@ import dataclasses
 import json
 import math
 import random
+import signal
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,11 +40,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from gtmsm_env.flags import bounded, check_fields
+from gtmsm_env.flags import bounded, check_fields, error_text
+from gtmsm_env.images import make_image_source
 from gtmsm_model.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from gtmsm_model.data import RolloutSampler, heldout_rollouts
 from gtmsm_model.evaluate import evaluate_gtmsm
 from gtmsm_model.model import GTMSM, GTMSMConfig
+from gtmsm_model.run_folder import RunFolder
 
 
 @dataclass
@@ -248,116 +253,218 @@ def make_optimizer(model: GTMSM, config: TrainConfig) -> torch.optim.Optimizer:
     ])
 
 
-def train(config: TrainConfig, *, progress: bool | None = None) -> TrainResult:
-    """Train GTM-SM as ``config`` says; checkpoints to ``config.out_dir/checkpoint.pt``."""
-    config.validate()
-    show_progress = config.progress if progress is None else progress
-    device = resolve_device(config.device)
-    if config.threads:
-        torch.set_num_threads(config.threads)
-    out_dir = Path(config.out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    checkpoint_path = out_dir / "checkpoint.pt"
+class TrainingInterrupted(Exception):
+    """SIGINT or SIGTERM stopped training after a checkpoint at ``step`` was written."""
 
-    # ---- seeding and state
-    seed_everything(config.seed)
-    model = GTMSM(config.model_config()).to(device)
-    optimizer = make_optimizer(model, config)
-    sampler = make_sampler(config)
+    def __init__(self, signal_name: str, step: int, checkpoint: Path) -> None:
+        super().__init__(f"{signal_name} at step {step}; checkpoint written to {checkpoint}")
+        self.signal_name, self.step, self.checkpoint = signal_name, step, checkpoint
+
+
+class StopRequests:
+    """While active, SIGINT/SIGTERM only set ``requested``; the loop then checkpoints and stops.
+
+    A second Ctrl-C while the checkpoint is being written stops at once (KeyboardInterrupt).
+    Outside the main thread signals cannot be caught, so nothing is installed there.
+    """
+
+    def __init__(self) -> None:
+        self.requested: str | None = None
+        self._previous: dict[int, Any] = {}
+
+    def _handle(self, number: int, frame: Any) -> None:
+        if self.requested is not None and number == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.requested = signal.Signals(number).name
+
+    def __enter__(self) -> StopRequests:
+        if threading.current_thread() is threading.main_thread():
+            for number in (signal.SIGINT, signal.SIGTERM):
+                self._previous[number] = signal.signal(number, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for number, handler in self._previous.items():
+            signal.signal(number, handler)
+
+
+@dataclass
+class TrainState:
+    """What a checkpoint holds: the model, its optimiser, how far training got."""
+
+    model: GTMSM
+    optimizer: torch.optim.Optimizer
+    step: int = 0
+    seconds: float = 0.0
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+def preflight(config: TrainConfig) -> tuple[torch.device, RolloutSampler]:
+    """Every check that can fail, before any expensive work and before the out-dir is touched."""
+    config.validate()
+    device = resolve_device(config.device)
+    for flag, source in (("--image-source", config.image_source),):
+        if source is not None:
+            try:
+                make_image_source(source, 32)
+            except (ValueError, TypeError, OSError) as error:
+                raise ValueError(f"{flag}: {error_text(error)}") from None
+    try:
+        sampler = make_sampler(config)
+    except (ValueError, TypeError, OSError) as error:
+        raise ValueError(f"--dataset: {error_text(error)}") from None
     if sampler.max_length is not None and sampler.max_length < config.seq_len:
-        raise ValueError(f"dataset sequences have {sampler.max_length} steps < seq_len {config.seq_len}")
+        raise ValueError(f"--dataset {config.dataset}: sequences have {sampler.max_length} steps, "
+                         f"fewer than --seq-len {config.seq_len}")
     if sampler.rollouts is not None:
-        crop = (model.config.crop_size, model.config.crop_size, model.config.channels)
+        crop = (config.model_config().crop_size,) * 2 + (config.model_config().channels,)
         if tuple(sampler.rollouts.observations.shape[2:]) != crop:
             raise ValueError(
-                f"dataset {config.dataset} has crops of shape {tuple(sampler.rollouts.observations.shape[2:])}; "
+                f"--dataset {config.dataset} has crops of shape {tuple(sampler.rollouts.observations.shape[2:])}; "
                 f"this model reads {crop} crops (write the rollouts with --crop-size {crop[0]})"
             )
-    step, history, seconds_before = 0, [], 0.0
-    if config.resume and checkpoint_path.exists():
-        payload = load_checkpoint(checkpoint_path, map_location=device)
-        saved = payload.get("train_config", {})
-        if saved.get("seed") != config.seed or saved.get("preset") != config.preset:
-            raise CheckpointError(
-                f"{checkpoint_path} was written by a run with preset={saved.get('preset')!r}, "
-                f"seed={saved.get('seed')}; this run has preset={config.preset!r}, seed={config.seed}. "
-                "Use another --out-dir or the same settings."
-            )
-        model.load_state_dict(payload["model"])
-        optimizer.load_state_dict(payload["optimizer"])
-        torch.set_rng_state(payload["torch_rng"].cpu())
-        if device.type == "cuda" and payload.get("cuda_rng") is not None and payload["cuda_rng"].numel():
-            torch.cuda.set_rng_state(payload["cuda_rng"].cpu(), device)
-        step, seconds_before = int(payload["step"]), float(payload.get("seconds", 0.0))
-        history = json.loads(payload.get("history", "[]"))
+    folder = RunFolder(config.out_dir)
+    if config.resume and folder.checkpoint.exists():
+        load_checkpoint(folder.checkpoint)  # a damaged checkpoint is an error now, not after setup
+    folder.claim(resume=config.resume, overwrite=config.overwrite)
+    return device, sampler
+
+
+def save_state(path: Path, state: TrainState, config: TrainConfig, device: torch.device) -> None:
+    save_checkpoint(path, {
+        "model_config": asdict(state.model.config),
+        "train_config": asdict(config),
+        "model": state.model.state_dict(),
+        "optimizer": state.optimizer.state_dict(),
+        "step": state.step,
+        "seconds": state.seconds,
+        "world_size": 1,
+        "torch_rng": torch.get_rng_state(),
+        "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else torch.empty(0),
+        "history": json.dumps(state.history),
+    })
+
+
+def resume_from(path: Path, state: TrainState, config: TrainConfig, device: torch.device) -> None:
+    """Load ``path`` into ``state`` (model, optimiser, step, RNG) after checking it is this run's."""
+    payload = load_checkpoint(path, map_location=device)
+    saved = payload.get("train_config", {})
+    if saved.get("seed") != config.seed or saved.get("preset") != config.preset:
+        raise CheckpointError(
+            f"{path} was written by a run with preset={saved.get('preset')!r}, "
+            f"seed={saved.get('seed')}; this run has preset={config.preset!r}, seed={config.seed}. "
+            "Use another --out-dir or the same settings."
+        )
+    try:
+        state.model.load_state_dict(payload["model"])
+        state.optimizer.load_state_dict(payload["optimizer"])
+    except (KeyError, ValueError, RuntimeError) as error:
+        raise CheckpointError(f"{path} does not match this run's model settings: {error_text(error)}") from None
+    torch.set_rng_state(payload["torch_rng"].cpu())
+    if device.type == "cuda" and payload.get("cuda_rng") is not None and payload["cuda_rng"].numel():
+        torch.cuda.set_rng_state(payload["cuda_rng"].cpu(), device)
+    state.step, state.seconds = int(payload["step"]), float(payload.get("seconds", 0.0))
+    state.history = json.loads(payload.get("history", "[]"))
+
+
+def train_step(state: TrainState, sampler: RolloutSampler, config: TrainConfig,
+               device: torch.device) -> tuple[str, dict[str, float]]:
+    """One optimisation step of the schedule (VAE warm-up, then the main phase); its loss parts."""
+    model, step = state.model, state.step
+    if step < config.vae_warmup_iters:
+        crops = random_crops(sampler, config.vae_batch_size, key=step).to(device)
+        parts = model.vae_loss(model.to_pixels(crops), kl_weight=min(1.0, (step + 1) / 200))
+        phase = "vae"
+    else:
+        iteration = step - config.vae_warmup_iters
+        length = sequence_length(config, iteration)
+        batch = sampler.sample(config.batch_size, length, key=step).to(device)
+        parts = model.loss(
+            batch.observations, batch.actions, tau=min(config.tau, length),
+            gate_open=iteration < config.gate_open_iters, kl_weight=kl_weight(config, iteration),
+        )
+        phase = "main"
+    state.optimizer.zero_grad(set_to_none=True)
+    parts["loss"].backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+    state.optimizer.step()
+    state.step += 1
+    values = {name: float(value.item()) for name, value in parts.items()}
+    if not math.isfinite(values["loss"]):
+        raise FloatingPointError(f"loss became {values['loss']} at step {state.step}")
+    return phase, values
+
+
+def evaluation_record(state: TrainState, eval_set: Any, config: TrainConfig, device: torch.device) -> dict[str, Any]:
+    # Evaluation must not consume the training RNG, or a resumed run would diverge.
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        metrics = evaluate_gtmsm(state.model, eval_set, config.eval_tau, device=device)
+    state.model.train()
+    return {"step": state.step, "seconds": round(state.seconds, 1),
+            **{k: metrics[k] for k in ("mse_revisited", "mse_novel", "vae_mse_revisited",
+                                       "knn_hit_rate", "smap_rms", "gate_ratio")}}
+
+
+def train(config: TrainConfig, *, progress: bool | None = None,
+          on_step: Callable[[TrainState], None] | None = None) -> TrainResult:
+    """Train GTM-SM as ``config`` says, in the run folder ``config.out_dir`` (see run_folder.py).
+
+    SIGINT/SIGTERM write a checkpoint at the current step and raise ``TrainingInterrupted``;
+    ``config.resume`` continues it exactly. ``on_step`` is called after every step (tests, hooks).
+    """
+    device, sampler = preflight(config)
+    show_progress = config.progress if progress is None else progress
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    folder = RunFolder(config.out_dir)
+    seed_everything(config.seed)
+    model = GTMSM(config.model_config()).to(device)
+    state = TrainState(model, make_optimizer(model, config))
+    if config.resume and folder.checkpoint.exists():
+        resume_from(folder.checkpoint, state, config, device)
+    folder.write_config(asdict(config), {"model_config": asdict(model.config), "resumed_at_step": state.step})
+    folder.truncate_log(state.step)
     total_steps = config.vae_warmup_iters + config.iterations
     eval_set = heldout_rollouts(config.eval_sequences, config.eval_tau + config.eval_horizon,
                                 config.seed, image_source=config.image_source)
-
-    def checkpoint() -> None:
-        save_checkpoint(checkpoint_path, {
-            "model_config": asdict(model.config),
-            "train_config": asdict(config),
-            "model": model.state_dict(),
-            "optimizer": optimizer.state_dict(),
-            "step": step,
-            "seconds": seconds_before + time.perf_counter() - start,
-            "torch_rng": torch.get_rng_state(),
-            "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else torch.empty(0),
-            "history": json.dumps(history),
-        })
-
     bar = None
     if show_progress:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=total_steps, initial=step, desc="gtmsm", dynamic_ncols=True, mininterval=1.0)
-    start = time.perf_counter()
+        bar = tqdm(total=total_steps, initial=state.step, desc="gtmsm", dynamic_ncols=True, mininterval=1.0)
     model.train()
-    while step < total_steps:
-        if step < config.vae_warmup_iters:
-            crops = random_crops(sampler, config.vae_batch_size, key=step).to(device)
-            parts = model.vae_loss(model.to_pixels(crops), kl_weight=min(1.0, (step + 1) / 200))
-            phase = "vae"
-        else:
-            iteration = step - config.vae_warmup_iters
-            length = sequence_length(config, iteration)
-            batch = sampler.sample(config.batch_size, length, key=step).to(device)
-            parts = model.loss(
-                batch.observations, batch.actions, tau=min(config.tau, length),
-                gate_open=iteration < config.gate_open_iters, kl_weight=kl_weight(config, iteration),
-            )
-            phase = "main"
-        optimizer.zero_grad(set_to_none=True)
-        parts["loss"].backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-        optimizer.step()
-        step += 1
-
-        if not math.isfinite(parts["loss"].item()):
-            raise FloatingPointError(f"loss became {parts['loss'].item()} at step {step}")
-        if bar is not None:
-            bar.update(1)
-            if step % 50 == 0:
-                bar.set_postfix(refresh=False, ordered_dict={"phase": phase, **{k: f"{v.item():.3g}" for k, v in parts.items()}})
-        in_main = step > config.vae_warmup_iters
-        main_iter = step - config.vae_warmup_iters
-        if in_main and (step == total_steps or (config.eval_every and main_iter % config.eval_every == 0)):
-            # Evaluation must not consume the training RNG, or a resumed run would diverge.
-            with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-                metrics = evaluate_gtmsm(model, eval_set, config.eval_tau, device=device)
-            model.train()
-            record = {"step": step, "seconds": round(seconds_before + time.perf_counter() - start, 1),
-                      **{k: metrics[k] for k in ("mse_revisited", "mse_novel", "vae_mse_revisited",
-                                                 "knn_hit_rate", "smap_rms", "gate_ratio")}}
-            history.append(record)
-            message = " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in record.items())
-            (bar.write if bar is not None else print)(f"[eval] {message}")
-        if step % config.checkpoint_every == 0 or step == total_steps:
-            checkpoint()
+    seconds_before, start = state.seconds, time.perf_counter()
+    with StopRequests() as stop, folder.log.open("a") as log:
+        while state.step < total_steps:
+            phase, parts = train_step(state, sampler, config, device)
+            state.seconds = seconds_before + time.perf_counter() - start
+            log.write(json.dumps({"step": state.step, "phase": phase, "seconds": round(state.seconds, 3),
+                                  **{k: round(v, 6) for k, v in parts.items()}}) + "\n")
+            if on_step is not None:
+                on_step(state)
+            if bar is not None:
+                bar.update(1)
+                if state.step % 50 == 0:
+                    bar.set_postfix(refresh=False, ordered_dict={"phase": phase, **{k: f"{v:.3g}" for k, v in parts.items()}})
+            main_iter = state.step - config.vae_warmup_iters
+            if main_iter > 0 and (state.step == total_steps or (config.eval_every and main_iter % config.eval_every == 0)):
+                record = evaluation_record(state, eval_set, config, device)
+                state.history.append(record)
+                message = " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in record.items())
+                (bar.write if bar is not None else print)(f"[eval] {message}")
+            if stop.requested or state.step % config.checkpoint_every == 0 or state.step == total_steps:
+                log.flush()
+                save_state(folder.checkpoint, state, config, device)
+            if stop.requested:
+                if bar is not None:
+                    bar.close()
+                raise TrainingInterrupted(stop.requested, state.step, folder.checkpoint)
     if bar is not None:
         bar.close()
-    seconds = seconds_before + time.perf_counter() - start
-    (out_dir / "history.json").write_text(json.dumps(history, indent=1))
+    folder.history.write_text(json.dumps(state.history, indent=1))
+    # matplotlib is imported only once there is something to draw
+    from gtmsm_model.plots import plot_training_log
+
+    plot_training_log(folder.read_log(), folder.loss_plot)
     model.eval()
-    return TrainResult(model, config, step, seconds, history, out_dir)
+    return TrainResult(model, config, state.step, state.seconds, state.history, folder.path)

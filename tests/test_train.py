@@ -196,7 +196,7 @@ def test_dataset_file_training_and_short_dataset_error(tmp_path: Path) -> None:
     result = train(debug_config(tmp_path / "run", dataset=str(tmp_path / "train.npz")))
     assert result.iterations == 22
     collect_rollouts(2, 20, seed=3).save(tmp_path / "short.npz")
-    with pytest.raises(ValueError, match="seq_len"):
+    with pytest.raises(ValueError, match="--seq-len"):
         train(debug_config(tmp_path / "run2", dataset=str(tmp_path / "short.npz")))
 
 
