@@ -10,6 +10,7 @@ one of ours (corrupt, truncated, foreign) raises ``CheckpointError`` saying what
 from __future__ import annotations
 
 import os
+import pickle
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ from typing import Any
 import torch
 
 from gtmsm_model.model import GTMSM, GTMSMConfig
+from gtmsm_model.run_folder import umask_mode
 
 CHECKPOINT_FORMAT = "gtmsm-checkpoint"
 CHECKPOINT_VERSION = 1
@@ -38,6 +40,7 @@ def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> None:
             torch.save(payload, tmp)
             tmp.flush()
             os.fsync(tmp.fileno())
+        os.chmod(tmp_name, umask_mode())  # mkstemp creates 0600; a checkpoint is an ordinary file
         os.replace(tmp_name, path)
     except BaseException:
         Path(tmp_name).unlink(missing_ok=True)
@@ -49,13 +52,23 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"{path} is empty (0 bytes): not a checkpoint")
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as error:  # torch raises several types for truncated/corrupt/unsafe files
+    except pickle.UnpicklingError as error:
+        # torch's own message goes on to advise weights_only=False: advice we never follow or pass on.
+        if "Unsupported global" not in str(error):
+            raise CheckpointError(f"{path} is not a readable GTM-SM checkpoint (corrupt, truncated or "
+                                  "another format)") from None
         raise CheckpointError(
-            f"{path} is not a readable GTM-SM checkpoint (corrupt, truncated, or it holds "
-            f"objects that are not plain tensors/containers, which are never unpickled): "
-            f"{type(error).__name__}: {str(error).splitlines()[0][:200]}"
+            f"{path} holds objects other than plain tensors and containers; such files are never "
+            "unpickled (it was not written by gtmsm train, or it was tampered with)"
+        ) from None
+    except Exception as error:  # torch raises several types for truncated/corrupt/foreign files
+        raise CheckpointError(
+            f"{path} is not a readable GTM-SM checkpoint (corrupt, truncated or another format: "
+            f"{type(error).__name__})"
         ) from None
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(f"{path} is not a GTM-SM checkpoint (no '{CHECKPOINT_FORMAT}' tag)")
