@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from gtmsm_env.env import STAY
+from gtmsm_env.flags import add_dataclass_flags, bounded, dataclass_values, error_text, fail
 
 # Damaged archives fail in many ways (a bad zip, a bad deflate stream, a garbled .npy header that
 # numpy's parser chokes on): all of them mean "unreadable file".
@@ -33,6 +34,14 @@ _UNREADABLE = (
 )
 
 FORMAT_VERSION = 1
+
+
+def _current_umask() -> int:
+    # os.umask can only be read by setting it; set it straight back.
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
 _ARRAY_KEYS = ("observations", "actions", "positions", "wall_hits", "images")
 # Optional arrays: absent from files written before they existed, or when they carry nothing.
 _OPTIONAL_KEYS = ("blocked_moves",)
@@ -122,11 +131,15 @@ class Rollouts:
         return self.observations.shape[1]
 
     def save(self, path: str | Path) -> None:
-        """Write an ``.npz`` atomically (temporary file, then rename); metadata as a JSON string."""
+        """Write an ``.npz`` atomically (temporary file, then rename); metadata as a JSON string.
+
+        The file gets the mode an ordinary ``open`` would give (0666 minus the user's umask), not
+        the 0600 of the temporary file."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         try:
+            os.fchmod(fd, 0o666 & ~_current_umask())
             with os.fdopen(fd, "wb") as file:
                 np.savez_compressed(
                     file,
@@ -311,48 +324,104 @@ def collect_rollouts(
     )
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
-        prog="gtmsm-rollouts",
-        description="Collect random-walk rollouts of ImageNav-v0 and write them to an .npz dataset.",
-    )
-    parser.add_argument(
-        "--num-sequences", type=int, default=256, help="number of sequences (one image each)"
-    )
-    parser.add_argument(
-        "--seq-len", type=int, default=512, help="steps per sequence, reset observation included"
-    )
-    parser.add_argument("--seed", type=int, default=0, help="seed of images, starts and the policy")
-    parser.add_argument(
-        "--image-source",
-        default="procedural",
-        help="'procedural' (embedded default), a folder of images, or a .npz/.npy file",
-    )
-    parser.add_argument("--image-size", type=int, default=32, help="image side in pixels")
-    parser.add_argument("--crop-size", type=int, default=8, help="window side in pixels")
-    parser.add_argument("--step-size", type=int, default=3, help="pixels per grid move")
-    parser.add_argument(
-        "--start", choices=["center", "random"], default="center", help="start position"
-    )
-    parser.add_argument(
-        "--mean-hold", type=float, default=2.0, help="Poisson mean of how long a direction is held"
-    )
-    parser.add_argument(
-        "--walls", choices=["border", "maze"], default="border",
-        help="'border' (only the image border blocks moves) or 'maze' (interior walls too)",
-    )
-    parser.add_argument(
-        "--wall-density", type=float, default=None,
-        help="fraction of interior edges walled with --walls maze (default 0.05)",
-    )
-    parser.add_argument("--out", type=Path, required=True, help="output .npz path")
-    args = parser.parse_args(argv)
+PROG = "gtmsm-rollouts"
 
+
+@dataclass
+class RolloutArgs:
+    """The flags of ``gtmsm-rollouts`` (one flag per field, ``--num-sequences`` for
+    ``num_sequences``; the docstring under each field is its help text)."""
+
+    out: str
+    """output .npz path (its folder is created if missing)"""
+    num_sequences: int = bounded(256, ge=1)
+    """number of sequences (one image each)"""
+    seq_len: int = bounded(512, ge=1)
+    """steps per sequence, reset observation included"""
+    seed: int = bounded(0, ge=0)
+    """seed of images, wall layouts, starts and the policy"""
+    image_source: str = "procedural"
+    """'procedural' (embedded default), a folder of images, or a .npz/.npy file"""
+    image_size: int = bounded(32, ge=1)
+    """image side in pixels"""
+    crop_size: int = bounded(8, ge=1)
+    """window side in pixels (at most --image-size)"""
+    step_size: int = bounded(3, ge=1)
+    """pixels per grid move"""
+    start: str = "center"
+    """start position: center or random"""
+    mean_hold: float = bounded(2.0, gt=0)
+    """random walk: Poisson mean of how long a direction is held"""
+    walls: str = "border"
+    """'border' (only the image border blocks moves) or 'maze' (interior walls too)"""
+    wall_density: float | None = bounded(None, ge=0, le=1)
+    """fraction of interior edges walled with --walls maze (unset: 0.05)"""
+
+
+_CHOICES = {"start": ("center", "random"), "walls": ("border", "maze")}
+
+
+def _writable_target(out: Path) -> str | None:
+    """Why ``out`` cannot be written (``None`` if it can): an existing folder, a read-only file, or
+    a nearest existing ancestor folder that is not a writable folder."""
+    if out.is_dir():
+        return f"{out} is a folder; give a file path such as {out / 'rollouts.npz'}"
+    if out.exists() and not os.access(out, os.W_OK):
+        return f"{out} exists and is not writable"
+    parent = out.parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        return f"cannot create a folder under {parent}: it is a file"
+    try:  # a real probe: os.access says yes to root even on read-only file systems
+        fd, probe = tempfile.mkstemp(dir=parent, prefix=".gtmsm-write-probe.")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as error:
+        return f"cannot write in folder {parent}: {error_text(error)}"
+    return None
+
+
+def parse_args(argv: list[str] | None = None) -> tuple[RolloutArgs, Any]:
+    """Parse and check every flag; returns the arguments and the image source built from
+    ``--image-source``. Any problem exits with one ``gtmsm-rollouts: error: ...`` line naming the
+    flag (status 2) before any rollout is collected."""
+    from gtmsm_env.env import validate_walls
+    from gtmsm_env.images import make_image_source
+
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="Collect rollouts of ImageNav-v0 (the reference random walk) and write them "
+        "to an .npz dataset.",
+    )
+    add_dataclass_flags(parser, RolloutArgs, choices=_CHOICES)
+    args = RolloutArgs(**dataclass_values(parser.parse_args(argv), RolloutArgs))
+    if args.crop_size > args.image_size:
+        fail(PROG, f"--crop-size {args.crop_size} is larger than --image-size {args.image_size}")
+    grid_side = (args.image_size - args.crop_size) // args.step_size + 1
+    if args.walls == "border" and args.wall_density is not None:
+        fail(PROG, "--wall-density applies only to --walls maze")
+    try:
+        validate_walls(args.walls, args.wall_density, (grid_side, grid_side))
+    except (TypeError, ValueError) as error:
+        fail(PROG, f"--wall-density: {error_text(error)}")
+    problem = _writable_target(Path(args.out))
+    if problem is not None:
+        fail(PROG, f"--out: {problem}")
+    try:
+        source = make_image_source(args.image_source, args.image_size)
+    except (ValueError, TypeError, OSError) as error:
+        fail(PROG, f"--image-source: {error_text(error)}")
+    return args, source
+
+
+def main(argv: list[str] | None = None) -> None:
+    args, source = parse_args(argv)
     rollouts = collect_rollouts(
         args.num_sequences,
         args.seq_len,
         seed=args.seed,
-        image_source=args.image_source,
+        image_source=source,
         image_size=args.image_size,
         crop_size=args.crop_size,
         step_size=args.step_size,
@@ -361,10 +430,14 @@ def main(argv: list[str] | None = None) -> None:
         walls=args.walls,
         wall_density=args.wall_density,
     )
-    rollouts.save(args.out)
+    out = Path(args.out)
+    try:
+        rollouts.save(out)
+    except OSError as error:  # e.g. the disk filled up: nothing was half-written (atomic save)
+        fail(PROG, f"--out: could not write {out}: {error_text(error)}")
     print(rollouts.summary())
     print(f"image source: {rollouts.metadata['image_source']}; seed {args.seed}")
-    print(f"wrote {args.out} ({args.out.stat().st_size / 1e6:.1f} MB)")
+    print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB)")
 
 
 if __name__ == "__main__":

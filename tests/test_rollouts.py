@@ -175,3 +175,88 @@ def test_cli_module_entry_point_has_help():
     )
     assert result.returncode == 0 and "--num-sequences" in result.stdout
     assert "RuntimeWarning" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--num-sequences", "-3"], "argument --num-sequences: must be >= 1, got -3"),
+        (["--seq-len", "0"], "argument --seq-len: must be >= 1, got 0"),
+        (["--mean-hold", "-1"], "argument --mean-hold: must be > 0, got -1"),
+        (["--mean-hold", "inf"], "argument --mean-hold: must be a finite number"),
+        (["--seed", "-1"], "argument --seed: must be >= 0"),
+        (["--seq-len", "ten"], "argument --seq-len: expected an integer, got 'ten'"),
+        (["--image-size", "0"], "argument --image-size: must be >= 1"),
+        (["--crop-size", "40"], "--crop-size 40 is larger than --image-size 32"),
+        (["--start", "corner"], "argument --start: invalid choice"),
+        (["--walls", "rooms"], "argument --walls: invalid choice"),
+        (["--wall-density", "0.1"], "--wall-density applies only to --walls maze"),
+        (["--walls", "maze", "--wall-density", "0.9"], "--wall-density: wall_density=0.9 asks"),
+        (["--walls", "maze", "--wall-density", "-0.1"], "argument --wall-density: must be >= 0"),
+        (["--image-source", "/no/such/folder"], "--image-source: image source path does not exist"),
+        (["--image-source", "{junk}"], "--image-source: "),
+        (["--image-source", "{empty}"], "--image-source: "),
+        (["--out", "{file}/x.npz"], "--out: cannot create a folder under"),
+        (["--out", "{tmp}"], "is a folder; give a file path"),
+    ],
+)
+def test_cli_rejects_each_bad_flag_before_any_work(flags, message, tmp_path):
+    (tmp_path / "junk.txt").write_text("not images")
+    (tmp_path / "junk.npz").write_bytes(b"PK\x03\x04 garbage")
+    (tmp_path / "empty").mkdir()
+    names = {"junk": tmp_path / "junk.npz", "empty": tmp_path / "empty",
+             "file": tmp_path / "junk.txt", "tmp": tmp_path}
+    flags = [f.format(**names) for f in flags]
+    if "--out" not in flags:
+        flags += ["--out", str(tmp_path / "out" / "r.npz")]
+    # (a subprocess: the real entry point; rejected before any work = no output folder made)
+    result = subprocess.run(
+        [sys.executable, "-m", "gtmsm_env.rollouts", *flags], capture_output=True, text=True
+    )
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("gtmsm-rollouts: error: ") and message in last, last
+    assert not (tmp_path / "out").exists()
+
+
+def test_cli_rejects_an_unwritable_folder_before_any_work(tmp_path, monkeypatch, capsys):
+    import os
+
+    from gtmsm_env import rollouts as module
+
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    try:
+        if os.access(locked, os.W_OK) and os.geteuid() == 0:
+            # root writes anyway; simulate the failure the probe reports
+            monkeypatch.setattr(module.tempfile, "mkstemp", _raise_permission)
+        monkeypatch.setattr(module, "collect_rollouts", lambda *a, **k: pytest.fail("ran"))
+        with pytest.raises(SystemExit) as exit_info:
+            module.main(["--out", str(locked / "sub" / "r.npz")])
+        assert exit_info.value.code == 2
+        assert "gtmsm-rollouts: error: --out: cannot write in folder" in capsys.readouterr().err
+    finally:
+        locked.chmod(0o700)
+
+
+def _raise_permission(*args, **kwargs):
+    raise PermissionError(13, "Permission denied")
+
+
+def test_saved_file_follows_the_umask(rollouts, tmp_path):
+    import os
+
+    old = os.umask(0o027)
+    try:
+        rollouts.save(tmp_path / "a.npz")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "a.npz").stat().st_mode & 0o777 == 0o640
+    old = os.umask(0o002)
+    try:
+        rollouts.save(tmp_path / "b.npz")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "b.npz").stat().st_mode & 0o777 == 0o664
