@@ -37,6 +37,18 @@ from typing import Any
 EXIT_USAGE = 2
 
 
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse with one-line errors: ``prog: error: message (see prog --help)``, exit 2.
+
+    argparse's default prints the whole usage block first; with dozens of flags that buries the
+    one line that says what is wrong. Subparsers inherit this class.
+    """
+
+    def error(self, message: str) -> typing.NoReturn:
+        print(f"{self.prog}: error: {message} (see {self.prog} --help)", file=sys.stderr)
+        raise SystemExit(EXIT_USAGE)
+
+
 @dataclass(frozen=True)
 class Bounds:
     """The allowed range of a number (each side optional, open or closed)."""

@@ -13,81 +13,72 @@ and explicit flags override it.
 from __future__ import annotations
 
 import argparse
-import ast
 import dataclasses
-import inspect
 import sys
 import time
-import typing
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from gtmsm_model.train import PRESETS, TrainConfig, make_config, resolve_device
+from gtmsm_env.flags import (
+    ArgumentParser,
+    Bounds,
+    add_dataclass_flags,
+    bounded,
+    dataclass_values,
+    error_text,
+    number,
+)
+from gtmsm_model.train import PRESETS, TrainConfig, TrainingInterrupted, make_config, resolve_device
+
+EXIT_ERROR = 2
+EXIT_INTERRUPTED = 130
 
 
-def _field_docs(cls: type) -> dict[str, str]:
-    """The docstring under each dataclass field (the CleanRL convention), read from the source."""
-    try:
-        body = ast.parse(inspect.getsource(cls)).body[0].body  # type: ignore[attr-defined]
-    except (OSError, TypeError):
-        return {}
-    docs = {}
-    for node, following in zip(body, body[1:], strict=False):
-        if (isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name)
-                and isinstance(following, ast.Expr) and isinstance(following.value, ast.Constant)):
-            docs[node.target.id] = str(following.value.value)
-    return docs
+@dataclass
+class EvalArgs:
+    """Which held-out rollouts an evaluation or prediction uses."""
+
+    eval_image_source: str | None = None
+    """Held-out images: a folder or .npz/.npy path (unset: procedural images from a seed stream training never uses)."""
+    eval_seed: int = bounded(0, ge=0)
+    """Seed of the held-out rollouts (offset from any training stream)."""
+    eval_sequences: int = bounded(64, ge=1)
+    """Held-out rollouts."""
+    eval_tau: int = bounded(256, ge=1)
+    """Memorisation steps."""
+    eval_horizon: int = bounded(256, ge=1)
+    """Predicted steps."""
 
 
 def add_train_flags(parser: argparse.ArgumentParser) -> None:
-    docs = _field_docs(TrainConfig)
-    hints = typing.get_type_hints(TrainConfig)
+    """Every ``TrainConfig`` field as a flag; unset flags come from ``--preset``."""
     parser.add_argument("--preset", default="quick", choices=sorted(PRESETS),
                         help="named set of hyperparameters (default: quick); flags below override it")
-    for field in dataclasses.fields(TrainConfig):
-        if field.name == "preset":
-            continue
-        flag = "--" + field.name.replace("_", "-")
-        kind = hints[field.name]
-        default = PRESETS["quick"].get(field.name, field.default)
-        help_text = f"{docs.get(field.name, '')} (quick preset: {default})"
-        if kind is bool:
-            parser.add_argument(flag, dest=field.name, action=argparse.BooleanOptionalAction,
-                                default=argparse.SUPPRESS, help=help_text)
-        else:
-            base = str if typing.get_origin(kind) is not None else kind  # Optional[str] → str
-            parser.add_argument(flag, dest=field.name, type=base, default=argparse.SUPPRESS,
-                                metavar=field.name.upper(), help=help_text)
+    add_dataclass_flags(parser, TrainConfig, skip={"preset"}, defaults=PRESETS["quick"],
+                        suppress_defaults=True, default_label="quick preset")
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
-    names = {f.name for f in dataclasses.fields(TrainConfig)} - {"preset"}
-    overrides = {k: v for k, v in vars(args).items() if k in names}
-    return make_config(args.preset, **overrides)
+    return make_config(args.preset, **dataclass_values(args, TrainConfig, skip={"preset"}))
 
 
-def add_eval_flags(parser: argparse.ArgumentParser, shape_flags: bool = True) -> None:
+def add_eval_flags(parser: argparse.ArgumentParser, shape_flags: bool = True,
+                   defaults: dict[str, Any] | None = None) -> None:
     """Flags choosing the held-out rollouts; ``run`` takes their shape from the TrainConfig."""
-    parser.add_argument("--eval-image-source", default=None,
-                        help="held-out images: a folder or .npz/.npy path (default: procedural images "
-                             "from a seed stream training never uses)")
-    parser.add_argument("--eval-seed", type=int, default=0,
-                        help="seed of the held-out rollouts (offset from any training stream; default: 0)")
-    if shape_flags:
-        parser.add_argument("--eval-sequences", type=int, default=64, help="held-out rollouts (default: 64)")
-        parser.add_argument("--eval-tau", type=int, default=256, help="memorisation steps (default: 256)")
-        parser.add_argument("--eval-horizon", type=int, default=256, help="predicted steps (default: 256)")
+    skip = set() if shape_flags else {"eval_sequences", "eval_tau", "eval_horizon"}
+    add_dataclass_flags(parser, EvalArgs, skip=skip, defaults=defaults)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="gtmsm", description=__doc__,
+    parser = ArgumentParser(prog="gtmsm", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
 
     run = commands.add_parser("run", help="train a preset, evaluate it on held-out rollouts, print the table, write plots")
     add_train_flags(run)
     add_eval_flags(run, shape_flags=False)
-    run.add_argument("--final-eval-sequences", type=int, default=64,
+    run.add_argument("--final-eval-sequences", type=number(int, Bounds(ge=1)), default=64,
                      help="held-out rollouts of the final evaluation (default: 64; periodic evaluations "
                           "during training use --eval-sequences)")
 
@@ -105,9 +96,20 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--out", default="prediction.gif", help="output .gif (animation) or .png (strip) (default: prediction.gif)")
     predict.add_argument("--mode", default="mean", choices=["mean", "sample"], help="decode the mixture mean or a sample (default: mean)")
     predict.add_argument("--device", default="cpu", help="torch device (default: cpu)")
-    add_eval_flags(predict)
-    predict.set_defaults(eval_sequences=1)
+    add_eval_flags(predict, defaults={"eval_sequences": 1})
     return parser
+
+
+def check_image_source(flag: str, source: str | None, image_size: int = 32) -> None:
+    """Build an image source now (cheap) so a bad path fails before training, naming ``flag``."""
+    if source is None:
+        return
+    from gtmsm_env.images import make_image_source
+
+    try:
+        make_image_source(source, image_size)
+    except (ValueError, TypeError, OSError) as error:
+        raise ValueError(f"{flag}: {error_text(error)}") from None
 
 
 def _heldout(args: argparse.Namespace, image_size: int = 32) -> Any:
@@ -117,8 +119,32 @@ def _heldout(args: argparse.Namespace, image_size: int = 32) -> Any:
                             image_source=args.eval_image_source, image_size=image_size)
 
 
+def provenance(args: argparse.Namespace, checkpoint: Path, train_config: dict[str, Any]) -> dict[str, Any]:
+    """Where a metrics.json came from: the checkpoint (path, SHA-256), its run, the held-out data, versions."""
+    from gtmsm_model.data import HELDOUT_SEED_OFFSET
+    from gtmsm_model.run_folder import file_sha256, machine_description, package_versions
+
+    return {
+        "checkpoint": str(checkpoint.resolve()),
+        "checkpoint_sha256": file_sha256(checkpoint),
+        "preset": train_config.get("preset"),
+        "seed": train_config.get("seed"),
+        "train_image_source": train_config.get("image_source") or train_config.get("dataset") or "procedural",
+        "eval_seed": args.eval_seed,
+        "eval_rollout_seed": args.eval_seed + HELDOUT_SEED_OFFSET,
+        "eval_image_source": args.eval_image_source or "procedural",
+        "eval_sequences": args.eval_sequences,
+        "eval_tau": args.eval_tau,
+        "eval_horizon": args.eval_horizon,
+        "packages": package_versions(),
+        "machine": machine_description(),
+        "command": ["gtmsm", *sys.argv[1:]],
+    }
+
+
 def evaluate_and_report(model: Any, args: argparse.Namespace, out_dir: Path, device: str,
                         extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Evaluate ``model`` on the held-out rollouts ``args`` describe; metrics.json, plots, table."""
     from gtmsm_model.evaluate import (
         GTMSMPredictor,
         check_targets,
@@ -152,56 +178,91 @@ def evaluate_and_report(model: Any, args: argparse.Namespace, out_dir: Path, dev
     return metrics
 
 
+def resume_hint(argv: list[str]) -> str:
+    """The command that continues an interrupted run: the same flags plus --resume."""
+    kept = [a for a in argv if a not in ("--overwrite", "--resume", "--no-resume")]
+    return "gtmsm " + " ".join(kept + ["--resume"])
+
+
+def run_or_train(args: argparse.Namespace, argv: list[str]) -> None:
+    import torch
+
+    from gtmsm_model.train import train
+
+    config = config_from_args(args)
+    resolve_device(config.device)
+    if args.command == "run":
+        check_image_source("--eval-image-source", args.eval_image_source)
+    print(f"training GTM-SM, preset {config.preset}, seed {config.seed}, device {config.device}, "
+          f"torch threads {config.threads or torch.get_num_threads()} → {config.out_dir}")
+    started = time.perf_counter()
+    try:
+        result = train(config)
+    except TrainingInterrupted as stop:
+        print(f"\ngtmsm {args.command}: interrupted by {stop.signal_name} at step {stop.step}; checkpoint "
+              f"written to {stop.checkpoint}\nresume with: {resume_hint(argv)}", file=sys.stderr)
+        raise
+    checkpoint = Path(config.out_dir) / "checkpoint.pt"
+    print(f"trained {result.iterations} iterations in {result.seconds:.0f} s "
+          f"(this call: {time.perf_counter() - started:.0f} s); checkpoint {checkpoint}")
+    if args.command == "run":
+        args.eval_sequences, args.eval_tau, args.eval_horizon = (
+            args.final_eval_sequences, config.eval_tau, config.eval_horizon)
+        if args.eval_image_source is None and config.image_source is not None:
+            args.eval_image_source = config.image_source
+            print("note: evaluating on the training image source (another seed stream); for a "
+                  "finite folder/array that reuses training images: pass --eval-image-source")
+        evaluate_and_report(result.model, args, Path(config.out_dir), config.device,
+                            {"train_seconds": result.seconds,
+                             "provenance": provenance(args, checkpoint, dataclasses.asdict(config))})
+
+
+def evaluate_or_predict(args: argparse.Namespace) -> None:
+    from gtmsm_model.checkpoint import load_checkpoint, model_from_checkpoint
+
+    out = Path(args.out) if args.command == "predict" else None
+    if out is not None and out.suffix.lower() not in (".gif", ".png"):
+        raise ValueError(f"--out must end in .gif or .png, got {out}")
+    device = resolve_device(args.device)
+    check_image_source("--eval-image-source", args.eval_image_source)
+    checkpoint = Path(args.checkpoint)
+    payload = load_checkpoint(checkpoint, map_location=device)
+    model = model_from_checkpoint(payload).to(device)
+    if args.command == "evaluate":
+        out_dir = Path(args.out_dir) if args.out_dir else checkpoint.parent
+        evaluate_and_report(model, args, out_dir, args.device,
+                            {"provenance": provenance(args, checkpoint, payload.get("train_config", {}))})
+        return
+    from gtmsm_model.evaluate import GTMSMPredictor
+    from gtmsm_model.plots import save_prediction_gif, save_prediction_strip
+
+    rollouts = _heldout(args)
+    predicted = GTMSMPredictor(model, args.device, args.mode).predict(
+        rollouts.observations[:1], rollouts.actions[:1], args.eval_tau)[0]
+    save = save_prediction_gif if out.suffix.lower() == ".gif" else save_prediction_strip
+    save(rollouts.observations[0], predicted, args.eval_tau, out)
+    print(f"wrote {out}")
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
+    prog = f"gtmsm {args.command}"
+    from gtmsm_model.checkpoint import CheckpointError
+
     try:
         if args.command in ("run", "train"):
-            import torch
-
-            from gtmsm_model.train import train
-
-            config = config_from_args(args)
-            print(f"training GTM-SM, preset {config.preset}, seed {config.seed}, device {config.device}, "
-                  f"torch threads {config.threads or torch.get_num_threads()} → {config.out_dir}")
-            started = time.perf_counter()
-            result = train(config)
-            print(f"trained {result.iterations} iterations in {result.seconds:.0f} s "
-                  f"(this call: {time.perf_counter() - started:.0f} s); checkpoint {Path(config.out_dir) / 'checkpoint.pt'}")
-            if args.command == "run":
-                args.eval_sequences, args.eval_tau, args.eval_horizon = (
-                    args.final_eval_sequences, config.eval_tau, config.eval_horizon)
-                if args.eval_image_source is None and config.image_source is not None:
-                    args.eval_image_source = config.image_source
-                    print("note: evaluating on the training image source (another seed stream); for a "
-                          "finite folder/array that reuses training images: pass --eval-image-source")
-                evaluate_and_report(result.model, args, Path(config.out_dir), config.device,
-                                    {"train_seconds": result.seconds, "preset": config.preset, "seed": config.seed})
-        elif args.command == "evaluate":
-            from gtmsm_model.checkpoint import load_model
-
-            model = load_model(args.checkpoint, map_location=resolve_device(args.device)).to(args.device)
-            out_dir = Path(args.out_dir) if args.out_dir else Path(args.checkpoint).parent
-            evaluate_and_report(model, args, out_dir, args.device)
-        elif args.command == "predict":
-            from gtmsm_model.checkpoint import load_model
-            from gtmsm_model.evaluate import GTMSMPredictor
-            from gtmsm_model.plots import save_prediction_gif, save_prediction_strip
-
-            model = load_model(args.checkpoint, map_location=resolve_device(args.device)).to(args.device)
-            rollouts = _heldout(args)
-            predicted = GTMSMPredictor(model, args.device, args.mode).predict(
-                rollouts.observations[:1], rollouts.actions[:1], args.eval_tau)[0]
-            out = Path(args.out)
-            if out.suffix.lower() == ".gif":
-                save_prediction_gif(rollouts.observations[0], predicted, args.eval_tau, out)
-            elif out.suffix.lower() == ".png":
-                save_prediction_strip(rollouts.observations[0], predicted, args.eval_tau, out)
-            else:
-                raise ValueError(f"--out must end in .gif or .png, got {out}")
-            print(f"wrote {out}")
-    except (ValueError, TypeError, FileNotFoundError, RuntimeError) as error:
-        print(f"gtmsm {args.command}: error: {error}", file=sys.stderr)
-        return 2
+            run_or_train(args, argv)
+        else:
+            evaluate_or_predict(args)
+    except TrainingInterrupted:
+        return EXIT_INTERRUPTED
+    except KeyboardInterrupt:
+        print(f"\n{prog}: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except (ValueError, TypeError, OSError, RuntimeError, CheckpointError) as error:
+        print(f"{prog}: error: {error_text(error)}", file=sys.stderr)
+        return EXIT_ERROR
     return 0
 
 
