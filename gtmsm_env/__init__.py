@@ -2,7 +2,11 @@
 
 Importing the package registers ``ImageNav-v0`` (``gym.make("ImageNav-v0")``; also reachable as
 ``gym.make("gtmsm_env:ImageNav-v0")``), with a native vector env for
-``gym.make_vec("ImageNav-v0", num_envs=N, vectorization_mode="vector_entry_point")``.
+``gym.make_vec("ImageNav-v0", num_envs=N, vectorization_mode="vector_entry_point")``, and the
+variants in ``REGISTERED_ENVS`` (``ImageNavMaze-v0``, ``ImageNavCoverage-v0``,
+``ImageNavCoverageMaze-v0``; see the "Registered Configurations" of ``ImageNavEnv``).
+
+This package never imports torch; the Stable-Baselines3 helpers live in ``gtmsm_model.sb3``.
 """
 
 from __future__ import annotations
@@ -35,20 +39,32 @@ from gtmsm_env.vector_env import ImageNavVectorEnv
 
 __version__ = "0.1.0"
 ENV_ID = "ImageNav-v0"
+COVERAGE_EPISODE_STEPS = 256
+_COVERAGE = {"task": "coverage", "observation": "crop+position+visited"}
+# id -> (kwargs, max_episode_steps)
+REGISTERED_ENVS: dict[str, tuple[dict[str, Any], int]] = {
+    ENV_ID: ({}, DEFAULT_MAX_EPISODE_STEPS),
+    "ImageNavMaze-v0": ({"walls": "maze"}, DEFAULT_MAX_EPISODE_STEPS),
+    "ImageNavCoverage-v0": (_COVERAGE, COVERAGE_EPISODE_STEPS),
+    "ImageNavCoverageMaze-v0": ({**_COVERAGE, "walls": "maze"}, COVERAGE_EPISODE_STEPS),
+}
 
-# Guarded so that a re-import (or importlib.reload) does not warn about re-registration.
-if ENV_ID not in gymnasium.registry:
-    gymnasium.register(
-        id=ENV_ID,
-        entry_point="gtmsm_env.env:ImageNavEnv",
-        vector_entry_point="gtmsm_env.vector_env:ImageNavVectorEnv",
-        max_episode_steps=DEFAULT_MAX_EPISODE_STEPS,
-    )
+for _env_id, (_kwargs, _steps) in REGISTERED_ENVS.items():
+    # Guarded so that a re-import (or importlib.reload) does not warn about re-registration.
+    if _env_id not in gymnasium.registry:
+        gymnasium.register(
+            id=_env_id,
+            entry_point="gtmsm_env.env:ImageNavEnv",
+            vector_entry_point="gtmsm_env.vector_env:ImageNavVectorEnv",
+            max_episode_steps=_steps,
+            kwargs=dict(_kwargs),
+        )
 
 __all__ = [
     "ACTION_NAMES",
     "DOWN",
     "ENV_ID",
+    "REGISTERED_ENVS",
     "LEFT",
     "RIGHT",
     "STAY",

@@ -21,6 +21,11 @@ _DCOL = tuple(int(d) for d in ACTION_DELTAS[:, 1])
 START_MODES = ("center", "random")
 TASKS = (None, "coverage")
 WALL_MODES = ("border", "maze")
+# Parts of an observation mode, in the order they appear in a Dict observation.
+OBSERVATION_PARTS = ("crop", "position", "visited")
+OBSERVATION_MODES = (
+    "crop", "crop+position", "crop+visited", "crop+position+visited", "position+visited",
+)
 DEFAULT_WALL_DENSITY = 0.05
 RENDER_MODES = ("human", "rgb_array")
 DEFAULT_MAX_EPISODE_STEPS = 1024
@@ -195,6 +200,41 @@ def validate_walls(walls: object, wall_density: object, grid_shape: tuple[int, i
     return density
 
 
+def validate_observation(observation: object) -> tuple[str, ...]:
+    """The parts of an observation mode (``"crop+visited"`` -> ``("crop", "visited")``)."""
+    if observation not in OBSERVATION_MODES:
+        raise ValueError(f"observation must be one of {OBSERVATION_MODES}, got {observation!r}")
+    return tuple(str(observation).split("+"))
+
+
+def observation_space_for(
+    parts: tuple[str, ...], crop_size: int, grid_shape: tuple[int, int]
+) -> spaces.Space:
+    """The observation space of one env: the crop's ``Box`` for ``("crop",)``, else a ``Dict``."""
+    crop = spaces.Box(0, 255, (crop_size, crop_size, 3), np.uint8)
+    if parts == ("crop",):
+        return crop
+    every = {
+        "crop": crop,
+        "position": spaces.Box(0.0, 1.0, (2,), np.float32),
+        "visited": spaces.Box(0.0, 1.0, grid_shape, np.float32),
+    }
+    return spaces.Dict({part: every[part] for part in parts})
+
+
+def observation_mode_of(space: spaces.Space) -> str:
+    """The observation mode whose space has the structure of ``space`` (e.g. a trained policy's);
+    ``ValueError`` if none does."""
+    # (crop, crop, 3), or (3, crop, crop) as SB3 stores an image space it transposed
+    if isinstance(space, spaces.Box) and len(space.shape) == 3 and 3 in (space.shape[0], space.shape[-1]):
+        return "crop"
+    if isinstance(space, spaces.Dict):
+        mode = "+".join(part for part in OBSERVATION_PARTS if part in space.spaces)
+        if mode in OBSERVATION_MODES and len(space.spaces) == mode.count("+") + 1:
+            return mode
+    raise ValueError(f"no ImageNav observation mode has the space {space}")
+
+
 def validate_start(start: object) -> str:
     if start not in START_MODES:
         raise ValueError(f"start must be one of {START_MODES}, got {start!r}")
@@ -221,6 +261,8 @@ def configure_env(
     max_episode_steps: object,
     walls: object = "border",
     wall_density: object = None,
+    observation: object = "crop",
+    terminate_when_covered: object = False,
 ) -> None:
     """Validate the constructor kwargs shared by the single and the vector env and set them on ``env``."""
     geometry = GridGeometry.validated(image_size, crop_size, step_size)
@@ -229,6 +271,15 @@ def configure_env(
     env.grid_shape = geometry.grid_shape
     env.wall_density = validate_walls(walls, wall_density, geometry.grid_shape)
     env.walls = str(walls)
+    env.observation_parts = validate_observation(observation)
+    env.observation = str(observation)
+    if not isinstance(terminate_when_covered, (bool, np.bool_)):
+        raise TypeError(
+            f"terminate_when_covered must be a bool, got {type(terminate_when_covered).__name__}"
+        )
+    if terminate_when_covered and task != "coverage":
+        raise ValueError("terminate_when_covered=True needs task='coverage'")
+    env.terminate_when_covered = bool(terminate_when_covered)
     env.start = validate_start(start)
     env.task = validate_task(task)
     if render_mode is not None and render_mode not in RENDER_MODES:
@@ -376,8 +427,27 @@ class ImageNavEnv(gym.Env[np.ndarray, np.int64]):
 
     ## Observation Space
 
-    ``Box(0, 255, (crop_size, crop_size, 3), uint8)``: the crop under the window, a fresh array
-    every step (``image[step*row : step*row + crop, step*col : step*col + crop]``).
+    ``observation="crop"`` (default): ``Box(0, 255, (crop_size, crop_size, 3), uint8)``, the crop
+    under the window, a fresh array every step
+    (``image[step*row : step*row + crop, step*col : step*col + crop]``).
+
+    Other modes give a ``Dict`` of some of these parts (keys in this order):
+
+    | mode                      | ``"crop"`` | ``"position"`` | ``"visited"`` |
+    |---------------------------|------------|----------------|---------------|
+    | ``"crop"``                | (the Box)  |                |               |
+    | ``"crop+position"``       | yes        | yes            |               |
+    | ``"crop+visited"``        | yes        |                | yes           |
+    | ``"crop+position+visited"`` | yes      | yes            | yes           |
+    | ``"position+visited"``    |            | yes            | yes           |
+
+    - ``"crop"``: the crop as above;
+    - ``"position"``: ``Box(0, 1, (2,), float32)``, the true ``(row / (rows - 1), col / (cols - 1))``;
+    - ``"visited"``: ``Box(0, 1, (rows, cols), float32)``, 1.0 at every position seen this episode
+      (the start and the current position included).
+
+    ``"position"`` and ``"visited"`` are privileged information (the true grid position): they
+    are for exploration agents (e.g. ``ImageNavCoverage-v0``), never for a world model's input.
 
     ## Info
 
@@ -385,12 +455,15 @@ class ImageNavEnv(gym.Env[np.ndarray, np.int64]):
     - ``"wall_hit"``: ``True`` iff the action was a move that was blocked (it would have left the
       grid, or crossed an interior wall);
     - ``"step"``: steps taken since ``reset`` (0 after reset);
-    - ``"grid_shape"``: ``(rows, cols)``.
+    - ``"grid_shape"``: ``(rows, cols)``;
+    - ``"coverage"`` (only with ``task="coverage"``): how many distinct positions have been seen
+      this episode, the start included (so the episode's return is ``coverage - 1``).
 
     ## Rewards
 
     ``task=None`` (default): always 0.0. ``task="coverage"``: 1.0 for each step that reaches a
-    position not seen before in the episode (the start counts as seen), else 0.0.
+    position not seen before in the episode (the start counts as seen), else 0.0; each position
+    pays once per episode.
 
     ## Walls
 
@@ -415,7 +488,8 @@ class ImageNavEnv(gym.Env[np.ndarray, np.int64]):
 
     ## Episode End
 
-    Never terminates. Truncated after ``max_episode_steps`` steps: 1024 as registered (the
+    Never terminates, except with ``task="coverage", terminate_when_covered=True``: terminated on
+    the step that has seen every position. Truncated after ``max_episode_steps`` steps: 1024 as registered (the
     ``TimeLimit`` wrapper of ``gym.make``; override with
     ``gym.make("ImageNav-v0", max_episode_steps=...)``). The raw class truncates only when given
     its own ``max_episode_steps`` kwarg (default ``None``: never).
@@ -437,6 +511,9 @@ class ImageNavEnv(gym.Env[np.ndarray, np.int64]):
     - ``max_episode_steps=None``: truncate after this many steps (``None``: never; ``gym.make``
       adds its own ``TimeLimit`` instead).
     - ``walls="border"``: ``"border"`` or ``"maze"`` (interior walls, see Walls).
+    - ``observation="crop"``: one of the modes in Observation Space.
+    - ``terminate_when_covered=False``: with ``task="coverage"``, terminate once every position
+      has been seen.
     - ``wall_density=None``: fraction of interior edges walled with ``walls="maze"`` (``None``:
       0.05); giving it with ``walls="border"`` raises.
 
@@ -447,8 +524,18 @@ class ImageNavEnv(gym.Env[np.ndarray, np.int64]):
 
     ## Registered Configurations
 
-    - ``ImageNav-v0``: the reference setup above, ``max_episode_steps=1024``, with a native vector
-      env (``gym.make_vec("ImageNav-v0", num_envs=N, vectorization_mode="vector_entry_point")``).
+    Each id has the native vector env
+    (``gym.make_vec(id, num_envs=N, vectorization_mode="vector_entry_point")``).
+
+    | id                          | kwargs                                                   | max_episode_steps |
+    |-----------------------------|----------------------------------------------------------|-------------------|
+    | ``ImageNav-v0``             | the reference setup above                                | 1024              |
+    | ``ImageNavMaze-v0``         | ``walls="maze"`` (``wall_density`` 0.05)                 | 1024              |
+    | ``ImageNavCoverage-v0``     | ``task="coverage", observation="crop+position+visited"`` | 256               |
+    | ``ImageNavCoverageMaze-v0`` | as ``ImageNavCoverage-v0`` plus ``walls="maze"``         | 256               |
+
+    The coverage ids are exploration tasks whose observations include the true position: use
+    them to train explorers, not world models.
     """
 
     metadata = {"render_modes": list(RENDER_MODES), "render_fps": 30}
@@ -466,16 +553,23 @@ class ImageNavEnv(gym.Env[np.ndarray, np.int64]):
         max_episode_steps: int | None = None,
         walls: str = "border",
         wall_density: float | None = None,
+        observation: str = "crop",
+        terminate_when_covered: bool = False,
     ) -> None:
         configure_env(
             self, image_size=image_size, crop_size=crop_size, step_size=step_size, start=start,
             image_source=image_source, task=task, render_mode=render_mode,
             render_scale=render_scale, max_episode_steps=max_episode_steps, walls=walls,
-            wall_density=wall_density,
+            wall_density=wall_density, observation=observation,
+            terminate_when_covered=terminate_when_covered,
         )
         self.image_source: ImageSource
         self.action_space = spaces.Discrete(len(ACTION_NAMES))
-        self.observation_space = spaces.Box(0, 255, (self.crop_size, self.crop_size, 3), np.uint8)
+        self.observation_space = observation_space_for(
+            self.observation_parts, self.crop_size, self.grid_shape
+        )
+        rows, cols = self.grid_shape
+        self._position_scale = (1.0 / max(rows - 1, 1), 1.0 / max(cols - 1, 1))
 
         self.image: np.ndarray | None = None
         self._windows: np.ndarray | None = None
@@ -516,7 +610,7 @@ class ImageNavEnv(gym.Env[np.ndarray, np.int64]):
         self.path = [(self._row, self._col)]
         if self.render_mode == "human":
             self.render()
-        return self._windows[self._row * cols + self._col].copy(), self._info(False)
+        return self._observation(), self._info(False)
 
     def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
         if self._windows is None:
@@ -537,17 +631,34 @@ class ImageNavEnv(gym.Env[np.ndarray, np.int64]):
             self.path.append((self._row, self._col))
             if self.render_mode == "human":
                 self.render()
-        obs = self._windows[self._row * cols + self._col].copy()
+        terminated = self.terminate_when_covered and self.num_seen == rows * cols
         truncated = self.max_episode_steps is not None and self._step >= self.max_episode_steps
-        return obs, reward, False, truncated, self._info(wall_hit)
+        return self._observation(), reward, terminated, truncated, self._info(wall_hit)
+
+    def _observation(self) -> Any:
+        crop = self._windows[self._row * self.grid_shape[1] + self._col].copy()
+        if self.observation == "crop":
+            return crop
+        parts = {
+            "crop": lambda: crop,
+            "position": lambda: np.array(
+                [self._row * self._position_scale[0], self._col * self._position_scale[1]],
+                np.float32,
+            ),
+            "visited": lambda: self._seen.astype(np.float32),
+        }
+        return {part: parts[part]() for part in self.observation_parts}
 
     def _info(self, wall_hit: bool) -> dict[str, Any]:
-        return {
+        info = {
             "position": np.array([self._row, self._col]),
             "wall_hit": wall_hit,
             "step": self._step,
             "grid_shape": self.grid_shape,
         }
+        if self.task == "coverage":
+            info["coverage"] = self.num_seen
+        return info
 
     # -- accessors -----------------------------------------------------------------------------
 

@@ -20,6 +20,8 @@ import numpy as np
 
 from gtmsm_env.env import STAY
 from gtmsm_env.flags import add_dataclass_flags, bounded, dataclass_values, error_text, fail
+from gtmsm_env.images import unreadable_reason
+from gtmsm_env.policies import SB3Policy, resolve_policy
 
 # Damaged archives fail in many ways (a bad zip, a bad deflate stream, a garbled .npy header that
 # numpy's parser chokes on): all of them mean "unreadable file".
@@ -170,7 +172,7 @@ class Rollouts:
         try:
             loaded = np.load(path, allow_pickle=False)
         except _UNREADABLE as error:
-            raise ValueError(f"could not read rollouts file {path} (corrupt?): {error}") from error
+            raise ValueError(f"could not read rollouts file {path} (corrupt?): {unreadable_reason(error)}") from None
         if not isinstance(loaded, np.lib.npyio.NpzFile):
             raise ValueError(
                 f"{path} is not a rollouts file: expected an .npz archive, got a single array"
@@ -185,8 +187,8 @@ class Rollouts:
                 raw_metadata = data["metadata"]
             except _UNREADABLE as error:
                 raise ValueError(
-                    f"could not read rollouts file {path} (corrupt?): {error}"
-                ) from error
+                    f"could not read rollouts file {path} (corrupt?): {unreadable_reason(error)}"
+                ) from None
         if raw_metadata.shape != () or raw_metadata.dtype.kind != "U":
             raise ValueError(
                 f"{path} is not a rollouts file: metadata must be a JSON string, got an array "
@@ -258,12 +260,27 @@ def collect_rollouts(
     mean_hold: float = 2.0,
     walls: str = "border",
     wall_density: float | None = None,
+    policy: Any = None,
+    policy_steps: int | None = None,
+    observation: str | None = None,
+    deterministic: bool = True,
 ) -> Rollouts:
-    """Collect random-walk sequences with the native vector env; reproducible from ``seed``.
+    """Collect sequences with the native vector env; reproducible from ``seed``.
 
     Sequence ``i`` is env ``i`` of an :class:`ImageNavVectorEnv` reset with ``seed`` (so it equals
-    a single env reset with ``seed + i`` driven by the same actions). The policy draws from its
-    own generator ``np.random.default_rng([seed, 1])``.
+    a single env reset with ``seed + i`` driven by the same actions). The reference random walk
+    draws from its own generator ``np.random.default_rng([seed, 1])``.
+
+    ``policy`` (default ``None``: the random walk everywhere) chooses the actions of the first
+    ``policy_steps`` steps of every sequence (default: all; ``policy_steps=256`` drives the
+    memorisation phase of a tau = 256 evaluation, i.e. ``actions[:, 1:256]``); the later steps
+    keep the random walk, drawn exactly as without a policy, so two datasets with the same seed
+    and different memorisation policies share images, starts, walls and prediction-phase actions.
+    It is a callable ``(observations, info) -> (N,) actions`` (see :mod:`gtmsm_env.policies`;
+    it sees observations in mode ``observation``, default ``"crop"``), an SB3 model, or the path
+    of a saved SB3 model (loaded lazily; its observation mode is read from its space, and
+    ``deterministic`` picks greedy or sampled actions, sampled from torch seeded with ``seed``).
+    The dataset always stores crops.
 
     ``walls="maze"`` (with ``wall_density``, see :class:`~gtmsm_env.env.ImageNavEnv`) draws a wall
     layout per sequence; it is kept in ``Rollouts.blocked_moves`` and saved with the dataset.
@@ -274,6 +291,19 @@ def collect_rollouts(
     if num_sequences < 1 or seq_len < 1:
         raise ValueError("num_sequences and seq_len must be >= 1")
     source = make_image_source(image_source, image_size)
+    policy_fn, description = None, "random_walk"
+    if policy is not None:
+        policy_fn, mode, description = resolve_policy(policy, deterministic=deterministic, seed=seed)
+        if mode is not None:
+            if observation is not None and observation != mode:
+                raise ValueError(f"the policy needs observation={mode!r}, not {observation!r}")
+            observation = mode
+        if policy_steps is None:
+            policy_steps = seq_len
+        if not 1 <= policy_steps <= seq_len:
+            raise ValueError(f"policy_steps must be in 1..seq_len={seq_len}, got {policy_steps}")
+    elif policy_steps is not None:
+        raise ValueError("policy_steps needs a policy")
     env = ImageNavVectorEnv(
         num_sequences,
         image_size=image_size,
@@ -284,7 +314,10 @@ def collect_rollouts(
         max_episode_steps=None,
         walls=walls,
         wall_density=wall_density,
+        observation=observation or "crop",
     )
+    if isinstance(policy_fn, SB3Policy):
+        policy_fn.check_geometry(crop_size, env.grid_shape)
     policy_rng = np.random.default_rng([seed, 1])
     actions = np.full((num_sequences, seq_len), STAY, np.int64)
     actions[:, 1:] = random_walk_actions(policy_rng, num_sequences, seq_len - 1, mean_hold)
@@ -292,11 +325,13 @@ def collect_rollouts(
     positions = np.empty((num_sequences, seq_len, 2), np.int64)
     wall_hits = np.zeros((num_sequences, seq_len), bool)
     obs, info = env.reset(seed=seed)
-    observations[:, 0], positions[:, 0] = obs, info["position"]
+    observations[:, 0], positions[:, 0] = env.crops(), info["position"]
     for t in range(1, seq_len):
+        if policy_fn is not None and t < policy_steps:
+            actions[:, t] = _checked_actions(policy_fn(obs, info), num_sequences)
         obs, _, _, _, info = env.step(actions[:, t])
         observations[:, t], positions[:, t], wall_hits[:, t] = (
-            obs,
+            env.crops(),
             info["position"],
             info["wall_hit"],
         )
@@ -309,7 +344,10 @@ def collect_rollouts(
         "crop_size": crop_size,
         "step_size": step_size,
         "grid_shape": list(env.grid_shape),
-        "policy": "random_walk",
+        "policy": description,
+        "policy_steps": policy_steps,
+        "observation": observation or "crop",
+        "deterministic": deterministic if policy is not None else None,
         "mean_hold": mean_hold,
         "start": start,
         "walls": walls,
@@ -322,6 +360,18 @@ def collect_rollouts(
     return Rollouts(
         observations, actions, positions, wall_hits, env.images.copy(), metadata, blocked
     )
+
+
+def _checked_actions(actions: Any, n: int) -> np.ndarray:
+    actions = np.asarray(actions)
+    if actions.shape != (n,) or actions.dtype.kind not in "iu":
+        raise ValueError(
+            f"the policy must return ({n},) integer actions, got shape {actions.shape} dtype "
+            f"{actions.dtype}"
+        )
+    if n and (actions.min() < 0 or actions.max() > 4):
+        raise ValueError("the policy returned actions outside 0..4")
+    return actions
 
 
 PROG = "gtmsm-rollouts"
@@ -356,6 +406,14 @@ class RolloutArgs:
     """'border' (only the image border blocks moves) or 'maze' (interior walls too)"""
     wall_density: float | None = bounded(None, ge=0, le=1)
     """fraction of interior edges walled with --walls maze (unset: 0.05)"""
+    policy: str | None = None
+    """a saved SB3 model (.zip, e.g. benchmarks/results/ppo_coverage.zip) that chooses the actions
+    instead of the random walk"""
+    policy_steps: int | None = bounded(None, ge=1)
+    """with --policy: it drives only the first N steps of each sequence (e.g. 256 = the
+    memorisation phase); the rest is the random walk (unset: all steps)"""
+    policy_deterministic: bool = True
+    """with --policy: greedy actions (--no-policy-deterministic samples them)"""
 
 
 _CHOICES = {"start": ("center", "random"), "walls": ("border", "maze")}
@@ -382,17 +440,17 @@ def _writable_target(out: Path) -> str | None:
     return None
 
 
-def parse_args(argv: list[str] | None = None) -> tuple[RolloutArgs, Any]:
-    """Parse and check every flag; returns the arguments and the image source built from
-    ``--image-source``. Any problem exits with one ``gtmsm-rollouts: error: ...`` line naming the
+def parse_args(argv: list[str] | None = None) -> tuple[RolloutArgs, Any, Any]:
+    """Parse and check every flag; returns the arguments, the image source built from
+    ``--image-source`` and the loaded ``--policy`` (or ``None``). Any problem exits with one ``gtmsm-rollouts: error: ...`` line naming the
     flag (status 2) before any rollout is collected."""
     from gtmsm_env.env import validate_walls
     from gtmsm_env.images import make_image_source
 
     parser = argparse.ArgumentParser(
         prog=PROG,
-        description="Collect rollouts of ImageNav-v0 (the reference random walk) and write them "
-        "to an .npz dataset.",
+        description="Collect rollouts of ImageNav-v0 (the reference random walk, or a saved SB3 "
+        "policy with --policy) and write them to an .npz dataset.",
     )
     add_dataclass_flags(parser, RolloutArgs, choices=_CHOICES)
     args = RolloutArgs(**dataclass_values(parser.parse_args(argv), RolloutArgs))
@@ -412,11 +470,25 @@ def parse_args(argv: list[str] | None = None) -> tuple[RolloutArgs, Any]:
         source = make_image_source(args.image_source, args.image_size)
     except (ValueError, TypeError, OSError) as error:
         fail(PROG, f"--image-source: {error_text(error)}")
-    return args, source
+    if args.policy is None:
+        for name in ("policy_steps",):
+            if getattr(args, name) is not None:
+                fail(PROG, f"--{name.replace('_', '-')} needs --policy")
+        return args, source, None
+    if args.policy_steps is not None and args.policy_steps > args.seq_len:
+        fail(PROG, f"--policy-steps {args.policy_steps} is more than --seq-len {args.seq_len}")
+    from gtmsm_env.policies import load_sb3_policy
+
+    try:
+        policy = load_sb3_policy(args.policy, deterministic=args.policy_deterministic, seed=args.seed)
+        policy.check_geometry(args.crop_size, (grid_side, grid_side))
+    except (ValueError, TypeError, OSError) as error:
+        fail(PROG, f"--policy: {error_text(error)}")
+    return args, source, policy
 
 
 def main(argv: list[str] | None = None) -> None:
-    args, source = parse_args(argv)
+    args, source, policy = parse_args(argv)
     rollouts = collect_rollouts(
         args.num_sequences,
         args.seq_len,
@@ -429,6 +501,8 @@ def main(argv: list[str] | None = None) -> None:
         mean_hold=args.mean_hold,
         walls=args.walls,
         wall_density=args.wall_density,
+        policy=policy,
+        policy_steps=args.policy_steps,
     )
     out = Path(args.out)
     try:

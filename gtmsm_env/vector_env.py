@@ -18,6 +18,7 @@ from gtmsm_env.env import (
     configure_env,
     draw_frame,
     generate_maze,
+    observation_space_for,
     validate_options,
     validate_pinned_image,
 )
@@ -34,9 +35,9 @@ class ImageNavVectorEnv(VectorEnv):
     positions and wall hits equal those of ``num_envs`` single envs made with ``gym.make``.
 
     Autoreset: ``metadata["autoreset_mode"] = AutoresetMode.NEXT_STEP`` (Gymnasium's default):
-    after an env is truncated (``max_episode_steps`` reached), the *next* ``step`` resets it,
-    ignoring its action, and returns its reset observation with reward 0 and
-    ``terminated = truncated = False``. The env never terminates.
+    after an env is truncated (``max_episode_steps`` reached) or terminated (only with
+    ``terminate_when_covered``), the *next* ``step`` resets it, ignoring its action, and returns
+    its reset observation with reward 0 and ``terminated = truncated = False``.
 
     At reset every env's crops at all grid positions are precomputed into a table
     ``(num_envs, rows * cols, crop * crop * 3)``, so a step is one integer update and one gather.
@@ -46,6 +47,10 @@ class ImageNavVectorEnv(VectorEnv):
     ``"grid_shape"`` ``(N,)`` object array of ``(rows, cols)`` tuples, and for each key ``k`` the
     mask ``"_k"`` ``(N,)`` bool (all True: every env reports every key). The masks and
     ``grid_shape`` are shared read-only arrays.
+
+    Observation modes, the coverage task and ``terminate_when_covered`` work as in the single env
+    (a ``Dict`` observation is a dict of batched arrays); a terminated env autoresets on the next
+    step like a truncated one.
 
     Walls: ``walls="maze"`` draws each env's layout with its own generator after its image (as
     the single env does); ``blocked_moves`` ``(N, rows, cols, 5)`` bool holds every env's layout.
@@ -74,6 +79,8 @@ class ImageNavVectorEnv(VectorEnv):
         max_episode_steps: int | None = None,
         walls: str = "border",
         wall_density: float | None = None,
+        observation: str = "crop",
+        terminate_when_covered: bool = False,
     ) -> None:
         self.num_envs = _check_int("num_envs", num_envs, 1)
         if render_mode == "human":
@@ -82,13 +89,16 @@ class ImageNavVectorEnv(VectorEnv):
             self, image_size=image_size, crop_size=crop_size, step_size=step_size, start=start,
             image_source=image_source, task=task, render_mode=render_mode,
             render_scale=render_scale, max_episode_steps=max_episode_steps, walls=walls,
-            wall_density=wall_density,
+            wall_density=wall_density, observation=observation,
+            terminate_when_covered=terminate_when_covered,
         )
         self.image_source: ImageSource
         image_size, crop_size = self.image_size, self.crop_size
 
         self.single_action_space = spaces.Discrete(5)
-        self.single_observation_space = spaces.Box(0, 255, (crop_size, crop_size, 3), np.uint8)
+        self.single_observation_space = observation_space_for(
+            self.observation_parts, crop_size, self.grid_shape
+        )
         self.action_space = batch_space(self.single_action_space, self.num_envs)
         self.observation_space = batch_space(self.single_observation_space, self.num_envs)
 
@@ -102,6 +112,9 @@ class ImageNavVectorEnv(VectorEnv):
         self._cols = np.zeros(n, np.int64)
         self._steps = np.zeros(n, np.int64)
         self._seen = np.zeros((n, rows * cols), bool)
+        self._track_seen = self.task == "coverage" or "visited" in self.observation_parts
+        # float64 then cast, exactly as the single env computes it
+        self._position_scale = np.array([1.0 / max(rows - 1, 1), 1.0 / max(cols - 1, 1)])
         # blocked_moves[i, row, col, action]: that move of env i is blocked (border or wall).
         self.blocked_moves = np.broadcast_to(
             border_blocked_moves(self.grid_shape), (n, rows, cols, 5)
@@ -231,11 +244,15 @@ class ImageNavVectorEnv(VectorEnv):
         self._cols += self._dcol[actions] * moves
         self._steps += 1
         rewards = np.zeros(n, np.float64)
-        if self.task == "coverage":
+        terminated = np.zeros(n, bool)
+        if self._track_seen:
             cell = self._rows * cols + self._cols
             seen = self._seen[np.arange(n), cell]
-            rewards[~seen] = 1.0
             self._seen[np.arange(n), cell] = True
+            if self.task == "coverage":
+                rewards[~seen] = 1.0
+                if self.terminate_when_covered:
+                    terminated = self._seen.all(axis=1)
 
         resetting = self._autoreset
         if resetting.any():
@@ -243,19 +260,41 @@ class ImageNavVectorEnv(VectorEnv):
             self._reset_envs(envs)
             wall_hit[envs] = False
             rewards[envs] = 0.0
-        terminated = np.zeros(n, bool)
+            terminated[envs] = False
         if self.max_episode_steps is not None:
             truncated = self._steps >= self.max_episode_steps
         else:
             truncated = np.zeros(n, bool)
-        self._autoreset = truncated.copy()
+        self._autoreset = truncated | terminated
         return self._observations(), rewards, terminated, truncated, self._info(wall_hit)
 
-    def _observations(self) -> np.ndarray:
+    def crops(self) -> np.ndarray:
+        """The crop under each env's window, ``(N, crop, crop, 3)`` uint8 (whatever the
+        observation mode)."""
         rows, cols = self.grid_shape
         index = self._base + self._rows * cols + self._cols
-        obs = self._table.take(index, axis=0)
-        return obs.reshape(self.num_envs, self.crop_size, self.crop_size, 3)
+        return self._table.take(index, axis=0).reshape(
+            self.num_envs, self.crop_size, self.crop_size, 3
+        )
+
+    def _observations(self) -> Any:
+        rows, cols = self.grid_shape
+        n = self.num_envs
+        if self.observation_parts == ("crop",):
+            index = self._base + self._rows * cols + self._cols
+            return self._table.take(index, axis=0).reshape(n, self.crop_size, self.crop_size, 3)
+        obs: dict[str, np.ndarray] = {}
+        for part in self.observation_parts:
+            if part == "crop":
+                index = self._base + self._rows * cols + self._cols
+                crops = self._table.take(index, axis=0)
+                obs[part] = crops.reshape(n, self.crop_size, self.crop_size, 3)
+            elif part == "position":
+                rows_cols = np.stack([self._rows, self._cols], axis=1)
+                obs[part] = (rows_cols * self._position_scale).astype(np.float32)
+            else:
+                obs[part] = self._seen.reshape(n, rows, cols).astype(np.float32)
+        return obs
 
     def _info(self, wall_hit: np.ndarray) -> dict[str, Any]:
         present = self._present
@@ -268,7 +307,11 @@ class ImageNavVectorEnv(VectorEnv):
             "_step": present,
             "grid_shape": self._grid_shapes,
             "_grid_shape": present,
-        }
+        } | (
+            {"coverage": self._seen.sum(axis=1), "_coverage": present}
+            if self.task == "coverage"
+            else {}
+        )
 
     # -- rendering -----------------------------------------------------------------------------
 
