@@ -315,12 +315,20 @@ def procedural_images(n: int, seed: int, image_size: int = 32) -> np.ndarray:
 # ---------------------------------------------------------------------------------------------
 
 
+def unreadable_reason(error: BaseException) -> str:
+    """Why numpy could not read a file, in our words (numpy's own text advises ``allow_pickle``,
+    which we never do)."""
+    text = str(error)
+    if "allow_pickle" in text or "pickled" in text:
+        return "it is not a numpy .npy/.npz file, or it holds pickled objects (never loaded)"
+    lines = [line for line in text.splitlines() if line.strip()]
+    return f"corrupt or truncated ({type(error).__name__}: {lines[0][:120] if lines else 'no details'})"
+
+
 def _validate_image_array(array: object, image_size: int, what: str) -> np.ndarray:
     if not isinstance(array, np.ndarray):
         raise TypeError(f"{what}: expected a numpy array, got {type(array).__name__}")
-    if array.ndim == 3:
-        array = array[None]
-    if array.ndim != 4:
+    if array.ndim not in (3, 4):
         raise ValueError(
             f"{what}: expected shape (N, H, W, 3) or (H, W, 3), got ndim={array.ndim} "
             f"shape {array.shape}"
@@ -330,6 +338,8 @@ def _validate_image_array(array: object, image_size: int, what: str) -> np.ndarr
             f"{what}: expected 3 colour channels (RGB, channels last), got {array.shape[-1]} "
             f"in shape {array.shape}"
         )
+    if array.ndim == 3:
+        array = array[None]
     if array.dtype != np.uint8:
         raise TypeError(
             f"{what}: expected uint8, got {array.dtype} (convert explicitly, e.g. "
@@ -399,7 +409,7 @@ class NpzImages(ArrayImages):
         try:
             loaded = np.load(path, allow_pickle=False)
         except unreadable as error:
-            raise ValueError(f"could not read image file {path}: {error}") from error
+            raise ValueError(f"could not read image file {path}: {unreadable_reason(error)}") from None
         if isinstance(loaded, np.lib.npyio.NpzFile):
             with loaded:
                 keys = list(loaded.keys())
@@ -416,8 +426,8 @@ class NpzImages(ArrayImages):
                     array = loaded[key]
                 except unreadable as error:
                     raise ValueError(
-                        f"could not read array {key!r} of image file {path}: {error}"
-                    ) from error
+                        f"could not read array {key!r} of image file {path}: {unreadable_reason(error)}"
+                    ) from None
         else:
             array = loaded
         super().__init__(array, image_size, name=str(path))
