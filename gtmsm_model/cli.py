@@ -169,7 +169,8 @@ def evaluate_and_report(model: Any, args: argparse.Namespace, out_dir: Path, dev
     import torch
 
     with torch.no_grad():
-        states, _ = model.transition(torch.as_tensor(rollouts.actions).long().to(device))
+        states = model.predict(torch.as_tensor(rollouts.observations).to(device),
+                               torch.as_tensor(rollouts.actions).long().to(device), args.eval_tau).states
     plot_state_map(states.cpu().numpy(), rollouts.positions, out_dir / "state_map.png")
     print(format_table(metrics))
     print("\ntargets: " + ", ".join(f"{k} {'PASS' if v else 'FAIL'}" for k, v in metrics["targets_met"].items()))
@@ -187,17 +188,17 @@ def resume_hint(argv: list[str]) -> str:
 def run_or_train(args: argparse.Namespace, argv: list[str]) -> None:
     import torch
 
-    from gtmsm_model.train import train
+    from gtmsm_model import train as training
 
     config = config_from_args(args)
-    resolve_device(config.device)
     if args.command == "run":
         check_image_source("--eval-image-source", args.eval_image_source)
+    training.preflight(config)  # every input checked before the first step (train() repeats it, cheaply)
     print(f"training GTM-SM, preset {config.preset}, seed {config.seed}, device {config.device}, "
           f"torch threads {config.threads or torch.get_num_threads()} → {config.out_dir}")
     started = time.perf_counter()
     try:
-        result = train(config)
+        result = training.train(config)
     except TrainingInterrupted as stop:
         print(f"\ngtmsm {args.command}: interrupted by {stop.signal_name} at step {stop.step}; checkpoint "
               f"written to {stop.checkpoint}\nresume with: {resume_hint(argv)}", file=sys.stderr)
