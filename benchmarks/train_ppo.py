@@ -1,0 +1,184 @@
+"""Train PPO (Stable-Baselines3) to explore ImageNav (the coverage task) and compare it with the
+reference random walk, a uniformly random policy and the optimum, side by side in one run.
+
+    python benchmarks/train_ppo.py [--timesteps 300000] [--threads 1]
+
+Training: ``ImageNavCoverage-v0`` (reward 1 per newly seen position, 256-step episodes,
+observation ``crop+position+visited``) through the native vector env's SB3 adapter
+(``gtmsm_model.sb3.make_sb3_vec_env``), ``MultiInputPolicy`` with ``ImageNavExtractor``.
+Evaluation: ``--eval-episodes`` fresh episodes (seeds never used in training), 256 steps each, the
+same seeds for every policy; "covered in t steps" = distinct positions among the observations
+after steps 0..t (the start included), so the optimum is ``min(t + 1, 81)``.
+
+Writes ``benchmarks/results/ppo_coverage.json`` (``env_kwargs`` rebuild the evaluation env with
+``gym.make("ImageNav-v0", **env_kwargs)``; ``policy_path`` is the saved zip, relative to the repo
+root), ``ppo_coverage.zip`` and ``ppo_coverage.png`` (coverage vs steps).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+from dataclasses import asdict, dataclass
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+
+import gtmsm_env
+from gtmsm_env import ImageNavVectorEnv, random_walk_actions
+from gtmsm_env.flags import add_dataclass_flags, bounded, dataclass_values, fail
+
+ROOT = Path(__file__).resolve().parent.parent
+PROG = "train_ppo.py"
+ENV_ID = "ImageNavCoverage-v0"
+EVAL_SEED_OFFSET = 1_000_000  # evaluation seeds: seed + 1e6 + i, never reset during training
+
+
+@dataclass
+class Args:
+    timesteps: int = bounded(300_000, ge=1)
+    """PPO environment steps"""
+    num_envs: int = bounded(16, ge=1)
+    """parallel envs in training"""
+    eval_episodes: int = bounded(100, ge=1)
+    """evaluation episodes per policy"""
+    horizon: int = bounded(256, ge=81)
+    """evaluation steps per episode"""
+    seed: int = bounded(0, ge=0)
+    """seed of training (envs, PPO) and evaluation"""
+    threads: int = bounded(1, ge=1)
+    """torch threads"""
+    deterministic: bool = True
+    """evaluate PPO's greedy actions (--no-deterministic samples)"""
+    out: str = "benchmarks/results/ppo_coverage"
+    """output path without suffix (.json, .zip, .png are written)"""
+
+
+def coverage_curve(policy, episodes: int, horizon: int, seed: int, observation: str) -> np.ndarray:
+    """``(episodes, horizon + 1)``: positions seen after 0..horizon steps, one vector env of
+    ``episodes`` envs reset with ``seed`` (env i gets ``seed + i``)."""
+    env = ImageNavVectorEnv(episodes, task="coverage", observation=observation)
+    obs, info = env.reset(seed=seed)
+    curve = np.empty((episodes, horizon + 1), np.int64)
+    curve[:, 0] = info["coverage"]
+    for t in range(1, horizon + 1):
+        obs, _, _, _, info = env.step(policy(obs, info, t))
+        curve[:, t] = info["coverage"]
+    return curve
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0])
+    add_dataclass_flags(parser, Args)
+    args = Args(**dataclass_values(parser.parse_args(argv), Args))
+    out = ROOT / args.out if not Path(args.out).is_absolute() else Path(args.out)
+    if not out.parent.is_dir():
+        fail(PROG, f"--out: folder {out.parent} does not exist")
+
+    import torch
+    from stable_baselines3 import PPO
+    from stable_baselines3.common.vec_env import VecMonitor
+
+    from gtmsm_model.sb3 import ImageNavExtractor, make_sb3_vec_env
+
+    torch.set_num_threads(args.threads)
+    env_kwargs, max_steps = gtmsm_env.REGISTERED_ENVS[ENV_ID]
+    observation = env_kwargs["observation"]
+
+    venv = VecMonitor(make_sb3_vec_env(ENV_ID, num_envs=args.num_envs, seed=args.seed))
+    ppo_kwargs = dict(
+        n_steps=128, batch_size=512, n_epochs=4, learning_rate=3e-4, gamma=0.95, ent_coef=0.01,
+    )
+    model = PPO(
+        "MultiInputPolicy", venv, seed=args.seed, device="cpu", verbose=0,
+        policy_kwargs=dict(features_extractor_class=ImageNavExtractor, net_arch=[128, 128]),
+        **ppo_kwargs,
+    )
+    start = time.perf_counter()
+    model.learn(args.timesteps)
+    train_seconds = time.perf_counter() - start
+    policy_file = out.with_suffix(".zip")
+    model.save(policy_file)
+    print(f"trained {args.timesteps} steps in {train_seconds:.0f} s ({args.threads} torch threads)")
+
+    eval_seed = args.seed + EVAL_SEED_OFFSET
+    n, horizon = args.eval_episodes, args.horizon
+    walk = random_walk_actions(np.random.default_rng([eval_seed, 1]), n, horizon)
+    uniform = np.random.default_rng([eval_seed, 2]).integers(0, 5, (horizon, n))
+    policies = {
+        "ppo": lambda obs, info, t: model.predict(obs, deterministic=args.deterministic)[0],
+        "random_walk": lambda obs, info, t: walk[:, t - 1],
+        "uniform_random": lambda obs, info, t: uniform[t - 1],
+    }
+    curves = {name: coverage_curve(p, n, horizon, eval_seed, observation) for name, p in policies.items()}
+    mean = {name: c.mean(axis=0) for name, c in curves.items()}
+    cells = int(np.prod(gtmsm_env.ImageNavEnv().grid_shape))
+    mean["optimum"] = np.minimum(np.arange(horizon + 1) + 1, cells).astype(float)
+
+    def at(name: str, t: int) -> float:
+        return round(float(mean[name][t]), 2)
+
+    rows = {name: {"covered_in_81": at(name, 81), "covered_in_256": at(name, min(256, horizon))}
+            for name in mean}
+    for name in ("ppo", "random_walk", "uniform_random"):
+        rows[name]["std_in_81"] = round(float(curves[name][:, 81].std()), 2)
+    ratio = rows["ppo"]["covered_in_81"] / rows["random_walk"]["covered_in_81"]
+    result = {
+        "command": "python benchmarks/train_ppo.py " + " ".join(sys.argv[1:] if argv is None else argv),
+        "date": date.today().isoformat(),
+        "machine": f"{platform.machine()} CPU, {platform.processor() or 'unknown'}, "
+                   f"{args.threads} torch thread(s)",
+        "env_id": ENV_ID,
+        "env_kwargs": {**env_kwargs, "max_episode_steps": max_steps},
+        "policy_path": str(policy_file.relative_to(ROOT)) if policy_file.is_relative_to(ROOT) else str(policy_file),
+        "algorithm": "PPO",
+        "ppo_kwargs": ppo_kwargs,
+        "policy_kwargs": {"features_extractor_class": "gtmsm_model.sb3.ImageNavExtractor",
+                          "net_arch": [128, 128]},
+        "args": asdict(args),
+        "train_seconds": round(train_seconds, 1),
+        "eval_episodes": n,
+        "eval_seeds": f"{eval_seed} .. {eval_seed + n - 1}",
+        "coverage_definition": "distinct positions among the observations after steps 0..t "
+                               "(start included); optimum = min(t + 1, 81)",
+        "coverage": rows,
+        "ppo_over_random_walk_in_81": round(ratio, 3),
+        "target_ppo_over_random_walk_in_81": 1.5,
+        "curves_mean": {name: [round(float(x), 3) for x in c] for name, c in mean.items()},
+        "versions": {"gtmsm_env": gtmsm_env.__version__, "torch": torch.__version__,
+                     "stable_baselines3": __import__("stable_baselines3").__version__},
+    }
+    out.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    labels = {"ppo": "PPO", "random_walk": "reference random walk",
+              "uniform_random": "uniform random", "optimum": "optimum"}
+    for name, curve in mean.items():
+        ax.plot(curve, label=f"{labels[name]} ({rows[name]['covered_in_81']:.1f} in 81)",
+                ls="--" if name == "optimum" else "-")
+    ax.axvline(81, color="grey", lw=0.5)
+    ax.set_xlabel("steps")
+    ax.set_ylabel(f"positions seen (of {cells})")
+    ax.set_title(f"ImageNav coverage, {n} episodes each")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(out.with_suffix(".png"), dpi=100)
+
+    print(f"{'policy':<16}{'in 81 steps':>12}{'in 256 steps':>14}")
+    for name, row in rows.items():
+        print(f"{name:<16}{row['covered_in_81']:>12.2f}{row['covered_in_256']:>14.2f}")
+    print(f"PPO / random walk in 81 steps: {ratio:.2f}x (target >= 1.5x); "
+          f"wrote {out.with_suffix('.json')}")
+
+
+if __name__ == "__main__":
+    main()
