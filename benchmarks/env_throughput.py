@@ -10,7 +10,6 @@ Reset and environment construction are outside the timed loops.
 
 from __future__ import annotations
 
-import argparse
 import json
 import platform
 import time
@@ -21,19 +20,20 @@ import gymnasium as gym
 import numpy as np
 
 import gtmsm_env  # noqa: F401  (registers ImageNav-v0)
+from gtmsm_env.flags import bounded, parse_dataclass
 
 
 @dataclass
 class Args:
-    num_envs: int = 4096
+    num_envs: int = bounded(4096, ge=1)
     """envs in both vector rows (equal N, as the targets require)"""
-    single_steps: int = 100_000
+    single_steps: int = bounded(100_000, ge=1)
     """timed steps of each single env"""
-    sync_steps: int = 20
+    sync_steps: int = bounded(20, ge=1)
     """timed vector steps of SyncVectorEnv"""
-    native_steps: int = 1000
+    native_steps: int = bounded(1000, ge=1)
     """timed vector steps of the native vector env"""
-    seed: int = 0
+    seed: int = bounded(0, ge=0)
     """seed of envs and actions"""
     json: Path | None = None
     """also write the results here"""
@@ -67,33 +67,8 @@ def vector_env_steps_per_second(mode: str, num_envs: int, steps: int, seed: int)
     return steps * num_envs / elapsed
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    defaults = Args()
-    parser.add_argument("--num-envs", type=int, default=defaults.num_envs, help="number of envs N of both vector envs")
-    parser.add_argument(
-        "--single-steps",
-        type=int,
-        default=defaults.single_steps,
-        help="timed steps of each single env",
-    )
-    parser.add_argument(
-        "--sync-steps",
-        type=int,
-        default=defaults.sync_steps,
-        help="timed vector steps of SyncVectorEnv",
-    )
-    parser.add_argument(
-        "--native-steps",
-        type=int,
-        default=defaults.native_steps,
-        help="timed vector steps of the native vector env",
-    )
-    parser.add_argument("--seed", type=int, default=defaults.seed, help="seed of envs and actions")
-    parser.add_argument(
-        "--json", type=Path, default=None, help="also write the results to this JSON file"
-    )
-    args = Args(**vars(parser.parse_args()))
+def main(argv: list[str] | None = None) -> None:
+    args = parse_dataclass(Args, argv, description=__doc__)
 
     cartpole = single_env_steps_per_second("CartPole-v1", args.single_steps, args.seed)
     imagenav = single_env_steps_per_second("ImageNav-v0", args.single_steps, args.seed)

@@ -32,7 +32,10 @@ import sys
 import typing
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 EXIT_USAGE = 2
 
@@ -174,12 +177,33 @@ def add_dataclass_flags(
         if kind is bool:
             parser.add_argument(flag_name(field.name), action=argparse.BooleanOptionalAction, **common)
             continue
+        nargs = None
+        if typing.get_origin(kind) is list:  # list[int] → --seeds 0 1 2
+            (kind,) = typing.get_args(kind)
+            nargs = "+"
         if kind in (int, float):
             parse: Callable[[str], Any] = number(kind, field.metadata.get("bounds"), optional=optional)
+        elif kind is Path:
+            parse = Path
         else:
             parse = str
         parser.add_argument(flag_name(field.name), type=parse, metavar=field.name.upper(),
-                            choices=choices.get(field.name), **common)
+                            choices=choices.get(field.name), nargs=nargs, **common)
+
+
+def parse_dataclass(cls: type[T], argv: Sequence[str] | None = None, *, prog: str | None = None,
+                    description: str | None = None,
+                    choices: Mapping[str, Sequence[Any]] | None = None) -> T:
+    """Parse ``argv`` into a ``cls`` instance: the whole CLI of a script whose options are ``cls``."""
+    parser = ArgumentParser(prog=prog, description=description,
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_dataclass_flags(parser, cls, choices=choices)
+    values = cls(**dataclass_values(parser.parse_args(argv), cls))
+    try:
+        check_fields(values)
+    except (TypeError, ValueError) as error:
+        parser.error(error_text(error))
+    return values
 
 
 def dataclass_values(args: argparse.Namespace, cls: type, skip: Iterable[str] = ()) -> dict[str, Any]:

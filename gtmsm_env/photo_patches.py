@@ -5,15 +5,19 @@ download. Each patch is a random square of side uniform in [32, 213] px (up to h
 downsampled to 32×32 with Pillow's antialiasing LANCZOS filter. Written as an ``.npz`` (key
 ``images``), which ImageNav's npz image source reads.
 
-    python benchmarks/photo_patches.py --count 512 --seed 0 --out data/photo_patches.npz
+    python -m gtmsm_env.photo_patches --count 512 --seed 0 --out data/photo_patches.npz
+
+Needs scikit-learn (in the ``dev`` extra).
 """
 
 from __future__ import annotations
 
-import argparse
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from gtmsm_env.flags import bounded, parse_dataclass
 
 
 def photo_patches(count: int, seed: int, image_size: int = 32) -> np.ndarray:
@@ -41,13 +45,22 @@ def write_photo_patches(path: str | Path, count: int, seed: int, image_size: int
     return path
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--count", type=int, default=512, help="number of patches (default: 512)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the patch positions and scales")
-    parser.add_argument("--image-size", type=int, default=32, help="patch side in pixels (default: 32)")
-    parser.add_argument("--out", default="data/photo_patches.npz", help="output .npz path")
-    args = parser.parse_args()
+@dataclass
+class Args:
+    """Options of ``python -m gtmsm_env.photo_patches``."""
+
+    count: int = bounded(512, ge=1)
+    """Number of patches."""
+    seed: int = bounded(0, ge=0)
+    """Seed of the patch positions and scales."""
+    image_size: int = bounded(32, ge=1, le=213)
+    """Patch side in pixels."""
+    out: Path = Path("data/photo_patches.npz")
+    """Output .npz path."""
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_dataclass(Args, argv, prog="photo_patches", description=__doc__)
     path = write_photo_patches(args.out, args.count, args.seed, args.image_size)
     print(f"wrote {args.count} patches to {path}")
 
