@@ -13,7 +13,6 @@ the same held-out rollouts with ``prediction_metrics``. Writes ``compare.md``, `
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import datetime
 import json
@@ -23,13 +22,14 @@ import platform
 import shlex
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from gtmsm_env.flags import bounded, parse_dataclass
 from gtmsm_model.baselines import (
     RSSM,
     ActionLSTM,
@@ -56,21 +56,21 @@ TARGET_RATIO_ORACLE_VAE = 1.1
 class Args:
     preset: str = "quick"
     """GTM-SM training preset (debug, quick, paper); sets the shared budget"""
-    seeds: list[int] = field(default_factory=lambda: [0])
+    seeds: list[int] = bounded([0], ge=0)
     """training seeds; each trains every model and evaluates on that seed's held-out rollouts"""
-    iterations: int | None = None
+    iterations: int | None = bounded(None, ge=1)
     """gradient steps of the RSSM and the LSTM (default: GTM-SM's main-phase iterations)"""
-    baseline_max_seconds: float | None = None
+    baseline_max_seconds: float | None = bounded(None, gt=0)
     """wall-clock cap per learned baseline (default: none, the step budget alone)"""
-    lr: float = 6e-4
+    lr: float = bounded(6e-4, gt=0, le=1)
     """Adam learning rate of the learned baselines (PlaNet's)"""
-    hidden: int = 256
+    hidden: int = bounded(256, ge=1)
     """hidden size of the RSSM and the LSTM"""
-    eval_sequences: int = 64
+    eval_sequences: int = bounded(64, ge=1)
     """held-out sequences per seed"""
-    eval_tau: int = 256
+    eval_tau: int = bounded(256, ge=1)
     """memorisation steps of the evaluation rollouts"""
-    eval_horizon: int = 256
+    eval_horizon: int = bounded(256, ge=1)
     """predicted steps of the evaluation rollouts"""
     image_source: str | None = None
     """image folder or .npz/.npy for training rollouts (e.g. a local CelebA folder); unset: procedural"""
@@ -78,7 +78,7 @@ class Args:
     """separate image source for evaluation (needed for a finite source); unset: same as training"""
     device: str = "cpu"
     """torch device for every model"""
-    threads: int = 0
+    threads: int = bounded(0, ge=0)
     """torch CPU threads (0: torch's default)"""
     quick: bool = False
     """smoke run: debug preset, a few steps, tiny baselines, short sequences"""
@@ -90,43 +90,9 @@ class Args:
     """show GTM-SM's progress bar"""
 
 
-# Fields whose default is None: argparse needs their type spelt out.
-_OPTIONAL_TYPES = {"iterations": int, "baseline_max_seconds": float, "image_source": str, "eval_image_source": str}
-
-
 def parse_args(argv: list[str] | None = None) -> Args:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    docs = _field_docs()
-    for spec in dataclasses.fields(Args):
-        flag = "--" + spec.name.replace("_", "-")
-        default = spec.default_factory() if spec.default_factory is not dataclasses.MISSING else spec.default
-        help_text = docs.get(spec.name, "").replace("%", "%%")
-        if spec.name == "seeds":
-            parser.add_argument(flag, type=int, nargs="+", default=default, help=help_text)
-        elif isinstance(default, bool):
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=default, help=help_text)
-        else:
-            kind = _OPTIONAL_TYPES.get(spec.name, type(default))
-            parser.add_argument(flag, type=kind, default=default, help=help_text)
-    args = Args(**vars(parser.parse_args(argv)))
-    args.out_dir, args.run_dir = Path(args.out_dir), Path(args.run_dir)
-    return args
-
-
-def _field_docs() -> dict[str, str]:
-    """Each Args field's docstring (the line under it), for --help."""
-    import ast
-    import inspect
-
-    docs, previous = {}, None
-    for node in ast.parse(inspect.getsource(Args)).body[0].body:
-        if isinstance(node, ast.AnnAssign):
-            previous = node.target.id
-        elif previous and isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant):
-            docs[previous] = str(node.value.value)
-            previous = None
-    return docs
+    return parse_dataclass(Args, argv, description=__doc__.split("\n\n")[0],
+                           choices={"preset": ["debug", "quick", "paper"]})
 
 
 # --------------------------------------------------------------------------- one seed

@@ -78,8 +78,14 @@ class Bounds:
 
 def bounded(default: Any, *, ge: float | None = None, gt: float | None = None,
             le: float | None = None, lt: float | None = None) -> Any:
-    """A dataclass field with a default and an allowed range (stored in the field's metadata)."""
-    return dataclasses.field(default=default, metadata={"bounds": Bounds(ge, gt, le, lt)})
+    """A dataclass field with a default and an allowed range (stored in the field's metadata).
+
+    A list default (``bounded([0, 1, 2], ge=0)``) bounds every element and is copied per instance.
+    """
+    metadata = {"bounds": Bounds(ge, gt, le, lt)}
+    if isinstance(default, list):
+        return dataclasses.field(default_factory=lambda: list(default), metadata=metadata)
+    return dataclasses.field(default=default, metadata=metadata)
 
 
 def flag_name(field_name: str) -> str:
@@ -131,7 +137,7 @@ def number(kind: type, bounds: Bounds | None = None, *, optional: bool = False) 
 def _base_type(hint: Any) -> tuple[type, bool]:
     """``int`` → (int, False); ``int | None`` → (int, True); ``str | None`` → (str, True)."""
     args = typing.get_args(hint)
-    if args:
+    if args and typing.get_origin(hint) is not list:
         inner = [a for a in args if a is not type(None)]
         if len(inner) == 1:
             return inner[0], type(None) in args
@@ -219,11 +225,12 @@ def check_fields(obj: Any) -> None:
         value = getattr(obj, field.name)
         if bounds is None or value is None:
             continue
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise TypeError(f"{flag_name(field.name)} must be a number, got {value!r}")
-        problem = bounds.problem(value)
-        if problem is not None:
-            raise ValueError(f"{flag_name(field.name)} {problem}, got {value}")
+        for item in value if isinstance(value, list) else [value]:
+            if isinstance(item, bool) or not isinstance(item, (int, float)):
+                raise TypeError(f"{flag_name(field.name)} must be a number, got {item!r}")
+            problem = bounds.problem(item)
+            if problem is not None:
+                raise ValueError(f"{flag_name(field.name)} {problem}, got {item}")
 
 
 def fail(prog: str, message: str) -> typing.NoReturn:
