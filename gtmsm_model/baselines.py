@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from gtmsm_model.data import RolloutSampler
-from gtmsm_model.model import CropVAE, gather_memory, memory_log_weights, nearest_keys
+from gtmsm_model.model import GTMSM, CropVAE
 
 
 @dataclass
@@ -212,17 +212,25 @@ class OraclePositionVAE:
 
     Memorisation writes (true (row, col), q(z_t | x_t)) pairs; step t >= tau decodes the mixture
     mean over the K nearest stored positions with w_k ∝ 1 / (d_k^2 + delta) — exactly GTM-SM's
-    predictor with s_t replaced by the true position. A revisited position therefore decodes the
-    average posterior mean of up to K visits there; an unseen one mixes its nearest neighbours.
+    predictor (``GTMSM.read_memory``) with s_t replaced by the true position. A revisited
+    position therefore decodes the average posterior mean of up to K visits there; an unseen one
+    mixes its nearest neighbours.
+
+    ``model`` is a trained ``GTMSM`` (or, for older call sites, its ``CropVAE``); ``k`` and
+    ``delta`` default to the model's.
     """
 
     name = "oracle-position VAE"
     uses_true_positions = True
 
-    def __init__(self, vae: CropVAE, k: int = 5, delta: float = 1e-4) -> None:
-        self.vae = vae
-        self.k = k
-        self.delta = delta
+    def __init__(self, model: GTMSM | CropVAE, k: int | None = None, delta: float | None = None) -> None:
+        if isinstance(model, CropVAE):
+            vae = model
+            model = GTMSM(model.config).to(next(vae.parameters()).device)
+            model.vae = vae
+        self.model = model
+        self.k = k or model.config.knn_k
+        self.delta = model.config.delta if delta is None else delta
 
     def fit(self, sampler: RolloutSampler, budget: Budget) -> None:
         pass  # the VAE comes trained (it is GTM-SM's)
@@ -230,15 +238,12 @@ class OraclePositionVAE:
     @torch.no_grad()
     def predict(self, observations, actions, tau, positions=None) -> np.ndarray:
         memorised = check_prediction_inputs(observations, actions, tau, positions, needs_positions=True)
-        device = next(self.vae.parameters()).device
-        self.vae.eval()
-        posterior = self.vae.encode(_pixels(memorised, device))
+        device = next(self.model.parameters()).device
+        self.model.eval()
         keys = torch.as_tensor(np.asarray(positions), device=device).float()
-        distances, indices = nearest_keys(keys[:, tau:], keys[:, :tau], self.k)
-        weights = memory_log_weights(distances.square(), self.delta).exp()
-        chosen = gather_memory(posterior, indices)
-        z = (weights.unsqueeze(-1) * chosen.mean).sum(-2)
-        return self.vae.decode(z).cpu().numpy().astype(np.float32)
+        pixels = self.model.read_memory(keys[:, :tau], torch.as_tensor(memorised).to(device), keys[:, tau:],
+                                        k=self.k, delta=self.delta)
+        return pixels.cpu().numpy().astype(np.float32)
 
 
 # --------------------------------------------------------------------------- learned temporal models

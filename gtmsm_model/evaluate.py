@@ -8,10 +8,17 @@ C1 = 0.01², C2 = 0.03², averaged over channels, windows and crops.
 
 GTM-SM adds: NLL (an upper bound: the negative ELBO with the top-K memory prior, nats per
 step); the VAE's own reconstruction MSE on the same crops (the floor for anything that decodes
-through that VAE); the s-map quality (one affine map from s_t to the true (row, col), fitted by
-least squares on every memorisation step of the evaluation set, RMS error in grid cells on the
-prediction steps); the k-NN hit rate (the nearest memory key was written at the true position);
-and the wall gate's mean output on wall-hitting moves vs free moves.
+through that VAE); the s-map quality (one linear map from s_t to the true (row, col) shared by
+all sequences plus one offset per sequence, fitted by least squares on the memorisation steps,
+RMS error in grid cells on the prediction steps: a single affine map across sequences is
+meaningless when starts differ); the k-NN hit rate (the nearest memory key was written at the
+true position); the wall model's mean gate on wall-hitting vs free moves and how often its
+blocked/free decisions on predicted moves were right; and the canvas oracle on the same
+rollouts (every memorised raw crop pasted at its true place, unseen pixels = the memorisation
+mean colour), the honest limit on novel steps for a model that composes memories.
+
+Conditions (centre start, random start, maze) are separate rollout sets: ``evaluate_gtmsm``
+scores one set; ``benchmarks/train_gtmsm.py`` reports each condition on its own.
 """
 
 from __future__ import annotations
@@ -25,14 +32,8 @@ import numpy as np
 import torch
 
 from gtmsm_env.rollouts import Rollouts
-from gtmsm_model.model import (
-    GTMSM,
-    Gaussian,
-    Prediction,
-    gather_memory,
-    mixture_kl_bound,
-    pairwise_gaussian_kl,
-)
+from gtmsm_model.memory import compose_canvas, read_canvas
+from gtmsm_model.model import GTMSM, Prediction
 
 SSIM_WINDOW = 3
 
@@ -134,6 +135,38 @@ def affine_fit_rms(states: np.ndarray, positions: np.ndarray, tau: int) -> tuple
     return float(np.sqrt((error**2).sum(-1).mean())), solution
 
 
+def smap_fit_rms(states: np.ndarray, positions: np.ndarray, tau: int) -> tuple[float, np.ndarray]:
+    """Fit positions ≈ s W + c_b (one linear map W for all sequences, one offset c_b per sequence)
+    on steps < tau; RMS grid-cell error on steps >= tau. Returns (rms, W of shape (S, 2)).
+
+    Centring each sequence on its memorisation-phase means removes the offsets, W is the least
+    squares fit of the centred data, and c_b = mean(p_b) - mean(s_b) W.
+    """
+    states, positions = np.asarray(states, float), np.asarray(positions, float)
+    s_mean = states[:, :tau].mean(1, keepdims=True)
+    p_mean = positions[:, :tau].mean(1, keepdims=True)
+    centred_s = (states[:, :tau] - s_mean).reshape(-1, states.shape[-1])
+    centred_p = (positions[:, :tau] - p_mean).reshape(-1, 2)
+    linear, *_ = np.linalg.lstsq(centred_s, centred_p, rcond=None)
+    predicted = (states[:, tau:] - s_mean) @ linear + p_mean
+    error = predicted - positions[:, tau:]
+    return float(np.sqrt((error**2).sum(-1).mean())), linear
+
+
+def canvas_oracle_predict(observations: np.ndarray, positions: np.ndarray, tau: int, step_size: int) -> np.ndarray:
+    """The canvas oracle: every memorised raw crop pasted at its true pixel place (overlaps
+    averaged), each later crop read from that canvas, pixels never seen = the sequence's
+    memorisation mean colour. Reads the true positions. (B, T - tau, H, W, C) float32 in [0, 1]."""
+    pixels = torch.as_tensor(observations).float() / 255.0
+    offsets = torch.as_tensor(np.asarray(positions), dtype=torch.long) * step_size
+    canvas = compose_canvas(pixels[:, :tau], offsets[:, :tau], max_side=1 << 30)
+    assert canvas is not None
+    crop = (pixels.shape[2], pixels.shape[3])
+    painted, covered = read_canvas(canvas, offsets[:, tau:], crop)
+    mean_colour = pixels[:, :tau].mean(dim=(1, 2, 3))[:, None, None, None, :]
+    return torch.where(covered.unsqueeze(-1), painted, mean_colour).numpy().astype(np.float32)
+
+
 class GTMSMPredictor:
     """GTM-SM behind the same predictor interface as the baselines."""
 
@@ -154,29 +187,15 @@ class GTMSMPredictor:
 @torch.no_grad()
 def prediction_nll_bound(model: GTMSM, rollouts: Rollouts, tau: int, device: torch.device,
                          samples: int = 4, prediction: Prediction | None = None) -> float:
-    """Negative ELBO of the predicted steps under the top-K memory prior, nats per step.
+    """``GTMSM.nll_bound`` averaged over the predicted steps, nats per step.
 
-    -log p(x_t | s_t, m) <= E_q[-log p(x_t | z)] + KL(q(z | x_t) ‖ p(z | s_t, m)); the KL is the
-    mixture bound of ``mixture_kl_bound``, the expectation a mean over ``samples`` draws. The pixel
-    model is a Gaussian density, so values can be negative. Pass ``prediction`` (``model.predict``
-    on the same rollouts) to reuse its retrieval instead of running the model again.
+    Pass ``prediction`` (``model.predict`` on the same rollouts) to reuse its retrieval instead of
+    running the model again.
     """
     observations = torch.as_tensor(rollouts.observations).to(device)
     if prediction is None:
         prediction = model.predict(observations, torch.as_tensor(rollouts.actions).long().to(device), tau)
-    pixels = model.to_pixels(observations)
-    posterior = model.vae.encode(pixels)
-    future = Gaussian(posterior.mean[:, tau:], posterior.log_std[:, tau:])
-    chosen = gather_memory(Gaussian(posterior.mean[:, :tau], posterior.log_std[:, :tau]), prediction.neighbours)
-    batch, steps, k, z_dim = chosen.mean.shape
-    component_kl = pairwise_gaussian_kl(
-        Gaussian(future.mean.reshape(batch * steps, 1, z_dim), future.log_std.reshape(batch * steps, 1, z_dim)),
-        Gaussian(chosen.mean.reshape(batch * steps, k, z_dim), chosen.log_std.reshape(batch * steps, k, z_dim)),
-    ).reshape(batch, steps, k)
-    kl = mixture_kl_bound(component_kl, prediction.log_weights)
-    nll = torch.stack([-model.vae.log_likelihood(pixels[:, tau:], model.vae.decode(future.rsample()))
-                       for _ in range(samples)]).mean(0)
-    return float((nll + kl).mean())
+    return float(model.nll_bound(observations, tau, prediction, samples=samples).mean())
 
 
 @torch.no_grad()
@@ -205,7 +224,7 @@ def evaluate_gtmsm(model: GTMSM, rollouts: Rollouts, tau: int, *,
     metrics["ratio_to_vae_revisited"] = _ratio(metrics["mse_revisited"], metrics["vae_mse_revisited"])
 
     states = prediction.states.cpu().numpy()
-    metrics["smap_rms"], _ = affine_fit_rms(states, rollouts.positions, tau)
+    metrics["smap_rms"], _ = smap_fit_rms(states, rollouts.positions, tau)
     nearest = prediction.neighbours[..., 0].cpu().numpy()
     nearest_position = np.take_along_axis(rollouts.positions[:, :tau], nearest[..., None], axis=1)
     hit = (nearest_position == rollouts.positions[:, tau:]).all(-1)
@@ -217,6 +236,21 @@ def evaluate_gtmsm(model: GTMSM, rollouts: Rollouts, tau: int, *,
     metrics["gate_wall"] = _mean(gates[moving & walls])
     metrics["gate_free"] = _mean(gates[moving & ~walls])
     metrics["gate_ratio"] = _ratio(metrics["gate_wall"], metrics["gate_free"])
+    # The wall model's decisions on predicted moves (blocked iff gate < 0.5) against the truth.
+    decided_blocked = gates[:, tau - 1:] < 0.5
+    predicted_moves = moving[:, tau - 1:]
+    truth = walls[:, tau - 1:]
+    metrics["wall_decision_accuracy"] = _mean((decided_blocked == truth)[predicted_moves])
+    metrics["wall_hit_recall"] = _mean(decided_blocked[predicted_moves & truth])
+    metrics["fraction_predicted_moves_blocked"] = _mean(truth[predicted_moves])
+
+    step_size = int(rollouts.metadata.get("step_size", 3))
+    oracle = canvas_oracle_predict(rollouts.observations, rollouts.positions, tau, step_size)
+    oracle_per_step = per_step_mse(oracle, target)
+    metrics["canvas_oracle_mse_novel"] = _mean(oracle_per_step[~revisited])
+    metrics["ratio_to_canvas_oracle_novel"] = _ratio(metrics["mse_novel"], metrics["canvas_oracle_mse_novel"])
+    if prediction.from_canvas is not None:
+        metrics["fraction_novel_from_canvas"] = _mean(prediction.from_canvas.cpu().numpy()[~revisited])
     metrics["nll_bound_nats_per_step"] = prediction_nll_bound(model, rollouts, tau, device, prediction=prediction)
     return metrics
 

@@ -8,13 +8,13 @@ prediction one step per key press, without re-running the sequence::
     imagination.observe(crop, action)               # ... until tau crops are memorised
     imagined = imagination.imagine(action)          # then: the predicted crop (uint8) and its read-out
 
-Each call costs one transition step plus one encode (``observe``) or one top-K memory read-out and
-one decode (``imagine``). The result equals ``GTMSM.predict(..., mode="mean")`` on the same
+Each call is one step of the model's own verbs, ``GTMSM.observe`` (one encode and one state step)
+or ``GTMSM.imagine`` (one state step with the wall model, one top-K memory read-out, one decode and,
+for a novel view, one canvas read). The result equals ``GTMSM.predict(..., mode="mean")`` on the same
 sequence; ``tests/test_imagination.py`` checks that, so a change to the model's internals that this
 file does not follow shows up there.
 
-The only model pieces used: ``vae.encode``/``vae.decode``, ``transition.action_matrix``/``gate``,
-and the memory read-out helpers ``nearest_keys``/``memory_log_weights``/``gather_memory``.
+The only model pieces used: ``GTMSM.observe`` and ``GTMSM.imagine``.
 """
 
 from __future__ import annotations
@@ -24,9 +24,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch import Tensor
 
-from gtmsm_model.model import GTMSM, Gaussian, gather_memory, memory_log_weights, nearest_keys
+from gtmsm_model.model import GTMSM, WorldMemory
 
 NEAR_KEY_DISTANCE = 0.5
 """A state closer than this to a memory key counts as remembered (moves have unit length, so
@@ -53,7 +52,11 @@ class Imagined:
 
 
 class Imagination:
-    """Incremental GTM-SM: ``observe`` for ``tau`` steps, then ``imagine`` one step per action."""
+    """Incremental GTM-SM: ``observe`` for ``tau`` steps, then ``imagine`` one step per action.
+
+    A thin wrapper over the model's own verbs ``GTMSM.observe`` / ``GTMSM.imagine`` (one step per
+    call), so it follows every wall model and novel-view read-out the model has.
+    """
 
     def __init__(self, model: GTMSM, tau: int, k: int | None = None) -> None:
         if isinstance(tau, bool) or not isinstance(tau, int) or tau < 1:
@@ -66,18 +69,12 @@ class Imagination:
     def reset(self) -> None:
         """Forget everything: the next ``observe`` is step 0 of a new walk."""
         self.steps = 0
-        self._state: Tensor | None = None
-        self._keys: list[Tensor] = []
-        self._means: list[Tensor] = []
-        self._log_stds: list[Tensor] = []
-        self._memory: tuple[Tensor, Gaussian] | None = None
-        with torch.no_grad():
-            self._moves = self.model.transition.action_matrix()  # (num_actions, s_dim)
+        self._memory: WorldMemory | None = None
 
     @property
     def memorised(self) -> int:
         """How many crops are in memory (at most ``tau``)."""
-        return len(self._keys)
+        return 0 if self._memory is None else self._memory.observed
 
     @property
     def memorising(self) -> bool:
@@ -86,60 +83,42 @@ class Imagination:
     @property
     def state(self) -> np.ndarray | None:
         """The current spatial state s_t (None before the first observation)."""
-        return None if self._state is None else self._state[0].numpy().copy()
+        return None if self._memory is None else self._memory.state[0].numpy().copy()
 
     @torch.no_grad()
     def observe(self, crop: np.ndarray, action: int | None = None) -> None:
         """Write step t's (state, q(z | crop)) into memory; ``action`` produced this crop."""
         if not self.memorising:
             raise RuntimeError(f"memory is full ({self.tau} steps); call imagine(action) now")
-        self._advance(action)
-        pixels = self.model.to_pixels(torch.as_tensor(np.asarray(crop))[None])
-        posterior = self.model.vae.encode(pixels)
-        assert self._state is not None
-        self._keys.append(self._state)
-        self._means.append(posterior.mean)
-        self._log_stds.append(posterior.log_std)
-        if not self.memorising:
-            self._memory = (
-                torch.stack(self._keys, 1),  # (1, tau, S)
-                Gaussian(torch.stack(self._means, 1), torch.stack(self._log_stds, 1)),
-            )
+        if self._memory is not None:
+            self._check_action(action)
+        crop_tensor = torch.as_tensor(np.asarray(crop))[None, None]
+        action_tensor = torch.tensor([[0 if action is None else int(action)]])
+        self._memory = self.model.observe(crop_tensor, action_tensor, self._memory)
+        self.steps += 1
 
     @torch.no_grad()
     def imagine(self, action: int) -> Imagined:
         """Take ``action`` and predict the crop from the memory alone (the mixture mean)."""
-        if self._memory is None:
+        if self._memory is None or self.memorising:
             raise RuntimeError(f"still memorising ({self.memorised}/{self.tau}); call observe first")
-        self._advance(action)
-        keys, values = self._memory
-        query = self._state[:, None]  # (1, 1, S)
-        distances, indices = nearest_keys(query, keys, self.k)  # (1, 1, K)
-        log_weights = memory_log_weights(distances.square(), self.model.config.delta)
-        chosen = gather_memory(values, indices)  # (1, 1, K, Z)
-        z = (log_weights.exp().unsqueeze(-1) * chosen.mean).sum(-2)
-        pixels = self.model.vae.decode(z)[0, 0]
+        self._check_action(action)
+        prediction, self._memory = self.model.imagine(torch.tensor([[int(action)]]), self._memory, k=self.k)
+        self.steps += 1
+        pixels = prediction.pixels[0, 0]
         crop = (pixels * 255.0).round().clamp(0, 255).to(torch.uint8).numpy()
         return Imagined(
             crop=crop,
-            nearest_distance=float(distances[0, 0, 0]),
-            neighbours=tuple(int(i) for i in indices[0, 0]),
-            weights=tuple(float(w) for w in log_weights[0, 0].exp()),
+            nearest_distance=float(prediction.distances[0, 0, 0]),
+            neighbours=tuple(int(i) for i in prediction.neighbours[0, 0]),
+            weights=tuple(float(w) for w in prediction.log_weights[0, 0].exp()),
         )
 
-    def _advance(self, action: int | None) -> None:
-        # The transition of StateTransition.forward for one step, eval mode (no noise).
-        if self._state is None:
-            self._state = self._moves.new_zeros(1, self._moves.shape[1])  # s_0 = 0
-        else:
-            if action is None:
-                raise ValueError("every step after the first needs its action")
-            if not 0 <= int(action) < self._moves.shape[0]:
-                raise ValueError(f"action must lie in [0, {self._moves.shape[0]}), got {action}")
-            move = self._moves[int(action)][None]
-            gate = self.model.transition.gate(self._state + move)
-            self._state = self._state + move * gate.unsqueeze(-1)
-        self.steps += 1
+    def _check_action(self, action: int | None) -> None:
+        if action is None:
+            raise ValueError("every step after the first needs its action")
+        if not 0 <= int(action) < self.model.config.num_actions:
+            raise ValueError(f"action must lie in [0, {self.model.config.num_actions}), got {action}")
 
 
 def load_imagination(checkpoint: str | Path, tau: int | None = None) -> Imagination:

@@ -3,16 +3,29 @@
 Two sets of latents disentangle *what* is seen from *where* the agent is:
 
 * a VAE over crops: q(z_t | x_t) and p(x_t | z_t);
-* a 2-D (configurable) state s_t driven by the actions alone,
-  ``s_t = s_{t-1} + M a_t * gate(s_{t-1} + M a_t)``, s_0 = 0, where ``gate`` is a small learned
-  sigmoid network that closes where a move would cross a wall;
-* a memory (a differentiable neural dictionary) of (s_t, q(z_t | x_t)) pairs written during the
-  memorisation steps t < tau, read through a nearest-neighbour mixture prior
-  ``p(z_t | s_t, m) = sum_k w_k N(z_t | mu_k, sigma_k^2)`` with ``w_k ∝ 1 / (d_k^2 + delta)``.
+* a 2-D (configurable) state s_t, s_0 = 0, moved by the actions: ``s_t = s_{t-1} + M a_t`` unless
+  the move was blocked by a wall. Two wall models (``GTMSMConfig.wall_model``):
 
-Predicting x_t for t >= tau needs only the actions: s_t -> memory prior -> decoder.
+  - ``"edges"`` (default, any start, walls anywhere): whether a memorised move was blocked is
+    read off the observations (the crop did not change), so the state is the cumulative sum of
+    the unblocked moves; an *edge memory* remembers each tried move by its midpoint, and while
+    imagining a move is blocked iff the remembered edge says so (an edge never tried falls back
+    to the extent prior: blocked iff the target lies beyond everything visited along that
+    direction). Each decision is written back. Nothing depends on the absolute state.
+  - ``"absolute"`` (the seed's): ``s_t = s_{t-1} + M a_t * gate(s_{t-1} + M a_t)`` with a small
+    learned sigmoid network of the absolute state. Exact when every episode starts on the same
+    cell; wrong when the start moves, because s_0 = 0 then names a different cell.
 
-This file holds the config and the modules. Training schedules live in ``train.py``, metrics in
+* a key memory (a differentiable neural dictionary) of (s_t, q(z_t | x_t)) pairs written during
+  the memorisation steps t < tau, read through a nearest-neighbour mixture prior
+  ``p(z_t | s_t, m) = sum_k w_k N(z_t | mu_k, sigma_k^2)`` with ``w_k ∝ 1 / (d_k^2 + delta)``;
+* for a state far from every key (a novel view), optionally a *canvas*: the decoded memorised
+  crops pasted at their pixel offsets A·s_k, read at A·s_t (``novel_view="canvas"``).
+
+The memories and their math live in ``memory.py``; this file holds the config, the modules and
+the model's verbs: ``loss`` (training), ``observe`` / ``imagine`` (incremental, dreamerv3-style:
+write observed steps into memory, then predict step by step from actions alone), ``predict``
+(both at once) and ``reconstruct``. Training schedules live in ``train.py``, metrics in
 ``evaluate.py``; nothing here does I/O.
 
 Tensor conventions: observations are ``(B, T, H, W, C)`` uint8 exactly as the environment emits
@@ -23,31 +36,75 @@ is the reset and is ignored, since s_0 = 0).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from gtmsm_model.memory import (
+    Canvas,
+    EdgeMemory,
+    Gaussian,
+    cat_gaussians,
+    compose_canvas,
+    estimate_pixel_map,
+    extent_prior,
+    gather_memory,
+    gaussian_kl,
+    infer_blocked,
+    memory_log_weights,
+    mixture_kl_bound,
+    nearest_keys,
+    pairwise_gaussian_kl,
+    read_canvas,
+    read_key_memory,
+    to_pixel_offsets,
+)
+
+__all__ = [
+    "GTMSM", "GTMSMConfig", "CropVAE", "StateTransition", "Prediction", "WorldMemory", "Gaussian",
+    "gaussian_kl", "pairwise_gaussian_kl", "mixture_kl_bound", "memory_log_weights", "nearest_keys",
+    "gather_memory",
+]
+
+WALL_MODELS = ("edges", "absolute")
+NOVEL_VIEWS = ("canvas", "knn")
+
 
 @dataclass
 class GTMSMConfig:
-    """Architecture and loss hyperparameters of GTM-SM."""
+    """Architecture and loss hyperparameters of GTM-SM. The defaults are the ``quick`` preset's."""
 
     crop_size: int = 8
     """Side of the square observation crop, in pixels."""
     channels: int = 3
     """Colour channels of the crop."""
-    z_dim: int = 32
+    z_dim: int = 64
     """Size of the VAE latent z_t."""
-    vae_hidden: int = 512
+    vae_hidden: int = 384
     """Width of the VAE's hidden layers."""
     s_dim: int = 2
     """Size of the spatial state s_t."""
+    wall_model: str = "edges"
+    """How walls stop moves: "edges" (blocked moves inferred from the observations, an edge memory
+    when imagining; any start, walls anywhere) or "absolute" (the seed's learned gate of the
+    absolute state; needs a fixed start)."""
     gate_hidden: int = 32
-    """Width of the wall gate's hidden layers."""
+    """Width of the absolute wall gate's hidden layers (wall_model "absolute")."""
     gate_init_bias: float = 3.0
     """Initial bias of the gate's output logit: sigmoid(3) ≈ 0.95, so every move starts open."""
+    blocked_threshold: float = 1e-4
+    """A move whose crop changed by less than this mean squared pixel difference (pixels in [0, 1],
+    plus twice the noise level measured on stay steps) counts as blocked (wall_model "edges")."""
+    edge_radius: float = 0.25
+    """A remembered edge within this distance of a move's midpoint decides that move (state units;
+    a move has length 1, so neighbouring edges' midpoints are ≥ 0.7 apart)."""
+    novel_view: str = "canvas"
+    """How a state far from every key is predicted: "canvas" (decoded memories pasted at their
+    pixel offsets, k-NN blend where the canvas has no pixel) or "knn" (the k-NN blend alone)."""
+    canvas_radius: float = 0.5
+    """With novel_view "canvas", a query farther than this from its nearest key reads the canvas."""
     num_actions: int = 5
     """Number of discrete actions."""
     stay_action: int = 0
@@ -60,7 +117,7 @@ class GTMSMConfig:
     """Neighbours K of the memory prior at prediction time."""
     delta: float = 1e-4
     """Stabiliser of the mixture weights 1 / (d^2 + delta)."""
-    pixel_sigma: float = 0.05
+    pixel_sigma: float = 0.02
     """Std of the Gaussian pixel likelihood p(x_t | z_t), pixels in [0, 1]."""
 
     def __post_init__(self) -> None:
@@ -79,96 +136,16 @@ class GTMSMConfig:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.delta <= 0 or self.pixel_sigma <= 0 or self.state_noise < 0:
             raise ValueError("delta and pixel_sigma must be > 0 and state_noise >= 0")
+        if self.wall_model not in WALL_MODELS:
+            raise ValueError(f"wall_model must be one of {WALL_MODELS}, got {self.wall_model!r}")
+        if self.novel_view not in NOVEL_VIEWS:
+            raise ValueError(f"novel_view must be one of {NOVEL_VIEWS}, got {self.novel_view!r}")
+        if self.blocked_threshold < 0 or self.edge_radius <= 0 or self.canvas_radius < 0:
+            raise ValueError("blocked_threshold and canvas_radius must be >= 0 and edge_radius > 0")
 
     @property
     def pixels(self) -> int:
         return self.crop_size * self.crop_size * self.channels
-
-
-# --------------------------------------------------------------------------- Gaussian helpers
-
-
-@dataclass
-class Gaussian:
-    """A diagonal Gaussian, parametrised by mean and log standard deviation."""
-
-    mean: Tensor
-    log_std: Tensor
-
-    def rsample(self) -> Tensor:
-        return self.mean + self.log_std.exp() * torch.randn_like(self.mean)
-
-    def kl_to_standard_normal(self) -> Tensor:
-        """KL(self ‖ N(0, I)), summed over the last dimension."""
-        var = (2 * self.log_std).exp()
-        return 0.5 * (var + self.mean.square() - 1.0 - 2 * self.log_std).sum(-1)
-
-
-def gaussian_kl(q: Gaussian, p: Gaussian) -> Tensor:
-    """Closed-form KL(q ‖ p) of diagonal Gaussians, summed over the last dimension."""
-    var_ratio = (2 * (q.log_std - p.log_std)).exp()
-    mean_term = (q.mean - p.mean).square() / (2 * p.log_std).exp()
-    return 0.5 * (var_ratio + mean_term - 1.0 - 2 * (q.log_std - p.log_std)).sum(-1)
-
-
-def pairwise_gaussian_kl(q: Gaussian, p: Gaussian) -> Tensor:
-    """KL(q_i ‖ p_j) for every pair: q is (B, N, D), p is (B, M, D) → (B, N, M).
-
-    Expanded into matrix products so memory stays O(N·M), not O(N·M·D).
-    """
-    q_var = (2 * q.log_std).exp()
-    p_inv_var = (-2 * p.log_std).exp()
-    # sum_d [ (q_var + q_mu^2 - 2 q_mu p_mu + p_mu^2) / p_var ] / 2
-    quad = (q_var + q.mean.square()) @ p_inv_var.transpose(1, 2)
-    quad = quad - 2 * q.mean @ (p.mean * p_inv_var).transpose(1, 2)
-    quad = quad + (p.mean.square() * p_inv_var).sum(-1).unsqueeze(1)
-    log_det = p.log_std.sum(-1).unsqueeze(1) - q.log_std.sum(-1).unsqueeze(2)
-    return 0.5 * quad + log_det - 0.5 * q.mean.shape[-1]
-
-
-def mixture_kl_bound(component_kl: Tensor, log_weights: Tensor) -> Tensor:
-    """Upper bound on KL(q ‖ sum_k w_k p_k) from the component KLs, ``-log sum_k w_k e^{-KL_k}``.
-
-    The KL from a Gaussian to a Gaussian mixture has no closed form. Jensen's inequality on the
-    convex log-sum-exp gives E_q[log sum_k w_k p_k(z)] >= log sum_k w_k exp(E_q[log p_k(z)]),
-    hence KL(q ‖ sum_k w_k p_k) <= -log sum_k w_k exp(-KL(q ‖ p_k)) (Hershey & Olsen, 2007).
-    It is deterministic (no sampling noise), differentiable in the weights, tighter than the
-    convexity bound sum_k w_k KL_k, and exact for K = 1. Entries with weight -inf are ignored.
-    """
-    return -torch.logsumexp(log_weights - component_kl, dim=-1)
-
-
-def memory_log_weights(squared_distances: Tensor, delta: float, mask: Tensor | None = None) -> Tensor:
-    """log w_k for w_k ∝ 1 / (d_k^2 + delta), normalised over the last dimension.
-
-    ``mask`` (broadcastable, bool) marks usable keys; masked keys get weight 0 (log -inf).
-    Every row must keep at least one usable key.
-    """
-    logits = -torch.log(squared_distances + delta)
-    if mask is not None:
-        logits = logits.masked_fill(~mask, float("-inf"))
-    return torch.log_softmax(logits, dim=-1)
-
-
-def nearest_keys(queries: Tensor, keys: Tensor, k: int) -> tuple[Tensor, Tensor]:
-    """The k nearest keys of each query, batched over sequences.
-
-    queries (B, N, S), keys (B, M, S) → distances (B, N, k) (differentiable) and indices
-    (B, N, k) into the M keys, nearest first.
-    """
-    k = min(k, keys.shape[1])
-    # The matrix-product shortcut loses precision exactly where it matters (d ≈ 0).
-    distances = torch.cdist(queries, keys, compute_mode="donot_use_mm_for_euclid_dist")
-    nearest, indices = distances.topk(k, dim=-1, largest=False)
-    return nearest, indices
-
-
-def gather_memory(values: Gaussian, indices: Tensor) -> Gaussian:
-    """Select memory values (B, M, D) at indices (B, N, k) → Gaussian of shape (B, N, k, D)."""
-    batch, n, k = indices.shape
-    flat = indices.reshape(batch, n * k, 1).expand(-1, -1, values.mean.shape[-1])
-    pick = lambda t: t.gather(1, flat).reshape(batch, n, k, -1)  # noqa: E731
-    return Gaussian(pick(values.mean), pick(values.log_std))
 
 
 # --------------------------------------------------------------------------- modules
@@ -219,7 +196,8 @@ class CropVAE(nn.Module):
 
 
 class StateTransition(nn.Module):
-    """s_t = s_{t-1} + M a_t · gate(s_{t-1} + M a_t) (+ eps_t while training).
+    """The move vectors M, and the seed's absolute wall gate:
+    s_t = s_{t-1} + M a_t · gate(s_{t-1} + M a_t) (+ eps_t while training).
 
     M's columns are tied by two priors that hold in any grid world: the stay action does not
     move (its column is 0), and each opposite pair cancels (left = −right). Each move vector is
@@ -256,18 +234,24 @@ class StateTransition(nn.Module):
         """The wall gate σ_d: probability that a move ending at ``proposed`` is allowed."""
         return torch.sigmoid(self.gate_net(proposed)).squeeze(-1)
 
-    def forward(self, actions: Tensor, gate_open: bool = False) -> tuple[Tensor, Tensor]:
+    def forward(self, actions: Tensor, gate_open: bool = False,
+                initial: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """actions (B, T) long → states (B, T, s_dim) with s_0 = 0, and gate values (B, T).
 
         ``gate_open`` bypasses the gate (every move succeeds): used early in training.
-        gates[:, 0] is 1 (no move happens at the reset).
+        gates[:, 0] is 1 (no move happens at the reset). With ``initial`` (B, s_dim), step 0 is a
+        move from that state instead of the reset.
         """
         batch, steps = actions.shape
         moves = self.action_matrix()[actions]  # (B, T, S)
-        state = moves.new_zeros(batch, self.config.s_dim)
-        states, gates = [state], [moves.new_ones(batch)]
         noise = self.config.state_noise if self.training else 0.0
-        for t in range(1, steps):
+        states, gates = [], []
+        if initial is None:
+            state, first = moves.new_zeros(batch, self.config.s_dim), 1
+            states, gates = [state], [moves.new_ones(batch)]
+        else:
+            state, first = initial, 0
+        for t in range(first, steps):
             proposed = state + moves[:, t]
             gate = moves.new_ones(batch) if gate_open else self.gate(proposed)
             state = state + moves[:, t] * gate.unsqueeze(-1)
@@ -284,13 +268,42 @@ class Prediction:
 
     pixels: Tensor  # (B, T - tau, H, W, C) in [0, 1]
     states: Tensor  # (B, T, s_dim), all steps
-    gates: Tensor  # (B, T)
+    gates: Tensor  # (B, T): 1 where the move went through (inferred before tau, decided after)
     neighbours: Tensor  # (B, T - tau, K) indices of the memory keys used, nearest first
     log_weights: Tensor  # (B, T - tau, K)
+    distances: Tensor | None = None  # (B, T - tau, K) to those keys
+    from_canvas: Tensor | None = None  # (B, T - tau) bool: the crop was (partly) read from the canvas
+
+
+@dataclass
+class WorldMemory:
+    """Everything GTM-SM knows about one batch of walks so far (the state of observe / imagine).
+
+    keys / values: the key memory (states and posteriors of the observed steps); edges: the edge
+    memory; visited: every state so far, observed and imagined (the extent prior reads it);
+    state: the current s_t. ``observed_pixels`` / ``observed_actions`` / ``moved`` keep what
+    the canvas needs to estimate the pixel map. Caches are rebuilt when new steps are observed.
+    """
+
+    keys: Tensor  # (B, M, S)
+    values: Gaussian  # (B, M, Z)
+    edges: EdgeMemory
+    visited: Tensor  # (B, N, S)
+    state: Tensor  # (B, S)
+    observed_pixels: Tensor  # (B, M, H, W, C)
+    observed_actions: Tensor  # (B, M)
+    moved: Tensor  # (B, M) bool: a move that went through (not stay, not blocked)
+    gates: Tensor  # (B, N): 1 where the move went through, all steps so far
+    steps: int = 0
+    _canvas_cache: tuple[int, Tensor, Tensor, Canvas | None] | None = field(default=None, repr=False)
+
+    @property
+    def observed(self) -> int:
+        return self.keys.shape[1]
 
 
 class GTMSM(nn.Module):
-    """The full model: VAE + state transition + memory prior, with its loss and predictor."""
+    """The full model: VAE + state transition + memories, with its loss and its verbs."""
 
     def __init__(self, config: GTMSMConfig) -> None:
         super().__init__()
@@ -320,10 +333,46 @@ class GTMSM(nn.Module):
                 f"actions must have shape (batch, time) = ({observations.shape[0]}, T), "
                 f"got {tuple(actions.shape)}"
             )
+        self.check_actions(actions)
+
+    def check_actions(self, actions: Tensor) -> None:
+        c = self.config
         if actions.dtype not in (torch.int64, torch.int32, torch.int16, torch.uint8):
             raise TypeError(f"actions must be an integer tensor, got {actions.dtype}")
         if actions.numel() and (actions.min() < 0 or actions.max() >= c.num_actions):
             raise ValueError(f"actions must lie in [0, {c.num_actions}), got {actions.min()}..{actions.max()}")
+
+    # ------------------------------------------------------------------ states
+
+    def infer_states(self, pixels: Tensor, actions: Tensor, *, gate_open: bool = False,
+                     initial: Tensor | None = None, previous: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """States (B, T, S) and gates (B, T) of *observed* steps, pixels (B, T, H, W, C) in [0, 1].
+
+        "edges": a move is blocked iff the crop did not change (``memory.infer_blocked``), and
+        s_t is the cumulative sum of the unblocked moves. "absolute": the learned gate;
+        ``gate_open`` bypasses it (early training). Without ``initial`` step 0 is the reset
+        (s_0 = 0); with it, ``initial`` (B, S) is the state before step 0 and ``previous``
+        (B, H, W, C) the crop seen there.
+        """
+        actions = actions.long()
+        if self.config.wall_model == "absolute":
+            return self.transition(actions, gate_open=gate_open, initial=initial)
+        moves = self.transition.action_matrix()[actions]  # (B, T, S)
+        blocked = infer_blocked(pixels, actions, self.config.stay_action, self.config.blocked_threshold,
+                                previous=previous)
+        free = (~blocked).to(moves.dtype)
+        if initial is None:
+            free = free.clone()
+            free[:, 0] = 0.0  # the reset does not move
+            initial = moves.new_zeros(moves.shape[0], moves.shape[-1])
+        steps = moves * free.unsqueeze(-1)
+        if self.training and self.config.state_noise > 0:
+            steps = steps + self.config.state_noise * torch.randn_like(steps)
+        states = initial.unsqueeze(1) + steps.cumsum(1)
+        gates = 1.0 - blocked.to(moves.dtype)
+        return states, gates
+
+    # ------------------------------------------------------------------ training
 
     def vae_loss(self, pixels: Tensor, kl_weight: float = 1.0) -> dict[str, Tensor]:
         """Plain VAE objective (prior N(0, I)) on a batch of crops (..., H, W, C) in [0, 1]."""
@@ -363,7 +412,8 @@ class GTMSM(nn.Module):
         * in training the prior mixes over *all* usable keys (w ∝ 1 / (d^2 + delta)), not the
           top K: early on the true match is usually outside the K nearest and a top-K gradient
           pulls towards look-alikes. Prediction uses the top K, as in the paper.
-        The mixture KL uses the bound of ``mixture_kl_bound``.
+        The mixture KL uses the bound of ``mixture_kl_bound``. Training sees every observation,
+        so with wall_model "edges" the states of all steps come from the inferred blocked moves.
         """
         self.check_inputs(observations, actions)
         if not 1 <= tau <= observations.shape[1]:
@@ -374,11 +424,11 @@ class GTMSM(nn.Module):
         decoded = self.vae.decode(posterior.rsample())
         nll = -self.vae.log_likelihood(pixels, decoded)  # (B, T)
 
-        states, gates = self.transition(actions.long(), gate_open=gate_open)
+        states, gates = self.infer_states(pixels, actions, gate_open=gate_open)
         # Queries are steps 1..T-1 (step 0 has no memory yet); keys and values are steps < tau.
         keys = states[:, :tau]
-        values = Gaussian(posterior.mean[:, :tau], posterior.log_std[:, :tau])
-        queries = Gaussian(posterior.mean[:, 1:], posterior.log_std[:, 1:])
+        values = posterior[:, :tau]
+        queries = posterior[:, 1:]
         t_index = torch.arange(1, steps, device=pixels.device)
         usable = torch.arange(tau, device=pixels.device) < t_index.clamp(max=tau).unsqueeze(1)
         # Squared differences, not cdist: exact gradients at d = 0 (repeated positions).
@@ -406,6 +456,139 @@ class GTMSM(nn.Module):
             "gate_moving": (gates[:, 1:][moving].mean() if moving.any() else nll.new_ones(())).detach(),
         }
 
+    # ------------------------------------------------------------------ observe / imagine
+
+    @torch.no_grad()
+    def observe(self, observations: Tensor, actions: Tensor, memory: WorldMemory | None = None) -> WorldMemory:
+        """Write observed steps into memory: observations (B, n, H, W, C), the actions that produced them (B, n).
+
+        The first call starts a walk (its first action is the reset, ignored); later calls go on
+        from ``memory``. Returns the updated memory (``memory`` itself is not changed).
+        """
+        self.check_inputs(observations, actions)
+        pixels = self.to_pixels(observations)
+        actions = actions.long()
+        posterior = self.vae.encode(pixels)
+        c = self.config
+        if memory is None:
+            states, gates = self.infer_states(pixels, actions)
+            batch = pixels.shape[0]
+            empty_states = states.new_zeros(batch, 0, c.s_dim)
+            memory = WorldMemory(
+                keys=empty_states, values=Gaussian(posterior.mean[:, :0], posterior.log_std[:, :0]),
+                edges=EdgeMemory.empty(batch, c.s_dim, states), visited=empty_states,
+                state=states.new_zeros(batch, c.s_dim), observed_pixels=pixels[:, :0],
+                observed_actions=actions[:, :0], moved=torch.zeros_like(actions[:, :0], dtype=torch.bool),
+                gates=states.new_zeros(batch, 0))
+            previous_states = torch.cat([states[:, :1], states[:, :-1]], 1)
+        else:
+            if memory.observed < memory.steps:
+                raise RuntimeError("observe after imagine is not supported: the key memory holds observed steps only")
+            previous = memory.observed_pixels[:, -1] if memory.observed else None
+            states, gates = self.infer_states(pixels, actions, initial=memory.state, previous=previous)
+            previous_states = torch.cat([memory.state.unsqueeze(1), states[:, :-1]], 1)
+        moving = actions != c.stay_action
+        moved = moving & (gates > 0.5)
+        if memory.observed == 0:
+            moving = moving.clone()
+            moving[:, 0] = False  # the reset is not a move
+            moved = moved & moving
+        midpoints = previous_states + 0.5 * self.transition.action_matrix()[actions]
+        return WorldMemory(
+            keys=torch.cat([memory.keys, states], 1),
+            values=cat_gaussians([memory.values, posterior], 1),
+            edges=memory.edges.write(midpoints, gates < 0.5, moving),
+            visited=torch.cat([memory.visited, states], 1),
+            state=states[:, -1],
+            observed_pixels=torch.cat([memory.observed_pixels, pixels], 1),
+            observed_actions=torch.cat([memory.observed_actions, actions], 1),
+            moved=torch.cat([memory.moved, moved], 1),
+            gates=torch.cat([memory.gates, gates], 1),
+            steps=memory.steps + pixels.shape[1],
+        )
+
+    @torch.no_grad()
+    def imagine(self, actions: Tensor, memory: WorldMemory, *, mode: str = "mean",
+                k: int | None = None) -> tuple[Prediction, WorldMemory]:
+        """Predict the crops of the next steps from actions (B, n) alone, one step at a time.
+
+        Each step moves the state (with "edges", a move is blocked iff the edge memory or, for an
+        edge never tried, the extent prior says so; the decision is written back), then reads the
+        key memory (and the canvas for novel views). Returns the prediction of these n steps
+        (``states`` and ``gates`` of these steps only) and the updated memory.
+        """
+        self.check_actions(actions)
+        if memory.observed == 0:
+            raise ValueError("imagine needs at least one observed step in memory")
+        c = self.config
+        actions = actions.long()
+        moves_table = self.transition.action_matrix()
+        state, edges, visited = memory.state, memory.edges, memory.visited
+        states, gates = [], []
+        for t in range(actions.shape[1]):
+            move = moves_table[actions[:, t]]
+            if c.wall_model == "absolute":
+                gate = self.transition.gate(state + move)
+            else:
+                midpoint = state + 0.5 * move
+                known, remembered = edges.lookup(midpoint, c.edge_radius)
+                moving = actions[:, t] != c.stay_action
+                blocked = torch.where(known, remembered, extent_prior(visited, state, move)) & moving
+                edges = edges.write(midpoint.unsqueeze(1), blocked.unsqueeze(1), moving.unsqueeze(1))
+                gate = 1.0 - blocked.to(move.dtype)
+            state = state + move * gate.unsqueeze(-1)
+            visited = torch.cat([visited, state.unsqueeze(1)], 1)
+            states.append(state)
+            gates.append(gate)
+        states_t, gates_t = torch.stack(states, 1), torch.stack(gates, 1)
+        memory = WorldMemory(memory.keys, memory.values, edges, visited, state, memory.observed_pixels,
+                             memory.observed_actions, memory.moved, torch.cat([memory.gates, gates_t], 1),
+                             memory.steps + actions.shape[1], memory._canvas_cache)
+        readout = read_key_memory(memory.keys, memory.values, states_t, k or c.knn_k, c.delta, mode)
+        pixels = self.vae.decode(readout.z)
+        from_canvas = torch.zeros(pixels.shape[:2], dtype=torch.bool, device=pixels.device)
+        if c.novel_view == "canvas":
+            pixels, from_canvas = self._fill_from_canvas(pixels, states_t, readout.distances[..., 0], memory)
+        prediction = Prediction(pixels, states_t, gates_t, readout.indices, readout.log_weights,
+                                readout.distances, from_canvas)
+        return prediction, memory
+
+    def pixel_map(self, memory: WorldMemory) -> tuple[Tensor, Tensor]:
+        """A (B, 2, S): state units → pixel offsets of the view, estimated from the observed moves
+        (``memory.estimate_pixel_map``), and (B,) whether it could be estimated."""
+        c = self.config
+        return estimate_pixel_map(memory.observed_pixels, memory.observed_actions, memory.keys, memory.moved,
+                                  c.num_actions, max_shift=c.crop_size - 2)
+
+    def canvas(self, memory: WorldMemory) -> tuple[Tensor, Tensor, Canvas | None]:
+        """The pixel map, where it holds, and the canvas of decoded memories (cached per memory size)."""
+        cache = memory._canvas_cache
+        if cache is None or cache[0] != memory.observed:
+            pixel_map, ok = self.pixel_map(memory)
+            decoded = self.vae.decode(memory.values.mean)
+            offsets = to_pixel_offsets(pixel_map, memory.keys)
+            valid = ok.unsqueeze(1).expand(-1, memory.observed)
+            canvas = compose_canvas(decoded, offsets, valid)
+            cache = (memory.observed, pixel_map, ok, canvas)
+            memory._canvas_cache = cache
+        return cache[1], cache[2], cache[3]
+
+    def _fill_from_canvas(self, pixels: Tensor, states: Tensor, nearest: Tensor,
+                          memory: WorldMemory) -> tuple[Tensor, Tensor]:
+        """Replace, for queries farther than canvas_radius from every key, the pixels the canvas has."""
+        far = nearest > self.config.canvas_radius
+        if not far.any():
+            return pixels, far
+        pixel_map, ok, canvas = self.canvas(memory)
+        if canvas is None:
+            return pixels, torch.zeros_like(far)
+        crop = (self.config.crop_size, self.config.crop_size)
+        painted, covered = read_canvas(canvas, to_pixel_offsets(pixel_map, states), crop)
+        use = covered & (far & ok.unsqueeze(1))[..., None, None]
+        return torch.where(use.unsqueeze(-1), painted, pixels), use.flatten(2).any(-1)
+
+    # ------------------------------------------------------------------ whole sequences
+
     @torch.no_grad()
     def predict(
         self,
@@ -420,7 +603,8 @@ class GTMSM(nn.Module):
 
         observations: (B, >=tau, H, W, C); only the first tau are read. actions: (B, T).
         mode "mean" decodes the mixture mean sum_k w_k mu_k; "sample" draws a component by its
-        weight, then z from it, and decodes.
+        weight, then z from it, and decodes. Equal to ``observe`` on steps < tau, then
+        ``imagine`` on the rest (in one call or step by step).
         """
         if mode not in ("mean", "sample"):
             raise ValueError(f"mode must be 'mean' or 'sample', got {mode!r}")
@@ -431,21 +615,47 @@ class GTMSM(nn.Module):
         self.check_inputs(observations[:, :tau], actions)
         if actions.shape[1] <= tau:
             raise ValueError(f"actions must extend past tau={tau}, got T={actions.shape[1]}")
-        posterior = self.vae.encode(self.to_pixels(observations[:, :tau]))
-        states, gates = self.transition(actions.long())
-        distances, indices = nearest_keys(states[:, tau:], states[:, :tau], k or self.config.knn_k)
-        log_weights = memory_log_weights(distances.square(), self.config.delta)
-        chosen = gather_memory(posterior, indices)  # (B, N, K, Z)
-        if mode == "mean":
-            z = (log_weights.exp().unsqueeze(-1) * chosen.mean).sum(-2)
-        else:
-            component = torch.distributions.Categorical(logits=log_weights).sample()
-            pick = component[..., None, None].expand(-1, -1, 1, chosen.mean.shape[-1])
-            z = Gaussian(chosen.mean.gather(2, pick).squeeze(2),
-                         chosen.log_std.gather(2, pick).squeeze(2)).rsample()
-        return Prediction(self.vae.decode(z), states, gates, indices, log_weights)
+        memory = self.observe(observations[:, :tau], actions[:, :tau])
+        imagined, memory = self.imagine(actions[:, tau:], memory, mode=mode, k=k)
+        imagined.states = torch.cat([memory.keys, imagined.states], 1)
+        imagined.gates = memory.gates
+        return imagined
 
     @torch.no_grad()
     def reconstruct(self, observations: Tensor) -> Tensor:
         """The VAE's own reconstruction (posterior mean decoded): the floor for any prediction."""
         return self.vae.decode(self.vae.encode(self.to_pixels(observations)).mean)
+
+    @torch.no_grad()
+    def nll_bound(self, observations: Tensor, tau: int, prediction: Prediction, samples: int = 4) -> Tensor:
+        """Negative ELBO of steps >= tau under the top-K memory prior that ``prediction`` used, nats per step (B, T - tau).
+
+        -log p(x_t | s_t, m) <= E_q[-log p(x_t | z)] + KL(q(z | x_t) ‖ p(z | s_t, m)); the KL is the
+        mixture bound of ``mixture_kl_bound``, the expectation a mean over ``samples`` draws. It
+        scores the latent prior, not the canvas read-out. The pixel model is a Gaussian density,
+        so values can be negative.
+        """
+        pixels = self.to_pixels(observations)
+        posterior = self.vae.encode(pixels)
+        future = posterior[:, tau:]
+        chosen = gather_memory(posterior[:, :tau], prediction.neighbours)
+        batch, steps, k, z_dim = chosen.mean.shape
+        component_kl = pairwise_gaussian_kl(
+            Gaussian(future.mean.reshape(batch * steps, 1, z_dim), future.log_std.reshape(batch * steps, 1, z_dim)),
+            Gaussian(chosen.mean.reshape(batch * steps, k, z_dim), chosen.log_std.reshape(batch * steps, k, z_dim)),
+        ).reshape(batch, steps, k)
+        kl = mixture_kl_bound(component_kl, prediction.log_weights)
+        nll = torch.stack([-self.vae.log_likelihood(pixels[:, tau:], self.vae.decode(future.rsample()))
+                           for _ in range(samples)]).mean(0)
+        return nll + kl
+
+    @torch.no_grad()
+    def read_memory(self, keys: Tensor, observations: Tensor, queries: Tensor, *, k: int | None = None,
+                    delta: float | None = None) -> Tensor:
+        """Decode the top-K memory read-out with given keys: keys (B, M, S), their observations
+        (B, M, H, W, C), queries (B, N, S) → pixels (B, N, H, W, C). (The oracle-position baseline
+        calls this with the true positions as keys.)"""
+        posterior = self.vae.encode(self.to_pixels(observations))
+        readout = read_key_memory(keys, posterior, queries, k or self.config.knn_k,
+                                  self.config.delta if delta is None else delta)
+        return self.vae.decode(readout.z)

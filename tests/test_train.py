@@ -217,10 +217,11 @@ def test_cli_run_predict_and_errors(tmp_path: Path, capsys: pytest.CaptureFixtur
 
 
 def exact_state_model():
-    """A GTM-SM whose transition is the true grid walk: action 2/1 = row ±1, 4/3 = col ±1, gate open."""
+    """A GTM-SM whose transition is the true grid walk: action 2/1 = row ±1, 4/3 = col ±1, the
+    seed's absolute gate held open (no blocked moves, whatever the walk)."""
     from gtmsm_model.model import GTMSM, GTMSMConfig
 
-    model = GTMSM(GTMSMConfig(z_dim=4, vae_hidden=16, gate_hidden=4, knn_k=2))
+    model = GTMSM(GTMSMConfig(z_dim=4, vae_hidden=16, gate_hidden=4, knn_k=2, wall_model="absolute"))
     with torch.no_grad():
         model.transition.directions.copy_(torch.eye(2))
         for layer in model.transition.gate_net:

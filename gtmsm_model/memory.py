@@ -1,0 +1,369 @@
+"""GTM-SM's memories and the math that reads them; ``model.py`` composes them, nothing here trains.
+
+Three memories, each written during the memorisation phase (and the edge memory also while
+imagining), each read when predicting:
+
+* **Key memory** (the paper's differentiable neural dictionary): keys s_k, values q(z_k | x_k).
+  Read through the mixture prior ``p(z | s, m) = sum_k w_k N(z | mu_k, sigma_k^2)`` over the K
+  nearest keys, ``w_k ∝ 1 / (d_k^2 + delta)``. Assumes: the same state means the same view.
+* **Edge memory**: each memorised move writes (its midpoint s_{t-1} + M a_t / 2, was it
+  blocked?). A midpoint names an edge between two cells from *either* side, so a wall learnt by
+  bumping into it from the left is known when arriving from the right, and walls can be anywhere
+  (border or interior). A move whose edge was never tried falls back to the *extent prior*:
+  blocked iff its target lies beyond every state visited so far along the move's direction (the
+  border of what has been seen is most likely a wall). Assumes: moves live on a lattice (a move
+  from the same cell in the same direction always ends the same way) and walls do not change.
+* **Canvas**: the decoded memorised crops pasted into one image at pixel offsets A·s_k
+  (overlaps averaged), read at A·s_t for a query far from every key. ``A`` (state units → pixel
+  offsets) is estimated from the observations alone (``estimate_pixel_map``). Assumes: a move
+  translates the view by a fixed pixel shift (true for ImageNav's sliding window, not for a
+  3-D first-person camera).
+
+Blocked moves are inferred from the observations (``infer_blocked``): a move that leaves the
+crop unchanged was blocked. None of this uses the grid size, the border or the start cell.
+
+Shapes: B sequences, M memorised steps, N queries, S = s_dim, Z = z_dim, crops (H, W, C).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+# --------------------------------------------------------------------------- Gaussians
+
+
+@dataclass
+class Gaussian:
+    """A diagonal Gaussian, parametrised by mean and log standard deviation."""
+
+    mean: Tensor
+    log_std: Tensor
+
+    def rsample(self) -> Tensor:
+        return self.mean + self.log_std.exp() * torch.randn_like(self.mean)
+
+    def kl_to_standard_normal(self) -> Tensor:
+        """KL(self ‖ N(0, I)), summed over the last dimension."""
+        var = (2 * self.log_std).exp()
+        return 0.5 * (var + self.mean.square() - 1.0 - 2 * self.log_std).sum(-1)
+
+    def __getitem__(self, index) -> Gaussian:
+        return Gaussian(self.mean[index], self.log_std[index])
+
+
+def cat_gaussians(parts: list[Gaussian], dim: int) -> Gaussian:
+    return Gaussian(torch.cat([p.mean for p in parts], dim), torch.cat([p.log_std for p in parts], dim))
+
+
+def gaussian_kl(q: Gaussian, p: Gaussian) -> Tensor:
+    """Closed-form KL(q ‖ p) of diagonal Gaussians, summed over the last dimension."""
+    var_ratio = (2 * (q.log_std - p.log_std)).exp()
+    mean_term = (q.mean - p.mean).square() / (2 * p.log_std).exp()
+    return 0.5 * (var_ratio + mean_term - 1.0 - 2 * (q.log_std - p.log_std)).sum(-1)
+
+
+def pairwise_gaussian_kl(q: Gaussian, p: Gaussian) -> Tensor:
+    """KL(q_i ‖ p_j) for every pair: q is (B, N, D), p is (B, M, D) → (B, N, M).
+
+    Expanded into matrix products so memory stays O(N·M), not O(N·M·D).
+    """
+    q_var = (2 * q.log_std).exp()
+    p_inv_var = (-2 * p.log_std).exp()
+    # sum_d [ (q_var + q_mu^2 - 2 q_mu p_mu + p_mu^2) / p_var ] / 2
+    quad = (q_var + q.mean.square()) @ p_inv_var.transpose(1, 2)
+    quad = quad - 2 * q.mean @ (p.mean * p_inv_var).transpose(1, 2)
+    quad = quad + (p.mean.square() * p_inv_var).sum(-1).unsqueeze(1)
+    log_det = p.log_std.sum(-1).unsqueeze(1) - q.log_std.sum(-1).unsqueeze(2)
+    return 0.5 * quad + log_det - 0.5 * q.mean.shape[-1]
+
+
+def mixture_kl_bound(component_kl: Tensor, log_weights: Tensor) -> Tensor:
+    """Upper bound on KL(q ‖ sum_k w_k p_k) from the component KLs, ``-log sum_k w_k e^{-KL_k}``.
+
+    The KL from a Gaussian to a Gaussian mixture has no closed form. Jensen's inequality on the
+    convex log-sum-exp gives E_q[log sum_k w_k p_k(z)] >= log sum_k w_k exp(E_q[log p_k(z)]),
+    hence KL(q ‖ sum_k w_k p_k) <= -log sum_k w_k exp(-KL(q ‖ p_k)) (Hershey & Olsen, 2007).
+    It is deterministic (no sampling noise), differentiable in the weights, tighter than the
+    convexity bound sum_k w_k KL_k, and exact for K = 1. Entries with weight -inf are ignored.
+    """
+    return -torch.logsumexp(log_weights - component_kl, dim=-1)
+
+
+# --------------------------------------------------------------------------- key memory
+
+
+def memory_log_weights(squared_distances: Tensor, delta: float, mask: Tensor | None = None) -> Tensor:
+    """log w_k for w_k ∝ 1 / (d_k^2 + delta), normalised over the last dimension.
+
+    ``mask`` (broadcastable, bool) marks usable keys; masked keys get weight 0 (log -inf).
+    Every row must keep at least one usable key.
+    """
+    logits = -torch.log(squared_distances + delta)
+    if mask is not None:
+        logits = logits.masked_fill(~mask, float("-inf"))
+    return torch.log_softmax(logits, dim=-1)
+
+
+def nearest_keys(queries: Tensor, keys: Tensor, k: int) -> tuple[Tensor, Tensor]:
+    """The k nearest keys of each query, batched over sequences.
+
+    queries (B, N, S), keys (B, M, S) → distances (B, N, k) (differentiable) and indices
+    (B, N, k) into the M keys, nearest first.
+    """
+    k = min(k, keys.shape[1])
+    # The matrix-product shortcut loses precision exactly where it matters (d ≈ 0).
+    distances = torch.cdist(queries, keys, compute_mode="donot_use_mm_for_euclid_dist")
+    nearest, indices = distances.topk(k, dim=-1, largest=False)
+    return nearest, indices
+
+
+def gather_memory(values: Gaussian, indices: Tensor) -> Gaussian:
+    """Select memory values (B, M, D) at indices (B, N, k) → Gaussian of shape (B, N, k, D)."""
+    batch, n, k = indices.shape
+    flat = indices.reshape(batch, n * k, 1).expand(-1, -1, values.mean.shape[-1])
+    pick = lambda t: t.gather(1, flat).reshape(batch, n, k, -1)  # noqa: E731
+    return Gaussian(pick(values.mean), pick(values.log_std))
+
+
+@dataclass
+class MemoryReadout:
+    """What the key memory returns for N queries: the code to decode and how it was chosen."""
+
+    z: Tensor  # (B, N, Z)
+    distances: Tensor  # (B, N, K) to the chosen keys, nearest first
+    indices: Tensor  # (B, N, K) into the memorised steps
+    log_weights: Tensor  # (B, N, K)
+    components: Gaussian  # (B, N, K, Z) the chosen values
+
+
+def read_key_memory(keys: Tensor, values: Gaussian, queries: Tensor, k: int, delta: float,
+                    mode: str = "mean") -> MemoryReadout:
+    """Top-K read-out of the mixture prior p(z | s, m) at each query.
+
+    mode "mean" returns the mixture mean sum_k w_k mu_k; "sample" draws a component by its weight,
+    then z from it.
+    """
+    if mode not in ("mean", "sample"):
+        raise ValueError(f"mode must be 'mean' or 'sample', got {mode!r}")
+    distances, indices = nearest_keys(queries, keys, k)
+    log_weights = memory_log_weights(distances.square(), delta)
+    chosen = gather_memory(values, indices)
+    if mode == "mean":
+        z = (log_weights.exp().unsqueeze(-1) * chosen.mean).sum(-2)
+    else:
+        component = torch.distributions.Categorical(logits=log_weights).sample()
+        pick = component[..., None, None].expand(-1, -1, 1, chosen.mean.shape[-1])
+        z = Gaussian(chosen.mean.gather(2, pick).squeeze(2), chosen.log_std.gather(2, pick).squeeze(2)).rsample()
+    return MemoryReadout(z, distances, indices, log_weights, chosen)
+
+
+# --------------------------------------------------------------------------- blocked moves
+
+
+def crop_change(pixels: Tensor) -> Tensor:
+    """Mean squared pixel change between consecutive crops: (B, T, H, W, C) → (B, T); 0 at t = 0."""
+    change = (pixels[:, 1:] - pixels[:, :-1]).square().flatten(2).mean(-1)
+    return torch.cat([change.new_zeros(change.shape[0], 1), change], 1)
+
+
+def infer_blocked(pixels: Tensor, actions: Tensor, stay_action: int, threshold: float,
+                  previous: Tensor | None = None) -> Tensor:
+    """Which moves were blocked, from the observations alone: (B, T) bool.
+
+    A move was blocked when the crop did not change: its mean squared change is below
+    ``threshold + 2 * noise``, where ``noise`` is the median change over the sequence's *stay*
+    steps (which never move the view, so their change is pure observation noise; 0 without
+    noise), capped at a quarter of the median change of moves. Step 0 (the reset, or the first step of a chunk without ``previous``) and stay steps
+    are never blocked. ``previous`` (B, H, W, C): the crop before ``pixels[:, 0]`` when observing
+    a sequence in chunks.
+    """
+    if previous is not None:
+        change = crop_change(torch.cat([previous.unsqueeze(1), pixels], 1))[:, 1:]
+    else:
+        change = crop_change(pixels)
+    stay = actions == stay_action
+    if previous is None:
+        stay = stay.clone()
+        stay[:, 0] = False  # the reset's change is 0 by construction, not noise
+    nan = torch.full_like(change, float("nan"))
+    noise = torch.nan_to_num(torch.where(stay, change, nan).nanmedian(dim=1).values, nan=0.0)
+    # Stay steps that change as much as moves do are not noise (e.g. a view that is itself animated).
+    typical_move = torch.where(actions != stay_action, change, nan).nanmedian(dim=1).values
+    noise = torch.minimum(noise, 0.25 * torch.nan_to_num(typical_move, nan=0.0))
+    blocked = (change < threshold + 2 * noise.unsqueeze(1)) & (actions != stay_action)
+    if previous is None:
+        blocked[:, 0] = False
+    return blocked
+
+
+# --------------------------------------------------------------------------- edge memory
+
+
+@dataclass
+class EdgeMemory:
+    """(midpoint, blocked) pairs of the moves seen so far, per sequence: a wall map in state space."""
+
+    midpoints: Tensor  # (B, E, S)
+    blocked: Tensor  # (B, E) bool
+    valid: Tensor  # (B, E) bool: a stay step writes nothing
+
+    @classmethod
+    def empty(cls, batch: int, s_dim: int, like: Tensor) -> EdgeMemory:
+        return cls(like.new_zeros(batch, 0, s_dim), torch.zeros(batch, 0, dtype=torch.bool, device=like.device),
+                   torch.zeros(batch, 0, dtype=torch.bool, device=like.device))
+
+    def write(self, midpoints: Tensor, blocked: Tensor, valid: Tensor) -> EdgeMemory:
+        """Append (B, n, S) midpoints with their (B, n) labels; ``valid`` False entries are ignored."""
+        return EdgeMemory(torch.cat([self.midpoints, midpoints], 1), torch.cat([self.blocked, blocked], 1),
+                          torch.cat([self.valid, valid], 1))
+
+    def lookup(self, midpoints: Tensor, radius: float) -> tuple[Tensor, Tensor]:
+        """The label of the nearest remembered edge within ``radius`` of each (B, S) midpoint.
+
+        Returns (known (B,) bool, blocked (B,) bool); blocked is False where nothing is known.
+        """
+        if self.midpoints.shape[1] == 0:
+            none = torch.zeros(midpoints.shape[0], dtype=torch.bool, device=midpoints.device)
+            return none, none
+        distance = (self.midpoints - midpoints.unsqueeze(1)).square().sum(-1)
+        distance = distance.masked_fill(~self.valid, float("inf"))
+        nearest, index = distance.min(dim=1)
+        known = nearest <= radius**2
+        blocked = self.blocked.gather(1, index.unsqueeze(1)).squeeze(1) & known
+        return known, blocked
+
+
+def extent_prior(visited: Tensor, state: Tensor, move: Tensor) -> Tensor:
+    """The fallback for an edge never tried: blocked iff the move's target lies beyond every
+    visited state along the move's direction (by more than half a move).
+
+    visited (B, N, S), state and move (B, S) → (B,) bool. A zero move is never blocked.
+    """
+    length = move.norm(dim=-1, keepdim=True)
+    direction = move / length.clamp_min(1e-12)
+    reach = (visited * direction.unsqueeze(1)).sum(-1).max(dim=1).values
+    target = ((state + move) * direction).sum(-1)
+    return (target > reach + 0.5 * length.squeeze(-1)) & (length.squeeze(-1) > 0)
+
+
+# --------------------------------------------------------------------------- canvas
+
+
+def shift_errors(previous: Tensor, current: Tensor, max_shift: int) -> tuple[Tensor, Tensor]:
+    """Mean squared error of aligning ``current`` with ``previous`` moved by every integer shift.
+
+    previous, current (..., H, W, C). Shift (dy, dx) hypothesises ``current[i, j] ==
+    previous[i + dy, j + dx]`` (the window moved by dy rows and dx columns), compared on the
+    overlap. Returns errors (..., n_shifts) and the shifts (n_shifts, 2) as long.
+    """
+    span = torch.arange(-max_shift, max_shift + 1, device=previous.device)
+    shifts = torch.cartesian_prod(span, span)
+    height, width = previous.shape[-3], previous.shape[-2]
+    errors = []
+    for dy, dx in shifts.tolist():
+        a = previous[..., max(dy, 0):height + min(dy, 0), max(dx, 0):width + min(dx, 0), :]
+        b = current[..., max(-dy, 0):height + min(-dy, 0), max(-dx, 0):width + min(-dx, 0), :]
+        errors.append((a - b).square().flatten(-3).mean(-1))
+    return torch.stack(errors, -1), shifts
+
+
+def estimate_pixel_map(pixels: Tensor, actions: Tensor, states: Tensor, moved: Tensor,
+                       num_actions: int, max_shift: int) -> tuple[Tensor, Tensor]:
+    """The linear map A from state units to pixel offsets (row, col), per sequence, from observations.
+
+    For each free move (``moved`` (B, T) True) the integer pixel shift that best aligns
+    x_{t-1} with x_t is a vote for its action; each action's most voted shift is regressed on
+    that action's mean state step (least squares over the actions). Returns A (B, 2, S) and a
+    (B,) bool saying whether the sequence had enough moves to fix A.
+    """
+    batch, steps = actions.shape
+    s_dim = states.shape[-1]
+    errors, shifts = shift_errors(pixels[:, :-1], pixels[:, 1:], max_shift)  # (B, T-1, n)
+    best = errors.argmin(-1)  # (B, T-1)
+    moved = moved[:, 1:]
+    acts = actions[:, 1:].long()
+    slot = acts * shifts.shape[0] + best
+    votes = torch.zeros(batch, num_actions * shifts.shape[0], device=pixels.device)
+    votes.scatter_add_(1, slot, moved.float())
+    votes = votes.view(batch, num_actions, -1)
+    count = votes.sum(-1)  # (B, A)
+    mode_shift = shifts[votes.argmax(-1)].float()  # (B, A, 2)
+    step = states[:, 1:] - states[:, :-1]  # (B, T-1, S)
+    one_hot = torch.nn.functional.one_hot(acts, num_actions).float() * moved.unsqueeze(-1).float()
+    mean_step = (one_hot.transpose(1, 2) @ step) / count.clamp_min(1).unsqueeze(-1)  # (B, A, S)
+    weight = (count > 0).float().unsqueeze(-1)
+    x, y = mean_step * weight, mode_shift * weight
+    gram = x.transpose(1, 2) @ x + 1e-6 * torch.eye(s_dim, device=x.device)
+    solution = torch.linalg.solve(gram, x.transpose(1, 2) @ y)  # (B, S, 2)
+    rank_ok = torch.linalg.matrix_rank(x.transpose(1, 2) @ x) >= min(s_dim, 2)
+    return solution.transpose(1, 2), rank_ok
+
+
+@dataclass
+class Canvas:
+    """Crops pasted into one image per sequence: pixel sums and counts, and the image origin."""
+
+    total: Tensor  # (B, Hc, Wc, C)
+    count: Tensor  # (B, Hc, Wc)
+    origin: Tensor  # (B, 2) long: the canvas pixel (0, 0) is at this pixel offset
+
+
+def _crop_index(offsets: Tensor, origin: Tensor, size: tuple[int, int], crop: tuple[int, int]) -> tuple[Tensor, Tensor]:
+    """Flat canvas indices (B, N, h*w) of crops with top-left ``offsets`` (B, N, 2), and in-bounds mask."""
+    rows = torch.arange(crop[0], device=offsets.device)
+    cols = torch.arange(crop[1], device=offsets.device)
+    local = offsets - origin.unsqueeze(1)
+    r = local[..., 0, None, None] + rows[:, None]  # (B, N, h, 1)
+    c = local[..., 1, None, None] + cols[None, :]  # (B, N, 1, w)
+    r, c = torch.broadcast_tensors(r, c)
+    inside = (r >= 0) & (r < size[0]) & (c >= 0) & (c < size[1])
+    flat = (r.clamp(0, size[0] - 1) * size[1] + c.clamp(0, size[1] - 1)).flatten(2)
+    return flat, inside.flatten(2)
+
+
+def compose_canvas(crops: Tensor, offsets: Tensor, valid: Tensor | None = None, max_side: int = 1024) -> Canvas | None:
+    """Paste crops (B, M, h, w, C) at integer pixel offsets (B, M, 2), overlaps averaged.
+
+    ``valid`` (B, M) bool marks crops to paste. Returns None when the pasted extent exceeds
+    ``max_side`` pixels (a compute guard against a nonsensical pixel map, not a grid size).
+    """
+    batch, _, h, w, channels = crops.shape
+    valid = torch.ones(crops.shape[:2], dtype=torch.bool, device=crops.device) if valid is None else valid
+    big = torch.iinfo(torch.long).max // 4
+    low = torch.where(valid.unsqueeze(-1), offsets, torch.full_like(offsets, big)).min(1).values
+    high = torch.where(valid.unsqueeze(-1), offsets, torch.full_like(offsets, -big)).max(1).values
+    low = torch.where(valid.any(1, keepdim=True), low, torch.zeros_like(low))
+    high = torch.where(valid.any(1, keepdim=True), high, torch.zeros_like(high))
+    size = (high - low).max(0).values + torch.tensor([h, w], device=crops.device)
+    if int(size.max()) > max_side:
+        return None
+    size = (int(size[0]), int(size[1]))
+    flat, inside = _crop_index(offsets, low, size, (h, w))
+    use = (inside & valid.unsqueeze(-1)).float()  # (B, M, h*w)
+    total = crops.new_zeros(batch, size[0] * size[1], channels)
+    count = crops.new_zeros(batch, size[0] * size[1])
+    values = crops.flatten(2, 3) * use.unsqueeze(-1)  # (B, M, h*w, C)
+    total.scatter_add_(1, flat.flatten(1).unsqueeze(-1).expand(-1, -1, channels), values.flatten(1, 2))
+    count.scatter_add_(1, flat.flatten(1), use.flatten(1))
+    return Canvas(total.view(batch, *size, channels), count.view(batch, *size), low)
+
+
+def read_canvas(canvas: Canvas, offsets: Tensor, crop: tuple[int, int]) -> tuple[Tensor, Tensor]:
+    """The crops (B, N, h, w, C) at integer offsets (B, N, 2) and where the canvas had a pixel (B, N, h, w)."""
+    batch, height, width, channels = canvas.total.shape
+    flat, inside = _crop_index(offsets, canvas.origin, (height, width), crop)
+    total = canvas.total.reshape(batch, -1, channels)
+    count = canvas.count.reshape(batch, -1)
+    n = offsets.shape[1]
+    gathered = total.gather(1, flat.flatten(1).unsqueeze(-1).expand(-1, -1, channels)).view(batch, n, -1, channels)
+    counts = count.gather(1, flat.flatten(1)).view(batch, n, -1) * inside
+    pixels = gathered / counts.clamp_min(1).unsqueeze(-1)
+    return pixels.view(batch, n, *crop, channels), (counts > 0).view(batch, n, *crop)
+
+
+def to_pixel_offsets(pixel_map: Tensor, states: Tensor) -> Tensor:
+    """A·s rounded to integer pixel offsets: pixel_map (B, 2, S), states (B, N, S) → (B, N, 2) long."""
+    return torch.round(states @ pixel_map.transpose(1, 2)).long()
