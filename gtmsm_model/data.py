@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from gtmsm_env.images import make_image_source
 from gtmsm_env.rollouts import Rollouts, collect_rollouts
 
 HELDOUT_SEED_OFFSET = 1_000_003
@@ -56,8 +57,10 @@ class RolloutSampler:
             identical to an uninterrupted run.
         dataset: path to an ``.npz`` written by ``gtmsm-rollouts``; ``None`` generates live
             rollouts with the native vector env and the reference random walk.
-        image_source: image source for live rollouts (``None`` = the procedural default).
-        env_kwargs: ``image_size``, ``crop_size``, ``step_size``, ``start``, ``mean_hold``.
+        image_source: image source for live rollouts (``None`` = the procedural default); built
+            once here (a folder is decoded once, into one uint8 array), then reused by every batch.
+        env_kwargs: ``image_size``, ``crop_size``, ``step_size``, ``start``, ``walls``,
+            ``wall_density``, ``mean_hold``.
     """
 
     def __init__(
@@ -68,9 +71,11 @@ class RolloutSampler:
         **env_kwargs: Any,
     ) -> None:
         self.seed = seed
-        self.image_source = image_source
         self.env_kwargs = env_kwargs
         self.rollouts = Rollouts.load(dataset) if dataset is not None else None
+        # Built once: a folder is decoded here, not again for every batch (one uint8 array).
+        self.image_source = (None if self.rollouts is not None
+                             else make_image_source(image_source, env_kwargs.get("image_size", 32)))
 
     @property
     def max_length(self) -> int | None:

@@ -67,6 +67,18 @@ class TrainConfig:
     """An .npz written by gtmsm-rollouts to train on; unset: fresh rollouts generated on the fly."""
     image_source: str | None = None
     """Image source for on-the-fly rollouts: a folder or .npz/.npy path; unset: procedural default."""
+    image_size: int = bounded(32, ge=2)
+    """Side of the (square) images of on-the-fly rollouts, in pixels."""
+    crop_size: int = bounded(8, ge=1)
+    """Side of the observed window (the crop), in pixels."""
+    step_size: int = bounded(3, ge=1)
+    """Pixels the window moves per step."""
+    start: str = "center"
+    """Start cell of on-the-fly rollouts: center or random."""
+    walls: str = "border"
+    """Walls of on-the-fly rollouts: border (the image edge only) or maze (interior walls too)."""
+    wall_density: float | None = bounded(None, ge=0, le=1)
+    """Fraction of interior edges walled when walls=maze (unset: the env's default)."""
     resume: bool = False
     """Continue from out_dir/checkpoint.pt if it exists."""
     overwrite: bool = False
@@ -132,6 +144,7 @@ class TrainConfig:
 
     def model_config(self) -> GTMSMConfig:
         return GTMSMConfig(
+            crop_size=self.crop_size,
             z_dim=self.z_dim,
             vae_hidden=self.vae_hidden,
             gate_hidden=self.gate_hidden,
@@ -149,6 +162,12 @@ class TrainConfig:
             raise ValueError(f"--tau ({self.tau}) must not exceed --seq-len ({self.seq_len})")
         if self.curriculum_start > self.seq_len:
             raise ValueError(f"--curriculum-start ({self.curriculum_start}) must not exceed --seq-len ({self.seq_len})")
+        if self.crop_size > self.image_size:
+            raise ValueError(f"--crop-size ({self.crop_size}) must not exceed --image-size ({self.image_size})")
+        if self.start not in ("center", "random"):
+            raise ValueError(f"--start must be center or random, got {self.start!r}")
+        if self.walls not in ("border", "maze"):
+            raise ValueError(f"--walls must be border or maze, got {self.walls!r}")
         if self.resume and self.overwrite:
             raise ValueError("--resume and --overwrite contradict each other: pick one")
         try:
@@ -235,8 +254,18 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def world_kwargs(config: TrainConfig) -> dict[str, Any]:
+    """The env settings of the config's on-the-fly rollouts (training and held-out alike)."""
+    kwargs = dict(image_size=config.image_size, crop_size=config.crop_size, step_size=config.step_size,
+                  start=config.start, walls=config.walls)
+    if config.wall_density is not None:
+        kwargs["wall_density"] = config.wall_density
+    return kwargs
+
+
 def make_sampler(config: TrainConfig) -> RolloutSampler:
-    return RolloutSampler(config.seed, dataset=config.dataset, image_source=config.image_source)
+    return RolloutSampler(config.seed, dataset=config.dataset, image_source=config.image_source,
+                          **world_kwargs(config))
 
 
 def random_crops(sampler: RolloutSampler, count: int, key: int) -> torch.Tensor:
@@ -303,16 +332,15 @@ def preflight(config: TrainConfig) -> tuple[torch.device, RolloutSampler]:
     """Every check that can fail, before any expensive work and before the out-dir is touched."""
     config.validate()
     device = resolve_device(config.device)
-    for flag, source in (("--image-source", config.image_source),):
-        if source is not None:
-            try:
-                make_image_source(source, 32)
-            except (ValueError, TypeError, OSError) as error:
-                raise ValueError(f"{flag}: {error_text(error)}") from None
+    if config.image_source is not None:
+        try:
+            make_image_source(config.image_source, config.image_size)
+        except (ValueError, TypeError, OSError) as error:
+            raise ValueError(f"--image-source: {error_text(error)}") from None
     try:
         sampler = make_sampler(config)
     except (ValueError, TypeError, OSError) as error:
-        raise ValueError(f"--dataset: {error_text(error)}") from None
+        raise ValueError(f"{'--dataset' if config.dataset else '--image-source'}: {error_text(error)}") from None
     if sampler.max_length is not None and sampler.max_length < config.seq_len:
         raise ValueError(f"--dataset {config.dataset}: sequences have {sampler.max_length} steps, "
                          f"fewer than --seq-len {config.seq_len}")
@@ -426,7 +454,7 @@ def train(config: TrainConfig, *, progress: bool | None = None,
     folder.truncate_log(state.step)
     total_steps = config.vae_warmup_iters + config.iterations
     eval_set = heldout_rollouts(config.eval_sequences, config.eval_tau + config.eval_horizon,
-                                config.seed, image_source=config.image_source)
+                                config.seed, image_source=sampler.image_source, **world_kwargs(config))
     bar = None
     if show_progress:
         from tqdm.auto import tqdm
