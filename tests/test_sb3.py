@@ -162,3 +162,20 @@ def test_a_policy_for_another_grid_or_a_junk_file_is_rejected(saved_policy, tmp_
         assert f"gtmsm-rollouts: error: {message}" in capsys.readouterr().err
     assert not (tmp_path / "x.npz").exists()
     assert gtmsm_env.ENV_ID == "ImageNav-v0"
+
+
+def test_train_ppo_benchmark_smoke(tmp_path):
+    import json
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+    import train_ppo
+
+    train_ppo.main(["--timesteps", "256", "--num-envs", "2", "--eval-episodes", "3",
+                    "--horizon", "81", "--out", str(tmp_path / "ppo")])
+    result = json.loads((tmp_path / "ppo.json").read_text())
+    env = gym.make("ImageNav-v0", **result["env_kwargs"])
+    assert env.unwrapped.task == "coverage" and env.spec.max_episode_steps == 256
+    assert result["coverage"]["optimum"]["covered_in_81"] == 81
+    assert (tmp_path / "ppo.zip").is_file() and (tmp_path / "ppo.png").is_file()

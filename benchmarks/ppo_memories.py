@@ -1,0 +1,171 @@
+"""GTM-SM with PPO-explored memorisation vs the reference random walk's, side by side in one run.
+
+    python benchmarks/ppo_memories.py [--checkpoint runs/gtmsm/checkpoint.pt] [--threads 1]
+
+Without ``--checkpoint`` it first trains GTM-SM with
+``gtmsm train --preset quick --threads T --seed S --out-dir runs/ppo_memories --overwrite``.
+Evaluation: ``--num-sequences`` held-out rollouts (the seed stream training never uses,
+``seed + gtmsm_model.data.HELDOUT_SEED_OFFSET``) of tau + horizon steps, collected twice with the
+same images and starts: once with the reference random walk everywhere, once with the PPO policy
+(``--policy``, greedy) choosing the actions of the memorisation phase (the first tau steps). The
+prediction phase is the same random walk in both. The model memorises tau steps and predicts the
+rest from actions alone. Printed and written to ``benchmarks/results/ppo_memories.{json,md}``:
+positions memorised, overall / revisited / novel predicted-step MSE, the novel fraction and the
+ratio PPO / random walk.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import shlex
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+
+from gtmsm_env import Rollouts, collect_rollouts
+from gtmsm_env.flags import add_dataclass_flags, bounded, dataclass_values, error_text, fail
+
+ROOT = Path(__file__).resolve().parent.parent
+PROG = "ppo_memories.py"
+
+
+@dataclass
+class Args:
+    checkpoint: str | None = None
+    """a trained GTM-SM checkpoint; unset: train one with the quick preset first"""
+    checkpoint_command: str | None = None
+    """with --checkpoint: the command that trained it (recorded in the results)"""
+    policy: str = "benchmarks/results/ppo_coverage.zip"
+    """the saved SB3 policy that drives memorisation"""
+    num_sequences: int = bounded(64, ge=1)
+    """held-out sequences per condition"""
+    tau: int = bounded(256, ge=1)
+    """memorisation steps"""
+    horizon: int = bounded(256, ge=1)
+    """predicted steps"""
+    seed: int = bounded(0, ge=0)
+    """training seed (when training) and evaluation seed"""
+    threads: int = bounded(1, ge=1)
+    """torch threads"""
+    out: str = "benchmarks/results/ppo_memories"
+    """output path without suffix (.json and .md are written)"""
+
+
+def predicted_step_errors(model, rollouts: Rollouts, tau: int) -> dict[str, float]:
+    import torch
+
+    with torch.no_grad():
+        prediction = model.predict(
+            torch.as_tensor(rollouts.observations), torch.as_tensor(rollouts.actions).long(), tau
+        )
+    predicted = prediction.pixels.cpu().numpy()
+    target = rollouts.observations[:, tau:].astype(np.float32) / 255.0
+    per_step = ((predicted - target) ** 2).reshape(*target.shape[:2], -1).mean(-1)
+    memorised = rollouts.positions[:, :tau]
+    # a predicted step is revisited iff its true position was seen while memorising
+    revisited = (rollouts.positions[:, tau:, None, :] == memorised[:, None, :, :]).all(-1).any(-1)
+    positions_memorised = [len({tuple(p) for p in seq}) for seq in memorised]
+    return {
+        "positions_memorised": float(np.mean(positions_memorised)),
+        "mse": float(per_step.mean()),
+        "mse_revisited": float(per_step[revisited].mean()) if revisited.any() else float("nan"),
+        "mse_novel": float(per_step[~revisited].mean()) if (~revisited).any() else float("nan"),
+        "novel_fraction": float((~revisited).mean()),
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0])
+    add_dataclass_flags(parser, Args)
+    args = Args(**dataclass_values(parser.parse_args(argv), Args))
+    policy_path = ROOT / args.policy if not Path(args.policy).is_absolute() else Path(args.policy)
+    out = ROOT / args.out if not Path(args.out).is_absolute() else Path(args.out)
+    if not out.parent.is_dir():
+        fail(PROG, f"--out: folder {out.parent} does not exist")
+    if args.checkpoint is not None and not Path(args.checkpoint).is_file():
+        fail(PROG, f"--checkpoint: no such file: {args.checkpoint}")
+    from gtmsm_env.policies import load_sb3_policy
+
+    try:
+        policy = load_sb3_policy(policy_path, deterministic=True, seed=args.seed)
+    except (OSError, ValueError) as error:
+        fail(PROG, f"--policy: {error_text(error)}")
+
+    import torch
+
+    from gtmsm_model.checkpoint import load_model
+    from gtmsm_model.data import HELDOUT_SEED_OFFSET
+
+    torch.set_num_threads(args.threads)
+    train_seconds = None
+    checkpoint = args.checkpoint
+    if checkpoint is None:
+        run_dir = ROOT / "runs" / "ppo_memories"
+        command = ["gtmsm", "train", "--preset", "quick", "--threads", str(args.threads),
+                   "--seed", str(args.seed), "--out-dir", str(run_dir), "--overwrite"]
+        print("$", " ".join(command), flush=True)
+        start = time.perf_counter()
+        subprocess.run(command, check=True)
+        train_seconds = round(time.perf_counter() - start, 1)
+        checkpoint = str(run_dir / "checkpoint.pt")
+        args.checkpoint_command = " ".join(command)
+    model = load_model(checkpoint)
+    model.eval()
+
+    n, length = args.num_sequences, args.tau + args.horizon
+    eval_seed = args.seed + HELDOUT_SEED_OFFSET
+    conditions = {
+        "random_walk": collect_rollouts(n, length, seed=eval_seed),
+        "ppo": collect_rollouts(n, length, seed=eval_seed, policy=policy, policy_steps=args.tau),
+    }
+    assert np.array_equal(conditions["ppo"].actions[:, args.tau:],
+                          conditions["random_walk"].actions[:, args.tau:])
+    rows = {name: predicted_step_errors(model, r, args.tau) for name, r in conditions.items()}
+    ratios = {key: rows["ppo"][key] / rows["random_walk"][key]
+              for key in ("mse", "mse_revisited", "mse_novel", "novel_fraction")}
+    result = {
+        "command": "python benchmarks/ppo_memories.py " + shlex.join(sys.argv[1:] if argv is None else argv),
+        "date": date.today().isoformat(),
+        "machine": f"{platform.machine()} CPU, {args.threads} torch thread(s)",
+        "checkpoint": checkpoint,
+        "checkpoint_command": args.checkpoint_command,
+        "train_seconds": train_seconds,
+        "policy_path": args.policy,
+        "args": asdict(args),
+        "eval_seed": eval_seed,
+        "protocol": f"{n} held-out sequences, tau={args.tau} memorised, {args.horizon} predicted; "
+                    "memorisation actions by PPO (greedy) or the reference random walk, prediction "
+                    "phase the same random walk in both; pixels in [0, 1]",
+        "conditions": rows,
+        "ppo_over_random_walk": ratios,
+    }
+    out.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
+    lines = [
+        "# GTM-SM with PPO-explored memorisation",
+        "",
+        f"`{result['command']}` — {result['date']}, {result['machine']} (shared 2-core machine); "
+        f"checkpoint `{checkpoint}` (trained by `{args.checkpoint_command}`"
+        f"{f', {train_seconds} s' if train_seconds else ''}); {result['protocol']}.",
+        "",
+        "| memorisation policy | positions memorised (of 81) | MSE all | MSE revisited | MSE novel | novel fraction |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for name, label in (("random_walk", "reference random walk"), ("ppo", "PPO (coverage)")):
+        r = rows[name]
+        lines.append(f"| {label} | {r['positions_memorised']:.1f} | {r['mse']:.5f} | "
+                     f"{r['mse_revisited']:.5f} | {r['mse_novel']:.5f} | {r['novel_fraction']:.3f} |")
+    lines.append(f"| ratio PPO / random walk | | {ratios['mse']:.3f} | {ratios['mse_revisited']:.3f} | "
+                 f"{ratios['mse_novel']:.3f} | {ratios['novel_fraction']:.3f} |")
+    out.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines[4:]))
+
+
+if __name__ == "__main__":
+    main()
