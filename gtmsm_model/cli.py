@@ -49,6 +49,10 @@ class EvalArgs:
     """Memorisation steps."""
     eval_horizon: int = bounded(256, ge=1)
     """Predicted steps."""
+    eval_start: str | None = None
+    """Start cell of the held-out rollouts: center or random (unset: as in training)."""
+    eval_walls: str | None = None
+    """Walls of the held-out rollouts: border or maze (unset: as in training)."""
 
 
 def add_train_flags(parser: argparse.ArgumentParser) -> None:
@@ -67,7 +71,8 @@ def add_eval_flags(parser: argparse.ArgumentParser, shape_flags: bool = True,
                    defaults: dict[str, Any] | None = None) -> None:
     """Flags choosing the held-out rollouts; ``run`` takes their shape from the TrainConfig."""
     skip = set() if shape_flags else {"eval_sequences", "eval_tau", "eval_horizon"}
-    add_dataclass_flags(parser, EvalArgs, skip=skip, defaults=defaults)
+    add_dataclass_flags(parser, EvalArgs, skip=skip, defaults=defaults,
+                        choices={"eval_start": ["center", "random"], "eval_walls": ["border", "maze"]})
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -112,11 +117,24 @@ def check_image_source(flag: str, source: str | None, image_size: int = 32) -> N
         raise ValueError(f"{flag}: {error_text(error)}") from None
 
 
-def _heldout(args: argparse.Namespace, image_size: int = 32) -> Any:
+def eval_world(args: argparse.Namespace, train_config: dict[str, Any]) -> dict[str, Any]:
+    """The held-out rollouts' env settings: the training world, with --eval-start/--eval-walls applied."""
+    from gtmsm_model.train import TrainConfig, world_kwargs
+
+    names = {f.name for f in dataclasses.fields(TrainConfig)}
+    world = world_kwargs(TrainConfig(**{k: v for k, v in train_config.items() if k in names}))
+    if args.eval_start is not None:
+        world["start"] = args.eval_start
+    if args.eval_walls is not None:
+        world["walls"] = args.eval_walls
+    return world
+
+
+def _heldout(args: argparse.Namespace, world: dict[str, Any]) -> Any:
     from gtmsm_model.data import heldout_rollouts
 
     return heldout_rollouts(args.eval_sequences, args.eval_tau + args.eval_horizon, args.eval_seed,
-                            image_source=args.eval_image_source, image_size=image_size)
+                            image_source=args.eval_image_source, **world)
 
 
 def provenance(args: argparse.Namespace, checkpoint: Path, train_config: dict[str, Any]) -> dict[str, Any]:
@@ -136,6 +154,7 @@ def provenance(args: argparse.Namespace, checkpoint: Path, train_config: dict[st
         "eval_sequences": args.eval_sequences,
         "eval_tau": args.eval_tau,
         "eval_horizon": args.eval_horizon,
+        "eval_world": eval_world(args, train_config),
         "packages": package_versions(),
         "machine": machine_description(),
         "command": ["gtmsm", *sys.argv[1:]],
@@ -143,8 +162,8 @@ def provenance(args: argparse.Namespace, checkpoint: Path, train_config: dict[st
 
 
 def evaluate_and_report(model: Any, args: argparse.Namespace, out_dir: Path, device: str,
-                        extra: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Evaluate ``model`` on the held-out rollouts ``args`` describe; metrics.json, plots, table."""
+                        world: dict[str, Any], extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Evaluate ``model`` on the held-out rollouts ``args`` and ``world`` describe; metrics.json, plots, table."""
     from gtmsm_model.evaluate import (
         GTMSMPredictor,
         check_targets,
@@ -154,7 +173,7 @@ def evaluate_and_report(model: Any, args: argparse.Namespace, out_dir: Path, dev
     )
     from gtmsm_model.plots import plot_horizon, plot_prediction_figure, plot_state_map
 
-    rollouts = _heldout(args)
+    rollouts = _heldout(args, world)
     metrics = evaluate_gtmsm(model, rollouts, args.eval_tau, device=device)
     metrics.update(extra or {})
     metrics["targets_met"] = check_targets(metrics)
@@ -192,7 +211,7 @@ def run_or_train(args: argparse.Namespace, argv: list[str]) -> None:
 
     config = config_from_args(args)
     if args.command == "run":
-        check_image_source("--eval-image-source", args.eval_image_source)
+        check_image_source("--eval-image-source", args.eval_image_source, config.image_size)
     training.preflight(config)  # every input checked before the first step (train() repeats it, cheaply)
     print(f"training GTM-SM, preset {config.preset}, seed {config.seed}, device {config.device}, "
           f"torch threads {config.threads or torch.get_num_threads()} → {config.out_dir}")
@@ -214,6 +233,7 @@ def run_or_train(args: argparse.Namespace, argv: list[str]) -> None:
             print("note: evaluating on the training image source (another seed stream); for a "
                   "finite folder/array that reuses training images: pass --eval-image-source")
         evaluate_and_report(result.model, args, Path(config.out_dir), config.device,
+                            eval_world(args, dataclasses.asdict(config)),
                             {"train_seconds": result.seconds,
                              "provenance": provenance(args, checkpoint, dataclasses.asdict(config))})
 
@@ -225,19 +245,21 @@ def evaluate_or_predict(args: argparse.Namespace) -> None:
     if out is not None and out.suffix.lower() not in (".gif", ".png"):
         raise ValueError(f"--out must end in .gif or .png, got {out}")
     device = resolve_device(args.device)
-    check_image_source("--eval-image-source", args.eval_image_source)
     checkpoint = Path(args.checkpoint)
     payload = load_checkpoint(checkpoint, map_location=device)
     model = model_from_checkpoint(payload).to(device)
+    train_config = payload.get("train_config", {})
+    world = eval_world(args, train_config)
+    check_image_source("--eval-image-source", args.eval_image_source, world["image_size"])
     if args.command == "evaluate":
         out_dir = Path(args.out_dir) if args.out_dir else checkpoint.parent
-        evaluate_and_report(model, args, out_dir, args.device,
-                            {"provenance": provenance(args, checkpoint, payload.get("train_config", {}))})
+        evaluate_and_report(model, args, out_dir, args.device, world,
+                            {"provenance": provenance(args, checkpoint, train_config)})
         return
     from gtmsm_model.evaluate import GTMSMPredictor
     from gtmsm_model.plots import save_prediction_gif, save_prediction_strip
 
-    rollouts = _heldout(args)
+    rollouts = _heldout(args, world)
     predicted = GTMSMPredictor(model, args.device, args.mode).predict(
         rollouts.observations[:1], rollouts.actions[:1], args.eval_tau)[0]
     save = save_prediction_gif if out.suffix.lower() == ".gif" else save_prediction_strip
