@@ -1,19 +1,40 @@
 """Play ImageNav-v0 with the keyboard: ``python -m gtmsm_env.play`` (or ``gtmsm-play``).
 
-Arrow keys / WASD move, space stays, ``r`` draws a new image, Esc or closing the window quits.
-The window shows the image with the window and path, the crop zoomed, and a status line.
+Arrow keys / WASD move (hold to repeat), space stays, r new image, f fog, h help, Esc quits.
+
+With ``--model CHECKPOINT`` (imagination mode) you first explore for the model's tau steps while
+GTM-SM writes what it sees into its memory; from then on every move shows the model's predicted
+crop beside the true one (``t`` hides the truth), the running prediction error, whether you had
+been there during memorisation, and the model's canvas assembled so far. The model runs one step
+per move (``gtmsm_model.imagination``); torch is imported only in this mode.
+
+``--script wwdd..`` plays keys one step per frame and exits, ``--screenshot out.png`` saves the last
+frame: with ``SDL_VIDEODRIVER=dummy`` both run without a display.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
+import numpy as np
 import pygame
 
 import gtmsm_env  # noqa: F401  (registers ImageNav-v0)
-from gtmsm_env.env import DOWN, LEFT, RIGHT, STAY, UP, ImageNavEnv
+from gtmsm_env.env import DOWN, LEFT, RIGHT, STAY, UP, WALL_MODES, ImageNavEnv, wall_segments
+from gtmsm_env.flags import add_dataclass_flags, bounded, dataclass_values, error_text, fail
+from gtmsm_env.render import NoDisplayError, PlayView, Scene
+
+PROG = "gtmsm-play"
+EXIT_NO_DISPLAY = 1
+EXIT_INTERRUPTED = 130  # the shell's code for a program ended by Ctrl-C (128 + SIGINT)
 
 KEY_TO_ACTION: dict[int, int] = {
     pygame.K_UP: UP,
@@ -25,99 +46,421 @@ KEY_TO_ACTION: dict[int, int] = {
     pygame.K_a: LEFT,
     pygame.K_d: RIGHT,
     pygame.K_SPACE: STAY,
+    pygame.K_PERIOD: STAY,
 }
+SCRIPT_ACTIONS: dict[str, int] = {"w": UP, "a": LEFT, "s": DOWN, "d": RIGHT, ".": STAY}
+WALL_FLASH_MS = 300.0
+
+HELP_LINES = [
+    "keys",
+    "  arrows / WASD    move (hold to repeat)",
+    "  space / .        stay",
+    "  r                new image (a new episode)",
+    "  f                fog of war: show only what the window has seen",
+    "  t                hide / show the truth (imagination mode)",
+    "  h                show / hide this help",
+    "  Esc / q          quit",
+]
+
+
+@dataclass
+class PlayArgs:
+    """Options of ``gtmsm-play``."""
+
+    seed: int | None = bounded(None, ge=0)
+    """Seed of the first image (unset: a random one)."""
+    image_source: str | None = None
+    """'procedural' (the default scenes), a folder of images or a .npz/.npy file."""
+    start: str = "center"
+    """Start position: center or random."""
+    task: str | None = None
+    """Optional reward task (coverage: +1 for each new position); shown in the status line."""
+    walls: str = "border"
+    """border (only the image border blocks moves) or maze (interior walls too)."""
+    scale: int = bounded(8, ge=1, le=64)
+    """Screen pixels per image pixel (8: 256-pixel panels). The window can also be resized."""
+    fps: int = bounded(30, ge=1, le=1000)
+    """Frame-rate cap of the window."""
+    repeat_delay_ms: int = bounded(250, ge=1, le=5000)
+    """A held move key starts repeating after this many milliseconds."""
+    repeat_interval_ms: int = bounded(110, ge=1, le=5000)
+    """Then it moves once per this many milliseconds (110: about 9 steps/s, the grid in ~1 s)."""
+    fog: bool = False
+    """Start with the fog-of-war view (f toggles it): only what the window has seen is shown."""
+    model: str | None = None
+    """A GTM-SM checkpoint.pt: imagination mode (explore for tau steps, then watch it predict)."""
+    tau: int | None = bounded(None, ge=1)
+    """Memorisation steps in imagination mode (unset: the tau the checkpoint was trained with)."""
+    script: str | None = None
+    """Play these keys, one step per frame, then exit: w a s d move, '.' stays."""
+    screenshot: str | None = None
+    """Save the last frame as this PNG file."""
 
 
 class PlaySession:
-    """A human-driven episode. ``handle_event`` applies one pygame event; ``run`` is the loop.
+    """A human-driven episode in its own window (opened here: ``NoDisplayError`` without a display).
 
-    Tests drive it by posting synthetic events (``pygame.event.post``) under
-    ``SDL_VIDEODRIVER=dummy``, or by calling ``handle_event`` directly.
+    ``handle_event`` applies one pygame event, ``update`` applies held-key repeats, ``draw``
+    draws a frame, ``run`` is the loop. Tests drive it with synthetic events under
+    ``SDL_VIDEODRIVER=dummy`` and a fake ``clock`` (milliseconds).
+
+    ``imagination`` (optional) is an object with ``tau``, ``memorising``, ``memorised``,
+    ``reset()``, ``observe(crop, action)`` and ``imagine(action)`` returning something with
+    ``crop`` and ``near_memory`` — a ``gtmsm_model.imagination.Imagination``; this module never
+    imports torch itself.
     """
 
-    def __init__(self, env: gym.Env | None = None, seed: int | None = None) -> None:
-        self.env = env if env is not None else gym.make("ImageNav-v0", render_mode="human")
-        if self.env.unwrapped.render_mode != "human":
-            raise ValueError("PlaySession needs an env made with render_mode='human'")
+    def __init__(
+        self,
+        env: gym.Env | None = None,
+        seed: int | None = None,
+        *,
+        scale: int = 8,
+        fps: int = 30,
+        repeat_delay_ms: float = 250.0,
+        repeat_interval_ms: float = 110.0,
+        fog: bool = False,
+        imagination: Any = None,
+        clock: Callable[[], float] | None = None,
+    ) -> None:
+        self.env = env if env is not None else gym.make("ImageNav-v0", render_mode="rgb_array")
+        if self.env.unwrapped.render_mode == "human":
+            raise ValueError(
+                "PlaySession draws its own window; make the env with render_mode='rgb_array' or None"
+            )
+        self.scale, self.fps = scale, fps
+        self.repeat_delay_ms, self.repeat_interval_ms = repeat_delay_ms, repeat_interval_ms
+        self.fog = fog
+        self.imagination = imagination
+        self.clock = clock if clock is not None else (lambda: time.monotonic() * 1000.0)
+        self.view: PlayView | None = None
         self.running = True
-        self.last_info: dict[str, Any] = {}
+        self.show_help = False
+        self.hide_truth = False
         self.total_reward = 0.0
-        _, self.last_info = self.env.reset(seed=seed)
+        self.wall_hits = 0
+        self.last_info: dict[str, Any] = {}
+        self._wall_flash_until = -math.inf
+        self._held: dict[int, float] = {}  # key -> time of its next repeat; the last pressed wins
+        self.new_episode(seed=seed)
+        try:
+            self.open()
+        except NoDisplayError:
+            self.env.close()
+            raise
+
+    # -- episode state -----------------------------------------------------------------------
 
     @property
     def nav(self) -> ImageNavEnv:
         return self.env.unwrapped  # type: ignore[return-value]
 
-    def status(self) -> str:
+    def new_episode(self, seed: int | None = None) -> None:
+        obs, self.last_info = self.env.reset(seed=seed)
+        self.path = [self.nav.position]
+        size = self.nav.image_size
+        self.seen_pixels = np.zeros((size, size), bool)
+        self.memorised_pixels = np.zeros((size, size), bool)
+        self.memorised_positions: set[tuple[int, int]] = set()
+        self.predicted_canvas = np.full((size, size, 3), 45, np.uint8)
+        self.predicted_crop: np.ndarray | None = None
+        self.near_memory: bool | None = None
+        self.errors: list[float] = []
+        self.revisited: list[bool] = []
+        self._mark_seen()
+        if self.imagination is not None:
+            self.imagination.reset()
+            self.imagination.observe(obs, None)
+            self._mark_memorised()
+
+    def _window_slice(self) -> tuple[slice, slice]:
         row, col = self.nav.position
-        rows, cols = self.nav.grid_shape
-        return (
-            f"position ({row}, {col})  step {self.nav.elapsed_steps}  "
-            f"positions seen {self.nav.num_seen}/{rows * cols}"
-        )
+        step, crop = self.nav.step_size, self.nav.crop_size
+        return slice(row * step, row * step + crop), slice(col * step, col * step + crop)
+
+    def _mark_seen(self) -> None:
+        self.seen_pixels[self._window_slice()] = True
+
+    def _mark_memorised(self) -> None:
+        self.memorised_positions.add(self.nav.position)
+        self.memorised_pixels[self._window_slice()] = True
 
     def act(self, action: int) -> None:
-        _, reward, terminated, truncated, self.last_info = self.env.step(action)
+        obs, reward, terminated, truncated, self.last_info = self.env.step(action)
         self.total_reward += float(reward)
+        self.path.append(self.nav.position)
+        self._mark_seen()
+        if self.last_info.get("wall_hit"):
+            self.wall_hits += 1
+            self._wall_flash_until = self.clock() + WALL_FLASH_MS
+        if self.imagination is not None:
+            if self.imagination.memorising:
+                self.imagination.observe(obs, action)
+                self._mark_memorised()
+            else:
+                imagined = self.imagination.imagine(action)
+                self.predicted_crop = imagined.crop
+                self.near_memory = bool(imagined.near_memory)
+                error = (imagined.crop.astype(np.float32) - obs.astype(np.float32)) / 255.0
+                self.errors.append(float(np.mean(error**2)))
+                self.revisited.append(self.nav.position in self.memorised_positions)
+                self.predicted_canvas[self._window_slice()] = imagined.crop
         if terminated or truncated:
-            _, self.last_info = self.env.reset()
+            self.new_episode()
+
+    @property
+    def wall_flash(self) -> bool:
+        """Whether the last wall hit is still being signalled."""
+        return self.clock() < self._wall_flash_until
+
+    # -- input -------------------------------------------------------------------------------
 
     def handle_event(self, event: pygame.event.Event) -> bool:
         """Apply one event; returns whether the session is still running."""
         if event.type == pygame.QUIT:
             self.running = False
         elif event.type == pygame.KEYDOWN:
-            if event.key == pygame.K_ESCAPE:
+            if event.key in (pygame.K_ESCAPE, pygame.K_q):
                 self.running = False
             elif event.key == pygame.K_r:
-                _, self.last_info = self.env.reset()
+                self._held.clear()
+                self.new_episode()
+            elif event.key == pygame.K_h:
+                self.show_help = not self.show_help
+            elif event.key == pygame.K_f:
+                self.fog = not self.fog
+            elif event.key == pygame.K_t:
+                self.hide_truth = not self.hide_truth
             elif event.key in KEY_TO_ACTION:
                 self.act(KEY_TO_ACTION[event.key])
+                self._held.pop(event.key, None)
+                self._held[event.key] = self.clock() + self.repeat_delay_ms
+        elif event.type == pygame.KEYUP:
+            self._held.pop(event.key, None)
+        elif event.type == pygame.WINDOWFOCUSLOST:
+            self._held.clear()  # the key-up would go to another window: stop repeating
         return self.running
 
-    def run(self, max_frames: int | None = None) -> None:
-        """Process events until quit (or ``max_frames`` loop iterations), then close the env."""
+    def update(self) -> None:
+        """Repeat the most recently pressed key that is still held, at most one step per frame."""
+        if not self._held:
+            return
+        key = next(reversed(self._held))
+        now = self.clock()
+        if now >= self._held[key]:
+            self.act(KEY_TO_ACTION[key])
+            # Steady rate; after a stall (a slow frame) do not burst to catch up.
+            self._held[key] = max(self._held[key] + self.repeat_interval_ms, now)
+
+    # -- display -----------------------------------------------------------------------------
+
+    def status(self) -> str:
+        """One line: position, step, positions seen, and the task's reward if there is one."""
+        row, col = self.nav.position
+        rows, cols = self.nav.grid_shape
+        text = f"position ({row}, {col})  step {self.nav.elapsed_steps}  seen {self.nav.num_seen}/{rows * cols}"
+        if self.nav.task is not None:
+            text += f"  {self.nav.task} reward {self.total_reward:g}"
+        if self.wall_flash:
+            text += "  WALL"
+        return text
+
+    def imagination_status(self) -> str:
+        """The second status line of imagination mode."""
+        im = self.imagination
+        if im.memorising:
+            return f"memorising {im.memorised}/{im.tau}: explore, the model writes what it sees"
+        if not self.errors:
+            return "memory full: move, and the model predicts what you will see"
+        place = "revisited" if self.revisited[-1] else "NEW place"
+        belief = "remembers" if self.near_memory else "unsure"
+        return f"imagined {len(self.errors)}  MSE {np.mean(self.errors):.4f}  {place}  model: {belief}"
+
+    def scene(self) -> Scene:
+        hide = self.imagination is not None and self.hide_truth
+        visible = None
+        if hide:
+            visible = self.memorised_pixels  # what the person saw while the model was memorising
+        elif self.fog:
+            visible = self.seen_pixels
+        row_slice, col_slice = self._window_slice()
+        assert self.nav.image is not None
+        status = [self.status() + "  h: help"]
+        progress = None
+        if self.imagination is not None:
+            status.append(self.imagination_status())
+            if self.imagination.memorising:
+                progress = self.imagination.memorised / self.imagination.tau
+        segments = []
+        if getattr(self.nav, "walls", "border") == "maze":
+            segments = wall_segments(self.nav.blocked_moves, self.nav.geometry, 1.0)
+        return Scene(
+            image=self.nav.image,
+            crop=self.nav.image[row_slice, col_slice],
+            position=self.nav.position,
+            crop_size=self.nav.crop_size,
+            step_size=self.nav.step_size,
+            path=[] if hide else self.path[-200:],
+            status=status,
+            visible=visible,
+            wall_hit=self.wall_flash,
+            maze_segments=segments,
+            hide_crop=hide,
+            predicted_crop=self.predicted_crop,
+            predicted_canvas=self.predicted_canvas if self.imagination is not None else None,
+            progress=progress,
+            help_lines=HELP_LINES if self.show_help else None,
+        )
+
+    def open(self) -> PlayView:
+        """Open the window (raises ``NoDisplayError`` when there is no display)."""
+        if self.view is None:
+            self.view = PlayView(
+                self.nav.image_size * self.scale,
+                imagination=self.imagination is not None,
+                status_lines=2 if self.imagination is not None else 1,
+                caption="ImageNav-v0 imagination" if self.imagination is not None else "ImageNav-v0",
+                hint="run it on a desktop, or set SDL_VIDEODRIVER=dummy for a headless run "
+                     "(e.g. --script ... --screenshot out.png)",
+            )
+        return self.view
+
+    def draw(self) -> pygame.Surface:
+        """Draw the current frame; returns the canvas surface."""
+        return self.open().draw(self.scene())
+
+    def run(self, max_frames: int | None = None, script: str | None = None,
+            screenshot: str | Path | None = None) -> None:
+        """Process events until quit (or ``max_frames`` frames, or the end of ``script``: one
+        scripted step per frame, uncapped), save ``screenshot``, then close the window and env."""
         frames = 0
+        steps = iter(script) if script is not None else None
         try:
+            view = self.open()
             while self.running and (max_frames is None or frames < max_frames):
                 for event in pygame.event.get():
                     if not self.handle_event(event):
                         break
-                if self.running:
-                    self.env.render()  # also keeps the window responsive and caps the frame rate
+                if not self.running:
+                    break
+                if steps is not None:
+                    key = next(steps, None)
+                    if key is None:
+                        break
+                    self.act(SCRIPT_ACTIONS[key])
+                self.update()
+                view.draw(self.scene())
+                if steps is None:
+                    view.tick(self.fps)
                 frames += 1
+            if screenshot is not None:
+                view.draw(self.scene())
+                view.screenshot(screenshot)
         finally:
-            self.env.close()
+            self.close()
+
+    def close(self) -> None:
+        if self.view is not None:
+            self.view.close()
+            self.view = None
+        self.env.close()
 
 
-def main(argv: list[str] | None = None) -> None:
+# ----------------------------------------------------------------------------------------- CLI
+
+
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="gtmsm-play",
-        description="Play ImageNav-v0 with the keyboard (arrows/WASD, space, r, Esc).",
+        prog=PROG,
+        description="Play ImageNav-v0 with the keyboard (arrows/WASD hold to repeat, space, r, f, "
+                    "h, Esc); with --model, watch GTM-SM imagine what you will see.",
     )
-    parser.add_argument("--seed", type=int, default=None, help="seed of the first image")
-    parser.add_argument(
-        "--image-source",
-        default=None,
-        help="'procedural' (default), a folder of images or a .npz/.npy file",
-    )
-    parser.add_argument(
-        "--start", choices=["center", "random"], default="center", help="start position"
-    )
-    parser.add_argument("--task", choices=["coverage"], default=None, help="optional reward task")
-    args = parser.parse_args(argv)
-    env = gym.make(
-        "ImageNav-v0",
-        render_mode="human",
-        image_source=args.image_source,
-        start=args.start,
-        task=args.task,
-    )
-    session = PlaySession(env, seed=args.seed)
-    print(__doc__.strip().splitlines()[2])
-    session.run()
+    add_dataclass_flags(parser, PlayArgs, choices={"start": ["center", "random"],
+                                                   "task": ["coverage"], "walls": list(WALL_MODES)})
+    return parser
+
+
+def _validate(args: PlayArgs) -> None:
+    """Checks that need no window; each failure exits with one ``gtmsm-play: error:`` line."""
+    if args.script is not None:
+        bad = sorted(set(args.script) - set(SCRIPT_ACTIONS))
+        if bad or not args.script:
+            fail(PROG, f"--script may hold only the keys w a s d . (got {''.join(bad) or 'nothing'!r})")
+    if args.screenshot is not None:
+        path = Path(args.screenshot)
+        if path.suffix.lower() != ".png":
+            fail(PROG, f"--screenshot must name a .png file, got {args.screenshot}")
+        if not path.parent.is_dir():
+            fail(PROG, f"--screenshot: folder {path.parent} does not exist")
+    if args.model is not None and not Path(args.model).is_file():
+        fail(PROG, f"--model: checkpoint not found: {args.model}")
+    if args.tau is not None and args.model is None:
+        fail(PROG, "--tau applies only with --model")
+
+
+def _load_imagination(args: PlayArgs, crop_size: int) -> Any:
+    try:
+        from gtmsm_model.checkpoint import CheckpointError
+        from gtmsm_model.imagination import load_imagination
+    except ImportError as error:
+        fail(PROG, f"--model needs the gtmsm_model package and torch ({error_text(error)})")
+    try:
+        imagination = load_imagination(args.model, args.tau)
+    except (CheckpointError, ValueError) as error:
+        fail(PROG, f"--model: {error_text(error)}")
+    model_crop = imagination.model.config.crop_size
+    if model_crop != crop_size:
+        fail(PROG, f"--model reads {model_crop}x{model_crop} crops; this env's crops are {crop_size}x{crop_size}")
+    import torch
+
+    torch.set_num_threads(1)  # one tiny step per frame: extra threads only add overhead
+    return imagination
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``gtmsm-play``: 0 when the person quits, 1 without a display, 2 for a bad flag, 130 on Ctrl-C."""
+    try:
+        return _play(argv)
+    except KeyboardInterrupt:  # before the window opened (e.g. while loading the model)
+        print(f"\n{PROG}: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+def _play(argv: list[str] | None) -> int:
+    parser = build_parser()
+    args = PlayArgs(**dataclass_values(parser.parse_args(argv), PlayArgs))
+    _validate(args)
+    try:
+        env = gym.make("ImageNav-v0", render_mode="rgb_array", image_source=args.image_source,
+                       start=args.start, task=args.task, walls=args.walls)
+    except (TypeError, ValueError, OSError) as error:
+        flag = "--image-source" if args.image_source is not None else "ImageNav-v0"
+        fail(PROG, f"{flag}: {error_text(error)}")
+    imagination = _load_imagination(args, env.unwrapped.crop_size) if args.model else None
+    try:
+        session = PlaySession(
+            env, seed=args.seed, scale=args.scale, fps=args.fps, repeat_delay_ms=args.repeat_delay_ms,
+            repeat_interval_ms=args.repeat_interval_ms, fog=args.fog, imagination=imagination,
+        )
+    except NoDisplayError as error:
+        env.close()
+        print(f"{PROG}: error: {error}", file=sys.stderr)
+        return EXIT_NO_DISPLAY
+    try:
+        if args.script is None:
+            print(__doc__.strip().splitlines()[2], flush=True)
+        session.run(script=args.script, screenshot=args.screenshot)
+    except KeyboardInterrupt:
+        session.close()
+        print(f"\n{PROG}: interrupted; {session.status()}", file=sys.stderr)
+        return EXIT_INTERRUPTED
     print(session.status())
+    if session.imagination is not None and session.errors:
+        print(f"imagination: {len(session.errors)} predicted steps, mean MSE {np.mean(session.errors):.4f}")
+    if args.screenshot is not None:
+        print(f"wrote {args.screenshot}")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

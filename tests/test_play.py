@@ -1,4 +1,4 @@
-"""Human play, driven headlessly by synthetic pygame events."""
+"""Human play and imagination mode, driven headlessly (SDL dummy driver, synthetic key events)."""
 
 from __future__ import annotations
 
@@ -7,15 +7,45 @@ import os
 os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
 os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
 
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
 import gymnasium as gym
 import numpy as np
 import pygame
+import pytest
+from PIL import Image
 
 from gtmsm_env.play import PlaySession, main
 
 
 def key(k: int) -> pygame.event.Event:
     return pygame.event.Event(pygame.KEYDOWN, key=k)
+
+
+def key_up(k: int) -> pygame.event.Event:
+    return pygame.event.Event(pygame.KEYUP, key=k)
+
+
+class FakeClock:
+    """Milliseconds that move only when the test says so."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY", "SDL_VIDEODRIVER")}
+    return {**env, **extra}
+
+
+# ------------------------------------------------------------------------------- plain play
 
 
 def test_handle_event_moves_the_window_and_r_draws_a_new_image():
@@ -31,30 +61,110 @@ def test_handle_event_moves_the_window_and_r_draws_a_new_image():
     session.handle_event(key(pygame.K_r))
     assert not np.array_equal(image, session.nav.image) and session.nav.position == (4, 4)
     assert not session.handle_event(key(pygame.K_ESCAPE))
-    session.env.close()
+    session.close()
 
 
-def test_run_loop_consumes_posted_events_then_quits_and_releases_pygame():
-    session = PlaySession(seed=0)
-    for k in (pygame.K_DOWN, pygame.K_DOWN, pygame.K_LEFT, pygame.K_a):
-        pygame.event.post(key(k))
-    session.run(max_frames=3)
+def test_holding_a_key_repeats_after_the_delay_at_the_interval_and_stops_on_key_up():
+    clock = FakeClock()
+    session = PlaySession(seed=0, repeat_delay_ms=250, repeat_interval_ms=100, clock=clock)
+    session.handle_event(key(pygame.K_DOWN))  # the press itself moves once
+    for clock.now in range(0, 480, 20):  # frames every 20 ms while the key is held
+        session.update()
+    # repeats at 250, 350, 450 ms
+    assert session.nav.position == (8, 4) and session.nav.elapsed_steps == 4
+    session.handle_event(key_up(pygame.K_DOWN))
+    for clock.now in range(480, 1000, 20):
+        session.update()
+    assert session.nav.elapsed_steps == 4
+
+    # The last pressed key wins while two are held; releasing it hands back to the other.
+    session.handle_event(key(pygame.K_LEFT))
+    session.handle_event(key(pygame.K_UP))
+    clock.now = 1260
+    session.update()
+    assert session.nav.position == (6, 3)
+    session.handle_event(key_up(pygame.K_UP))
+    clock.now = 1400
+    session.update()
     assert session.nav.position == (6, 2)
-    assert not pygame.display.get_init()  # run() closes the env
+    session.handle_event(pygame.event.Event(pygame.WINDOWFOCUSLOST))  # no key-up will come
+    clock.now = 3000
+    session.update()
+    assert session.nav.position == (6, 2)
+    session.close()
 
-    session = PlaySession(seed=0)
-    pygame.event.post(pygame.event.Event(pygame.QUIT))
-    session.run(max_frames=50)
-    assert not session.running
+
+def test_key_repeat_through_the_event_queue_and_run_loop():
+    session = PlaySession(seed=0, repeat_delay_ms=30, repeat_interval_ms=30, fps=100)
+    pygame.event.post(key(pygame.K_RIGHT))
+    session.run(max_frames=12)  # ~120 ms of frames at 100 fps, the key never released
+    assert session.nav.elapsed_steps >= 3 and session.nav.position[1] >= 7
+    assert not pygame.display.get_init()  # run() closes the window
 
 
-def test_truncation_resets_during_play():
-    env = gym.make("ImageNav-v0", render_mode="human", max_episode_steps=2)
+def test_wall_hit_is_signalled_in_the_status_line_and_by_a_red_border():
+    clock = FakeClock()
+    session = PlaySession(seed=0, clock=clock)
+    for _ in range(4):
+        session.handle_event(key(pygame.K_UP))
+    assert session.nav.position == (0, 4) and not session.wall_flash
+    session.handle_event(key(pygame.K_UP))
+    assert session.last_info["wall_hit"] and session.wall_flash and session.wall_hits == 1
+    assert "WALL" in session.status()
+    canvas = session.draw()
+    assert canvas.get_at((1, 128))[:3] == (255, 40, 40)  # the image panel's border flashes red
+    clock.now += 1000
+    assert not session.wall_flash and "WALL" not in session.status()
+    assert session.draw().get_at((1, 128))[:3] != (255, 40, 40)
+    session.close()
+
+
+def test_coverage_reward_is_in_the_status_line():
+    env = gym.make("ImageNav-v0", render_mode="rgb_array", task="coverage")
+    session = PlaySession(env, seed=0)
+    for k in (pygame.K_RIGHT, pygame.K_RIGHT, pygame.K_LEFT):
+        session.handle_event(key(k))
+    assert session.total_reward == 2.0
+    assert "coverage reward 2" in session.status()
+    assert "coverage reward" not in PlaySession(seed=0).status()
+    session.close()
+
+
+def test_help_overlay_fog_and_scale():
+    session = PlaySession(seed=0, scale=4)
+    assert session.scene().help_lines is None and session.scene().visible is None
+    session.handle_event(key(pygame.K_h))
+    assert any("fog" in line for line in session.scene().help_lines)
+    session.handle_event(key(pygame.K_f))
+    visible = session.scene().visible
+    assert visible.sum() == 64  # only the start window has been seen
+    session.handle_event(key(pygame.K_d))
+    assert session.scene().visible.sum() == 64 + 8 * 3  # the window moved 3 px: 8 x 3 new pixels
+    canvas = session.draw()
+    assert canvas.get_size()[0] == 2 * 32 * 4
+    # A resized window shows the same canvas scaled; nothing breaks.
+    pygame.display.set_mode((700, 300), pygame.RESIZABLE)
+    session.draw()
+    assert pygame.display.get_surface().get_size() == (700, 300)
+    session.close()
+
+
+def test_truncation_starts_a_new_episode():
+    env = gym.make("ImageNav-v0", render_mode="rgb_array", max_episode_steps=2)
     session = PlaySession(env, seed=0)
     for _ in range(3):
         session.handle_event(key(pygame.K_UP))
-    assert session.nav.elapsed_steps == 1
-    env.close()
+    assert session.nav.elapsed_steps == 1 and session.path == [(4, 4), (3, 4)]
+    session.close()
+    with pytest.raises(ValueError, match="draws its own window"):
+        PlaySession(gym.make("ImageNav-v0", render_mode="human"))
+
+
+def test_quit_event_ends_the_run_loop():
+    session = PlaySession(seed=0)
+    pygame.event.post(pygame.event.Event(pygame.QUIT))
+    session.run(max_frames=50)
+    assert not session.running and not pygame.display.get_init()
 
 
 def test_main_cli_quits_on_escape(monkeypatch):
@@ -66,8 +176,75 @@ def test_main_cli_quits_on_escape(monkeypatch):
         pygame.event.post(key(pygame.K_ESCAPE))
 
     monkeypatch.setattr(PlaySession, "__init__", init_then_queue_escape)
-    main(["--seed", "1"])
+    assert main(["--seed", "1"]) == 0
     assert not pygame.display.get_init()
+
+
+def test_script_and_screenshot_write_a_png_of_the_last_frame(tmp_path, capsys):
+    out = tmp_path / "plain.png"
+    assert main(["--seed", "0", "--script", "ddw.", "--screenshot", str(out), "--task", "coverage"]) == 0
+    assert "position (3, 6)  step 4" in capsys.readouterr().out
+    frame = np.asarray(Image.open(out))
+    assert frame.shape == (256 + 28, 512, 3)
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--image-source", "junk"], "--image-source: "),
+        (["--script", "wxz"], "--script may hold only"),
+        (["--scale", "0"], "argument --scale: must be >= 1, got 0"),
+        (["--screenshot", "out.jpg"], "--screenshot must name a .png"),
+        (["--model", "missing.pt"], "--model: checkpoint not found"),
+        (["--tau", "5"], "--tau applies only with --model"),
+    ],
+)
+def test_bad_flags_give_one_error_line_and_exit_2(argv, message, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip()
+    last = err.splitlines()[-1]  # argparse prints its usage lines first
+    assert last.startswith("gtmsm-play: error:") and message in last and "Traceback" not in err
+
+
+def test_no_display_gives_a_clear_error_and_a_nonzero_exit(monkeypatch, capsys):
+    # SDL falls back to its invisible 'offscreen' driver when there is no display.
+    monkeypatch.delenv("SDL_VIDEODRIVER")
+    monkeypatch.setattr(pygame.display, "init", lambda: None)
+    monkeypatch.setattr(pygame.display, "get_driver", lambda: "offscreen")
+    assert main(["--script", "d"]) == 1
+    err = capsys.readouterr().err
+    assert "no display available" in err and "SDL_VIDEODRIVER=dummy" in err
+    assert not pygame.display.get_init()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="SDL's fallback differs by platform")
+def test_no_display_subprocess_exits_instead_of_running_invisibly():
+    result = subprocess.run([sys.executable, "-m", "gtmsm_env.play", "--script", "dd"],
+                            env=clean_env(), capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1, result.stderr
+    assert "gtmsm-play: error: no display available" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_ctrl_c_exits_cleanly():
+    process = subprocess.Popen([sys.executable, "-m", "gtmsm_env.play", "--seed", "0"],
+                               env=clean_env(SDL_VIDEODRIVER="dummy"), stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    assert "Arrow keys" in process.stdout.readline()  # the window is open, the loop runs
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=30)
+    assert process.returncode == 130
+    assert "interrupted" in err and "Traceback" not in err
+
+
+def test_env_package_never_imports_torch():
+    code = "import sys, gtmsm_env, gtmsm_env.play, gtmsm_env.render; assert 'torch' not in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True, env=clean_env(SDL_VIDEODRIVER="dummy"))
+
+
+# -------------------------------------------------------------------- gymnasium.utils.play
 
 
 def test_gymnasium_utils_play_accepts_keys_to_action_and_does_not_drift():
@@ -83,3 +260,78 @@ def test_gymnasium_utils_play_accepts_keys_to_action_and_does_not_drift():
 
     play(env, keys_to_action=env.unwrapped.get_keys_to_action(), noop=0, fps=200, callback=record)
     assert positions == [(4, 4)] * 5  # no key pressed: noop (stay) every frame
+
+
+def test_recommended_gymnasium_play_settings_take_no_steps_while_idle():
+    from gymnasium.utils.play import play
+
+    env = gym.make("ImageNav-v0", render_mode="rgb_array")
+    steps = []
+    timer = threading.Timer(0.3, lambda: pygame.event.post(pygame.event.Event(pygame.QUIT)))
+    timer.start()
+    play(env, keys_to_action=env.unwrapped.get_keys_to_action(), noop=0, fps=100,
+         wait_on_player=True, callback=lambda *args: steps.append(args))
+    timer.join()
+    assert steps == []  # ~30 idle frames, no "stay" steps
+
+
+# ------------------------------------------------------------------------- imagination
+
+
+@pytest.fixture(scope="module")
+def tiny_checkpoint(tmp_path_factory) -> Path:
+    from gtmsm_model.train import make_config, train
+
+    out_dir = tmp_path_factory.mktemp("tiny_model")
+    train(make_config("debug", out_dir=str(out_dir), progress=False, threads=1, eval_every=0))
+    return out_dir / "checkpoint.pt"
+
+
+def test_imagination_script_screenshot_shows_the_predicted_crop(tiny_checkpoint, tmp_path):
+    from gtmsm_model.imagination import load_imagination
+
+    imagination = load_imagination(tiny_checkpoint, tau=12)
+    session = PlaySession(seed=0, imagination=imagination)
+    out = tmp_path / "imagination.png"
+    script = "ddwwaassdd." + "wwdda"  # 12 memorised steps (the reset counts), then 5 predicted
+    session.run(script=script, screenshot=out)
+    assert imagination.memorised == 12 and len(session.errors) == 5
+    assert session.revisited == [True, True, False, False, False]
+    frame = np.asarray(Image.open(out))
+    assert frame.shape[:2] == (2 * 256 + 50, 512)
+    predicted_panel = frame[256:512, 256:512]
+    expected = np.repeat(np.repeat(session.predicted_crop, 32, axis=0), 32, axis=1)
+    # The panel is the predicted crop (its label covers the top-left corner).
+    np.testing.assert_array_equal(predicted_panel[40:], expected[40:])
+
+
+def test_imagination_memorises_then_predicts_and_t_hides_the_truth(tiny_checkpoint):
+    from gtmsm_model.imagination import load_imagination
+
+    session = PlaySession(seed=0, imagination=load_imagination(tiny_checkpoint, tau=3))
+    assert "memorising 1/3" in session.imagination_status() and session.scene().progress == 1 / 3
+    session.handle_event(key(pygame.K_d))
+    session.handle_event(key(pygame.K_d))
+    assert session.predicted_crop is None and "memory full" in session.imagination_status()
+    session.handle_event(key(pygame.K_a))
+    assert session.predicted_crop is not None and session.predicted_crop.dtype == np.uint8
+    assert "imagined 1  MSE" in session.imagination_status() and "revisited" in session.imagination_status()
+    session.handle_event(key(pygame.K_t))
+    scene = session.scene()
+    assert scene.hide_crop and scene.visible.sum() == 64 + 2 * 8 * 3  # memorised pixels only
+    session.handle_event(key(pygame.K_r))  # a new image starts memorising again
+    assert session.imagination.memorised == 1 and session.errors == []
+    session.close()
+
+
+def test_cli_model_flag_runs_imagination_headless(tiny_checkpoint, tmp_path, capsys):
+    out = tmp_path / "cli.png"
+    assert main(["--model", str(tiny_checkpoint), "--seed", "0", "--script", "d" * 40,
+                 "--screenshot", str(out)]) == 0
+    assert "imagination: 9 predicted steps" in capsys.readouterr().out  # debug preset: tau 32
+    assert out.stat().st_size > 0
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not a checkpoint")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--model", str(bad)])
+    assert exit_info.value.code == 2
