@@ -423,7 +423,13 @@ class ImageNavEnv(gym.Env[np.ndarray, np.int64]):
     | 3   | left   | col - 1               |
     | 4   | right  | col + 1               |
 
-    Stay is action 0 so ``gymnasium.utils.play.play`` (``noop=0``) does not drift.
+    Stay is action 0 so ``gymnasium.utils.play.play`` (``noop=0``) does not drift. Settings that
+    play well by hand: ``play(gym.make("ImageNav-v0", render_mode="rgb_array"),
+    keys_to_action=env.unwrapped.get_keys_to_action(), noop=STAY, fps=8, wait_on_player=True)``.
+    ``wait_on_player=True`` takes no step while no key is pressed (otherwise every idle frame is a
+    "stay" step: at the default 30 fps, 34 idle seconds reach ``max_episode_steps`` and a new image
+    appears); ``fps=8`` moves a held key 8 cells a second (at 30 fps it crosses the grid in 0.3 s).
+    ``gtmsm-play`` adds key repeat, a wall-hit flash, fog of war and imagination mode.
 
     ## Observation Space
 
