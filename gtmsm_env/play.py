@@ -165,6 +165,7 @@ class PlaySession:
         self.predicted_canvas = np.full((size, size, 3), 45, np.uint8)
         self.predicted_crop: np.ndarray | None = None
         self.near_memory: bool | None = None
+        self.from_canvas = False
         self.errors: list[float] = []
         self.revisited: list[bool] = []
         self._mark_seen()
@@ -201,6 +202,7 @@ class PlaySession:
                 imagined = self.imagination.imagine(action)
                 self.predicted_crop = imagined.crop
                 self.near_memory = bool(imagined.near_memory)
+                self.from_canvas = bool(getattr(imagined, "from_canvas", False))
                 error = (imagined.crop.astype(np.float32) - obs.astype(np.float32)) / 255.0
                 self.errors.append(float(np.mean(error**2)))
                 self.revisited.append(self.nav.position in self.memorised_positions)
@@ -273,7 +275,7 @@ class PlaySession:
         if not self.errors:
             return "memory full: move, and the model predicts what you will see"
         place = "revisited" if self.revisited[-1] else "NEW place"
-        belief = "remembers" if self.near_memory else "unsure"
+        belief = "remembers" if self.near_memory else "composes" if self.from_canvas else "unsure"
         return f"imagined {len(self.errors)}  MSE {np.mean(self.errors):.4f}  {place}  model: {belief}"
 
     def scene(self) -> Scene:

@@ -44,6 +44,8 @@ class Imagined:
     """Memorisation steps whose codes were mixed, nearest first."""
     weights: tuple[float, ...]
     """Their mixture weights."""
+    from_canvas: bool = False
+    """Whether (part of) the crop was read from the model's canvas of decoded memories (a novel view)."""
 
     @property
     def near_memory(self) -> bool:
@@ -112,6 +114,7 @@ class Imagination:
             nearest_distance=float(prediction.distances[0, 0, 0]),
             neighbours=tuple(int(i) for i in prediction.neighbours[0, 0]),
             weights=tuple(float(w) for w in prediction.log_weights[0, 0].exp()),
+            from_canvas=prediction.from_canvas is not None and bool(prediction.from_canvas[0, 0]),
         )
 
     def _check_action(self, action: int | None) -> None:
