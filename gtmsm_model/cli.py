@@ -208,24 +208,27 @@ def run_or_train(args: argparse.Namespace, argv: list[str]) -> None:
     import torch
 
     from gtmsm_model import train as training
+    from gtmsm_model.distributed import DistributedContext
 
     config = config_from_args(args)
+    main = DistributedContext.from_environment().is_main  # under torchrun only rank 0 reports
+    say = print if main else (lambda *a, **k: None)
     if args.command == "run":
         check_image_source("--eval-image-source", args.eval_image_source, config.image_size)
-    training.preflight(config)  # every input checked before the first step (train() repeats it, cheaply)
-    print(f"training GTM-SM, preset {config.preset}, seed {config.seed}, device {config.device}, "
-          f"torch threads {config.threads or torch.get_num_threads()} → {config.out_dir}")
+    training.preflight(config, claim=main)  # every input checked before the first step
+    say(f"training GTM-SM, preset {config.preset}, seed {config.seed}, device {config.device}, "
+        f"torch threads {config.threads or torch.get_num_threads()} → {config.out_dir}")
     started = time.perf_counter()
     try:
         result = training.train(config)
     except TrainingInterrupted as stop:
-        print(f"\ngtmsm {args.command}: interrupted by {stop.signal_name} at step {stop.step}; checkpoint "
-              f"written to {stop.checkpoint}\nresume with: {resume_hint(argv)}", file=sys.stderr)
+        say(f"\ngtmsm {args.command}: interrupted by {stop.signal_name} at step {stop.step}; checkpoint "
+            f"written to {stop.checkpoint}\nresume with: {resume_hint(argv)}", file=sys.stderr)
         raise
     checkpoint = Path(config.out_dir) / "checkpoint.pt"
-    print(f"trained {result.iterations} iterations in {result.seconds:.0f} s "
-          f"(this call: {time.perf_counter() - started:.0f} s); checkpoint {checkpoint}")
-    if args.command == "run":
+    say(f"trained {result.iterations} iterations in {result.seconds:.0f} s "
+        f"(this call: {time.perf_counter() - started:.0f} s); checkpoint {checkpoint}")
+    if args.command == "run" and main:
         args.eval_sequences, args.eval_tau, args.eval_horizon = (
             args.final_eval_sequences, config.eval_tau, config.eval_horizon)
         if args.eval_image_source is None and config.image_source is not None:

@@ -81,9 +81,12 @@ class RolloutSampler:
     def max_length(self) -> int | None:
         return None if self.rollouts is None else self.rollouts.actions.shape[1]
 
-    def sample(self, batch_size: int, length: int, key: int = 0) -> Batch:
-        """``batch_size`` sequences of ``length`` steps; the same (seed, key) gives the same batch."""
-        rng = np.random.default_rng([self.seed, key])
+    def sample(self, batch_size: int, length: int, key: int = 0, shard: int = 0) -> Batch:
+        """``batch_size`` sequences of ``length`` steps; the same (seed, key, shard) gives the same batch.
+
+        ``shard`` names an independent stream (one per process under DDP; shard 0 is the
+        single-process stream)."""
+        rng = np.random.default_rng([self.seed, key] if shard == 0 else [self.seed, key, shard])
         if self.rollouts is None:
             seed = int(rng.integers(2**31 - 1))
             rollouts = collect_rollouts(

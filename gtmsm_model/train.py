@@ -25,6 +25,7 @@ Run ``gtmsm train --help`` for every option; ``--preset debug|quick|paper`` pick
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
@@ -44,6 +45,7 @@ from gtmsm_env.flags import bounded, check_fields, error_text
 from gtmsm_env.images import make_image_source
 from gtmsm_model.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from gtmsm_model.data import RolloutSampler, heldout_rollouts
+from gtmsm_model.distributed import DistributedContext, LossModule, wrap
 from gtmsm_model.evaluate import evaluate_gtmsm
 from gtmsm_model.model import GTMSM, GTMSMConfig
 from gtmsm_model.run_folder import RunFolder
@@ -141,6 +143,8 @@ class TrainConfig:
     """Predicted steps of evaluation rollouts."""
     checkpoint_every: int = bounded(100, ge=1)
     """Iterations (either phase) between checkpoints."""
+    data_shards: int = bounded(0, ge=0)
+    """Independent rollout streams each batch is split over (0: one per process, i.e. 1 without torchrun). A single process with N reproduces the steps of N DDP processes."""
 
     def model_config(self) -> GTMSMConfig:
         return GTMSMConfig(
@@ -268,11 +272,19 @@ def make_sampler(config: TrainConfig) -> RolloutSampler:
                           **world_kwargs(config))
 
 
-def random_crops(sampler: RolloutSampler, count: int, key: int) -> torch.Tensor:
-    """``count`` crops from short fresh rollouts (one key → one reproducible draw)."""
+def random_crops(sampler: RolloutSampler, count: int, key: int, shard: int | None = None) -> torch.Tensor:
+    """``count`` crops from short fresh rollouts (one key → one reproducible draw).
+
+    ``shard=None`` is the single-stream draw (its permutation uses torch's RNG); a shard number
+    draws from that shard's stream with a permutation keyed on (key, shard) alone.
+    """
     sequences = max(1, math.ceil(count / 16))
-    observations = sampler.sample(sequences, 16, key=key).observations.flatten(0, 1)
-    return observations[torch.randperm(observations.shape[0])[:count]]
+    observations = sampler.sample(sequences, 16, key=key, shard=shard or 0).observations.flatten(0, 1)
+    if shard is None:
+        order = torch.randperm(observations.shape[0])
+    else:
+        order = torch.from_numpy(np.random.default_rng([sampler.seed, key, shard, 2]).permutation(observations.shape[0]))
+    return observations[order[:count]]
 
 
 def make_optimizer(model: GTMSM, config: TrainConfig) -> torch.optim.Optimizer:
@@ -328,8 +340,12 @@ class TrainState:
     history: list[dict[str, Any]] = field(default_factory=list)
 
 
-def preflight(config: TrainConfig) -> tuple[torch.device, RolloutSampler]:
-    """Every check that can fail, before any expensive work and before the out-dir is touched."""
+def preflight(config: TrainConfig, claim: bool = True) -> tuple[torch.device, RolloutSampler]:
+    """Every check that can fail, before any expensive work and before the out-dir is touched.
+
+    ``claim``: also take the out-dir (refuse a used one, or clear it with --overwrite); under DDP
+    only rank 0 does.
+    """
     config.validate()
     device = resolve_device(config.device)
     if config.image_source is not None:
@@ -354,11 +370,13 @@ def preflight(config: TrainConfig) -> tuple[torch.device, RolloutSampler]:
     folder = RunFolder(config.out_dir)
     if config.resume and folder.checkpoint.exists():
         load_checkpoint(folder.checkpoint)  # a damaged checkpoint is an error now, not after setup
-    folder.claim(resume=config.resume, overwrite=config.overwrite)
+    if claim:
+        folder.claim(resume=config.resume, overwrite=config.overwrite)
     return device, sampler
 
 
-def save_state(path: Path, state: TrainState, config: TrainConfig, device: torch.device) -> None:
+def save_state(path: Path, state: TrainState, config: TrainConfig, device: torch.device,
+               world_size: int = 1) -> None:
     save_checkpoint(path, {
         "model_config": asdict(state.model.config),
         "train_config": asdict(config),
@@ -366,7 +384,7 @@ def save_state(path: Path, state: TrainState, config: TrainConfig, device: torch
         "optimizer": state.optimizer.state_dict(),
         "step": state.step,
         "seconds": state.seconds,
-        "world_size": 1,
+        "world_size": world_size,
         "torch_rng": torch.get_rng_state(),
         "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else torch.empty(0),
         "history": json.dumps(state.history),
@@ -395,29 +413,69 @@ def resume_from(path: Path, state: TrainState, config: TrainConfig, device: torc
     state.history = json.loads(payload.get("history", "[]"))
 
 
-def train_step(state: TrainState, sampler: RolloutSampler, config: TrainConfig,
-               device: torch.device) -> tuple[str, dict[str, float]]:
-    """One optimisation step of the schedule (VAE warm-up, then the main phase); its loss parts."""
+@dataclass
+class Shards:
+    """Which rollout streams this process draws each step, out of how many in all."""
+
+    local: list[int]
+    total: int
+
+    @classmethod
+    def for_run(cls, config: TrainConfig, context: DistributedContext) -> Shards:
+        total = config.data_shards or context.world_size
+        if context.enabled and total != context.world_size:
+            raise ValueError(f"--data-shards {config.data_shards} must equal the number of processes "
+                             f"({context.world_size}) under torchrun (or be 0)")
+        for flag, size in (("--batch-size", config.batch_size), ("--vae-batch-size", config.vae_batch_size)):
+            if size % total:
+                raise ValueError(f"{flag} {size} must be divisible by the {total} data shards/processes")
+        return cls([context.rank] if context.enabled else list(range(total)), total)
+
+
+def shard_seed(seed: int, step: int, shard: int) -> int:
+    """The torch seed of one shard's sampling noise at one step (same in every process layout)."""
+    return int(np.random.default_rng([seed, step, shard, 3]).integers(2**62))
+
+
+def train_step(state: TrainState, sampler: RolloutSampler, config: TrainConfig, device: torch.device,
+               loss_module: torch.nn.Module | None = None, shards: Shards | None = None,
+               context: DistributedContext | None = None) -> tuple[str, dict[str, float]]:
+    """One optimisation step of the schedule (VAE warm-up, then the main phase); its loss parts.
+
+    The batch is the union of the shards' sub-batches; each local shard's loss is back-propagated
+    in turn (averaged), and under DDP the gradients are averaged over processes.
+    """
     model, step = state.model, state.step
-    if step < config.vae_warmup_iters:
-        crops = random_crops(sampler, config.vae_batch_size, key=step).to(device)
-        parts = model.vae_loss(model.to_pixels(crops), kl_weight=min(1.0, (step + 1) / 200))
-        phase = "vae"
-    else:
-        iteration = step - config.vae_warmup_iters
-        length = sequence_length(config, iteration)
-        batch = sampler.sample(config.batch_size, length, key=step).to(device)
-        parts = model.loss(
-            batch.observations, batch.actions, tau=min(config.tau, length),
-            gate_open=iteration < config.gate_open_iters, kl_weight=kl_weight(config, iteration),
-        )
-        phase = "main"
+    loss_module = loss_module if loss_module is not None else LossModule(model)
+    shards = shards or Shards([0], 1)
+    context = context or DistributedContext()
     state.optimizer.zero_grad(set_to_none=True)
-    parts["loss"].backward()
+    totals: dict[str, torch.Tensor] = {}
+    phase = "vae" if step < config.vae_warmup_iters else "main"
+    for shard in shards.local:
+        if shards.total > 1:
+            torch.manual_seed(shard_seed(config.seed, step, shard))
+        if phase == "vae":
+            crops = random_crops(sampler, config.vae_batch_size // shards.total, key=step,
+                                 shard=shard if shards.total > 1 else None).to(device)
+            parts = loss_module("vae", model.to_pixels(crops), kl_weight=min(1.0, (step + 1) / 200))
+        else:
+            iteration = step - config.vae_warmup_iters
+            length = sequence_length(config, iteration)
+            batch = sampler.sample(config.batch_size // shards.total, length, key=step, shard=shard).to(device)
+            parts = loss_module(
+                "main", batch.observations, batch.actions, tau=min(config.tau, length),
+                gate_open=iteration < config.gate_open_iters, kl_weight=kl_weight(config, iteration),
+            )
+        (parts["loss"] / len(shards.local)).backward()
+        for name, value in parts.items():
+            totals[name] = totals.get(name, 0) + value.detach() / len(shards.local)
     torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
     state.optimizer.step()
     state.step += 1
-    values = {name: float(value.item()) for name, value in parts.items()}
+    names = list(totals)
+    averaged = context.mean(torch.stack([totals[name].float() for name in names]))
+    values = dict(zip(names, averaged.tolist(), strict=True))
     if not math.isfinite(values["loss"]):
         raise FloatingPointError(f"loss became {values['loss']} at step {state.step}")
     return phase, values
@@ -439,22 +497,39 @@ def train(config: TrainConfig, *, progress: bool | None = None,
 
     SIGINT/SIGTERM write a checkpoint at the current step and raise ``TrainingInterrupted``;
     ``config.resume`` continues it exactly. ``on_step`` is called after every step (tests, hooks).
+    Under ``torchrun`` each process trains on its own shard of every batch (see distributed.py).
     """
-    device, sampler = preflight(config)
-    show_progress = config.progress if progress is None else progress
+    context = DistributedContext.from_environment()
+    device, sampler = preflight(config, claim=context.is_main)
+    device = context.start(device)
+    try:
+        return _train(config, context, device, sampler, progress, on_step)
+    finally:
+        context.stop()
+
+
+def _train(config: TrainConfig, context: DistributedContext, device: torch.device, sampler: RolloutSampler,
+           progress: bool | None, on_step: Callable[[TrainState], None] | None) -> TrainResult:
+    main = context.is_main
+    shards = Shards.for_run(config, context)
+    show_progress = main and (config.progress if progress is None else progress)
     if config.threads:
         torch.set_num_threads(config.threads)
     folder = RunFolder(config.out_dir)
     seed_everything(config.seed)
     model = GTMSM(config.model_config()).to(device)
     state = TrainState(model, make_optimizer(model, config))
+    context.barrier()  # rank 0 has claimed (or cleared) the folder
     if config.resume and folder.checkpoint.exists():
         resume_from(folder.checkpoint, state, config, device)
-    folder.write_config(asdict(config), {"model_config": asdict(model.config), "resumed_at_step": state.step})
-    folder.truncate_log(state.step)
+    loss_module = wrap(model, context, device)
+    if main:
+        folder.write_config(asdict(config), {"model_config": asdict(model.config), "resumed_at_step": state.step,
+                                             "world_size": context.world_size})
+        folder.truncate_log(state.step)
     total_steps = config.vae_warmup_iters + config.iterations
     eval_set = heldout_rollouts(config.eval_sequences, config.eval_tau + config.eval_horizon,
-                                config.seed, image_source=sampler.image_source, **world_kwargs(config))
+                                config.seed, image_source=sampler.image_source, **world_kwargs(config)) if main else None
     bar = None
     if show_progress:
         from tqdm.auto import tqdm
@@ -462,37 +537,42 @@ def train(config: TrainConfig, *, progress: bool | None = None,
         bar = tqdm(total=total_steps, initial=state.step, desc="gtmsm", dynamic_ncols=True, mininterval=1.0)
     model.train()
     seconds_before, start = state.seconds, time.perf_counter()
-    with StopRequests() as stop, folder.log.open("a") as log:
+    with StopRequests() as stop, (folder.log.open("a") if main else contextlib.nullcontext()) as log:
         while state.step < total_steps:
-            phase, parts = train_step(state, sampler, config, device)
+            phase, parts = train_step(state, sampler, config, device, loss_module, shards, context)
             state.seconds = seconds_before + time.perf_counter() - start
-            log.write(json.dumps({"step": state.step, "phase": phase, "seconds": round(state.seconds, 3),
-                                  **{k: round(v, 6) for k, v in parts.items()}}) + "\n")
             if on_step is not None:
                 on_step(state)
-            if bar is not None:
-                bar.update(1)
-                if state.step % 50 == 0:
-                    bar.set_postfix(refresh=False, ordered_dict={"phase": phase, **{k: f"{v:.3g}" for k, v in parts.items()}})
-            main_iter = state.step - config.vae_warmup_iters
-            if main_iter > 0 and (state.step == total_steps or (config.eval_every and main_iter % config.eval_every == 0)):
-                record = evaluation_record(state, eval_set, config, device)
-                state.history.append(record)
-                message = " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in record.items())
-                (bar.write if bar is not None else print)(f"[eval] {message}")
-            if stop.requested or state.step % config.checkpoint_every == 0 or state.step == total_steps:
-                log.flush()
-                save_state(folder.checkpoint, state, config, device)
-            if stop.requested:
+            stopping = context.any(stop.requested is not None, device)
+            if main:
+                log.write(json.dumps({"step": state.step, "phase": phase, "seconds": round(state.seconds, 3),
+                                      **{k: round(v, 6) for k, v in parts.items()}}) + "\n")
+                if bar is not None:
+                    bar.update(1)
+                    if state.step % 50 == 0:
+                        bar.set_postfix(refresh=False, ordered_dict={"phase": phase, **{k: f"{v:.3g}" for k, v in parts.items()}})
+                main_iter = state.step - config.vae_warmup_iters
+                if main_iter > 0 and (state.step == total_steps or (config.eval_every and main_iter % config.eval_every == 0)):
+                    record = evaluation_record(state, eval_set, config, device)
+                    state.history.append(record)
+                    message = " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in record.items())
+                    (bar.write if bar is not None else print)(f"[eval] {message}")
+                if stopping or state.step % config.checkpoint_every == 0 or state.step == total_steps:
+                    log.flush()
+                    save_state(folder.checkpoint, state, config, device, context.world_size)
+            if stopping:
                 if bar is not None:
                     bar.close()
-                raise TrainingInterrupted(stop.requested, state.step, folder.checkpoint)
+                context.barrier()  # the checkpoint is on disk before anyone reports it
+                raise TrainingInterrupted(stop.requested or "SIGINT", state.step, folder.checkpoint)
     if bar is not None:
         bar.close()
-    folder.history.write_text(json.dumps(state.history, indent=1))
-    # matplotlib is imported only once there is something to draw
-    from gtmsm_model.plots import plot_training_log
+    if main:
+        folder.history.write_text(json.dumps(state.history, indent=1))
+        # matplotlib is imported only once there is something to draw
+        from gtmsm_model.plots import plot_training_log
 
-    plot_training_log(folder.read_log(), folder.loss_plot)
+        plot_training_log(folder.read_log(), folder.loss_plot)
+    context.barrier()
     model.eval()
     return TrainResult(model, config, state.step, state.seconds, state.history, folder.path)
