@@ -130,7 +130,7 @@ def test_npz_and_npy_files(tmp_path):
     with pytest.raises(ValueError, match="could not read array 'images'"):
         NpzImages(tmp_path / "damaged.npz")
     np.save(tmp_path / "objects.npy", np.array([images], dtype=object), allow_pickle=True)
-    with pytest.raises(ValueError, match="pickled objects \(never loaded\)"):
+    with pytest.raises(ValueError, match=r"pickled objects \(never loaded\)"):
         NpzImages(tmp_path / "objects.npy")
     (tmp_path / "x.png").write_bytes(b"")
     with pytest.raises(ValueError, match=r"must be .npy or .npz, got x.png"):

@@ -125,7 +125,7 @@ def test_load_rejects_foreign_files_without_unpickling(rollouts, tmp_path):
         Rollouts.load(tmp_path / "array.npy")
     # An object array would need pickle: it must be refused, not unpickled.
     np.savez(tmp_path / "object.npz", **_arrays(rollouts), metadata=np.array([{}], dtype=object))
-    with pytest.raises(ValueError, match="pickled objects \(never loaded\)"):
+    with pytest.raises(ValueError, match=r"pickled objects \(never loaded\)"):
         Rollouts.load(tmp_path / "object.npz")
     import pickle
 
