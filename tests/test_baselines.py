@@ -13,11 +13,15 @@ from gtmsm_model.baselines import (
     ActionLSTM,
     ActionLSTMConfig,
     Budget,
+    CanvasOracle,
     CopyLastObserved,
     DatasetMean,
+    MemorisationMean,
     OracleMemory,
     OraclePositionVAE,
     RSSMConfig,
+    TransformerConfig,
+    TransformerWorldModel,
     WorldModel,
 )
 from gtmsm_model.data import RolloutSampler
@@ -50,6 +54,9 @@ def tiny_models() -> list[WorldModel]:
         OraclePositionVAE(vae, k=3),
         RSSM(RSSMConfig(deter=16, stoch=4, hidden=16)),
         ActionLSTM(ActionLSTMConfig(hidden=16, embed=16)),
+        TransformerWorldModel(TransformerConfig(d_model=16, layers=1, heads=2, feedforward=16, hidden=16, min_tau=4)),
+        MemorisationMean(),
+        CanvasOracle(),
     ]
 
 
@@ -68,8 +75,13 @@ def test_every_baseline_fits_and_predicts_crops_in_unit_range(model, rollouts):
     np.testing.assert_array_equal(full, predicted)
 
 
+def tiny_transformer() -> TransformerWorldModel:
+    return TransformerWorldModel(TransformerConfig(d_model=8, layers=1, heads=2, feedforward=8, hidden=8, min_tau=2))
+
+
 def test_learned_baselines_spend_exactly_the_step_budget():
-    for model in (RSSM(RSSMConfig(deter=8, stoch=2, hidden=8)), ActionLSTM(ActionLSTMConfig(hidden=8, embed=8))):
+    for model in (RSSM(RSSMConfig(deter=8, stoch=2, hidden=8)), ActionLSTM(ActionLSTMConfig(hidden=8, embed=8)),
+                  tiny_transformer()):
         model.fit(RolloutSampler(0), Budget(iterations=3, batch_size=2, seq_len=8, tau=6))
         assert model.iterations_done == 3 and len(model.history) == 3
         assert all(np.isfinite(model.history))
@@ -153,3 +165,59 @@ def test_budget_rejects_tau_outside_the_sequence():
 def test_action_lstm_refuses_a_budget_with_tau_below_two():
     with pytest.raises(ValueError, match="tau >= 2"):
         ActionLSTM(ActionLSTMConfig(hidden=8, embed=8)).fit(RolloutSampler(0), Budget(iterations=1, batch_size=2, seq_len=8, tau=1))
+
+
+def test_memorisation_mean_matches_numpy(rollouts):
+    predicted = MemorisationMean().predict(rollouts.observations, rollouts.actions, TAU)
+    expected = rollouts.observations[:, :TAU].astype(np.float64).mean(axis=1) / 255.0
+    assert predicted.shape == (3, 20 - TAU, 8, 8, 3)
+    for step in range(predicted.shape[1]):
+        np.testing.assert_allclose(predicted[:, step], expected, rtol=1e-6)
+
+
+def test_canvas_oracle_on_a_hand_made_rollout():
+    # A 3×3 one-channel-looking image, 2×2 window, step 1. Memorised: (0,0) then (0,1); predicted:
+    # (0,0) (revisited: exact) and (1,1), whose bottom row was never seen (memorisation mean, 75).
+    image = np.array([[0, 30, 60], [90, 120, 150], [180, 210, 240]], dtype=np.uint8)
+    crop = lambda r, c: np.repeat(image[r:r + 2, c:c + 2, None], 3, axis=2)  # noqa: E731
+    places = [(0, 0), (0, 1), (0, 0), (1, 1)]
+    observations = np.stack([crop(r, c) for r, c in places])[None]
+    positions = np.array([places])
+    actions = np.array([[0, 4, 3, 2]])
+    predicted = CanvasOracle(step_size=1).predict(observations[:, :2], actions, 2, positions)
+    np.testing.assert_array_equal(predicted[0, 0], observations[0, 2] / np.float32(255))
+    expected = np.repeat(np.array([[120, 150], [75, 75]], np.float32)[:, :, None], 3, axis=2) / 255
+    np.testing.assert_allclose(predicted[0, 1], expected, rtol=1e-6)
+    mse = ((predicted[0, 1] - observations[0, 3] / 255.0) ** 2).mean()
+    assert mse == pytest.approx((135**2 + 165**2) / 4 / 255**2, rel=1e-6)
+
+
+def test_canvas_oracle_is_zero_on_revisited_steps():
+    rollouts = collect_rollouts(4, 60, seed=3, start="random")
+    tau = 20
+    predicted = CanvasOracle().predict(rollouts.observations[:, :tau], rollouts.actions, tau, rollouts.positions)
+    metrics = prediction_metrics(predicted, rollouts, tau)
+    assert metrics["mse_revisited"] < 1e-12
+    oracle_memory = prediction_metrics(
+        OracleMemory().predict(rollouts.observations[:, :tau], rollouts.actions, tau, rollouts.positions), rollouts, tau)
+    assert metrics["mse_novel"] < oracle_memory["mse_novel"]  # overlapping memories reveal part of novel crops
+
+
+def test_transformer_predicts_every_future_crop_in_one_pass_for_any_length():
+    model = tiny_transformer()
+    model.fit(RolloutSampler(0), Budget(iterations=2, batch_size=2, seq_len=12, tau=8))
+    rollouts = collect_rollouts(2, 40, seed=4)  # longer than any training sequence
+    predicted = model.predict(rollouts.observations[:, :10], rollouts.actions, 10)
+    assert predicted.shape == (2, 30, 8, 8, 3) and np.isfinite(predicted).all()
+
+
+def test_a_second_fit_continues_the_run_and_snapshots_restore_earlier_weights():
+    model = ActionLSTM(ActionLSTMConfig(hidden=8, embed=8))
+    sampler = RolloutSampler(0)
+    model.fit(sampler, Budget(iterations=2, batch_size=2, seq_len=8, tau=6, snapshot_seconds=[0.0]))
+    early = {k: v.clone() for k, v in model.net.state_dict().items()}
+    model.fit(sampler, Budget(iterations=4, batch_size=2, seq_len=8, tau=6))
+    assert model.iterations_done == 4 and len(model.history) == 4
+    assert model.snapshots[0.0]["iterations"] == 1
+    model.use_snapshot(0.0)
+    assert not all(torch.equal(early[k], v) for k, v in model.net.state_dict().items())  # 1 step, not 2

@@ -1,0 +1,43 @@
+"""Every model of the comparison benchmark behind one ``WorldModel`` protocol, one file per family.
+
+* ``base`` — the ``WorldModel`` protocol, the ``Budget`` and the shared training loop;
+* ``bounds`` — dataset mean, memorisation mean, copy-last-observed, oracle memory, canvas oracle,
+  oracle-position VAE (no learning over time; the oracles read the true positions);
+* ``rssm`` — PlaNet/Dreamer's recurrent state-space model;
+* ``lstm`` — an action-conditioned LSTM;
+* ``transformer`` — a masked-token transformer over the whole episode.
+
+GTM-SM itself answers the same protocol through ``gtmsm_model.evaluate.GTMSMPredictor``.
+"""
+
+from gtmsm_model.baselines.base import Budget, TrainedModel, WorldModel, check_prediction_inputs
+from gtmsm_model.baselines.bounds import (
+    CanvasOracle,
+    CopyLastObserved,
+    DatasetMean,
+    MemorisationMean,
+    OracleMemory,
+    OraclePositionVAE,
+)
+from gtmsm_model.baselines.lstm import ActionLSTM, ActionLSTMConfig
+from gtmsm_model.baselines.rssm import RSSM, RSSMConfig
+from gtmsm_model.baselines.transformer import TransformerConfig, TransformerWorldModel
+
+__all__ = [
+    "RSSM",
+    "ActionLSTM",
+    "ActionLSTMConfig",
+    "Budget",
+    "CanvasOracle",
+    "CopyLastObserved",
+    "DatasetMean",
+    "MemorisationMean",
+    "OracleMemory",
+    "OraclePositionVAE",
+    "RSSMConfig",
+    "TrainedModel",
+    "TransformerConfig",
+    "TransformerWorldModel",
+    "WorldModel",
+    "check_prediction_inputs",
+]

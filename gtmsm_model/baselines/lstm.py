@@ -1,0 +1,100 @@
+"""An action-conditioned LSTM as a peer: encoder → LSTM → decoder, fed its own predictions
+after the memorisation phase."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from gtmsm_model.baselines.base import Budget, TrainedModel, check_prediction_inputs, mlp, to_pixels
+from gtmsm_model.data import RolloutSampler
+
+
+@dataclass
+class ActionLSTMConfig:
+    """Sizes of the action-conditioned LSTM baseline."""
+
+    num_actions: int = 5
+    """Number of discrete actions."""
+    hidden: int = 256
+    """LSTM state size and encoder/decoder width."""
+    embed: int = 256
+    """Size of the crop embedding fed to the LSTM."""
+    grad_clip: float = 1.0
+    """Gradient-norm clip."""
+
+
+class _ActionLSTMNet(nn.Module):
+    def __init__(self, config: ActionLSTMConfig, crop_shape: tuple[int, int, int]) -> None:
+        super().__init__()
+        self.config = config
+        self.crop_shape = crop_shape
+        pixels = math.prod(crop_shape)
+        self.encoder = mlp(pixels, config.hidden, config.embed)
+        self.lstm = nn.LSTM(config.embed + config.num_actions, config.hidden, batch_first=True)
+        self.decoder = mlp(config.hidden, config.hidden, pixels)
+
+    def inputs(self, pixels: Tensor, actions: Tensor) -> Tensor:
+        one_hot = F.one_hot(actions, self.config.num_actions).float()
+        return torch.cat([self.encoder(pixels.flatten(-3) * 2.0 - 1.0), one_hot], -1)
+
+    def decode(self, out: Tensor) -> Tensor:
+        return torch.sigmoid(self.decoder(out)).unflatten(-1, self.crop_shape)
+
+    def run(self, pixels: Tensor, actions: Tensor, tau: int) -> Tensor:
+        """Predictions of steps 1..T-1: teacher-forced from observed x_{t-1} for t < tau, then
+        fed back its own prediction x̂_{t-1} (the input of step tau is still the observed x_{tau-1})."""
+        out, state = self.lstm(self.inputs(pixels[:, : tau - 1], actions[:, 1:tau]))
+        predictions = [self.decode(out)]
+        previous = pixels[:, tau - 1]
+        for t in range(tau, actions.shape[1]):
+            out, state = self.lstm(self.inputs(previous, actions[:, t]).unsqueeze(1), state)
+            previous = self.decode(out[:, 0])
+            predictions.append(previous.unsqueeze(1))
+        return torch.cat(predictions, 1)
+
+
+class ActionLSTM(TrainedModel):
+    """encoder → LSTM over [embedding of x_{t-1}, one-hot a_t] → decoder → x̂_t.
+
+    Training matches prediction: teacher forcing on the memorisation steps, free-running (fed its
+    own predictions, gradients through them) on the training sequence's last ``seq_len - tau``
+    steps, MSE on every step.
+    """
+
+    name = "action LSTM"
+
+    def __init__(self, config: ActionLSTMConfig | None = None) -> None:
+        super().__init__()
+        self.config = config or ActionLSTMConfig()
+        self.num_actions = self.config.num_actions
+        self.grad_clip = self.config.grad_clip
+
+    def build(self, crop_shape) -> nn.Module:
+        return _ActionLSTMNet(self.config, crop_shape)
+
+    def fit(self, sampler: RolloutSampler, budget: Budget) -> None:
+        if budget.tau < 2:
+            raise ValueError(f"the LSTM needs tau >= 2 (one observed transition), got budget.tau={budget.tau}")
+        super().fit(sampler, budget)
+
+    def loss(self, pixels: Tensor, actions: Tensor, tau: int) -> Tensor:
+        return (self.net.run(pixels, actions, tau) - pixels[:, 1:]).square().mean()
+
+    @torch.no_grad()
+    def predict(self, observations, actions, tau, positions=None) -> np.ndarray:
+        memorised = check_prediction_inputs(observations, actions, tau)
+        if self.net is None:
+            raise RuntimeError("call fit() before predict()")
+        if tau < 2:
+            raise ValueError("the LSTM needs tau >= 2 (one observed transition)")
+        actions = torch.as_tensor(np.asarray(actions), device=self.device).long()
+        predicted = self.net.run(to_pixels(memorised, self.device), actions, tau)
+        return predicted[:, tau - 1 :].cpu().numpy().astype(np.float32)
+
+
