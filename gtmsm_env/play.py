@@ -29,7 +29,14 @@ import pygame
 
 import gtmsm_env  # noqa: F401  (registers ImageNav-v0)
 from gtmsm_env.env import DOWN, LEFT, RIGHT, STAY, UP, WALL_MODES, ImageNavEnv, wall_segments
-from gtmsm_env.flags import add_dataclass_flags, bounded, dataclass_values, error_text, fail
+from gtmsm_env.flags import (
+    ArgumentParser,
+    add_dataclass_flags,
+    bounded,
+    dataclass_values,
+    error_text,
+    fail,
+)
 from gtmsm_env.render import NoDisplayError, PlayView, Scene
 
 PROG = "gtmsm-play"
@@ -52,14 +59,13 @@ SCRIPT_ACTIONS: dict[str, int] = {"w": UP, "a": LEFT, "s": DOWN, "d": RIGHT, "."
 WALL_FLASH_MS = 300.0
 
 HELP_LINES = [
-    "keys",
-    "  arrows / WASD    move (hold to repeat)",
-    "  space / .        stay",
-    "  r                new image (a new episode)",
-    "  f                fog of war: show only what the window has seen",
-    "  t                hide / show the truth (imagination mode)",
-    "  h                show / hide this help",
-    "  Esc / q          quit",
+    ("arrows / WASD", "move (hold to repeat)"),
+    ("space / .", "stay"),
+    ("r", "new image (a new episode)"),
+    ("f", "fog of war: only what was seen"),
+    ("t", "hide / show the truth (imagination mode)"),
+    ("h", "show / hide this help"),
+    ("Esc / q", "quit"),
 ]
 
 
@@ -372,7 +378,7 @@ class PlaySession:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog=PROG,
         description="Play ImageNav-v0 with the keyboard (arrows/WASD hold to repeat, space, r, f, "
                     "h, Esc); with --model, watch GTM-SM imagine what you will see.",

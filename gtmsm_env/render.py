@@ -94,8 +94,8 @@ class Scene:
     predicted_canvas: np.ndarray | None = None
     progress: float | None = None
     """Memorisation progress in [0, 1], drawn as a bar (None: no bar)."""
-    help_lines: list[str] | None = None
-    """Key help drawn over everything (None: hidden)."""
+    help_lines: list[tuple[str, str]] | None = None
+    """Key help, (keys, what they do) rows drawn over everything (None: hidden)."""
 
 
 class PlayView:
@@ -197,13 +197,16 @@ class PlayView:
         rendered = self.small_font.render(text, True, _TEXT_COLOR)
         self.canvas.blit(rendered, rendered.get_rect(center=centre))
 
-    def _overlay(self, lines: list[str]) -> None:
+    def _overlay(self, rows: list[tuple[str, str]]) -> None:
         shade = pygame.Surface(self.size, pygame.SRCALPHA)
         shade.fill((0, 0, 0, 200))
         self.canvas.blit(shade, (0, 0))
-        for i, line in enumerate(lines):
-            self.canvas.blit(self.font.render(line, True, _TEXT_COLOR),
-                             (16, 16 + i * (self.line_height + 4)))
+        keys = [self.font.render(k, True, _WINDOW_COLOR) for k, _ in rows]
+        column = 16 + max(k.get_width() for k in keys) + 16
+        for i, (key, (_, text)) in enumerate(zip(keys, rows, strict=True)):
+            y = 16 + i * (self.line_height + 4)
+            self.canvas.blit(key, (16, y))
+            self.canvas.blit(self.font.render(text, True, _TEXT_COLOR), (column, y))
 
     # -- window ------------------------------------------------------------------------------
 

@@ -134,7 +134,7 @@ def test_help_overlay_fog_and_scale():
     session = PlaySession(seed=0, scale=4)
     assert session.scene().help_lines is None and session.scene().visible is None
     session.handle_event(key(pygame.K_h))
-    assert any("fog" in line for line in session.scene().help_lines)
+    assert any("fog" in text for _, text in session.scene().help_lines)
     session.handle_event(key(pygame.K_f))
     visible = session.scene().visible
     assert visible.sum() == 64  # only the start window has been seen
