@@ -169,33 +169,68 @@ def crop_change(pixels: Tensor) -> Tensor:
     return torch.cat([change.new_zeros(change.shape[0], 1), change], 1)
 
 
-def infer_blocked(pixels: Tensor, actions: Tensor, stay_action: int, threshold: float,
-                  previous: Tensor | None = None) -> Tensor:
+def infer_blocked(pixels: Tensor, actions: Tensor, stay_action: int, threshold: float) -> Tensor:
     """Which moves were blocked, from the observations alone: (B, T) bool.
 
     A move was blocked when the crop did not change: its mean squared change is below
     ``threshold + 2 * noise``, where ``noise`` is the median change over the sequence's *stay*
     steps (which never move the view, so their change is pure observation noise; 0 without
-    noise), capped at a quarter of the median change of moves. Step 0 (the reset, or the first step of a chunk without ``previous``) and stay steps
-    are never blocked. ``previous`` (B, H, W, C): the crop before ``pixels[:, 0]`` when observing
-    a sequence in chunks.
+    noise), capped at a quarter of the median change of moves. Step 0 (the reset) and stay
+    steps are never blocked.
     """
-    if previous is not None:
-        change = crop_change(torch.cat([previous.unsqueeze(1), pixels], 1))[:, 1:]
-    else:
-        change = crop_change(pixels)
+    change = crop_change(pixels)
     stay = actions == stay_action
-    if previous is None:
-        stay = stay.clone()
-        stay[:, 0] = False  # the reset's change is 0 by construction, not noise
+    stay[:, 0] = False  # the reset's change is 0 by construction, not noise
     nan = torch.full_like(change, float("nan"))
     noise = torch.nan_to_num(torch.where(stay, change, nan).nanmedian(dim=1).values, nan=0.0)
     # Stay steps that change as much as moves do are not noise (e.g. a view that is itself animated).
     typical_move = torch.where(actions != stay_action, change, nan).nanmedian(dim=1).values
     noise = torch.minimum(noise, 0.25 * torch.nan_to_num(typical_move, nan=0.0))
     blocked = (change < threshold + 2 * noise.unsqueeze(1)) & (actions != stay_action)
-    if previous is None:
-        blocked[:, 0] = False
+    blocked[:, 0] = False
+    return blocked
+
+
+def ambiguous_moves(pixels: Tensor, blocked: Tensor, threshold: float, max_shift: int) -> Tensor:
+    """Which inferred-blocked moves the pixels cannot decide: (B, T) bool.
+
+    A move leaves the crop unchanged when it hits a wall, but also when the view is flat along the
+    move (a uniform patch, a stripe): then the previous crop also matches itself shifted by some
+    non-zero shift. Those moves are ambiguous; ``resolve_ambiguous_moves`` decides them.
+    """
+    if not blocked.any():
+        return blocked.clone()
+    errors, shifts = shift_errors(pixels[:, :-1], pixels[:, :-1], max_shift)
+    nonzero = (shifts != 0).any(-1)
+    self_similar = errors[..., nonzero].min(-1).values < threshold  # (B, T-1)
+    ambiguous = blocked.clone()
+    ambiguous[:, 1:] &= self_similar
+    ambiguous[:, 0] = False
+    return ambiguous
+
+
+def resolve_ambiguous_moves(pixels: Tensor, actions: Tensor, blocked: Tensor, ambiguous: Tensor,
+                            action_signs: Tensor, threshold: float) -> Tensor:
+    """Decide each ambiguous move by loop closure: blocked or free, whichever makes fewer pairs of
+    steps that land on the same lattice cell but saw different crops (MSE > ``threshold``).
+
+    Positions are the integer lattice coordinates (the cumulative sum of the unblocked moves'
+    action signs, ``action_signs`` (A, P)), so the decision does not depend on the learned M.
+    Ties keep "blocked" (the crop did not change). Returns the corrected (B, T) blocked mask.
+    """
+    blocked = blocked.clone()
+    signs = action_signs[actions.long()]  # (B, T, P)
+    for b in torch.nonzero(ambiguous.any(1)).flatten().tolist():
+        flat = pixels[b].flatten(1)
+        different = torch.cdist(flat, flat).square() / flat.shape[1] > threshold  # (T, T)
+        for t in torch.nonzero(ambiguous[b]).flatten().tolist():
+            conflicts = []
+            for hypothesis in (True, False):
+                blocked[b, t] = hypothesis
+                coords = (signs[b] * (~blocked[b]).unsqueeze(-1).to(signs.dtype)).cumsum(0)
+                same = (coords.unsqueeze(0) == coords.unsqueeze(1)).all(-1)
+                conflicts.append(int((same & different).sum()))
+            blocked[b, t] = conflicts[0] <= conflicts[1]
     return blocked
 
 
@@ -236,17 +271,23 @@ class EdgeMemory:
         return known, blocked
 
 
-def extent_prior(visited: Tensor, state: Tensor, move: Tensor) -> Tensor:
+def extent_prior(visited: Tensor, state: Tensor, move: Tensor, basis: Tensor | None = None) -> Tensor:
     """The fallback for an edge never tried: blocked iff the move's target lies beyond every
-    visited state along the move's direction (by more than half a move).
+    visited state along the move's axis (by more than half a move).
 
     visited (B, N, S), state and move (B, S) → (B,) bool. A zero move is never blocked.
+    ``basis`` (P, S): the lattice's move vectors (one per opposite-action pair). Positions are
+    compared in lattice coordinates (s = c · basis), so a lattice whose axes are not orthogonal
+    does not leak one axis into the other; without it, in the state's own coordinates.
     """
+    if basis is not None:
+        to_lattice = torch.linalg.pinv(basis)  # (S, P)
+        visited, state, move = visited @ to_lattice, state @ to_lattice, move @ to_lattice
     length = move.norm(dim=-1, keepdim=True)
     direction = move / length.clamp_min(1e-12)
     reach = (visited * direction.unsqueeze(1)).sum(-1).max(dim=1).values
     target = ((state + move) * direction).sum(-1)
-    return (target > reach + 0.5 * length.squeeze(-1)) & (length.squeeze(-1) > 0)
+    return (target > reach + 0.5 * length.squeeze(-1)) & (length.squeeze(-1) > 1e-6)
 
 
 # --------------------------------------------------------------------------- canvas

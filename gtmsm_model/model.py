@@ -46,6 +46,7 @@ from gtmsm_model.memory import (
     Canvas,
     EdgeMemory,
     Gaussian,
+    ambiguous_moves,
     cat_gaussians,
     compose_canvas,
     estimate_pixel_map,
@@ -59,6 +60,7 @@ from gtmsm_model.memory import (
     pairwise_gaussian_kl,
     read_canvas,
     read_key_memory,
+    resolve_ambiguous_moves,
     to_pixel_offsets,
 )
 
@@ -103,8 +105,10 @@ class GTMSMConfig:
     novel_view: str = "canvas"
     """How a state far from every key is predicted: "canvas" (decoded memories pasted at their
     pixel offsets, k-NN blend where the canvas has no pixel) or "knn" (the k-NN blend alone)."""
-    canvas_radius: float = 0.5
-    """With novel_view "canvas", a query farther than this from its nearest key reads the canvas."""
+    canvas_radius: float = 0.0
+    """With novel_view "canvas", a query farther than this from its nearest key reads the canvas
+    (where the canvas has pixels). 0: every query does — averaging the overlapping decoded crops
+    is sharper than one decoded crop, so this also lowers the error on revisited steps."""
     num_actions: int = 5
     """Number of discrete actions."""
     stay_action: int = 0
@@ -117,7 +121,7 @@ class GTMSMConfig:
     """Neighbours K of the memory prior at prediction time."""
     delta: float = 1e-4
     """Stabiliser of the mixture weights 1 / (d^2 + delta)."""
-    pixel_sigma: float = 0.02
+    pixel_sigma: float = 0.015
     """Std of the Gaussian pixel likelihood p(x_t | z_t), pixels in [0, 1]."""
 
     def __post_init__(self) -> None:
@@ -234,24 +238,18 @@ class StateTransition(nn.Module):
         """The wall gate σ_d: probability that a move ending at ``proposed`` is allowed."""
         return torch.sigmoid(self.gate_net(proposed)).squeeze(-1)
 
-    def forward(self, actions: Tensor, gate_open: bool = False,
-                initial: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    def forward(self, actions: Tensor, gate_open: bool = False) -> tuple[Tensor, Tensor]:
         """actions (B, T) long → states (B, T, s_dim) with s_0 = 0, and gate values (B, T).
 
         ``gate_open`` bypasses the gate (every move succeeds): used early in training.
-        gates[:, 0] is 1 (no move happens at the reset). With ``initial`` (B, s_dim), step 0 is a
-        move from that state instead of the reset.
+        gates[:, 0] is 1 (no move happens at the reset).
         """
         batch, steps = actions.shape
         moves = self.action_matrix()[actions]  # (B, T, S)
+        state = moves.new_zeros(batch, self.config.s_dim)
+        states, gates = [state], [moves.new_ones(batch)]
         noise = self.config.state_noise if self.training else 0.0
-        states, gates = [], []
-        if initial is None:
-            state, first = moves.new_zeros(batch, self.config.s_dim), 1
-            states, gates = [state], [moves.new_ones(batch)]
-        else:
-            state, first = initial, 0
-        for t in range(first, steps):
+        for t in range(1, steps):
             proposed = state + moves[:, t]
             gate = moves.new_ones(batch) if gate_open else self.gate(proposed)
             state = state + moves[:, t] * gate.unsqueeze(-1)
@@ -344,33 +342,32 @@ class GTMSM(nn.Module):
 
     # ------------------------------------------------------------------ states
 
-    def infer_states(self, pixels: Tensor, actions: Tensor, *, gate_open: bool = False,
-                     initial: Tensor | None = None, previous: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        """States (B, T, S) and gates (B, T) of *observed* steps, pixels (B, T, H, W, C) in [0, 1].
+    def infer_states(self, pixels: Tensor, actions: Tensor, *, gate_open: bool = False) -> tuple[Tensor, Tensor]:
+        """States (B, T, S) and gates (B, T) of an *observed* walk, pixels (B, T, H, W, C) in [0, 1].
 
-        "edges": a move is blocked iff the crop did not change (``memory.infer_blocked``), and
-        s_t is the cumulative sum of the unblocked moves. "absolute": the learned gate;
-        ``gate_open`` bypasses it (early training). Without ``initial`` step 0 is the reset
-        (s_0 = 0); with it, ``initial`` (B, S) is the state before step 0 and ``previous``
-        (B, H, W, C) the crop seen there.
+        "edges": a move is blocked iff the crop did not change (``memory.infer_blocked``); a
+        move the pixels cannot decide (a flat view) is decided by loop closure
+        (``memory.resolve_ambiguous_moves``); s_t is the cumulative sum of the unblocked moves.
+        "absolute": the learned gate; ``gate_open`` bypasses it (early training). Step 0 is the
+        reset: s_0 = 0, gate 1.
         """
         actions = actions.long()
-        if self.config.wall_model == "absolute":
-            return self.transition(actions, gate_open=gate_open, initial=initial)
+        c = self.config
+        if c.wall_model == "absolute":
+            return self.transition(actions, gate_open=gate_open)
         moves = self.transition.action_matrix()[actions]  # (B, T, S)
-        blocked = infer_blocked(pixels, actions, self.config.stay_action, self.config.blocked_threshold,
-                                previous=previous)
+        with torch.no_grad():
+            blocked = infer_blocked(pixels, actions, c.stay_action, c.blocked_threshold)
+            ambiguous = ambiguous_moves(pixels, blocked, c.blocked_threshold, c.crop_size - 2)
+            if ambiguous.any():
+                blocked = resolve_ambiguous_moves(pixels, actions, blocked, ambiguous,
+                                                  self.transition.action_signs, 10 * c.blocked_threshold)
         free = (~blocked).to(moves.dtype)
-        if initial is None:
-            free = free.clone()
-            free[:, 0] = 0.0  # the reset does not move
-            initial = moves.new_zeros(moves.shape[0], moves.shape[-1])
+        free[:, 0] = 0.0  # the reset does not move
         steps = moves * free.unsqueeze(-1)
-        if self.training and self.config.state_noise > 0:
-            steps = steps + self.config.state_noise * torch.randn_like(steps)
-        states = initial.unsqueeze(1) + steps.cumsum(1)
-        gates = 1.0 - blocked.to(moves.dtype)
-        return states, gates
+        if self.training and c.state_noise > 0:
+            steps = steps + c.state_noise * torch.randn_like(steps)
+        return steps.cumsum(1), 1.0 - blocked.to(moves.dtype)
 
     # ------------------------------------------------------------------ training
 
@@ -463,49 +460,30 @@ class GTMSM(nn.Module):
         """Write observed steps into memory: observations (B, n, H, W, C), the actions that produced them (B, n).
 
         The first call starts a walk (its first action is the reset, ignored); later calls go on
-        from ``memory``. Returns the updated memory (``memory`` itself is not changed).
+        from ``memory`` (not changed; a new memory is returned). The states of the whole observed
+        walk are re-inferred on every call, so a move decided by loop closure may be revised by
+        later observations, and observing in chunks or all at once gives the same memory.
         """
         self.check_inputs(observations, actions)
+        c = self.config
         pixels = self.to_pixels(observations)
         actions = actions.long()
-        posterior = self.vae.encode(pixels)
-        c = self.config
-        if memory is None:
-            states, gates = self.infer_states(pixels, actions)
-            batch = pixels.shape[0]
-            empty_states = states.new_zeros(batch, 0, c.s_dim)
-            memory = WorldMemory(
-                keys=empty_states, values=Gaussian(posterior.mean[:, :0], posterior.log_std[:, :0]),
-                edges=EdgeMemory.empty(batch, c.s_dim, states), visited=empty_states,
-                state=states.new_zeros(batch, c.s_dim), observed_pixels=pixels[:, :0],
-                observed_actions=actions[:, :0], moved=torch.zeros_like(actions[:, :0], dtype=torch.bool),
-                gates=states.new_zeros(batch, 0))
-            previous_states = torch.cat([states[:, :1], states[:, :-1]], 1)
-        else:
+        values = self.vae.encode(pixels)
+        if memory is not None:
             if memory.observed < memory.steps:
                 raise RuntimeError("observe after imagine is not supported: the key memory holds observed steps only")
-            previous = memory.observed_pixels[:, -1] if memory.observed else None
-            states, gates = self.infer_states(pixels, actions, initial=memory.state, previous=previous)
-            previous_states = torch.cat([memory.state.unsqueeze(1), states[:, :-1]], 1)
+            pixels = torch.cat([memory.observed_pixels, pixels], 1)
+            actions = torch.cat([memory.observed_actions, actions], 1)
+            values = cat_gaussians([memory.values, values], 1)
+        states, gates = self.infer_states(pixels, actions)
         moving = actions != c.stay_action
-        moved = moving & (gates > 0.5)
-        if memory.observed == 0:
-            moving = moving.clone()
-            moving[:, 0] = False  # the reset is not a move
-            moved = moved & moving
+        moving[:, 0] = False  # the reset is not a move
+        previous_states = torch.cat([states[:, :1], states[:, :-1]], 1)
         midpoints = previous_states + 0.5 * self.transition.action_matrix()[actions]
         return WorldMemory(
-            keys=torch.cat([memory.keys, states], 1),
-            values=cat_gaussians([memory.values, posterior], 1),
-            edges=memory.edges.write(midpoints, gates < 0.5, moving),
-            visited=torch.cat([memory.visited, states], 1),
-            state=states[:, -1],
-            observed_pixels=torch.cat([memory.observed_pixels, pixels], 1),
-            observed_actions=torch.cat([memory.observed_actions, actions], 1),
-            moved=torch.cat([memory.moved, moved], 1),
-            gates=torch.cat([memory.gates, gates], 1),
-            steps=memory.steps + pixels.shape[1],
-        )
+            keys=states, values=values, edges=EdgeMemory(midpoints, gates < 0.5, moving), visited=states,
+            state=states[:, -1], observed_pixels=pixels, observed_actions=actions,
+            moved=moving & (gates > 0.5), gates=gates, steps=states.shape[1])
 
     @torch.no_grad()
     def imagine(self, actions: Tensor, memory: WorldMemory, *, mode: str = "mean",
@@ -523,6 +501,7 @@ class GTMSM(nn.Module):
         c = self.config
         actions = actions.long()
         moves_table = self.transition.action_matrix()
+        basis = F.normalize(self.transition.directions, dim=-1)  # one move vector per opposite pair
         state, edges, visited = memory.state, memory.edges, memory.visited
         states, gates = [], []
         for t in range(actions.shape[1]):
@@ -533,7 +512,7 @@ class GTMSM(nn.Module):
                 midpoint = state + 0.5 * move
                 known, remembered = edges.lookup(midpoint, c.edge_radius)
                 moving = actions[:, t] != c.stay_action
-                blocked = torch.where(known, remembered, extent_prior(visited, state, move)) & moving
+                blocked = torch.where(known, remembered, extent_prior(visited, state, move, basis)) & moving
                 edges = edges.write(midpoint.unsqueeze(1), blocked.unsqueeze(1), moving.unsqueeze(1))
                 gate = 1.0 - blocked.to(move.dtype)
             state = state + move * gate.unsqueeze(-1)

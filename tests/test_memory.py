@@ -166,6 +166,9 @@ class PerfectCodec(nn.Module):
         c = self.config
         return z.unflatten(-1, (c.crop_size, c.crop_size, c.channels))
 
+    def log_likelihood(self, pixels: Tensor, decoded: Tensor) -> Tensor:
+        return -0.5 * (pixels - decoded).square().flatten(-3).sum(-1) / self.config.pixel_sigma**2
+
 
 def perfect_model(**overrides) -> GTMSM:
     config = GTMSMConfig(**{"z_dim": 192, "vae_hidden": 8, "gate_hidden": 4, "knn_k": 3, **overrides})

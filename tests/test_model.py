@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -171,3 +173,34 @@ def test_bad_tau_and_config_raise() -> None:
         GTMSMConfig(opposite_actions=((1, 2),))
     with pytest.raises(ValueError, match="mode"):
         model.predict(observations, actions, tau=10, mode="best")
+
+
+def test_model_config_defaults_are_the_quick_preset() -> None:
+    from gtmsm_model.train import make_config
+
+    assert make_config("quick").model_config() == GTMSMConfig()
+
+
+def test_the_seeds_absolute_gate_still_trains_on_the_debug_preset(tmp_path) -> None:
+    from gtmsm_model.train import make_config, train
+
+    config = make_config("debug", out_dir=str(tmp_path), progress=False, wall_model="absolute", novel_view="knn")
+    model = GTMSM(config.model_config())
+    initial_gate = [p.detach().clone() for p in model.transition.gate_net.parameters()]
+    result = train(config)
+    assert result.model.config.wall_model == "absolute"
+    trained_gate = list(result.model.transition.gate_net.parameters())
+    assert any(not torch.equal(a, b) for a, b in zip(initial_gate, trained_gate, strict=True))
+    assert result.history and all(math.isfinite(record["mse_revisited"]) for record in result.history)
+    observations, actions = random_batch(steps=20)
+    prediction = result.model.predict(observations, actions, tau=12)
+    gates = prediction.gates[:, 1:]  # a soft learned gate, not a hard decision
+    assert prediction.gates.shape == (3, 20) and ((gates > 0) & (gates < 1)).all()
+
+
+@pytest.mark.parametrize(("field", "value", "match"), [
+    ("wall_model", "gate", "wall_model"), ("novel_view", "paint", "novel_view"), ("edge_radius", 0.0, "edge_radius"),
+])
+def test_bad_memory_settings_raise(field: str, value: object, match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        GTMSMConfig(**{field: value})
