@@ -364,6 +364,13 @@ class Harness:
                 _log(f"  {label} (seed {seed}) reference: revisited {scores.mse_revisited:.5f} "
                      f"novel {scores.mse_novel:.5f} late {scores.mse_revisited_late:.5f}")
 
+    def save_progress(self) -> None:
+        """Every row so far to ``run_dir/rows.json`` (``load_rows`` reads it back), so a crash late
+        in a long run loses no measurement."""
+        payload = {"rows": [dataclasses.asdict(row) for row in self.rows], "sweep": self.sweep,
+                   "seeds": self.seeds_info, "skipped": self.skipped}
+        (self.plan.run_dir / "rows.json").write_text(json.dumps(json_safe(payload)))
+
     def validate(self, model: WorldModel) -> float:
         tau = CONDITIONS["reference"].lengths(self.plan.quick)[0]
         return Scores.of(predict_in_chunks(model, self.validation, tau), self.validation, tau).mse_revisited
@@ -453,6 +460,7 @@ class Harness:
                           time.perf_counter() - start, getattr(plugin, "iterations_done", None))
         self.seeds_info.append({"seed": seed, "gtmsm_seconds": one_x, "gtmsm_config": dataclasses.asdict(config),
                                 "budget": dataclasses.asdict(budget)})
+        self.save_progress()
 
     def extend_slow(self, started: float) -> None:
         """Continue the slow seeds' peers to the slow multiple, each only if the projected
@@ -470,6 +478,7 @@ class Harness:
             _log(f"[seed {seed}] continuing {family} to {plan.slow_multiple:g}× ({budget.max_seconds:.0f} s) ...")
             peer.fit(sampler, budget)
             self.evaluate(peer, label, seed, "learned", trained_on, peer.train_seconds, peer.iterations_done)
+            self.save_progress()
         self.pending_slow = []
 
     def run_sweep(self, family: str, candidates, sampler, budget: Budget, one_x: float, seed: int):
@@ -793,6 +802,15 @@ def format_markdown(report: dict[str, Any], plan: Plan) -> str:
         lines += [f"## {name}", "", f"{condition.description}; tau {tau} + {horizon} predicted steps.", "",
                   condition_table(entries), "", f"![{name}](compare_horizon_{slug(name)}.png)", ""]
     return "\n".join(lines)
+
+
+def load_rows(path: Path) -> list[Row]:
+    """The rows ``Harness.save_progress`` wrote (NaN scores come back as None)."""
+    rows = []
+    for raw in json.loads(Path(path).read_text())["rows"]:
+        scores = {k: float("nan") if v is None else v for k, v in raw.pop("scores").items()}
+        rows.append(Row(**raw, scores=Scores(**scores)))
+    return rows
 
 
 def run(plan: Plan) -> Harness:
