@@ -9,7 +9,14 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from gtmsm_env.images import ImageSource, make_image_source
+from gtmsm_env.images import (
+    ImageSize,
+    ImageSource,
+    canonical_image_size,
+    image_shape_of,
+    make_image_source,
+    shape_text,
+)
 
 STAY, UP, DOWN, LEFT, RIGHT = 0, 1, 2, 3, 4
 ACTION_NAMES: tuple[str, ...] = ("stay", "up", "down", "left", "right")
@@ -41,31 +48,48 @@ def _check_int(name: str, value: object, minimum: int) -> int:
 
 @dataclass(frozen=True)
 class GridGeometry:
-    """Where the window can be: ``grid_shape`` positions, window top-left at ``step_size * (row, col)``."""
+    """Where the window can be: ``grid_shape`` = ``(rows, cols)`` positions, window top-left at
+    ``step_size * (row, col)``, on ``image_height`` x ``image_width`` images."""
 
-    image_size: int
+    image_height: int
+    image_width: int
     crop_size: int
     step_size: int
 
     @classmethod
     def validated(cls, image_size: object, crop_size: object, step_size: object) -> GridGeometry:
-        image_size = _check_int("image_size", image_size, 1)
+        """``image_size``: an int (square) or a ``(height, width)`` pair."""
+        height, width = image_shape_of(image_size)
         crop_size = _check_int("crop_size", crop_size, 1)
         step_size = _check_int("step_size", step_size, 1)
-        if crop_size > image_size:
+        if crop_size > min(height, width):
             raise ValueError(
-                f"crop_size={crop_size} is larger than image_size={image_size}: the window must "
-                "fit inside the image"
+                f"crop_size={crop_size} is larger than image_size="
+                f"{canonical_image_size((height, width))}"
+                + ("" if height == width else f" ({shape_text((height, width))})")
+                + ": the window must fit inside the image"
             )
-        return cls(image_size, crop_size, step_size)
+        return cls(height, width, crop_size, step_size)
+
+    @property
+    def image_shape(self) -> tuple[int, int]:
+        """``(height, width)`` of the images."""
+        return self.image_height, self.image_width
+
+    @property
+    def image_size(self) -> ImageSize:
+        """The images' size as given: an int for square images, else ``(height, width)``."""
+        return canonical_image_size(self.image_shape)
 
     @property
     def grid_shape(self) -> tuple[int, int]:
-        side = (self.image_size - self.crop_size) // self.step_size + 1
-        return side, side
+        """``(rows, cols)``: ``(height - crop) // step + 1`` by ``(width - crop) // step + 1``."""
+        rows = (self.image_height - self.crop_size) // self.step_size + 1
+        cols = (self.image_width - self.crop_size) // self.step_size + 1
+        return rows, cols
 
     def windows(self, images: np.ndarray) -> np.ndarray:
-        """All crops of ``images`` ``(n, S, S, 3)``: ``(n, rows * cols, crop, crop, 3)``, row-major."""
+        """All crops of ``images`` ``(n, H, W, 3)``: ``(n, rows * cols, crop, crop, 3)``, row-major."""
         rows, cols = self.grid_shape
         crop, step = self.crop_size, self.step_size
         view = np.lib.stride_tricks.sliding_window_view(images, (crop, crop), axis=(1, 2))
@@ -268,6 +292,7 @@ def configure_env(
     geometry = GridGeometry.validated(image_size, crop_size, step_size)
     env.geometry = geometry
     env.image_size, env.crop_size, env.step_size = geometry.image_size, geometry.crop_size, geometry.step_size
+    env.image_shape = geometry.image_shape
     env.grid_shape = geometry.grid_shape
     env.wall_density = validate_walls(walls, wall_density, geometry.grid_shape)
     env.walls = str(walls)
@@ -329,16 +354,18 @@ def validate_options(options: object, allowed: tuple[str, ...]) -> dict[str, Any
     return options
 
 
-def validate_pinned_image(image: object, image_size: int) -> np.ndarray:
-    """Check an image passed through ``reset(options={"image": ...})``."""
+def validate_pinned_image(image: object, image_size: ImageSize) -> np.ndarray:
+    """Check an image passed through ``reset(options={"image": ...})``: ``(H, W, 3)`` uint8 with
+    ``(H, W)`` the env's image shape (``image_size`` an int for square images, or ``(H, W)``)."""
     if not isinstance(image, np.ndarray):
         raise TypeError(f"options['image'] must be a numpy array, got {type(image).__name__}")
     if image.dtype != np.uint8:
         raise TypeError(f"options['image']: expected uint8, got {image.dtype}")
-    if image.shape != (image_size, image_size, 3):
+    shape = (*image_shape_of(image_size), 3)
+    if image.shape != shape:
         raise ValueError(
-            f"options['image'] must have shape {(image_size, image_size, 3)} "
-            f"(image_size={image_size}), got {image.shape}"
+            f"options['image'] must have shape {shape} "
+            f"(image_size={canonical_image_size(image_size)}), got {image.shape}"
         )
     return image.copy()
 
@@ -376,7 +403,7 @@ def draw_frame(
 ) -> np.ndarray:
     """``image`` upscaled ``scale`` times (nearest neighbour) with the window at ``position``
     outlined in yellow and the interior walls of ``blocked`` (if any) in magenta:
-    ``(S * scale, S * scale, 3)`` uint8."""
+    ``(H * scale, W * scale, 3)`` uint8."""
     frame = np.repeat(np.repeat(image, scale, axis=0), scale, axis=1)
     if blocked is not None:
         width = max(1, scale // 4)
@@ -401,14 +428,15 @@ class ImageNavEnv(gym.Env[np.ndarray, np.int64]):
     """
     ## Description
 
-    An agent moves a ``crop_size`` x ``crop_size`` window over an ``image_size`` x ``image_size``
-    RGB image and observes only the crop under the window. The window's top-left pixel is
-    ``(step_size * row, step_size * col)`` for grid positions ``row, col`` in
-    ``0 .. (image_size - crop_size) // step_size``; the reference setup (32 / 8 / 3) has a 9 x 9
-    grid of 81 positions whose crops overlap by 5 pixels. The image border is a wall: a move that
-    would leave the grid leaves the window where it is (the step still counts). With
-    ``walls="maze"`` there are walls between some neighbouring cells too (see Walls). A new image is
-    drawn from the image source on every ``reset``. It is a world-model environment: by default
+    An agent moves a ``crop_size`` x ``crop_size`` window over an RGB image of ``image_size``
+    (``S`` x ``S``, or ``height`` x ``width``) and observes only the crop under the window. The
+    window's top-left pixel is ``(step_size * row, step_size * col)`` for grid positions ``row`` in
+    ``0 .. (height - crop_size) // step_size`` and ``col`` in ``0 .. (width - crop_size) // step_size``
+    (``grid_shape = (rows, cols)``); the reference setup (32 / 8 / 3) has a 9 x 9 grid of 81
+    positions whose crops overlap by 5 pixels; ``image_size=(32, 48)`` gives 9 x 14. The image
+    border is a wall: a move that would leave the grid leaves the window where it is (the step
+    still counts). With ``walls="maze"`` there are walls between some neighbouring cells too (see
+    Walls). A new image is drawn from the image source on every ``reset``. It is a world-model environment: by default
     there is no reward and no termination.
 
     ## Action Space
@@ -490,7 +518,7 @@ class ImageNavEnv(gym.Env[np.ndarray, np.int64]):
 
     ``start="center"``: ``(rows // 2, cols // 2)``; ``start="random"``: uniform over the grid.
     ``reset`` draws the image first, then (for a maze) the walls, then (for a random start) the
-    position, all with ``self.np_random``. ``reset(options={"image": array})`` pins an ``(S, S, 3)`` uint8 image.
+    position, all with ``self.np_random``. ``reset(options={"image": array})`` pins an ``(H, W, 3)`` uint8 image.
 
     ## Episode End
 
@@ -502,12 +530,13 @@ class ImageNavEnv(gym.Env[np.ndarray, np.int64]):
 
     ## Arguments
 
-    - ``image_size=32``: side of the (square) images.
+    - ``image_size=32``: side of the square images, or a ``(height, width)`` pair for
+      rectangular ones (``env.image_shape`` is always ``(height, width)``).
     - ``crop_size=8``: side of the window.
     - ``step_size=3``: pixels per grid move.
     - ``start="center"``: ``"center"`` or ``"random"``.
     - ``image_source=None``: ``None``/``"procedural"`` (embedded procedural scenes), a folder of
-      image files, a ``.npz``/``.npy`` path, a uint8 array ``(N, S, S, 3)``/``(S, S, 3)``, or an
+      image files, a ``.npz``/``.npy`` path, a uint8 array ``(N, H, W, 3)``/``(H, W, 3)``, or an
       :class:`~gtmsm_env.images.ImageSource`.
     - ``task=None``: ``None`` or ``"coverage"``.
     - ``render_mode=None``: ``None``, ``"rgb_array"`` (the full image upscaled ``render_scale``
@@ -548,7 +577,7 @@ class ImageNavEnv(gym.Env[np.ndarray, np.int64]):
 
     def __init__(
         self,
-        image_size: int = 32,
+        image_size: ImageSize = 32,
         crop_size: int = 8,
         step_size: int = 3,
         start: str = "center",

@@ -1,7 +1,8 @@
 """Image sources for ImageNav: the embedded procedural default plus array, file and folder loaders.
 
-Every source yields square RGB ``uint8`` images of one fixed ``image_size``. Bad sources fail at
-construction with a message that names the problem, never later inside ``reset``.
+Every source yields RGB ``uint8`` images of one fixed ``image_size``: an int for square images, or a
+``(height, width)`` pair. Bad sources fail at construction with a message that names the problem,
+never later inside ``reset``.
 """
 
 from __future__ import annotations
@@ -24,14 +25,51 @@ _MAX_SHAPES = 8
 _MAX_EDGES = 6
 
 
-class ImageSource(abc.ABC):
-    """A supply of square RGB uint8 images of side ``image_size``."""
+ImageSize = int | tuple[int, int]
 
-    image_size: int
+
+def image_shape_of(image_size: object) -> tuple[int, int]:
+    """``(height, width)`` of an ``image_size``: an int ``S`` (square, ``(S, S)``) or a
+    ``(height, width)`` pair of ints; ``TypeError``/``ValueError`` naming the problem otherwise."""
+    if isinstance(image_size, (tuple, list)):
+        if len(image_size) != 2:
+            raise ValueError(
+                f"image_size must be an int or a (height, width) pair, got {len(image_size)} "
+                f"values {tuple(image_size)}"
+            )
+        height = _check_side("image_size height", image_size[0])
+        width = _check_side("image_size width", image_size[1])
+        return height, width
+    side = _check_side("image_size", image_size)
+    return side, side
+
+
+def canonical_image_size(image_size: object) -> ImageSize:
+    """``image_size`` in its one stored form: an int for a square image, else ``(height, width)``."""
+    height, width = image_shape_of(image_size)
+    return height if height == width else (height, width)
+
+
+def shape_text(shape: tuple[int, int]) -> str:
+    """``(32, 48)`` -> ``"32x48 (height x width)"``; square shapes read ``"32x32"``."""
+    height, width = shape
+    return f"{height}x{width}" if height == width else f"{height}x{width} (height x width)"
+
+
+class ImageSource(abc.ABC):
+    """A supply of RGB uint8 images of ``image_size``: an int for square images, else
+    ``(height, width)``; ``image_shape`` is always ``(height, width)``."""
+
+    image_size: ImageSize
+
+    @property
+    def image_shape(self) -> tuple[int, int]:
+        """``(height, width)`` of every image."""
+        return image_shape_of(self.image_size)
 
     @abc.abstractmethod
     def sample(self, rng: np.random.Generator, n: int) -> np.ndarray:
-        """Return ``n`` images, shape ``(n, image_size, image_size, 3)``, uint8, drawn with ``rng``."""
+        """Return ``n`` images, shape ``(n, height, width, 3)``, uint8, drawn with ``rng``."""
 
     def sample_each(self, rngs: Sequence[np.random.Generator]) -> np.ndarray:
         """One image per generator; image ``i`` equals ``sample(rngs[i], 1)[0]``.
@@ -40,7 +78,7 @@ class ImageSource(abc.ABC):
         generator would draw. Sources may override it with a batched implementation.
         """
         if len(rngs) == 0:
-            return np.zeros((0, self.image_size, self.image_size, 3), np.uint8)
+            return np.zeros((0, *self.image_shape, 3), np.uint8)
         return np.concatenate([self.sample(rng, 1) for rng in rngs], axis=0)
 
     def describe(self) -> str:
@@ -48,12 +86,12 @@ class ImageSource(abc.ABC):
         return type(self).__name__
 
 
-def _check_image_size(image_size: object) -> int:
-    if isinstance(image_size, bool) or not isinstance(image_size, (int, np.integer)):
-        raise TypeError(f"image_size must be an int, got {type(image_size).__name__}")
-    if image_size < 1:
-        raise ValueError(f"image_size must be >= 1, got {image_size}")
-    return int(image_size)
+def _check_side(name: str, value: object) -> int:
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+    if value < 1:
+        raise ValueError(f"{name} must be >= 1, got {value}")
+    return int(value)
 
 
 def _check_n(n: object) -> int:
@@ -276,37 +314,44 @@ class ProceduralImages(ImageSource):
     coloured noise of random amplitude and spectral slope, 3-8 occluding shapes (ellipses, rotated
     rectangles, convex polygons, bands, soft blobs) with flat, gradient or grating-textured fills and
     anti-aliased edges, an occasional fine grating, and random contrast, brightness and gamma.
+
+    A ``(height, width)`` image is the centred part of the square scene of side
+    ``max(height, width)`` (so shapes keep their proportions, as a centre-cropped photo does).
     """
 
     _chunk = 256  # scenes rendered per batch; bounds temporary memory
 
-    def __init__(self, image_size: int = 32) -> None:
-        self.image_size = _check_image_size(image_size)
+    def __init__(self, image_size: ImageSize = 32) -> None:
+        self.image_size = canonical_image_size(image_size)
+        self._side = max(self.image_shape)
 
     def sample(self, rng: np.random.Generator, n: int) -> np.ndarray:
         n = _check_n(n)
-        params = _draw_scene_params(rng, n, self.image_size)
+        params = _draw_scene_params(rng, n, self._side)
         return self._render(params, n)
 
     def sample_each(self, rngs: Sequence[np.random.Generator]) -> np.ndarray:
         if len(rngs) == 0:
-            return np.zeros((0, self.image_size, self.image_size, 3), np.uint8)
-        params = _concat_params([_draw_scene_params(rng, 1, self.image_size) for rng in rngs])
+            return np.zeros((0, *self.image_shape, 3), np.uint8)
+        params = _concat_params([_draw_scene_params(rng, 1, self._side) for rng in rngs])
         return self._render(params, len(rngs))
 
     def _render(self, params: dict[str, np.ndarray], n: int) -> np.ndarray:
-        out = np.empty((n, self.image_size, self.image_size, 3), np.uint8)
+        height, width = self.image_shape
+        top, left = (self._side - height) // 2, (self._side - width) // 2
+        out = np.empty((n, height, width, 3), np.uint8)
         for start in range(0, n, self._chunk):
             chunk = {k: v[start : start + self._chunk] for k, v in params.items()}
-            out[start : start + self._chunk] = _render_scenes(chunk, self.image_size)
+            scenes = _render_scenes(chunk, self._side)
+            out[start : start + self._chunk] = scenes[:, top : top + height, left : left + width]
         return out
 
     def describe(self) -> str:
         return f"procedural(image_size={self.image_size})"
 
 
-def procedural_images(n: int, seed: int, image_size: int = 32) -> np.ndarray:
-    """``n`` procedural scenes, ``(n, image_size, image_size, 3)`` uint8, reproducible from ``seed``."""
+def procedural_images(n: int, seed: int, image_size: ImageSize = 32) -> np.ndarray:
+    """``n`` procedural scenes, ``(n, height, width, 3)`` uint8, reproducible from ``seed``."""
     return ProceduralImages(image_size).sample(np.random.default_rng(seed), n)
 
 
@@ -325,7 +370,7 @@ def unreadable_reason(error: BaseException) -> str:
     return f"corrupt or truncated ({type(error).__name__}: {lines[0][:120] if lines else 'no details'})"
 
 
-def _validate_image_array(array: object, image_size: int, what: str) -> np.ndarray:
+def _validate_image_array(array: object, image_shape: tuple[int, int], what: str) -> np.ndarray:
     if not isinstance(array, np.ndarray):
         raise TypeError(f"{what}: expected a numpy array, got {type(array).__name__}")
     if array.ndim not in (3, 4):
@@ -347,31 +392,32 @@ def _validate_image_array(array: object, image_size: int, what: str) -> np.ndarr
         )
     if array.shape[0] == 0:
         raise ValueError(f"{what}: contains no images (shape {array.shape})")
-    height, width = array.shape[1:3]
-    if height != width:
-        raise ValueError(f"{what}: images must be square, got {height}x{width}")
-    if height != image_size:
+    shape = (int(array.shape[1]), int(array.shape[2]))
+    if shape != image_shape:
+        wanted = canonical_image_size(image_shape)
+        own = canonical_image_size(shape)
         raise ValueError(
-            f"{what}: images are {height}x{width} but image_size={image_size}; arrays must match "
-            "image_size exactly (resize them first, or pass image_size="
-            f"{height})"
+            f"{what}: images are {shape_text(shape)} but image_size={wanted} wants "
+            f"{shape_text(image_shape)}; arrays must match image_size exactly (resize them "
+            f"first, or pass image_size={own})"
         )
     return np.ascontiguousarray(array)
 
 
 class ArrayImages(ImageSource):
-    """Images held in memory: an ``(N, H, W, 3)`` or single ``(H, W, 3)`` uint8 array, H = W = image_size.
+    """Images held in memory: an ``(N, H, W, 3)`` or single ``(H, W, 3)`` uint8 array whose
+    ``(H, W)`` is exactly ``image_size`` (an int S means ``(S, S)``).
 
     With ``image_size=None`` the array's own size is used.
     """
 
     def __init__(
-        self, array: np.ndarray, image_size: int | None = None, name: str = "image array"
+        self, array: np.ndarray, image_size: ImageSize | None = None, name: str = "image array"
     ) -> None:
         if image_size is None and isinstance(array, np.ndarray) and array.ndim in (3, 4):
-            image_size = array.shape[-3]
-        self.image_size = _check_image_size(image_size if image_size is not None else 1)
-        self.images = _validate_image_array(array, self.image_size, name)
+            image_size = (int(array.shape[-3]), int(array.shape[-2]))
+        self.image_size = canonical_image_size(image_size if image_size is not None else 1)
+        self.images = _validate_image_array(array, self.image_shape, name)
         self._name = name
 
     def __len__(self) -> int:
@@ -383,13 +429,13 @@ class ArrayImages(ImageSource):
         return self.images[index]  # fancy indexing returns a copy
 
     def describe(self) -> str:
-        return f"{self._name} ({len(self.images)} images, {self.image_size}x{self.image_size})"
+        return f"{self._name} ({len(self.images)} images, {shape_text(self.image_shape)})"
 
 
 class NpzImages(ArrayImages):
     """Images from a ``.npy`` file, or a ``.npz`` file (key ``"images"``, or its only array)."""
 
-    def __init__(self, path: str | Path, image_size: int = 32) -> None:
+    def __init__(self, path: str | Path, image_size: ImageSize = 32) -> None:
         path = Path(path)
         if not path.exists():
             raise FileNotFoundError(f"image file does not exist: {path}")
@@ -433,37 +479,50 @@ class NpzImages(ArrayImages):
         super().__init__(array, image_size, name=str(path))
 
 
-def _load_image_file(path: Path, image_size: int) -> np.ndarray:
+def _load_image_file(path: Path, image_shape: tuple[int, int]) -> np.ndarray:
+    """The file centre-cropped to the aspect ratio of ``image_shape`` ``(height, width)``, then
+    resized to it (LANCZOS); ``ValueError`` if that centre crop is smaller than ``image_shape``."""
     from PIL import Image
 
+    target_height, target_width = image_shape
     with Image.open(path) as image:
         image = image.convert("RGB")
         width, height = image.size
-        side = min(width, height)
-        if side < image_size:
+        # The largest centred box of the target aspect ratio (integer arithmetic: exact for squares).
+        if width * target_height >= height * target_width:
+            box_height = height
+            box_width = min(width, round(height * target_width / target_height))
+        else:
+            box_width = width
+            box_height = min(height, round(width * target_height / target_width))
+        if box_height < target_height or box_width < target_width:
             raise ValueError(
-                f"{path}: image is {width}x{height}, smaller than image_size={image_size}"
+                f"{path}: image is {height}x{width} (height x width), smaller than "
+                f"image_size={canonical_image_size(image_shape)}"
+                + ("" if target_height == target_width else
+                   f" after a centre crop to its aspect ratio ({box_height}x{box_width})")
             )
-        left, top = (width - side) // 2, (height - side) // 2
-        image = image.crop((left, top, left + side, top + side))
-        if side != image_size:
-            image = image.resize((image_size, image_size), Image.Resampling.LANCZOS)
+        left, top = (width - box_width) // 2, (height - box_height) // 2
+        image = image.crop((left, top, left + box_width, top + box_height))
+        if (box_height, box_width) != image_shape:
+            image = image.resize((target_width, target_height), Image.Resampling.LANCZOS)
         return np.asarray(image, dtype=np.uint8)
 
 
 class FolderImages(ArrayImages):
-    """Every png/jpg/jpeg/bmp/webp under ``path`` (recursively, sorted), centre-cropped to a square
-    and resized to ``image_size``; loaded once at construction.
+    """Every png/jpg/jpeg/bmp/webp under ``path`` (recursively, sorted), centre-cropped to the
+    aspect ratio of ``image_size`` (a square for an int) and resized to it; loaded once at
+    construction.
 
     Unreadable files are skipped (counted in ``skipped``); a folder with no readable image fails.
     ``max_images`` caps how many files are read (the first ones in sorted order).
     """
 
     def __init__(
-        self, path: str | Path, image_size: int = 32, max_images: int | None = None
+        self, path: str | Path, image_size: ImageSize = 32, max_images: int | None = None
     ) -> None:
         path = Path(path)
-        image_size = _check_image_size(image_size)
+        image_shape = image_shape_of(image_size)
         if max_images is not None and (
             isinstance(max_images, bool)
             or not isinstance(max_images, (int, np.integer))
@@ -486,7 +545,7 @@ class FolderImages(ArrayImages):
         images, errors = [], []
         for file in files:
             try:
-                images.append(_load_image_file(file, image_size))
+                images.append(_load_image_file(file, image_shape))
             except ValueError as error:
                 errors.append(str(error))
             except OSError as error:
@@ -504,16 +563,17 @@ class FolderImages(ArrayImages):
         super().__init__(np.stack(images), image_size, name=str(path))
 
 
-def make_image_source(spec: object = None, image_size: int = 32) -> ImageSource:
-    """Build an image source from ``None``/``"procedural"``, a folder or ``.npz``/``.npy`` path,
-    an image array, or an existing :class:`ImageSource` (whose ``image_size`` must match)."""
-    image_size = _check_image_size(image_size)
+def make_image_source(spec: object = None, image_size: ImageSize = 32) -> ImageSource:
+    """Build an image source of ``image_size`` (an int for square images, or ``(height, width)``)
+    from ``None``/``"procedural"``, a folder or ``.npz``/``.npy`` path, an image array, or an
+    existing :class:`ImageSource` (whose ``image_size`` must match)."""
+    image_size = canonical_image_size(image_size)
     if spec is None or (isinstance(spec, str) and spec == "procedural"):
         return ProceduralImages(image_size)
     if isinstance(spec, ImageSource):
-        if spec.image_size != image_size:
+        if spec.image_shape != image_shape_of(image_size):
             raise ValueError(
-                f"image source makes {spec.image_size}x{spec.image_size} images but "
+                f"image source makes {shape_text(spec.image_shape)} images but "
                 f"image_size={image_size}"
             )
         return spec

@@ -164,11 +164,11 @@ class PlaySession:
     def new_episode(self, seed: int | None = None) -> None:
         obs, self.last_info = self.env.reset(seed=seed)
         self.path = [self.nav.position]
-        size = self.nav.image_size
-        self.seen_pixels = np.zeros((size, size), bool)
-        self.memorised_pixels = np.zeros((size, size), bool)
+        size = self.nav.image_shape  # (height, width)
+        self.seen_pixels = np.zeros(size, bool)
+        self.memorised_pixels = np.zeros(size, bool)
         self.memorised_positions: set[tuple[int, int]] = set()
-        self.predicted_canvas = np.full((size, size, 3), 45, np.uint8)
+        self.predicted_canvas = np.full((*size, 3), 45, np.uint8)
         self.predicted_crop: np.ndarray | None = None
         self.near_memory: bool | None = None
         self.from_canvas = False
@@ -324,7 +324,7 @@ class PlaySession:
         """Open the window (raises ``NoDisplayError`` when there is no display)."""
         if self.view is None:
             self.view = PlayView(
-                self.nav.image_size * self.scale,
+                max(self.nav.image_shape) * self.scale,
                 imagination=self.imagination is not None,
                 status_lines=2 if self.imagination is not None else 1,
                 caption="ImageNav-v0 imagination" if self.imagination is not None else "ImageNav-v0",

@@ -63,9 +63,13 @@ def open_display(size: tuple[int, int], caption: str, *, resizable: bool, hint: 
 
 
 def _surface(image: np.ndarray, size: int) -> pygame.Surface:
+    """``image`` scaled to fit a ``size`` x ``size`` panel, keeping its aspect ratio (its longer
+    side becomes ``size``; drawn from the panel's top-left corner)."""
     # pygame surfaces are indexed (x, y): transpose rows and columns.
     surface = pygame.surfarray.make_surface(np.ascontiguousarray(image.transpose(1, 0, 2)))
-    return pygame.transform.scale(surface, (size, size))
+    height, width = image.shape[:2]
+    scale = size / max(height, width)
+    return pygame.transform.scale(surface, (round(width * scale), round(height * scale)))
 
 
 @dataclass
@@ -83,7 +87,7 @@ class Scene:
     status: list[str] = field(default_factory=list)
     """Status lines under the panels."""
     visible: np.ndarray | None = None
-    """``(S, S)`` bool: pixels of the image to show; the rest is fog (None: show everything)."""
+    """``(H, W)`` bool: pixels of the image to show; the rest is fog (None: show everything)."""
     wall_hit: bool = False
     """Flash the image border and the window red."""
     maze_segments: list[tuple[tuple[float, float], tuple[float, float]]] = field(default_factory=list)
@@ -125,8 +129,7 @@ class PlayView:
         """Draw ``scene`` into the canvas, show it in the window and return the canvas."""
         canvas, panel = self.canvas, self.panel
         canvas.fill(_BACKGROUND)
-        image_size = scene.image.shape[0]
-        scale = panel / image_size
+        scale = panel / max(scene.image.shape[:2])  # image pixels -> panel pixels
         image = scene.image
         if scene.visible is not None:
             image = np.where(scene.visible[..., None], image, _FOG)

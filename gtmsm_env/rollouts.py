@@ -20,7 +20,7 @@ import numpy as np
 
 from gtmsm_env.env import STAY
 from gtmsm_env.flags import add_dataclass_flags, bounded, dataclass_values, error_text, fail
-from gtmsm_env.images import unreadable_reason
+from gtmsm_env.images import ImageSize, canonical_image_size, image_shape_of, unreadable_reason
 from gtmsm_env.policies import SB3Policy, resolve_policy
 
 # Damaged archives fail in many ways (a bad zip, a bad deflate stream, a garbled .npy header that
@@ -253,7 +253,7 @@ def collect_rollouts(
     *,
     seed: int,
     image_source: Any = None,
-    image_size: int = 32,
+    image_size: ImageSize = 32,
     crop_size: int = 8,
     step_size: int = 3,
     start: str = "center",
@@ -284,6 +284,9 @@ def collect_rollouts(
 
     ``walls="maze"`` (with ``wall_density``, see :class:`~gtmsm_env.env.ImageNavEnv`) draws a wall
     layout per sequence; it is kept in ``Rollouts.blocked_moves`` and saved with the dataset.
+
+    ``image_size`` is an int (square images) or ``(height, width)``; the metadata records it as
+    given (an int, or ``[height, width]``) and always as ``image_shape`` ``[height, width]``.
     """
     from gtmsm_env.images import make_image_source
     from gtmsm_env.vector_env import ImageNavVectorEnv
@@ -340,7 +343,8 @@ def collect_rollouts(
     metadata = {
         "seed": seed,
         "image_source": source.describe(),
-        "image_size": image_size,
+        "image_size": list(env.image_size) if isinstance(env.image_size, tuple) else env.image_size,
+        "image_shape": list(env.image_shape),
         "crop_size": crop_size,
         "step_size": step_size,
         "grid_shape": list(env.grid_shape),
@@ -393,9 +397,11 @@ class RolloutArgs:
     image_source: str = "procedural"
     """'procedural' (embedded default), a folder of images, or a .npz/.npy file"""
     image_size: int = bounded(32, ge=1)
-    """image side in pixels"""
+    """image side in pixels (the height when --image-width is given)"""
+    image_width: int | None = bounded(None, ge=1)
+    """image width in pixels for rectangular images (unset: square, --image-size)"""
     crop_size: int = bounded(8, ge=1)
-    """window side in pixels (at most --image-size)"""
+    """window side in pixels (at most --image-size and --image-width)"""
     step_size: int = bounded(3, ge=1)
     """pixels per grid move"""
     start: str = "center"
@@ -417,6 +423,13 @@ class RolloutArgs:
 
 
 _CHOICES = {"start": ("center", "random"), "walls": ("border", "maze")}
+
+
+def rollout_image_size(args: RolloutArgs) -> ImageSize:
+    """``--image-size`` alone (square), or ``(--image-size, --image-width)``."""
+    if args.image_width is None:
+        return args.image_size
+    return canonical_image_size((args.image_size, args.image_width))
 
 
 def _writable_target(out: Path) -> str | None:
@@ -456,18 +469,23 @@ def parse_args(argv: list[str] | None = None) -> tuple[RolloutArgs, Any, Any]:
     args = RolloutArgs(**dataclass_values(parser.parse_args(argv), RolloutArgs))
     if args.crop_size > args.image_size:
         fail(PROG, f"--crop-size {args.crop_size} is larger than --image-size {args.image_size}")
-    grid_side = (args.image_size - args.crop_size) // args.step_size + 1
+    if args.image_width is not None and args.crop_size > args.image_width:
+        fail(PROG, f"--crop-size {args.crop_size} is larger than --image-width {args.image_width}")
+    image_size = rollout_image_size(args)
+    height, width = image_shape_of(image_size)
+    grid_shape = ((height - args.crop_size) // args.step_size + 1,
+                  (width - args.crop_size) // args.step_size + 1)
     if args.walls == "border" and args.wall_density is not None:
         fail(PROG, "--wall-density applies only to --walls maze")
     try:
-        validate_walls(args.walls, args.wall_density, (grid_side, grid_side))
+        validate_walls(args.walls, args.wall_density, grid_shape)
     except (TypeError, ValueError) as error:
         fail(PROG, f"--wall-density: {error_text(error)}")
     problem = _writable_target(Path(args.out))
     if problem is not None:
         fail(PROG, f"--out: {problem}")
     try:
-        source = make_image_source(args.image_source, args.image_size)
+        source = make_image_source(args.image_source, image_size)
     except (ValueError, TypeError, OSError) as error:
         fail(PROG, f"--image-source: {error_text(error)}")
     if args.policy is None:
@@ -481,7 +499,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[RolloutArgs, Any, Any]:
 
     try:
         policy = load_sb3_policy(args.policy, deterministic=args.policy_deterministic, seed=args.seed)
-        policy.check_geometry(args.crop_size, (grid_side, grid_side))
+        policy.check_geometry(args.crop_size, grid_shape)
     except (ValueError, TypeError, OSError) as error:
         fail(PROG, f"--policy: {error_text(error)}")
     return args, source, policy
@@ -494,7 +512,7 @@ def main(argv: list[str] | None = None) -> None:
         args.seq_len,
         seed=args.seed,
         image_source=source,
-        image_size=args.image_size,
+        image_size=rollout_image_size(args),
         crop_size=args.crop_size,
         step_size=args.step_size,
         start=args.start,

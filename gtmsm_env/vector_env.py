@@ -22,7 +22,7 @@ from gtmsm_env.env import (
     validate_options,
     validate_pinned_image,
 )
-from gtmsm_env.images import ImageSource
+from gtmsm_env.images import ImageSize, ImageSource
 
 
 class ImageNavVectorEnv(VectorEnv):
@@ -55,8 +55,8 @@ class ImageNavVectorEnv(VectorEnv):
     Walls: ``walls="maze"`` draws each env's layout with its own generator after its image (as
     the single env does); ``blocked_moves`` ``(N, rows, cols, 5)`` bool holds every env's layout.
 
-    ``reset(options={"image": array})`` pins images: ``(S, S, 3)`` for all envs or
-    ``(N, S, S, 3)`` one per env; a ``"reset_mask"`` option ``(N,)`` bool resets only those envs.
+    ``reset(options={"image": array})`` pins images: ``(H, W, 3)`` for all envs or
+    ``(N, H, W, 3)`` one per env; a ``"reset_mask"`` option ``(N,)`` bool resets only those envs.
     """
 
     metadata = {
@@ -68,7 +68,7 @@ class ImageNavVectorEnv(VectorEnv):
     def __init__(
         self,
         num_envs: int,
-        image_size: int = 32,
+        image_size: ImageSize = 32,
         crop_size: int = 8,
         step_size: int = 3,
         start: str = "center",
@@ -93,7 +93,7 @@ class ImageNavVectorEnv(VectorEnv):
             terminate_when_covered=terminate_when_covered,
         )
         self.image_source: ImageSource
-        image_size, crop_size = self.image_size, self.crop_size
+        crop_size = self.crop_size
 
         self.single_action_space = spaces.Discrete(5)
         self.single_observation_space = observation_space_for(
@@ -105,7 +105,7 @@ class ImageNavVectorEnv(VectorEnv):
         n = self.num_envs
         rows, cols = self.grid_shape
         self._rngs: list[np.random.Generator] = [seeding.np_random()[0] for _ in range(n)]
-        self.images = np.zeros((n, image_size, image_size, 3), np.uint8)
+        self.images = np.zeros((n, *self.image_shape, 3), np.uint8)
         self._table = np.zeros((n * rows * cols, crop_size * crop_size * 3), np.uint8)
         self._base = np.arange(n, dtype=np.int64) * (rows * cols)
         self._rows = np.zeros(n, np.int64)

@@ -89,7 +89,7 @@ def test_array_images_single_and_batch():
         (np.zeros((2, 32, 32, 3)), TypeError, "expected uint8, got float64"),
         (np.zeros((32, 32), np.uint8), ValueError, "ndim=2"),
         (np.zeros((2, 32, 32, 4), np.uint8), ValueError, "3 colour channels"),
-        (np.zeros((2, 32, 16, 3), np.uint8), ValueError, "must be square"),
+        (np.zeros((2, 32, 16, 3), np.uint8), ValueError, r"32x16 \(height x width\) but image_size=32"),
         (np.zeros((2, 16, 16, 3), np.uint8), ValueError, "must match image_size exactly"),
         (np.zeros((0, 32, 32, 3), np.uint8), ValueError, "contains no images"),
     ],
