@@ -105,7 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def check_image_source(flag: str, source: str | None, image_size: int = 32) -> None:
+def check_image_source(flag: str, source: str | None, image_size: int | tuple[int, int] = 32) -> None:
     """Build an image source now (cheap) so a bad path fails before training, naming ``flag``."""
     if source is None:
         return
@@ -214,7 +214,8 @@ def run_or_train(args: argparse.Namespace, argv: list[str]) -> None:
     main = DistributedContext.from_environment().is_main  # under torchrun only rank 0 reports
     say = print if main else (lambda *a, **k: None)
     if args.command == "run":
-        check_image_source("--eval-image-source", args.eval_image_source, config.image_size)
+        check_image_source("--eval-image-source", args.eval_image_source,
+                           training.world_kwargs(config)["image_size"])
     training.preflight(config, claim=main)  # every input checked before the first step
     say(f"training GTM-SM, preset {config.preset}, seed {config.seed}, device {config.device}, "
         f"torch threads {config.threads or torch.get_num_threads()} → {config.out_dir}")

@@ -43,9 +43,9 @@ SSIM_WINDOW = 3
 
 def revisited_mask(positions: np.ndarray, tau: int) -> np.ndarray:
     """(B, T, 2) true positions → (B, T - tau) bool: was the position seen in steps < tau?"""
-    grid = int(positions.max()) + 1
-    flat = positions[..., 0] * grid + positions[..., 1]
-    seen = np.zeros((positions.shape[0], grid * grid), dtype=bool)
+    rows, cols = (int(positions[..., axis].max()) + 1 for axis in (0, 1))  # grids need not be square
+    flat = positions[..., 0] * cols + positions[..., 1]
+    seen = np.zeros((positions.shape[0], rows * cols), dtype=bool)
     np.put_along_axis(seen, flat[:, :tau], True, axis=1)
     return np.take_along_axis(seen, flat[:, tau:], axis=1)
 

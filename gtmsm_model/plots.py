@@ -59,11 +59,14 @@ def plot_training_log(records: list[dict[str, Any]], path: str | Path, window: i
     plt.close(figure)
 
 
-def assemble_canvas(crops: np.ndarray, positions: np.ndarray, image_size: int, step_size: int) -> np.ndarray:
-    """Average crops (N, h, w, C) placed at their grid positions (N, 2) into an image; unseen = grey."""
+def assemble_canvas(crops: np.ndarray, positions: np.ndarray, image_size: int | tuple[int, int],
+                    step_size: int) -> np.ndarray:
+    """Average crops (N, h, w, C) placed at their grid positions (N, 2) into an image of
+    ``image_size`` (a side, or (height, width)); unseen = grey."""
     crop = crops.shape[1]
-    total = np.zeros((image_size, image_size, crops.shape[-1]))
-    count = np.zeros((image_size, image_size, 1))
+    height, width = (image_size, image_size) if isinstance(image_size, int) else image_size
+    total = np.zeros((height, width, crops.shape[-1]))
+    count = np.zeros((height, width, 1))
     for pixels, (row, col) in zip(crops, positions, strict=False):
         top, left = row * step_size, col * step_size
         total[top:top + crop, left:left + crop] += pixels
@@ -79,7 +82,7 @@ def plot_prediction_figure(image: np.ndarray, positions: np.ndarray, observation
     """The seed's Fig. 2 for one rollout: the image with the window path (memorisation in blue,
     prediction in red), true vs predicted crops along the prediction phase, the canvas seen during
     memorisation, and the canvas assembled from the predictions."""
-    image_size, crop = image.shape[0], observations.shape[1]
+    image_size, crop = image.shape[:2], observations.shape[1]
     truth = observations[tau:].astype(np.float32) / 255.0
     picks = np.linspace(0, len(predicted) - 1, frames).astype(int)
     fig = plt.figure(figsize=(3 + frames * 0.9, 4.6))

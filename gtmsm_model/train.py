@@ -70,7 +70,9 @@ class TrainConfig:
     image_source: str | None = None
     """Image source for on-the-fly rollouts: a folder or .npz/.npy path; unset: procedural default."""
     image_size: int = bounded(32, ge=2)
-    """Side of the (square) images of on-the-fly rollouts, in pixels."""
+    """Side of the (square) images of on-the-fly rollouts, in pixels; their height when image_width is set."""
+    image_width: int | None = bounded(None, ge=2)
+    """Width of the images of on-the-fly rollouts, in pixels (unset: square, image_size)."""
     crop_size: int = bounded(8, ge=1)
     """Side of the observed window (the crop), in pixels."""
     step_size: int = bounded(3, ge=1)
@@ -185,6 +187,8 @@ class TrainConfig:
             raise ValueError(f"--curriculum-start ({self.curriculum_start}) must not exceed --seq-len ({self.seq_len})")
         if self.crop_size > self.image_size:
             raise ValueError(f"--crop-size ({self.crop_size}) must not exceed --image-size ({self.image_size})")
+        if self.image_width is not None and self.crop_size > self.image_width:
+            raise ValueError(f"--crop-size ({self.crop_size}) must not exceed --image-width ({self.image_width})")
         if self.start not in ("center", "random"):
             raise ValueError(f"--start must be center or random, got {self.start!r}")
         if self.walls not in ("border", "maze"):
@@ -283,7 +287,8 @@ def seed_everything(seed: int) -> None:
 
 def world_kwargs(config: TrainConfig) -> dict[str, Any]:
     """The env settings of the config's on-the-fly rollouts (training and held-out alike)."""
-    kwargs = dict(image_size=config.image_size, crop_size=config.crop_size, step_size=config.step_size,
+    image_size = config.image_size if config.image_width is None else (config.image_size, config.image_width)
+    kwargs = dict(image_size=image_size, crop_size=config.crop_size, step_size=config.step_size,
                   start=config.start, walls=config.walls)
     if config.wall_density is not None:
         kwargs["wall_density"] = config.wall_density
@@ -373,7 +378,7 @@ def preflight(config: TrainConfig, claim: bool = True) -> tuple[torch.device, Ro
     device = resolve_device(config.device)
     if config.image_source is not None:
         try:
-            make_image_source(config.image_source, config.image_size)
+            make_image_source(config.image_source, world_kwargs(config)["image_size"])
         except (ValueError, TypeError, OSError) as error:
             raise ValueError(f"--image-source: {error_text(error)}") from None
     try:

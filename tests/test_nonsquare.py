@@ -323,3 +323,48 @@ def test_rollouts_cli_image_width(tmp_path, capsys):
     assert exit_info.value.code == 2
     assert "--crop-size 8 is larger than --image-width 6" in capsys.readouterr().err
     assert json.loads(json.dumps(loaded.metadata))["image_size"] == [48, 64]
+
+
+# -- GTM-SM on a non-square world and on 64 x 64 --------------------------------------------------
+
+
+@pytest.mark.parametrize(("flags", "image_shape", "grid_shape"), [
+    (["--image-size", "32", "--image-width", "48"], (32, 48), (9, 14)),
+    (["--image-size", "64"], (64, 64), (19, 19)),
+])
+def test_gtmsm_debug_preset_trains_and_evaluates(tmp_path, capsys, flags, image_shape, grid_shape):
+    import torch
+
+    from gtmsm_model.cli import main as cli_main
+    from gtmsm_model.train import TrainConfig, world_kwargs
+
+    out = tmp_path / "run"
+    assert cli_main(["train", "--preset", "debug", *flags, "--out-dir", str(out), "--no-progress",
+                     "--threads", "1"]) == 0
+    payload = torch.load(out / "checkpoint.pt", map_location="cpu", weights_only=False)
+    world = world_kwargs(TrainConfig(**{k: v for k, v in payload["train_config"].items()
+                                        if k in TrainConfig.__dataclass_fields__}))
+    assert ImageNavEnv(**world).image_shape == image_shape
+    capsys.readouterr()
+    assert cli_main(["evaluate", "--checkpoint", str(out / "checkpoint.pt"), "--eval-sequences", "4",
+                     "--eval-tau", "32", "--eval-horizon", "16"]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["provenance"]["eval_world"]["image_size"] in (list(image_shape), image_shape[0])
+    assert 0 < metrics["mse"] < 1 and np.isfinite(metrics["smap_rms"])
+    assert metrics["fraction_revisited"] + metrics["fraction_novel"] == pytest.approx(1.0)
+    assert (out / "prediction.png").exists()  # the canvases are assembled at (height, width)
+    rollouts = collect_rollouts(2, 8, seed=0, **world)
+    assert rollouts.metadata["grid_shape"] == list(grid_shape)
+
+
+def test_train_config_checks_the_crop_fits_both_sides():
+    from gtmsm_model.train import make_config, world_kwargs
+
+    config = make_config("debug", image_size=32, image_width=48)
+    config.validate()
+    assert world_kwargs(config)["image_size"] == (32, 48)
+    assert world_kwargs(make_config("debug"))["image_size"] == 32
+    with pytest.raises(ValueError, match=r"--crop-size \(8\) must not exceed --image-width \(6\)"):
+        make_config("debug", image_width=6).validate()
+    with pytest.raises(ValueError, match=r"--crop-size \(8\) must not exceed --image-size \(6\)"):
+        make_config("debug", image_size=6, image_width=48).validate()
