@@ -85,7 +85,7 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
 def model_from_checkpoint(payload: dict[str, Any]) -> GTMSM:
     """Rebuild the model stored in a loaded checkpoint (in eval mode)."""
     try:
-        model = GTMSM(GTMSMConfig(**payload["model_config"]))
+        model = GTMSM(GTMSMConfig.from_dict(payload["model_config"]))
         model.load_state_dict(payload["model"])
     except (TypeError, ValueError, RuntimeError) as error:
         raise CheckpointError(f"checkpoint's model does not match this code: {error}") from None

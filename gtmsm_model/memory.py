@@ -19,8 +19,10 @@ imagining), each read when predicting:
   translates the view by a fixed pixel shift (true for ImageNav's sliding window, not for a
   3-D first-person camera).
 
-Blocked moves are inferred from the observations (``infer_blocked``): a move that leaves the
-crop unchanged was blocked. None of this uses the grid size, the border or the start cell.
+Blocked moves are inferred from the observations (``infer_blocked``): a move whose crop is
+better explained by "the view stayed" than by "the view slid by the action's pixel shift" was
+blocked; a flat view that both explain is decided by loop closure (``resolve_ambiguous_moves``).
+None of this uses the grid size, the border or the start cell.
 
 Shapes: B sequences, M memorised steps, N queries, S = s_dim, Z = z_dim, crops (H, W, C).
 """
@@ -169,60 +171,73 @@ def crop_change(pixels: Tensor) -> Tensor:
     return torch.cat([change.new_zeros(change.shape[0], 1), change], 1)
 
 
-def infer_blocked(pixels: Tensor, actions: Tensor, stay_action: int, threshold: float) -> Tensor:
-    """Which moves were blocked, from the observations alone: (B, T) bool.
+@dataclass
+class MoveEvidence:
+    """What the pixels say about each step of a walk (B, T); see ``infer_blocked``."""
 
-    A move was blocked when the crop did not change: its mean squared change is below
-    ``threshold + 2 * noise``, where ``noise`` is the median change over the sequence's *stay*
-    steps (which never move the view, so their change is pure observation noise; 0 without
-    noise), capped at a quarter of the median change of moves. Step 0 (the reset) and stay
-    steps are never blocked.
+    blocked: Tensor  # bool: the view stayed rather than moved
+    ambiguous: Tensor  # bool: both explain the pixels equally well (a flat view)
+    action_shifts: Tensor  # (B, A, 2) long: each action's pixel shift (row, col), from the observations
+
+
+def infer_blocked(pixels: Tensor, actions: Tensor, action_signs: Tensor, stay_action: int, margin: float,
+                  max_shift: int) -> MoveEvidence:
+    """Which moves were blocked, from the observations alone.
+
+    Two hypotheses per move: the view stayed (x_t == x_{t-1}) or it slid by the action's pixel
+    shift (x_t == x_{t-1} shifted, compared on the overlap). Each action's shift is estimated per
+    sequence: every move whose best non-zero shift beats "stayed" votes for it, the votes of
+    opposite actions (``action_signs`` (A, P), one column per opposite pair) pooled with the
+    sign flipped, and the most voted shift wins. A move is blocked iff "stayed" fits better. It
+    is *ambiguous* iff the two fits differ by less than ``margin`` (mean squared error, pixels in
+    [0, 1]): a flat view, where a free move also leaves the crop unchanged. Observation noise
+    adds the same amount to both fits, so the comparison needs no noise threshold. Step 0 (the
+    reset) and stay steps are never blocked.
     """
-    change = crop_change(pixels)
-    stay = actions == stay_action
-    stay[:, 0] = False  # the reset's change is 0 by construction, not noise
-    nan = torch.full_like(change, float("nan"))
-    noise = torch.nan_to_num(torch.where(stay, change, nan).nanmedian(dim=1).values, nan=0.0)
-    # Stay steps that change as much as moves do are not noise (e.g. a view that is itself animated).
-    typical_move = torch.where(actions != stay_action, change, nan).nanmedian(dim=1).values
-    noise = torch.minimum(noise, 0.25 * torch.nan_to_num(typical_move, nan=0.0))
-    blocked = (change < threshold + 2 * noise.unsqueeze(1)) & (actions != stay_action)
-    blocked[:, 0] = False
-    return blocked
-
-
-def ambiguous_moves(pixels: Tensor, blocked: Tensor, threshold: float, max_shift: int) -> Tensor:
-    """Which inferred-blocked moves the pixels cannot decide: (B, T) bool.
-
-    A move leaves the crop unchanged when it hits a wall, but also when the view is flat along the
-    move (a uniform patch, a stripe): then the previous crop also matches itself shifted by some
-    non-zero shift. Those moves are ambiguous; ``resolve_ambiguous_moves`` decides them.
-    """
-    if not blocked.any():
-        return blocked.clone()
-    errors, shifts = shift_errors(pixels[:, :-1], pixels[:, :-1], max_shift)
-    nonzero = (shifts != 0).any(-1)
-    self_similar = errors[..., nonzero].min(-1).values < threshold  # (B, T-1)
-    ambiguous = blocked.clone()
-    ambiguous[:, 1:] &= self_similar
-    ambiguous[:, 0] = False
-    return ambiguous
+    batch, steps = actions.shape
+    actions = actions.long()
+    errors, shifts = shift_errors(pixels[:, :-1], pixels[:, 1:], max_shift)  # (B, T-1, n)
+    n = shifts.shape[0]
+    zero = n // 2  # the symmetric grid of shifts puts (0, 0) in the middle and -shift at n - 1 - index
+    stayed = errors[..., zero]
+    best_error, best = errors.masked_fill(torch.arange(n, device=errors.device) == zero, float("inf")).min(-1)
+    moving = actions[:, 1:] != stay_action
+    evidence = (moving & (best_error < stayed)).float()
+    signs = action_signs[actions[:, 1:]]  # (B, T-1, P)
+    pair_shift = []
+    for pair in range(action_signs.shape[1]):
+        sign = signs[..., pair]
+        index = torch.where(sign >= 0, best, n - 1 - best)  # a negative action votes for the flipped shift
+        votes = torch.zeros(batch, n, device=pixels.device)
+        votes.scatter_add_(1, index, evidence * (sign != 0).float())
+        pair_shift.append(shifts[votes.argmax(-1)])  # (B, 2)
+    per_pair = torch.stack(pair_shift, 1).float()  # (B, P, 2)
+    action_shifts = torch.round(action_signs.unsqueeze(0) @ per_pair).long()  # (B, A, 2)
+    span = 2 * max_shift + 1
+    shift_index = (action_shifts[..., 0] + max_shift) * span + (action_shifts[..., 1] + max_shift)  # (B, A)
+    moved_error = errors.gather(-1, shift_index.gather(1, actions[:, 1:]).unsqueeze(-1)).squeeze(-1)
+    blocked = torch.zeros(batch, steps, dtype=torch.bool, device=pixels.device)
+    ambiguous = torch.zeros_like(blocked)
+    blocked[:, 1:] = moving & (stayed < moved_error)
+    ambiguous[:, 1:] = moving & ((stayed - moved_error).abs() < margin)
+    return MoveEvidence(blocked, ambiguous, action_shifts)
 
 
 def resolve_ambiguous_moves(pixels: Tensor, actions: Tensor, blocked: Tensor, ambiguous: Tensor,
-                            action_signs: Tensor, threshold: float) -> Tensor:
+                            action_signs: Tensor, threshold: Tensor) -> Tensor:
     """Decide each ambiguous move by loop closure: blocked or free, whichever makes fewer pairs of
-    steps that land on the same lattice cell but saw different crops (MSE > ``threshold``).
+    steps that land on the same lattice cell but saw different crops (MSE > ``threshold`` (B,)).
 
     Positions are the integer lattice coordinates (the cumulative sum of the unblocked moves'
     action signs, ``action_signs`` (A, P)), so the decision does not depend on the learned M.
-    Ties keep "blocked" (the crop did not change). Returns the corrected (B, T) blocked mask.
+    Ties keep "blocked" (the crop did not change). ``threshold`` must exceed the change that
+    observation noise alone makes (twice the noise variance). Returns the corrected (B, T) mask.
     """
     blocked = blocked.clone()
     signs = action_signs[actions.long()]  # (B, T, P)
     for b in torch.nonzero(ambiguous.any(1)).flatten().tolist():
         flat = pixels[b].flatten(1)
-        different = torch.cdist(flat, flat).square() / flat.shape[1] > threshold  # (T, T)
+        different = torch.cdist(flat, flat, compute_mode="donot_use_mm_for_euclid_dist").square() / flat.shape[1] > threshold[b]
         for t in torch.nonzero(ambiguous[b]).flatten().tolist():
             conflicts = []
             for hypothesis in (True, False):

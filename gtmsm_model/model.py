@@ -46,9 +46,9 @@ from gtmsm_model.memory import (
     Canvas,
     EdgeMemory,
     Gaussian,
-    ambiguous_moves,
     cat_gaussians,
     compose_canvas,
+    crop_change,
     estimate_pixel_map,
     extent_prior,
     gather_memory,
@@ -96,9 +96,13 @@ class GTMSMConfig:
     """Width of the absolute wall gate's hidden layers (wall_model "absolute")."""
     gate_init_bias: float = 3.0
     """Initial bias of the gate's output logit: sigmoid(3) ≈ 0.95, so every move starts open."""
-    blocked_threshold: float = 1e-4
-    """A move whose crop changed by less than this mean squared pixel difference (pixels in [0, 1],
-    plus twice the noise level measured on stay steps) counts as blocked (wall_model "edges")."""
+    ambiguity_margin: float = 1e-5
+    """A move whose two explanations ("the view stayed", "the view slid by the action's shift") fit
+    the crop to within this mean squared error (pixels in [0, 1]) is ambiguous: decided by loop
+    closure instead (wall_model "edges")."""
+    loop_closure_threshold: float = 1e-4
+    """Two crops differ by more than this mean squared error (plus twice the noise variance
+    measured on stay steps) count as different views when loop closure decides a move."""
     edge_radius: float = 0.25
     """A remembered edge within this distance of a move's midpoint decides that move (state units;
     a move has length 1, so neighbouring edges' midpoints are ≥ 0.7 apart)."""
@@ -144,12 +148,22 @@ class GTMSMConfig:
             raise ValueError(f"wall_model must be one of {WALL_MODELS}, got {self.wall_model!r}")
         if self.novel_view not in NOVEL_VIEWS:
             raise ValueError(f"novel_view must be one of {NOVEL_VIEWS}, got {self.novel_view!r}")
-        if self.blocked_threshold < 0 or self.edge_radius <= 0 or self.canvas_radius < 0:
-            raise ValueError("blocked_threshold and canvas_radius must be >= 0 and edge_radius > 0")
+        if min(self.ambiguity_margin, self.loop_closure_threshold, self.canvas_radius) < 0 or self.edge_radius <= 0:
+            raise ValueError("ambiguity_margin, loop_closure_threshold and canvas_radius must be >= 0, edge_radius > 0")
 
     @property
     def pixels(self) -> int:
         return self.crop_size * self.crop_size * self.channels
+
+    @classmethod
+    def from_dict(cls, saved: dict) -> GTMSMConfig:
+        """The config a checkpoint saved. Checkpoints from before the wall models existed were
+        trained with the seed's absolute gate and the k-NN read-out: they say so by omission."""
+        saved = dict(saved)
+        if "wall_model" not in saved:
+            saved.update(wall_model="absolute", novel_view="knn")
+        saved.pop("blocked_threshold", None)  # an interim name; replaced by ambiguity_margin
+        return cls(**saved)
 
 
 # --------------------------------------------------------------------------- modules
@@ -345,9 +359,10 @@ class GTMSM(nn.Module):
     def infer_states(self, pixels: Tensor, actions: Tensor, *, gate_open: bool = False) -> tuple[Tensor, Tensor]:
         """States (B, T, S) and gates (B, T) of an *observed* walk, pixels (B, T, H, W, C) in [0, 1].
 
-        "edges": a move is blocked iff the crop did not change (``memory.infer_blocked``); a
-        move the pixels cannot decide (a flat view) is decided by loop closure
-        (``memory.resolve_ambiguous_moves``); s_t is the cumulative sum of the unblocked moves.
+        "edges": a move is blocked iff "the view stayed" explains the crop better than "the
+        view slid by the action's pixel shift" (``memory.infer_blocked``); a move the pixels
+        cannot decide (a flat view) is decided by loop closure (``memory.resolve_ambiguous_moves``);
+        s_t is the cumulative sum of the unblocked moves.
         "absolute": the learned gate; ``gate_open`` bypasses it (early training). Step 0 is the
         reset: s_0 = 0, gate 1.
         """
@@ -357,11 +372,17 @@ class GTMSM(nn.Module):
             return self.transition(actions, gate_open=gate_open)
         moves = self.transition.action_matrix()[actions]  # (B, T, S)
         with torch.no_grad():
-            blocked = infer_blocked(pixels, actions, c.stay_action, c.blocked_threshold)
-            ambiguous = ambiguous_moves(pixels, blocked, c.blocked_threshold, c.crop_size - 2)
-            if ambiguous.any():
-                blocked = resolve_ambiguous_moves(pixels, actions, blocked, ambiguous,
-                                                  self.transition.action_signs, 10 * c.blocked_threshold)
+            signs = self.transition.action_signs
+            evidence = infer_blocked(pixels, actions, signs, c.stay_action, c.ambiguity_margin, c.crop_size - 2)
+            blocked = evidence.blocked
+            if evidence.ambiguous.any():
+                # Same cell, same crop up to noise: twice the noise variance, measured on stay steps.
+                change = crop_change(pixels)
+                stay = actions == c.stay_action
+                stay[:, 0] = False
+                noise = torch.where(stay, change, torch.full_like(change, float("nan"))).nanmedian(1).values
+                threshold = c.loop_closure_threshold + 2 * torch.nan_to_num(noise, nan=0.0)
+                blocked = resolve_ambiguous_moves(pixels, actions, blocked, evidence.ambiguous, signs, threshold)
         free = (~blocked).to(moves.dtype)
         free[:, 0] = 0.0  # the reset does not move
         steps = moves * free.unsqueeze(-1)

@@ -101,8 +101,10 @@ class TrainConfig:
     absolute (the seed's learned gate of the absolute state; needs a fixed start)."""
     gate_hidden: int = bounded(GTMSMConfig.gate_hidden, ge=1)
     """Width of the absolute wall gate's hidden layers."""
-    blocked_threshold: float = bounded(GTMSMConfig.blocked_threshold, ge=0)
-    """Mean squared crop change (pixels in [0, 1]) below which a move counts as blocked (edges)."""
+    ambiguity_margin: float = bounded(GTMSMConfig.ambiguity_margin, ge=0)
+    """Moves whose stayed/slid explanations fit to within this MSE are decided by loop closure (edges)."""
+    loop_closure_threshold: float = bounded(GTMSMConfig.loop_closure_threshold, ge=0)
+    """MSE above which two crops count as different views for loop closure (edges)."""
     edge_radius: float = bounded(GTMSMConfig.edge_radius, gt=0)
     """A remembered edge within this state distance of a move's midpoint decides the move (edges)."""
     novel_view: str = GTMSMConfig.novel_view
@@ -167,7 +169,8 @@ class TrainConfig:
             vae_hidden=self.vae_hidden,
             wall_model=self.wall_model,
             gate_hidden=self.gate_hidden,
-            blocked_threshold=self.blocked_threshold,
+            ambiguity_margin=self.ambiguity_margin,
+            loop_closure_threshold=self.loop_closure_threshold,
             edge_radius=self.edge_radius,
             novel_view=self.novel_view,
             canvas_radius=self.canvas_radius,
