@@ -32,6 +32,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+import torch.utils.checkpoint
 from torch import Tensor
 
 # --------------------------------------------------------------------------- Gaussians
@@ -107,6 +108,44 @@ def memory_log_weights(squared_distances: Tensor, delta: float, mask: Tensor | N
     if mask is not None:
         logits = logits.masked_fill(~mask, float("-inf"))
     return torch.log_softmax(logits, dim=-1)
+
+
+ALL_KEY_CHUNK = 512
+
+
+def all_key_memory_kl(query_states: Tensor, keys: Tensor, queries: Gaussian, values: Gaussian,
+                      usable: Tensor, delta: float, chunk: int = ALL_KEY_CHUNK) -> Tensor:
+    """The training prior's KL for every query: KL(q_t ‖ sum_j w_tj N(values_j)) over all usable keys.
+
+    query_states (B, N, S) and keys (B, M, S) give w_tj ∝ 1 / (d_tj^2 + delta) over the keys that
+    ``usable`` (N, M) allows; queries (B, N, Z) and values (B, M, Z) give the component KLs; the
+    mixture KL is ``mixture_kl_bound``. Returns (B, N).
+
+    Squared differences, not cdist: exact gradients at d = 0 (repeated positions). Long sequences
+    are cut into blocks of ``chunk`` queries, each recomputed in the backward pass (activation
+    checkpointing) when gradients are needed, so memory grows with chunk·M, not N·M: linear in
+    the sequence length for a fixed memory. Sequences of at most ``chunk`` queries (the presets up
+    to tau 256 + 256) take the single-block path.
+    """
+
+    def block(states: Tensor, mean: Tensor, log_std: Tensor, allowed: Tensor) -> Tensor:
+        squared = (states[:, :, None, :] - keys[:, None, :, :]).square().sum(-1)  # (B, n, M)
+        log_weights = memory_log_weights(squared, delta, allowed)
+        component_kl = pairwise_gaussian_kl(Gaussian(mean, log_std), values)  # (B, n, M)
+        return mixture_kl_bound(component_kl, log_weights)
+
+    count = query_states.shape[1]
+    if count <= chunk:
+        return block(query_states, queries.mean, queries.log_std, usable)
+    parts = []
+    for start in range(0, count, chunk):
+        piece = slice(start, start + chunk)
+        args = (query_states[:, piece], queries.mean[:, piece], queries.log_std[:, piece], usable[piece])
+        if torch.is_grad_enabled():
+            parts.append(torch.utils.checkpoint.checkpoint(block, *args, use_reentrant=False))
+        else:
+            parts.append(block(*args))
+    return torch.cat(parts, dim=1)
 
 
 def nearest_keys(queries: Tensor, keys: Tensor, k: int) -> tuple[Tensor, Tensor]:

@@ -46,6 +46,7 @@ from gtmsm_model.memory import (
     Canvas,
     EdgeMemory,
     Gaussian,
+    all_key_memory_kl,
     cat_gaussians,
     compose_canvas,
     crop_change,
@@ -449,11 +450,7 @@ class GTMSM(nn.Module):
         queries = posterior[:, 1:]
         t_index = torch.arange(1, steps, device=pixels.device)
         usable = torch.arange(tau, device=pixels.device) < t_index.clamp(max=tau).unsqueeze(1)
-        # Squared differences, not cdist: exact gradients at d = 0 (repeated positions).
-        squared = (states[:, 1:, None, :] - keys[:, None, :, :]).square().sum(-1)  # (B, T-1, tau)
-        log_weights = memory_log_weights(squared, self.config.delta, usable)
-        component_kl = pairwise_gaussian_kl(queries, values)  # (B, T-1, tau)
-        memory_kl = mixture_kl_bound(component_kl, log_weights)
+        memory_kl = all_key_memory_kl(states[:, 1:], keys, queries, values, usable, self.config.delta)  # (B, T-1)
         prior_kl = posterior.kl_to_standard_normal()[:, :tau]
 
         memorise, predict = memory_kl[:, : tau - 1], memory_kl[:, tau - 1 :]

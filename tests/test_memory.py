@@ -251,3 +251,26 @@ def test_canvas_fills_novel_views_the_knn_blend_cannot() -> None:
     oracle_error = ((oracle - truth) ** 2).mean(axis=(2, 3, 4))[novel].mean()
     assert errors["canvas"] < 0.5 * errors["knn"]
     assert errors["canvas"] <= 1.05 * oracle_error  # k-NN fill where the canvas has no pixel vs mean fill
+
+
+def test_chunked_all_key_memory_kl_equals_one_block_in_value_and_gradient() -> None:
+    from gtmsm_model.memory import Gaussian, all_key_memory_kl
+
+    torch.manual_seed(0)
+    batch, queries, keys, z_dim = 2, 37, 11, 5
+    states = torch.randn(batch, queries, 2, requires_grad=True)
+    key_states = torch.randn(batch, keys, 2, requires_grad=True)
+    mean = torch.randn(batch, queries, z_dim, requires_grad=True)
+    log_std = (0.3 * torch.randn(batch, queries, z_dim)).requires_grad_()
+    values = Gaussian(torch.randn(batch, keys, z_dim), 0.3 * torch.randn(batch, keys, z_dim))
+    usable = torch.arange(keys) < (torch.arange(queries).clamp(min=1, max=keys)).unsqueeze(1)
+    leaves = (states, key_states, mean, log_std)
+    results = []
+    for chunk in (1000, 8):
+        kl = all_key_memory_kl(states, key_states, Gaussian(mean, log_std), values, usable, 1e-4, chunk=chunk)
+        grads = torch.autograd.grad(kl.square().sum(), leaves)
+        results.append((kl.detach(), grads))
+    (one, one_grads), (chunked, chunked_grads) = results
+    assert torch.allclose(one, chunked, atol=1e-5)
+    for a, b in zip(one_grads, chunked_grads, strict=True):
+        assert torch.allclose(a, b, atol=1e-4)
