@@ -97,6 +97,8 @@ class PlayArgs:
     """A GTM-SM checkpoint.pt: imagination mode (explore for tau steps, then watch it predict)."""
     tau: int | None = bounded(None, ge=1)
     """Memorisation steps in imagination mode (unset: the tau the checkpoint was trained with)."""
+    device: str = "cpu"
+    """Torch device of the model in imagination mode (cpu, cuda, cuda:1, ...)."""
     script: str | None = None
     """Play these keys, one step per frame, then exit: w a s d move, '.' stays."""
     screenshot: str | None = None
@@ -413,8 +415,8 @@ def _load_imagination(args: PlayArgs, crop_size: int) -> Any:
     except ImportError as error:
         fail(PROG, f"--model needs the gtmsm_model package and torch ({error_text(error)})")
     try:
-        imagination = load_imagination(args.model, args.tau)
-    except (CheckpointError, ValueError) as error:
+        imagination = load_imagination(args.model, args.tau, device=args.device)
+    except (CheckpointError, ValueError, RuntimeError) as error:
         fail(PROG, f"--model: {error_text(error)}")
     model_crop = imagination.model.config.crop_size
     if model_crop != crop_size:

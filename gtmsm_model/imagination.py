@@ -60,10 +60,11 @@ class Imagination:
     call), so it follows every wall model and novel-view read-out the model has.
     """
 
-    def __init__(self, model: GTMSM, tau: int, k: int | None = None) -> None:
+    def __init__(self, model: GTMSM, tau: int, k: int | None = None, device: str | torch.device = "cpu") -> None:
         if isinstance(tau, bool) or not isinstance(tau, int) or tau < 1:
             raise ValueError(f"tau must be an int >= 1, got {tau!r}")
-        self.model = model.eval()
+        self.device = torch.device(device)
+        self.model = model.to(self.device).eval()
         self.tau = tau
         self.k = k or model.config.knn_k
         self.reset()
@@ -85,7 +86,7 @@ class Imagination:
     @property
     def state(self) -> np.ndarray | None:
         """The current spatial state s_t (None before the first observation)."""
-        return None if self._memory is None else self._memory.state[0].numpy().copy()
+        return None if self._memory is None else self._memory.state[0].cpu().numpy().copy()
 
     @torch.no_grad()
     def observe(self, crop: np.ndarray, action: int | None = None) -> None:
@@ -94,8 +95,8 @@ class Imagination:
             raise RuntimeError(f"memory is full ({self.tau} steps); call imagine(action) now")
         if self._memory is not None:
             self._check_action(action)
-        crop_tensor = torch.as_tensor(np.asarray(crop))[None, None]
-        action_tensor = torch.tensor([[0 if action is None else int(action)]])
+        crop_tensor = torch.as_tensor(np.asarray(crop))[None, None].to(self.device)
+        action_tensor = torch.tensor([[0 if action is None else int(action)]], device=self.device)
         self._memory = self.model.observe(crop_tensor, action_tensor, self._memory)
         self.steps += 1
 
@@ -105,10 +106,11 @@ class Imagination:
         if self._memory is None or self.memorising:
             raise RuntimeError(f"still memorising ({self.memorised}/{self.tau}); call observe first")
         self._check_action(action)
-        prediction, self._memory = self.model.imagine(torch.tensor([[int(action)]]), self._memory, k=self.k)
+        prediction, self._memory = self.model.imagine(torch.tensor([[int(action)]], device=self.device),
+                                                      self._memory, k=self.k)
         self.steps += 1
         pixels = prediction.pixels[0, 0]
-        crop = (pixels * 255.0).round().clamp(0, 255).to(torch.uint8).numpy()
+        crop = (pixels * 255.0).round().clamp(0, 255).to(torch.uint8).cpu().numpy()
         return Imagined(
             crop=crop,
             nearest_distance=float(prediction.distances[0, 0, 0]),
@@ -124,15 +126,17 @@ class Imagination:
             raise ValueError(f"action must lie in [0, {self.model.config.num_actions}), got {action}")
 
 
-def load_imagination(checkpoint: str | Path, tau: int | None = None) -> Imagination:
+def load_imagination(checkpoint: str | Path, tau: int | None = None, device: str = "cpu") -> Imagination:
     """An ``Imagination`` from a training checkpoint; ``tau`` defaults to the run's own tau.
 
     Raises ``gtmsm_model.checkpoint.CheckpointError`` for a file that is not a usable checkpoint.
     """
     from gtmsm_model.checkpoint import load_checkpoint, model_from_checkpoint
+    from gtmsm_model.train import resolve_device
 
-    payload = load_checkpoint(checkpoint)
+    target = resolve_device(device)
+    payload = load_checkpoint(checkpoint, map_location=target)
     model = model_from_checkpoint(payload)
     if tau is None:
         tau = int(payload.get("train_config", {}).get("tau", 256))
-    return Imagination(model, tau)
+    return Imagination(model, tau, device=target)
