@@ -97,6 +97,10 @@ def step_seconds(overrides: dict[str, Any], threads: int, steps: int) -> dict[st
     from gtmsm_model.train import make_config, make_optimizer, world_kwargs
 
     torch.set_num_threads(threads)
+    if overrides.pop("_one_block", False):  # the prior KL as one (B, T, tau) block, as before chunking
+        from gtmsm_model import memory
+
+        memory.all_key_memory_kl.__defaults__ = (10**9,)
     config = make_config("quick", **overrides)
     torch.manual_seed(0)
     model = GTMSM(config.model_config())
@@ -156,18 +160,19 @@ MEMORY_GRID = [
     ("tau 256 + 256", dict(tau=256, seq_len=512)),
     ("tau 512 + 512", dict(tau=512, seq_len=1024)),
     ("tau 1024 + 1024", dict(tau=1024, seq_len=2048)),
+    ("tau 1024 + 1024, one block (before chunking)", dict(tau=1024, seq_len=2048, _one_block=True)),
     ("image 64, tau 256 + 256", dict(tau=256, seq_len=512, image_size=64)),
 ]
 
 
 def memory(args: Args) -> list[dict[str, Any]]:
-    baseline = in_fresh_process({"tau": 2, "seq_len": 4}, 1, 2)["peak_rss_mb"]
+    baseline = in_fresh_process({"tau": 2, "seq_len": 4, "curriculum_start": 4}, 1, 2)["peak_rss_mb"]
     rows = []
     for name, overrides in MEMORY_GRID:
-        result = in_fresh_process(overrides, 1, min(args.steps, 3))
+        result = in_fresh_process(dict(overrides), 1, min(args.steps, 3))
         if "peak_rss_mb" in result:
             result["training_mb"] = result["peak_rss_mb"] - baseline
-        rows.append({"configuration": name, **overrides, **result})
+        rows.append({"configuration": name, **{k: v for k, v in overrides.items() if not k.startswith("_")}, **result})
     reference = rows[0].get("training_mb")
     for row in rows[:3]:
         if reference and "training_mb" in row:

@@ -219,6 +219,10 @@ PRESETS: dict[str, dict[str, Any]] = {
     # The seed report's sizes (z 16, K 5, tau 256, T 288, batch 16), trained longer.
     "paper": dict(z_dim=16, vae_hidden=256, pixel_sigma=0.05, knn_k=5, vae_warmup_iters=1000, iterations=3000,
                   curriculum_iters=1000),
+    # A bigger world: 64x64 images, the window moving 4 px (a 15x15 grid of 225 cells), 768 memorised
+    # steps (83 % of predicted steps revisit a memorised cell) and 256 predicted; batch 8.
+    "large": dict(image_size=64, step_size=4, tau=768, seq_len=832, eval_tau=768, eval_horizon=256,
+                  batch_size=8, eval_sequences=16, eval_every=0),
     # The seed's wall model (a learned gate of the absolute state) with the pre-generality recipe:
     # exact with centre starts, wrong with random ones. Kept to compare against.
     "seed-gate": dict(wall_model="absolute", novel_view="knn", z_dim=32, vae_hidden=256, pixel_sigma=0.035,
