@@ -269,7 +269,7 @@ def resolve_ambiguous_moves(pixels: Tensor, actions: Tensor, blocked: Tensor, am
 
     Positions are the integer lattice coordinates (the cumulative sum of the unblocked moves'
     action signs, ``action_signs`` (A, P)), so the decision does not depend on the learned M.
-    Ties keep "blocked" (the crop did not change). ``threshold`` must exceed the change that
+    Ties keep what the pixels leaned to (``blocked`` as given). ``threshold`` must exceed the change that
     observation noise alone makes (twice the noise variance). Returns the corrected (B, T) mask.
     """
     blocked = blocked.clone()
@@ -278,13 +278,14 @@ def resolve_ambiguous_moves(pixels: Tensor, actions: Tensor, blocked: Tensor, am
         flat = pixels[b].flatten(1)
         different = torch.cdist(flat, flat, compute_mode="donot_use_mm_for_euclid_dist").square() / flat.shape[1] > threshold[b]
         for t in torch.nonzero(ambiguous[b]).flatten().tolist():
+            pixel_vote = bool(blocked[b, t])
             conflicts = []
             for hypothesis in (True, False):
                 blocked[b, t] = hypothesis
                 coords = (signs[b] * (~blocked[b]).unsqueeze(-1).to(signs.dtype)).cumsum(0)
                 same = (coords.unsqueeze(0) == coords.unsqueeze(1)).all(-1)
                 conflicts.append(int((same & different).sum()))
-            blocked[b, t] = conflicts[0] <= conflicts[1]
+            blocked[b, t] = pixel_vote if conflicts[0] == conflicts[1] else conflicts[0] < conflicts[1]
     return blocked
 
 

@@ -83,7 +83,7 @@ class GTMSMConfig:
     """Side of the square observation crop, in pixels."""
     channels: int = 3
     """Colour channels of the crop."""
-    z_dim: int = 64
+    z_dim: int = 128
     """Size of the VAE latent z_t."""
     vae_hidden: int = 384
     """Width of the VAE's hidden layers."""
@@ -101,9 +101,10 @@ class GTMSMConfig:
     """A move whose two explanations ("the view stayed", "the view slid by the action's shift") fit
     the crop to within this mean squared error (pixels in [0, 1]) is ambiguous: decided by loop
     closure instead (wall_model "edges")."""
-    loop_closure_threshold: float = 1e-4
+    loop_closure_threshold: float = 1e-6
     """Two crops differ by more than this mean squared error (plus twice the noise variance
-    measured on stay steps) count as different views when loop closure decides a move."""
+    measured on stay steps) count as different views when loop closure decides a move (the same
+    cell gives the same crop exactly, up to noise; smooth photos put neighbouring cells ~1e-5 apart)."""
     edge_radius: float = 0.25
     """A remembered edge within this distance of a move's midpoint decides that move (state units;
     a move has length 1, so neighbouring edges' midpoints are ≥ 0.7 apart)."""
@@ -126,7 +127,7 @@ class GTMSMConfig:
     """Neighbours K of the memory prior at prediction time."""
     delta: float = 1e-4
     """Stabiliser of the mixture weights 1 / (d^2 + delta)."""
-    pixel_sigma: float = 0.015
+    pixel_sigma: float = 0.01
     """Std of the Gaussian pixel likelihood p(x_t | z_t), pixels in [0, 1]."""
 
     def __post_init__(self) -> None:

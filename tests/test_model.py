@@ -204,3 +204,15 @@ def test_the_seeds_absolute_gate_still_trains_on_the_debug_preset(tmp_path) -> N
 def test_bad_memory_settings_raise(field: str, value: object, match: str) -> None:
     with pytest.raises(ValueError, match=match):
         GTMSMConfig(**{field: value})
+
+
+def test_checkpoints_from_before_the_wall_models_load_as_the_absolute_gate_model() -> None:
+    from dataclasses import asdict
+
+    saved = asdict(GTMSMConfig(**TINY))
+    for name in ("wall_model", "novel_view", "ambiguity_margin", "loop_closure_threshold", "edge_radius",
+                 "canvas_radius"):
+        saved.pop(name)
+    config = GTMSMConfig.from_dict(saved)
+    assert config.wall_model == "absolute" and config.novel_view == "knn"
+    assert GTMSMConfig.from_dict(asdict(GTMSMConfig(**TINY))) == GTMSMConfig(**TINY)
