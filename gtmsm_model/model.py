@@ -85,7 +85,7 @@ class GTMSMConfig:
     """Colour channels of the crop."""
     z_dim: int = 128
     """Size of the VAE latent z_t."""
-    vae_hidden: int = 384
+    vae_hidden: int = 512
     """Width of the VAE's hidden layers."""
     s_dim: int = 2
     """Size of the spatial state s_t."""
