@@ -119,11 +119,11 @@ class TrainConfig:
     """Std of the transition noise eps_t while training."""
 
     # schedule
-    vae_warmup_iters: int = bounded(1500, ge=0)
+    vae_warmup_iters: int = bounded(2000, ge=0)
     """VAE-only iterations on random crops before the main phase."""
     vae_batch_size: int = bounded(256, ge=1)
     """Crops per VAE warm-up iteration."""
-    iterations: int = bounded(600, ge=0)
+    iterations: int = bounded(700, ge=0)
     """Main-phase iterations (whole model, whole sequences)."""
     batch_size: int = bounded(16, ge=1)
     """Sequences per main-phase iteration."""
@@ -133,7 +133,7 @@ class TrainConfig:
     """Memorisation steps tau of a training sequence."""
     curriculum_start: int = bounded(24, ge=2)
     """Sequence length at the first main-phase iteration."""
-    curriculum_iters: int = bounded(400, ge=0)
+    curriculum_iters: int = bounded(500, ge=0)
     """Iterations over which the sequence length grows to seq_len."""
     gate_open_iters: int = bounded(100, ge=0)
     """Main-phase iterations with the wall gate bypassed (every move succeeds)."""
@@ -213,7 +213,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         eval_horizon=16, checkpoint_every=5,
     ),
     # The default (GTMSMConfig's defaults too): edge wall model, canvas read-out, a sharp MLP VAE
-    # (z 128, width 512, pixel sigma 0.01) with a long cheap warm-up on random crops (1500), then 600
+    # (z 128, width 512, pixel sigma 0.01) with a long cheap warm-up on random crops (2000), then 700
     # iterations on whole sequences.
     "quick": {},
     # The seed report's sizes (z 16, K 5, tau 256, T 288, batch 16), trained longer.
