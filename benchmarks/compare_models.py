@@ -14,6 +14,7 @@ Everything the numbers depend on (conditions, budgets, the metric record, target
 from __future__ import annotations
 
 import dataclasses
+import json
 import shlex
 import sys
 import time
@@ -58,13 +59,17 @@ class Args:
     """where GTM-SM's run folders and the photo patches go (not committed)"""
     progress: bool = False
     """show GTM-SM's progress bar"""
+    add_slow: list[str] = field(default_factory=list)
+    """finish an earlier run whose time limit cut these families' slow rows (e.g. transformer): reload
+    --run-dir/rows.json, train them afresh on --slow-seeds to --slow-multiple, rewrite --out-dir's files"""
     time_limit_minutes: float | None = bounded(85.0, gt=0)
     """skip a slow-budget continuation that would end the run past this many minutes ('none': never)"""
 
 
 def parse_args(argv: list[str] | None = None) -> Args:
     args = parse_dataclass(Args, argv, description=__doc__.split("\n\n")[0],
-                           choices={"preset": ["debug", "quick", "paper"], "conditions": list(CONDITIONS)})
+                           choices={"preset": ["debug", "quick", "paper"], "conditions": list(CONDITIONS),
+                                    "add_slow": ["RSSM", "action LSTM", "transformer"]})
     if args.ppo_policy is not None and str(args.ppo_policy).lower() == "none":
         args.ppo_policy = None
     return args
@@ -85,9 +90,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
     command = "python benchmarks/compare_models.py " + shlex.join(sys.argv[1:] if argv is None else argv)
     start = time.perf_counter()
-    harness = benchmarking.run(make_plan(args))
-    report = benchmarking.write_outputs(harness, args.out_dir, command.strip(), time.perf_counter() - start,
-                                        dataclasses.asdict(args))
+    if args.add_slow:
+        earlier = json.loads((args.out_dir / "compare.json").read_text())
+        harness, seconds = benchmarking.add_slow_rows(make_plan(args), args.add_slow)
+        command = f"{earlier['command']}; then {command.strip()}"
+        wall_seconds = earlier["wall_seconds"] + seconds
+    else:
+        harness = benchmarking.run(make_plan(args))
+        wall_seconds = time.perf_counter() - start
+    report = benchmarking.write_outputs(harness, args.out_dir, command.strip(), wall_seconds, dataclasses.asdict(args))
     print()
     print("\n".join(f"{'PASS' if c['passed'] else 'FAIL'}: {c['target']} — {c['value']}" for c in report["checks"]))
     print(f"\nwrote {args.out_dir / 'compare.md'} and compare.json, plots, peer_sweep.*")

@@ -56,7 +56,7 @@ from gtmsm_model.baselines import (
     TransformerWorldModel,
     WorldModel,
 )
-from gtmsm_model.data import HELDOUT_SEED_OFFSET, heldout_rollouts
+from gtmsm_model.data import HELDOUT_SEED_OFFSET, RolloutSampler, heldout_rollouts
 from gtmsm_model.evaluate import GTMSMPredictor, json_safe, prediction_metrics
 from gtmsm_model.run_folder import machine_description, package_versions
 from gtmsm_model.train import make_config, make_sampler, train
@@ -349,6 +349,9 @@ class Harness:
         self.winners: dict[str, tuple[str, Callable[[], TrainedModel], float, TrainedModel]] = {}
         self.pending_slow: list[tuple[Any, ...]] = []
         self.skipped: list[str] = []
+        self.added: list[str] = []
+        self.wall_seconds: float | None = None
+        """Rows a separate run added after the main one (``add_slow_rows``)."""
 
     # ---- evaluation
 
@@ -368,7 +371,7 @@ class Harness:
         """Every row so far to ``run_dir/rows.json`` (``load_rows`` reads it back), so a crash late
         in a long run loses no measurement."""
         payload = {"rows": [dataclasses.asdict(row) for row in self.rows], "sweep": self.sweep,
-                   "seeds": self.seeds_info, "skipped": self.skipped}
+                   "seeds": self.seeds_info, "skipped": self.skipped, "wall_seconds": self.wall_seconds}
         (self.plan.run_dir / "rows.json").write_text(json.dumps(json_safe(payload)))
 
     def validate(self, model: WorldModel) -> float:
@@ -710,6 +713,7 @@ def write_outputs(harness: Harness, out_dir: Path, command: str, wall_seconds: f
         "conditions": {name: dataclasses.asdict(CONDITIONS[name]) for name in plan.conditions},
         "targets": dataclasses.asdict(TARGETS), "checks": checks,
         "summary": summary, "sweep": harness.sweep, "seeds": harness.seeds_info, "skipped": harness.skipped,
+        "added": harness.added,
         "rows": [dataclasses.asdict(row) for row in harness.rows],
     }
     (out_dir / "compare.json").write_text(json.dumps(json_safe(report), indent=1, allow_nan=False))
@@ -787,6 +791,9 @@ def format_markdown(report: dict[str, Any], plan: Plan) -> str:
         "",
         *([f"- **cut to stay within {plan.time_limit_minutes:g} minutes**: " + "; ".join(report["skipped"])]
           if report["skipped"] else []),
+        *([f"- **added by a separate run after the main one** (the main run's time limit had cut them; the "
+           f"second command above; wall-clock of both together in the date line): {'; '.join(report['added'])}"]
+          if report.get("added") else []),
         "",
         "## Targets",
         "",
@@ -813,6 +820,50 @@ def load_rows(path: Path) -> list[Row]:
     return rows
 
 
+def factory_of(harness_sweep: list[dict[str, Any]], family: str, quick: bool) -> tuple[Callable[[], TrainedModel], float]:
+    """The chosen candidate of ``family`` in a saved sweep (the transformer has no sweep)."""
+    if family == "transformer":
+        return transformer_factory(quick), TRANSFORMER_LR
+    chosen = next(r["candidate"] for r in harness_sweep if r["family"] == family and r.get("chosen"))
+    label, factory, lr = next(c for c in sweep_candidates(quick)[family] if c[0] == chosen)
+    return factory, lr
+
+
+def add_slow_rows(plan: Plan, families: list[str]) -> tuple[Harness, float]:
+    """Finish a run whose time limit cut slow-budget continuations: reload ``run_dir/rows.json``
+    and train each of ``families`` afresh on the slow seeds to the slow multiple of that seed's
+    GTM-SM wall-clock (a separate run with the same seed, data keys and settings), evaluate it on
+    every condition and add the rows, marked as coming from a separate run. Returns the harness
+    (ready for ``write_outputs``) and the seconds this took."""
+    started = time.perf_counter()
+    if plan.threads:
+        torch.set_num_threads(plan.threads)
+    saved = json.loads((plan.run_dir / "rows.json").read_text())
+    harness = Harness(plan)
+    harness.rows = load_rows(plan.run_dir / "rows.json")
+    harness.sweep, harness.seeds_info = saved["sweep"], saved["seeds"]
+    for info in saved["seeds"]:
+        seed = info["seed"]
+        if seed not in plan.slow_seeds:
+            continue
+        config, budget = info["gtmsm_config"], Budget(**info["budget"])
+        sampler = RolloutSampler(config["seed"], dataset=config["dataset"], image_source=config["image_source"])
+        for family in families:
+            label = f"{family} @{plan.slow_multiple:g}×"
+            factory, lr = factory_of(harness.sweep, family, plan.quick)
+            peer = factory()
+            _log(f"[seed {seed}] training {family} to {plan.slow_multiple:g}× in a separate run ...")
+            peer.fit(sampler, dataclasses.replace(budget, lr=lr, max_seconds=plan.slow_multiple * info["gtmsm_seconds"]))
+            trained_on = (f"{TRAINING_DISTRIBUTION}; GTM-SM's sampler and keys; a separate run after the main one "
+                          "(the main run's time limit cut its continuation)")
+            harness.evaluate(peer, label, seed, "learned", trained_on, peer.train_seconds, peer.iterations_done)
+    harness.skipped = [item for item in saved["skipped"]
+                       if not any(item.startswith(f"{family} @") for family in families)]
+    harness.added = [f"{family} @{plan.slow_multiple:g}× (seeds {plan.slow_seeds})" for family in families]
+    harness.save_progress()
+    return harness, time.perf_counter() - started
+
+
 def run(plan: Plan) -> Harness:
     """Train and evaluate everything the plan asks for; returns the harness with its rows."""
     if plan.threads:
@@ -827,4 +878,6 @@ def run(plan: Plan) -> Harness:
     for seed in plan.seeds:  # every seed's 1× rows first: the slow budget is the part that may be cut
         harness.run_seed(seed)
     harness.extend_slow(started)
+    harness.wall_seconds = time.perf_counter() - started
+    harness.save_progress()
     return harness
