@@ -21,7 +21,6 @@ and writes ``--out`` (.md and .json).
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import platform
@@ -34,6 +33,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from gtmsm_env.flags import bounded, parse_dataclass
 from gtmsm_env.photo_patches import write_photo_patches
 from gtmsm_model.data import heldout_rollouts
 from gtmsm_model.evaluate import evaluate_gtmsm, json_safe, prediction_metrics
@@ -69,15 +69,15 @@ class Targets:
 class Args:
     """Benchmark options."""
 
-    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
+    seeds: list[int] = bounded([0, 1, 2], ge=0)
     """Training seeds; each trains and is evaluated separately."""
     preset: str = "quick"
     """TrainConfig preset."""
-    eval_sequences: int = 128
+    eval_sequences: int = bounded(128, ge=1)
     """Held-out rollouts per condition."""
-    threads: int = 0
+    threads: int = bounded(1, ge=0)
     """Torch CPU threads for training (0: torch's default)."""
-    photo_patches: int = 256
+    photo_patches: int = bounded(256, ge=1)
     """Natural-photo patches to draw held-out images from."""
     conditions: list[str] = field(default_factory=lambda: ["centre", "random", "maze", "photos"])
     """Conditions to evaluate."""
@@ -87,19 +87,11 @@ class Args:
     """Results path stem: writes OUT.md and OUT.json."""
 
 
-def parse_args() -> Args:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    defaults = Args()
-    parser.add_argument("--seeds", type=int, nargs="+", default=defaults.seeds, help="training seeds (default: 0 1 2)")
-    parser.add_argument("--preset", default=defaults.preset, help="TrainConfig preset (default: quick)")
-    parser.add_argument("--eval-sequences", type=int, default=defaults.eval_sequences, help="held-out rollouts per condition (default: 128)")
-    parser.add_argument("--threads", type=int, default=defaults.threads, help="torch CPU threads (default: 0 = torch's default)")
-    parser.add_argument("--photo-patches", type=int, default=defaults.photo_patches, help="natural-photo patches (default: 256)")
-    parser.add_argument("--conditions", nargs="+", default=defaults.conditions,
-                        choices=["centre", "random", "maze", "photos"], help="conditions (default: all four)")
-    parser.add_argument("--runs-dir", default=defaults.runs_dir, help="checkpoint folder (default: runs/benchmark)")
-    parser.add_argument("--out", default=defaults.out, help="results path stem (default: benchmarks/results/train_gtmsm)")
-    return Args(**vars(parser.parse_args()))
+def parse_args(argv: list[str] | None = None) -> Args:
+    from gtmsm_model.train import PRESETS
+
+    return parse_dataclass(Args, argv, prog="train_gtmsm.py", description=__doc__,
+                           choices={"preset": sorted(PRESETS), "conditions": ["centre", "random", "maze", "photos"]})
 
 
 def memorisation_mean_mse(rollouts, tau: int) -> float:
