@@ -16,7 +16,6 @@ ratio PPO / random walk.
 
 from __future__ import annotations
 
-import argparse
 import json
 import platform
 import shlex
@@ -30,7 +29,14 @@ from pathlib import Path
 import numpy as np
 
 from gtmsm_env import Rollouts, collect_rollouts
-from gtmsm_env.flags import add_dataclass_flags, bounded, dataclass_values, error_text, fail
+from gtmsm_env.flags import (
+    ArgumentParser,
+    add_dataclass_flags,
+    bounded,
+    dataclass_values,
+    error_text,
+    fail,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 PROG = "ppo_memories.py"
@@ -82,7 +88,7 @@ def predicted_step_errors(model, rollouts: Rollouts, tau: int) -> dict[str, floa
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0])
+    parser = ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0])
     add_dataclass_flags(parser, Args)
     args = Args(**dataclass_values(parser.parse_args(argv), Args))
     policy_path = ROOT / args.policy if not Path(args.policy).is_absolute() else Path(args.policy)

@@ -17,7 +17,6 @@ root), ``ppo_coverage.zip`` and ``ppo_coverage.png`` (coverage vs steps).
 
 from __future__ import annotations
 
-import argparse
 import json
 import platform
 import sys
@@ -30,7 +29,7 @@ import numpy as np
 
 import gtmsm_env
 from gtmsm_env import ImageNavVectorEnv, random_walk_actions
-from gtmsm_env.flags import add_dataclass_flags, bounded, dataclass_values, fail
+from gtmsm_env.flags import ArgumentParser, add_dataclass_flags, bounded, dataclass_values, fail
 
 ROOT = Path(__file__).resolve().parent.parent
 PROG = "train_ppo.py"
@@ -72,7 +71,7 @@ def coverage_curve(policy, episodes: int, horizon: int, seed: int, observation: 
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0])
+    parser = ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0])
     add_dataclass_flags(parser, Args)
     args = Args(**dataclass_values(parser.parse_args(argv), Args))
     out = ROOT / args.out if not Path(args.out).is_absolute() else Path(args.out)

@@ -5,7 +5,6 @@ CLI: ``python -m gtmsm_env.rollouts --num-sequences 256 --seq-len 512 --seed 0 -
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import tempfile
@@ -19,7 +18,14 @@ from typing import Any
 import numpy as np
 
 from gtmsm_env.env import STAY
-from gtmsm_env.flags import add_dataclass_flags, bounded, dataclass_values, error_text, fail
+from gtmsm_env.flags import (
+    ArgumentParser,
+    add_dataclass_flags,
+    bounded,
+    dataclass_values,
+    error_text,
+    fail,
+)
 from gtmsm_env.images import ImageSize, canonical_image_size, image_shape_of, unreadable_reason
 from gtmsm_env.policies import SB3Policy, resolve_policy
 
@@ -460,7 +466,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[RolloutArgs, Any, Any]:
     from gtmsm_env.env import validate_walls
     from gtmsm_env.images import make_image_source
 
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog=PROG,
         description="Collect rollouts of ImageNav-v0 (the reference random walk, or a saved SB3 "
         "policy with --policy) and write them to an .npz dataset.",
