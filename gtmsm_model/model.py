@@ -7,7 +7,7 @@ Two sets of latents disentangle *what* is seen from *where* the agent is:
   the move was blocked by a wall. Two wall models (``GTMSMConfig.wall_model``):
 
   - ``"edges"`` (default, any start, walls anywhere): whether a memorised move was blocked is
-    read off the observations (the crop did not change), so the state is the cumulative sum of
+    read off the observations (the view stayed rather than slid), so the state is the cumulative sum of
     the unblocked moves; an *edge memory* remembers each tried move by its midpoint, and while
     imagining a move is blocked iff the remembered edge says so (an edge never tried falls back
     to the extent prior: blocked iff the target lies beyond everything visited along that
@@ -574,7 +574,9 @@ class GTMSM(nn.Module):
     def _fill_from_canvas(self, pixels: Tensor, states: Tensor, nearest: Tensor,
                           memory: WorldMemory) -> tuple[Tensor, Tensor]:
         """Replace, for queries farther than canvas_radius from every key, the pixels the canvas has."""
-        far = nearest > self.config.canvas_radius
+        radius = self.config.canvas_radius
+        # Radius 0 means every query, also one whose state equals a key bit for bit.
+        far = nearest > radius if radius > 0 else torch.ones_like(nearest, dtype=torch.bool)
         if not far.any():
             return pixels, far
         pixel_map, ok, canvas = self.canvas(memory)
