@@ -62,6 +62,8 @@ class Args:
     add_slow: list[str] = field(default_factory=list)
     """finish an earlier run whose time limit cut these families' slow rows (e.g. transformer): reload
     --run-dir/rows.json, train them afresh on --slow-seeds to --slow-multiple, rewrite --out-dir's files"""
+    refresh_gtmsm: bool = False
+    """after a model change: reload --run-dir/rows.json, re-train GTM-SM on every seed with the code as it is now, replace its rows (and the oracle-position VAE and floor rows built on its VAE), keep every peer's row and budget, rewrite --out-dir's files"""
     time_limit_minutes: float | None = bounded(85.0, gt=0)
     """skip a slow-budget continuation that would end the run past this many minutes ('none': never)"""
 
@@ -90,7 +92,19 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
     command = "python benchmarks/compare_models.py " + shlex.join(sys.argv[1:] if argv is None else argv)
     start = time.perf_counter()
-    if args.add_slow:
+    if args.refresh_gtmsm:
+        import subprocess
+
+        earlier = json.loads((args.out_dir / "compare.json").read_text())
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+        seconds_before = ", ".join(f"{s['gtmsm_seconds']:.0f}" for s in earlier["seeds"])
+        note = (f"GTM-SM's rows (and the PPO, oracle-position VAE and floor rows built on it) re-measured with the "
+                f"model at commit {commit or 'unknown'} (`{command.strip()}`); the peers' rows and budgets are the "
+                f"main run's, set by the earlier GTM-SM's wall-clock ({seconds_before} s per seed)")
+        harness, seconds = benchmarking.refresh_gtmsm_rows(make_plan(args), note)
+        command = f"{earlier['command']}; then {command.strip()}"
+        wall_seconds = earlier["wall_seconds"] + seconds
+    elif args.add_slow:
         earlier = json.loads((args.out_dir / "compare.json").read_text())
         harness, seconds = benchmarking.add_slow_rows(make_plan(args), args.add_slow)
         command = f"{earlier['command']}; then {command.strip()}"

@@ -350,6 +350,7 @@ class Harness:
         self.pending_slow: list[tuple[Any, ...]] = []
         self.skipped: list[str] = []
         self.added: list[str] = []
+        self.refreshed: list[str] = []
         self.wall_seconds: float | None = None
         """Rows a separate run added after the main one (``add_slow_rows``)."""
 
@@ -371,7 +372,8 @@ class Harness:
         """Every row so far to ``run_dir/rows.json`` (``load_rows`` reads it back), so a crash late
         in a long run loses no measurement."""
         payload = {"rows": [dataclasses.asdict(row) for row in self.rows], "sweep": self.sweep,
-                   "seeds": self.seeds_info, "skipped": self.skipped, "wall_seconds": self.wall_seconds}
+                   "seeds": self.seeds_info, "skipped": self.skipped, "added": self.added,
+                   "refreshed": self.refreshed, "wall_seconds": self.wall_seconds}
         (self.plan.run_dir / "rows.json").write_text(json.dumps(json_safe(payload)))
 
     def validate(self, model: WorldModel) -> float:
@@ -404,7 +406,9 @@ class Harness:
         trained = train(config, progress=plan.progress)
         return trained, config
 
-    def run_seed(self, seed: int) -> None:
+    def gtmsm_rows(self, seed: int) -> tuple[Any, float]:
+        """Train GTM-SM on ``seed`` and add its rows and the rows built on its VAE (the PPO row,
+        the oracle-position VAE, the floor). Returns its config and training wall-clock (the 1× budget)."""
         plan = self.plan
         trained, config = self.gtmsm(seed)
         model = trained.model.to(plan.device).eval()
@@ -424,6 +428,11 @@ class Harness:
         self.evaluate(OraclePositionVAE(model), OraclePositionVAE.name, seed, "oracle", "GTM-SM's VAE (this seed)")
         self.evaluate(_Floor(model, plan.device), FLOOR_NAME, seed, "oracle",
                       "GTM-SM's VAE (this seed); decodes the true future crops")
+        return config, one_x
+
+    def run_seed(self, seed: int) -> None:
+        plan = self.plan
+        config, one_x = self.gtmsm_rows(seed)
 
         sampler = make_sampler(config)
         budget = Budget(iterations=10**9, batch_size=config.batch_size, seq_len=config.seq_len, tau=config.tau,
@@ -713,7 +722,7 @@ def write_outputs(harness: Harness, out_dir: Path, command: str, wall_seconds: f
         "conditions": {name: dataclasses.asdict(CONDITIONS[name]) for name in plan.conditions},
         "targets": dataclasses.asdict(TARGETS), "checks": checks,
         "summary": summary, "sweep": harness.sweep, "seeds": harness.seeds_info, "skipped": harness.skipped,
-        "added": harness.added,
+        "added": harness.added, "refreshed": harness.refreshed,
         "rows": [dataclasses.asdict(row) for row in harness.rows],
     }
     (out_dir / "compare.json").write_text(json.dumps(json_safe(report), indent=1, allow_nan=False))
@@ -794,6 +803,8 @@ def format_markdown(report: dict[str, Any], plan: Plan) -> str:
         *([f"- **added by a separate run after the main one** (the main run's time limit had cut them; the "
            f"second command above; wall-clock of both together in the date line): {'; '.join(report['added'])}"]
           if report.get("added") else []),
+        *([f"- **refreshed by a separate run after the main one**: {'; '.join(report['refreshed'])}"]
+          if report.get("refreshed") else []),
         "",
         "## Targets",
         "",
@@ -860,6 +871,32 @@ def add_slow_rows(plan: Plan, families: list[str]) -> tuple[Harness, float]:
     harness.skipped = [item for item in saved["skipped"]
                        if not any(item.startswith(f"{family} @") for family in families)]
     harness.added = [f"{family} @{plan.slow_multiple:g}× (seeds {plan.slow_seeds})" for family in families]
+    harness.save_progress()
+    return harness, time.perf_counter() - started
+
+
+GTMSM_DEPENDENT_ROWS = (GTMSM_NAME, PPO_NAME, OraclePositionVAE.name, FLOOR_NAME)
+
+
+def refresh_gtmsm_rows(plan: Plan, note: str) -> tuple[Harness, float]:
+    """Re-train GTM-SM on every seed of an earlier run with the code as it is now and replace its
+    rows and the rows built on its VAE (``GTMSM_DEPENDENT_ROWS``), keeping every peer's and bound's
+    row as measured. For a model change after a long run: the peers' budgets stay what the earlier
+    GTM-SM's wall-clock set (``note`` says so in compare.md). Returns the harness and its seconds."""
+    started = time.perf_counter()
+    if plan.threads:
+        torch.set_num_threads(plan.threads)
+    saved = json.loads((plan.run_dir / "rows.json").read_text())
+    harness = Harness(plan)
+    harness.rows = [row for row in load_rows(plan.run_dir / "rows.json") if row.model not in GTMSM_DEPENDENT_ROWS]
+    harness.sweep, harness.seeds_info = saved["sweep"], saved["seeds"]
+    harness.skipped, harness.added = saved["skipped"], saved.get("added", [])
+    harness.refreshed = saved.get("refreshed", [])
+    for info in harness.seeds_info:
+        _config, seconds = harness.gtmsm_rows(info["seed"])
+        info["gtmsm_seconds_refreshed"] = seconds
+        harness.save_progress()
+    harness.refreshed.append(note)
     harness.save_progress()
     return harness, time.perf_counter() - started
 
