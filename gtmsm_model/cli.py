@@ -29,7 +29,14 @@ from gtmsm_env.flags import (
     error_text,
     number,
 )
-from gtmsm_model.train import PRESETS, TrainConfig, TrainingInterrupted, make_config, resolve_device
+from gtmsm_model.train import (
+    PRESETS,
+    TrainConfig,
+    TrainingInterrupted,
+    check_image_source,
+    make_config,
+    resolve_device,
+)
 
 EXIT_ERROR = 2
 EXIT_INTERRUPTED = 130
@@ -103,18 +110,6 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--device", default="cpu", help="torch device (default: cpu)")
     add_eval_flags(predict, defaults={"eval_sequences": 1})
     return parser
-
-
-def check_image_source(flag: str, source: str | None, image_size: int | tuple[int, int] = 32) -> None:
-    """Build an image source now (cheap) so a bad path fails before training, naming ``flag``."""
-    if source is None:
-        return
-    from gtmsm_env.images import make_image_source
-
-    try:
-        make_image_source(source, image_size)
-    except (ValueError, TypeError, OSError) as error:
-        raise ValueError(f"{flag}: {error_text(error)}") from None
 
 
 def eval_world(args: argparse.Namespace, train_config: dict[str, Any]) -> dict[str, Any]:
@@ -216,12 +211,12 @@ def run_or_train(args: argparse.Namespace, argv: list[str]) -> None:
     if args.command == "run":
         check_image_source("--eval-image-source", args.eval_image_source,
                            training.world_kwargs(config)["image_size"])
-    training.preflight(config, claim=main)  # every input checked before the first step
+    checked = training.preflight(config, claim=main)  # every input checked before the first step
     say(f"training GTM-SM, preset {config.preset}, seed {config.seed}, device {config.device}, "
         f"torch threads {config.threads or torch.get_num_threads()} → {config.out_dir}")
     started = time.perf_counter()
     try:
-        result = training.train(config)
+        result = training.train(config, checked=checked)
     except TrainingInterrupted as stop:
         say(f"\ngtmsm {args.command}: interrupted by {stop.signal_name} at step {stop.step}; checkpoint "
             f"written to {stop.checkpoint}\nresume with: {resume_hint(argv)}", file=sys.stderr)

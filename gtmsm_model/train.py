@@ -375,6 +375,16 @@ class TrainState:
     history: list[dict[str, Any]] = field(default_factory=list)
 
 
+def check_image_source(flag: str, source: str | None, image_size: int | tuple[int, int] = 32) -> None:
+    """Build an image source now (cheap) so a bad path fails before training, naming ``flag``."""
+    if source is None:
+        return
+    try:
+        make_image_source(source, image_size)
+    except (ValueError, TypeError, OSError) as error:
+        raise ValueError(f"{flag}: {error_text(error)}") from None
+
+
 def preflight(config: TrainConfig, claim: bool = True) -> tuple[torch.device, RolloutSampler]:
     """Every check that can fail, before any expensive work and before the out-dir is touched.
 
@@ -383,12 +393,9 @@ def preflight(config: TrainConfig, claim: bool = True) -> tuple[torch.device, Ro
     """
     config.validate()
     device = resolve_device(config.device)
-    if config.image_source is not None:
-        try:
-            make_image_source(config.image_source, world_kwargs(config)["image_size"])
-        except (ValueError, TypeError, OSError) as error:
-            raise ValueError(f"--image-source: {error_text(error)}") from None
-    try:
+    if config.dataset is not None:  # the sampler reads the dataset and never builds this source
+        check_image_source("--image-source", config.image_source, world_kwargs(config)["image_size"])
+    try:  # builds the image source (a folder is decoded here, once) or loads the dataset
         sampler = make_sampler(config)
     except (ValueError, TypeError, OSError) as error:
         raise ValueError(f"{'--dataset' if config.dataset else '--image-source'}: {error_text(error)}") from None
@@ -527,15 +534,17 @@ def evaluation_record(state: TrainState, eval_set: Any, config: TrainConfig, dev
 
 
 def train(config: TrainConfig, *, progress: bool | None = None,
-          on_step: Callable[[TrainState], None] | None = None) -> TrainResult:
+          on_step: Callable[[TrainState], None] | None = None,
+          checked: tuple[torch.device, RolloutSampler] | None = None) -> TrainResult:
     """Train GTM-SM as ``config`` says, in the run folder ``config.out_dir`` (see run_folder.py).
 
     SIGINT/SIGTERM write a checkpoint at the current step and raise ``TrainingInterrupted``;
     ``config.resume`` continues it exactly. ``on_step`` is called after every step (tests, hooks).
     Under ``torchrun`` each process trains on its own shard of every batch (see distributed.py).
+    ``checked``: what ``preflight(config)`` already returned, so it is not done twice.
     """
     context = DistributedContext.from_environment()
-    device, sampler = preflight(config, claim=context.is_main)
+    device, sampler = checked if checked is not None else preflight(config, claim=context.is_main)
     device = context.start(device)
     try:
         return _train(config, context, device, sampler, progress, on_step)
