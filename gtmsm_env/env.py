@@ -100,6 +100,20 @@ class GridGeometry:
         )
 
 
+def single_position_problem(image_size: object, crop_size: int, step_size: int) -> str | None:
+    """Why a world is useless for collecting or modelling walks (``None`` if it is not): a 1x1 grid,
+    where the window can never move. Worded with the command-line flags that set it."""
+    height, width = image_shape_of(image_size)
+    if (height - crop_size) // step_size + 1 > 1 or (width - crop_size) // step_size + 1 > 1:
+        return None
+    room = max(height, width) - crop_size
+    if room <= 0:
+        return (f"--crop-size {crop_size} covers the whole {shape_text((height, width))} image: the window "
+                "can never move (use a smaller --crop-size)")
+    return (f"--step-size {step_size} leaves a {crop_size}-pixel window one position on "
+            f"{shape_text((height, width))} images (a 1x1 grid): it can never move; use --step-size <= {room}")
+
+
 def interior_edges(grid_shape: tuple[int, int]) -> np.ndarray:
     """Every edge between two neighbouring cells, ``(E, 2)`` flat cell indices ``row * cols + col``:
     first the horizontal neighbours ``(r, c)-(r, c + 1)`` row-major, then the vertical ones

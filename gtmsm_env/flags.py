@@ -28,7 +28,9 @@ import ast
 import dataclasses
 import inspect
 import math
+import os
 import sys
+import tempfile
 import typing
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -38,6 +40,10 @@ from typing import Any, TypeVar
 T = TypeVar("T")
 
 EXIT_USAGE = 2
+
+SEED_MAX = 2**32 - 1
+"""The largest seed numpy's legacy RNG and torch.manual_seed both take (numpy's SeedSequence
+takes more, but a seed must mean the same thing everywhere it goes)."""
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -50,6 +56,11 @@ class ArgumentParser(argparse.ArgumentParser):
     def error(self, message: str) -> typing.NoReturn:
         print(f"{self.prog}: error: {message} (see {self.prog} --help)", file=sys.stderr)
         raise SystemExit(EXIT_USAGE)
+
+
+def _bound_text(value: float) -> str:
+    """A bound as a person writes it: 4294967295, not 4.29497e+09; 0.001 as 0.001."""
+    return str(int(value)) if float(value).is_integer() and abs(value) < 1e16 else f"{value:g}"
 
 
 @dataclass(frozen=True)
@@ -66,13 +77,13 @@ class Bounds:
         if isinstance(value, float) and not math.isfinite(value):
             return "must be a finite number"
         if self.ge is not None and value < self.ge:
-            return f"must be >= {self.ge:g}"
+            return f"must be >= {_bound_text(self.ge)}"
         if self.gt is not None and value <= self.gt:
-            return f"must be > {self.gt:g}"
+            return f"must be > {_bound_text(self.gt)}"
         if self.le is not None and value > self.le:
-            return f"must be <= {self.le:g}"
+            return f"must be <= {_bound_text(self.le)}"
         if self.lt is not None and value >= self.lt:
-            return f"must be < {self.lt:g}"
+            return f"must be < {_bound_text(self.lt)}"
         return None
 
 
@@ -244,3 +255,59 @@ def error_text(error: BaseException) -> str:
     """A one-line description of ``error`` that is never empty."""
     lines = [line for line in str(error).strip().splitlines() if line.strip()]
     return lines[0] if lines else type(error).__name__
+
+
+# --------------------------------------------------------------------------- output paths
+# Checked before the work whose result they will hold, so a typo never costs a run.
+
+
+def _write_probe(folder: Path) -> str | None:
+    """Why nothing can be written in existing ``folder`` (a real probe: os.access says yes to root
+    even on read-only file systems and in /proc)."""
+    try:
+        handle, probe = tempfile.mkstemp(dir=folder, prefix=".gtmsm-write-probe.")
+        os.close(handle)
+        os.unlink(probe)
+    except OSError as error:
+        return f"cannot write in folder {folder}: {error_text(error)}"
+    return None
+
+
+def output_file_problem(path: str | Path, suffixes: Sequence[str] = ()) -> str | None:
+    """Why a file cannot be written at ``path`` (``None`` if it can): a wrong suffix, an existing
+    folder, a read-only file, or a nearest existing ancestor that is a file or not writable.
+    Missing parent folders are fine (writers create them)."""
+    out = Path(path)
+    if suffixes and out.suffix.lower() not in suffixes:
+        return f"{out} must end in {' or '.join(suffixes)}"
+    if out.is_dir():
+        return f"{out} is a folder; give a file path"
+    if out.exists() and not os.access(out, os.W_OK):
+        return f"{out} exists and is not writable"
+    parent = out.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        return f"cannot create a folder under {parent}: it is a file"
+    return _write_probe(parent)
+
+
+def output_dir_problem(path: str | Path) -> str | None:
+    """Why ``path`` cannot serve as an output folder (``None`` if it can). Creates it (and its
+    parents) when missing: an empty folder is the only trace a failed check can leave."""
+    out = Path(path)
+    if out.exists() and not out.is_dir():
+        return f"{out} exists and is not a folder"
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        return f"cannot create folder {out}: {error_text(error)}"
+    return _write_probe(out)
+
+
+def physical_memory() -> int | None:
+    """Bytes of RAM on this machine (``None`` where the OS does not say)."""
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE")) * int(os.sysconf("SC_PHYS_PAGES"))
+    except (ValueError, OSError, AttributeError):
+        return None

@@ -19,12 +19,14 @@ import numpy as np
 
 from gtmsm_env.env import STAY
 from gtmsm_env.flags import (
+    SEED_MAX,
     ArgumentParser,
     add_dataclass_flags,
     bounded,
     dataclass_values,
     error_text,
     fail,
+    output_file_problem,
 )
 from gtmsm_env.images import ImageSize, canonical_image_size, image_shape_of, unreadable_reason
 from gtmsm_env.policies import SB3Policy, resolve_policy
@@ -396,9 +398,9 @@ class RolloutArgs:
     """output .npz path (its folder is created if missing)"""
     num_sequences: int = bounded(256, ge=1)
     """number of sequences (one image each)"""
-    seq_len: int = bounded(512, ge=1)
+    seq_len: int = bounded(512, ge=2)
     """steps per sequence, reset observation included"""
-    seed: int = bounded(0, ge=0)
+    seed: int = bounded(0, ge=0, le=SEED_MAX)
     """seed of images, wall layouts, starts and the policy"""
     image_source: str = "procedural"
     """'procedural' (embedded default), a folder of images, or a .npz/.npy file"""
@@ -438,32 +440,11 @@ def rollout_image_size(args: RolloutArgs) -> ImageSize:
     return canonical_image_size((args.image_size, args.image_width))
 
 
-def _writable_target(out: Path) -> str | None:
-    """Why ``out`` cannot be written (``None`` if it can): an existing folder, a read-only file, or
-    a nearest existing ancestor folder that is not a writable folder."""
-    if out.is_dir():
-        return f"{out} is a folder; give a file path such as {out / 'rollouts.npz'}"
-    if out.exists() and not os.access(out, os.W_OK):
-        return f"{out} exists and is not writable"
-    parent = out.parent
-    while not parent.exists():
-        parent = parent.parent
-    if not parent.is_dir():
-        return f"cannot create a folder under {parent}: it is a file"
-    try:  # a real probe: os.access says yes to root even on read-only file systems
-        fd, probe = tempfile.mkstemp(dir=parent, prefix=".gtmsm-write-probe.")
-        os.close(fd)
-        os.unlink(probe)
-    except OSError as error:
-        return f"cannot write in folder {parent}: {error_text(error)}"
-    return None
-
-
 def parse_args(argv: list[str] | None = None) -> tuple[RolloutArgs, Any, Any]:
     """Parse and check every flag; returns the arguments, the image source built from
     ``--image-source`` and the loaded ``--policy`` (or ``None``). Any problem exits with one ``gtmsm-rollouts: error: ...`` line naming the
     flag (status 2) before any rollout is collected."""
-    from gtmsm_env.env import validate_walls
+    from gtmsm_env.env import single_position_problem, validate_walls
     from gtmsm_env.images import make_image_source
 
     parser = ArgumentParser(
@@ -481,13 +462,16 @@ def parse_args(argv: list[str] | None = None) -> tuple[RolloutArgs, Any, Any]:
     height, width = image_shape_of(image_size)
     grid_shape = ((height - args.crop_size) // args.step_size + 1,
                   (width - args.crop_size) // args.step_size + 1)
+    problem = single_position_problem(image_size, args.crop_size, args.step_size)
+    if problem is not None:
+        fail(PROG, problem)
     if args.walls == "border" and args.wall_density is not None:
         fail(PROG, "--wall-density applies only to --walls maze")
     try:
         validate_walls(args.walls, args.wall_density, grid_shape)
     except (TypeError, ValueError) as error:
         fail(PROG, f"--wall-density: {error_text(error)}")
-    problem = _writable_target(Path(args.out))
+    problem = output_file_problem(args.out, (".npz",))
     if problem is not None:
         fail(PROG, f"--out: {problem}")
     try:

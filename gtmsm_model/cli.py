@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from gtmsm_env.flags import (
+    SEED_MAX,
     ArgumentParser,
     Bounds,
     add_dataclass_flags,
@@ -28,18 +29,22 @@ from gtmsm_env.flags import (
     dataclass_values,
     error_text,
     number,
+    output_dir_problem,
+    output_file_problem,
 )
 from gtmsm_model.train import (
     PRESETS,
     TrainConfig,
     TrainingInterrupted,
     check_image_source,
+    check_memory,
+    eval_memory_need,
     make_config,
     resolve_device,
 )
 
 EXIT_ERROR = 2
-EXIT_INTERRUPTED = 130
+EXIT_INTERRUPTED = 130  # 128 + SIGINT; a SIGTERM exits 128 + 15, as a shell reports a killed job
 
 
 @dataclass
@@ -48,14 +53,14 @@ class EvalArgs:
 
     eval_image_source: str | None = None
     """Held-out images: a folder or .npz/.npy path (unset: procedural images from a seed stream training never uses)."""
-    eval_seed: int = bounded(0, ge=0)
+    eval_seed: int = bounded(0, ge=0, le=SEED_MAX)
     """Seed of the held-out rollouts (offset from any training stream)."""
     eval_sequences: int = bounded(64, ge=1)
     """Held-out rollouts."""
-    eval_tau: int = bounded(256, ge=1)
-    """Memorisation steps."""
-    eval_horizon: int = bounded(256, ge=1)
-    """Predicted steps."""
+    eval_tau: int | None = bounded(None, ge=1)
+    """Memorisation steps (unset: the checkpoint's training eval_tau, 256 for the quick preset)."""
+    eval_horizon: int | None = bounded(None, ge=1)
+    """Predicted steps (unset: the checkpoint's training eval_horizon, 256 for the quick preset)."""
     eval_start: str | None = None
     """Start cell of the held-out rollouts: center or random (unset: as in training)."""
     eval_walls: str | None = None
@@ -64,10 +69,14 @@ class EvalArgs:
 
 def add_train_flags(parser: argparse.ArgumentParser) -> None:
     """Every ``TrainConfig`` field as a flag; unset flags come from ``--preset``."""
+    from gtmsm_model.model import NOVEL_VIEWS, WALL_MODELS
+
     parser.add_argument("--preset", default="quick", choices=sorted(PRESETS),
                         help="named set of hyperparameters (default: quick); flags below override it")
     add_dataclass_flags(parser, TrainConfig, skip={"preset"}, defaults=PRESETS["quick"],
-                        suppress_defaults=True, default_label="quick preset")
+                        suppress_defaults=True, default_label="quick preset",
+                        choices={"start": ["center", "random"], "walls": ["border", "maze"],
+                                 "wall_model": list(WALL_MODELS), "novel_view": list(NOVEL_VIEWS)})
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
@@ -194,9 +203,31 @@ def evaluate_and_report(model: Any, args: argparse.Namespace, out_dir: Path, dev
 
 
 def resume_hint(argv: list[str]) -> str:
-    """The command that continues an interrupted run: the same flags plus --resume."""
+    """The command that continues an interrupted run: the same flags plus --resume, under torchrun
+    with the same process layout when that is how it ran."""
+    import os
+
     kept = [a for a in argv if a not in ("--overwrite", "--resume", "--no-resume")]
-    return "gtmsm " + " ".join(kept + ["--resume"])
+    command = ["gtmsm", *kept, "--resume"]
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1:
+        local = int(os.environ.get("LOCAL_WORLD_SIZE", world))
+        nodes = f" --nnodes={world // local}" if local != world else ""
+        command = [f"torchrun{nodes} --nproc_per_node={local}", sys.argv[0], *command[1:]]
+    return " ".join(command)
+
+
+def check_final_evaluation(args: argparse.Namespace, config: TrainConfig) -> None:
+    """``run``'s evaluation inputs, before training: the held-out images and the memory it takes."""
+    from gtmsm_env.env import GridGeometry
+    from gtmsm_model.train import world_kwargs
+
+    image_size = world_kwargs(config)["image_size"]
+    check_image_source("--eval-image-source", args.eval_image_source, image_size)
+    height, width = GridGeometry.validated(image_size, config.crop_size, 1).image_shape
+    check_memory({"--final-eval-sequences": ("the final evaluation", eval_memory_need(
+        args.final_eval_sequences, config.eval_tau + config.eval_horizon, config.crop_size**2 * 3,
+        config.z_dim, height * width * 3))})
 
 
 def run_or_train(args: argparse.Namespace, argv: list[str]) -> None:
@@ -209,8 +240,7 @@ def run_or_train(args: argparse.Namespace, argv: list[str]) -> None:
     main = DistributedContext.from_environment().is_main  # under torchrun only rank 0 reports
     say = print if main else (lambda *a, **k: None)
     if args.command == "run":
-        check_image_source("--eval-image-source", args.eval_image_source,
-                           training.world_kwargs(config)["image_size"])
+        check_final_evaluation(args, config)
     checked = training.preflight(config, claim=main)  # every input checked before the first step
     say(f"training GTM-SM, preset {config.preset}, seed {config.seed}, device {config.device}, "
         f"torch threads {config.threads or torch.get_num_threads()} → {config.out_dir}")
@@ -222,8 +252,9 @@ def run_or_train(args: argparse.Namespace, argv: list[str]) -> None:
             f"written to {stop.checkpoint}\nresume with: {resume_hint(argv)}", file=sys.stderr)
         raise
     checkpoint = Path(config.out_dir) / "checkpoint.pt"
-    say(f"trained {result.iterations} iterations in {result.seconds:.0f} s "
-        f"(this call: {time.perf_counter() - started:.0f} s); checkpoint {checkpoint}")
+    warmup = min(result.iterations, config.vae_warmup_iters)
+    say(f"trained {result.iterations} steps ({warmup} VAE warm-up + {result.iterations - warmup} main) in "
+        f"{result.seconds:.0f} s (this call: {time.perf_counter() - started:.0f} s); checkpoint {checkpoint}")
     if args.command == "run" and main:
         args.eval_sequences, args.eval_tau, args.eval_horizon = (
             args.final_eval_sequences, config.eval_tau, config.eval_horizon)
@@ -238,20 +269,29 @@ def run_or_train(args: argparse.Namespace, argv: list[str]) -> None:
 
 
 def evaluate_or_predict(args: argparse.Namespace) -> None:
+    from gtmsm_env.env import GridGeometry
     from gtmsm_model.checkpoint import load_checkpoint, model_from_checkpoint
 
-    out = Path(args.out) if args.command == "predict" else None
-    if out is not None and out.suffix.lower() not in (".gif", ".png"):
-        raise ValueError(f"--out must end in .gif or .png, got {out}")
-    device = resolve_device(args.device)
     checkpoint = Path(args.checkpoint)
+    out = Path(args.out) if args.command == "predict" else None
+    out_dir = (Path(args.out_dir) if args.out_dir else checkpoint.parent) if out is None else None
+    problem = output_file_problem(out, (".gif", ".png")) if out is not None else output_dir_problem(out_dir)
+    if problem is not None:
+        raise ValueError(f"{'--out' if out is not None else '--out-dir'}: {problem}")
+    device = resolve_device(args.device)
     payload = load_checkpoint(checkpoint, map_location=device)
     model = model_from_checkpoint(payload).to(device)
     train_config = payload.get("train_config", {})
+    for name in ("eval_tau", "eval_horizon"):  # unset: what the checkpoint was evaluated with in training
+        if getattr(args, name) is None:
+            setattr(args, name, int(train_config.get(name, 256)))
     world = eval_world(args, train_config)
     check_image_source("--eval-image-source", args.eval_image_source, world["image_size"])
+    height, width = GridGeometry.validated(world["image_size"], model.config.crop_size, 1).image_shape
+    check_memory({"--eval-sequences/--eval-tau/--eval-horizon": ("the evaluation", eval_memory_need(
+        args.eval_sequences, args.eval_tau + args.eval_horizon, model.config.pixels, model.config.z_dim,
+        height * width * 3))})
     if args.command == "evaluate":
-        out_dir = Path(args.out_dir) if args.out_dir else checkpoint.parent
         evaluate_and_report(model, args, out_dir, args.device, world,
                             {"provenance": provenance(args, checkpoint, train_config)})
         return
@@ -262,28 +302,34 @@ def evaluate_or_predict(args: argparse.Namespace) -> None:
     predicted = GTMSMPredictor(model, args.device, args.mode).predict(
         rollouts.observations[:1], rollouts.actions[:1], args.eval_tau)[0]
     save = save_prediction_gif if out.suffix.lower() == ".gif" else save_prediction_strip
+    out.parent.mkdir(parents=True, exist_ok=True)
     save(rollouts.observations[0], predicted, args.eval_tau, out)
     print(f"wrote {out}")
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    import os
+    import signal
+
     args = build_parser().parse_args(argv)
     prog = f"gtmsm {args.command}"
     from gtmsm_model.checkpoint import CheckpointError
 
+    # Under torchrun every process meets the same bad input: only rank 0 says so.
+    report = print if os.environ.get("RANK", "0") == "0" else (lambda *a, **k: None)
     try:
         if args.command in ("run", "train"):
             run_or_train(args, argv)
         else:
             evaluate_or_predict(args)
-    except TrainingInterrupted:
-        return EXIT_INTERRUPTED
+    except TrainingInterrupted as stop:
+        return 128 + int(getattr(signal, stop.signal_name, signal.SIGINT))
     except KeyboardInterrupt:
-        print(f"\n{prog}: interrupted", file=sys.stderr)
+        report(f"\n{prog}: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
     except (ValueError, TypeError, OSError, RuntimeError, CheckpointError) as error:
-        print(f"{prog}: error: {error_text(error)}", file=sys.stderr)
+        report(f"{prog}: error: {error_text(error)}", file=sys.stderr)
         return EXIT_ERROR
     return 0
 

@@ -36,7 +36,9 @@ def plot_horizon(curves: dict[str, dict[str, Any]], path: str | Path, title: str
 
 
 def plot_training_log(records: list[dict[str, Any]], path: str | Path, window: int = 25) -> None:
-    """Every logged loss part against the step (a running mean over ``window`` steps), one panel per phase."""
+    """Every logged loss part against the step, one panel per phase: a running mean over ``window``
+    steps, narrowed for short phases (at most a fifth of the phase, so a 12-step phase still draws
+    a curve), and points where a phase has too few steps for a line."""
     phases = [phase for phase in ("vae", "main") if any(r.get("phase") == phase for r in records)]
     if not phases:
         return
@@ -47,9 +49,10 @@ def plot_training_log(records: list[dict[str, Any]], path: str | Path, window: i
         names = [k for k in rows[0] if k not in ("step", "phase", "seconds")]
         for name in names:
             values = np.array([r.get(name, np.nan) for r in rows], dtype=float)
-            kernel = np.ones(min(window, len(values))) / min(window, len(values))
-            smooth = np.convolve(values, kernel, mode="valid")
-            ax.plot(steps[len(steps) - len(smooth):], smooth, label=name, lw=1)
+            width = max(1, min(window, len(values) // 5))
+            smooth = np.convolve(values, np.ones(width) / width, mode="valid")
+            ax.plot(steps[len(steps) - len(smooth):], smooth, label=name, lw=1,
+                    marker="." if len(smooth) < 20 else None)
         ax.set_yscale("symlog", linthresh=1e-3)
         ax.set_xlabel("step")
         ax.set_title(f"{phase} phase")

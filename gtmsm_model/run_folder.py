@@ -21,6 +21,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from gtmsm_env.flags import output_dir_problem
+
 RUN_FILES = (
     "checkpoint.pt", "config.json", "train_log.jsonl", "history.json", "metrics.json",
     "loss.png", "horizon.png", "prediction.png", "state_map.png",
@@ -98,9 +100,12 @@ class RunFolder:
 
     def claim(self, *, resume: bool, overwrite: bool) -> None:
         """Check the folder may be used, before any expensive work; ``overwrite`` clears it."""
-        if self.path.exists() and not self.path.is_dir():
-            raise RunFolderError(f"--out-dir {self.path} exists and is not a folder")
+        problem = output_dir_problem(self.path)  # creates it: a typo'd or read-only path fails now
+        if problem is not None:
+            raise RunFolderError(f"--out-dir: {problem}")
         existing = self.existing_run_files()
+        if self.is_residue(existing):  # a run that failed before its first step: nothing to lose
+            existing = []
         if overwrite:
             for name in existing:
                 (self.path / name).unlink()
@@ -113,6 +118,11 @@ class RunFolder:
             raise RunFolderError(
                 f"--out-dir {self.path} already holds a run ({', '.join(existing)}); pass --resume to "
                 "continue it, --overwrite to replace it, or choose another --out-dir")
+
+    def is_residue(self, existing: list[str]) -> bool:
+        """Only a config.json and an empty log: what a run that stopped before its first step leaves."""
+        return (bool(existing) and set(existing) <= {"config.json", "train_log.jsonl"}
+                and not (self.log.exists() and self.log.stat().st_size))
 
     def write_config(self, config: dict[str, Any], extra: dict[str, Any] | None = None) -> None:
         self.path.mkdir(parents=True, exist_ok=True)

@@ -29,6 +29,7 @@ import contextlib
 import dataclasses
 import json
 import math
+import os
 import random
 import signal
 import threading
@@ -41,13 +42,21 @@ from typing import Any
 import numpy as np
 import torch
 
-from gtmsm_env.flags import bounded, check_fields, error_text
+from gtmsm_env.env import GridGeometry, single_position_problem, validate_walls
+from gtmsm_env.flags import (
+    SEED_MAX,
+    bounded,
+    check_fields,
+    error_text,
+    physical_memory,
+)
 from gtmsm_env.images import make_image_source
 from gtmsm_model.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from gtmsm_model.data import RolloutSampler, heldout_rollouts
 from gtmsm_model.distributed import DistributedContext, LossModule, wrap
 from gtmsm_model.evaluate import evaluate_gtmsm
-from gtmsm_model.model import GTMSM, GTMSMConfig
+from gtmsm_model.memory import ALL_KEY_CHUNK
+from gtmsm_model.model import GTMSM, NOVEL_VIEWS, WALL_MODELS, GTMSMConfig
 from gtmsm_model.run_folder import RunFolder
 
 
@@ -57,7 +66,7 @@ class TrainConfig:
 
     preset: str = "quick"
     """Named preset the other fields were taken from (debug, quick, paper)."""
-    seed: int = bounded(0, ge=0)
+    seed: int = bounded(0, ge=0, le=SEED_MAX)
     """Seeds torch, numpy and the training data stream."""
     device: str = "cpu"
     """Torch device: cpu, cuda, cuda:1, ..."""
@@ -179,6 +188,20 @@ class TrainConfig:
             state_noise=self.state_noise,
         )
 
+    def check_world(self) -> None:
+        """The on-the-fly world: the window can move, and the walls' settings fit its grid."""
+        image_size = world_kwargs(self)["image_size"]
+        problem = single_position_problem(image_size, self.crop_size, self.step_size)
+        if problem is not None:
+            raise ValueError(problem)
+        if self.walls == "border" and self.wall_density is not None:
+            raise ValueError("--wall-density applies only to --walls maze")
+        grid = GridGeometry.validated(image_size, self.crop_size, self.step_size).grid_shape
+        try:
+            validate_walls(self.walls, self.wall_density, grid)
+        except (TypeError, ValueError) as error:
+            raise ValueError(f"--wall-density: {error_text(error)}") from None
+
     def validate(self) -> None:
         """Raise ``ValueError`` naming the flag (``--lr-vae must be > 0, got -1``) for a bad value."""
         check_fields(self)
@@ -196,6 +219,14 @@ class TrainConfig:
             raise ValueError(f"--start must be center or random, got {self.start!r}")
         if self.walls not in ("border", "maze"):
             raise ValueError(f"--walls must be border or maze, got {self.walls!r}")
+        for name, allowed in (("wall_model", WALL_MODELS), ("novel_view", NOVEL_VIEWS)):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"--{name.replace('_', '-')} must be one of {', '.join(allowed)}, "
+                                 f"got {getattr(self, name)!r}")
+        cores = os.cpu_count() or 1
+        if self.threads > cores:
+            raise ValueError(f"--threads {self.threads} is more than this machine's {cores} CPU cores")
+        self.check_world()
         if self.resume and self.overwrite:
             raise ValueError("--resume and --overwrite contradict each other: pick one")
         try:
@@ -279,6 +310,10 @@ def resolve_device(name: str | torch.device) -> torch.device:
         device = torch.device(name)
     except (RuntimeError, TypeError) as error:
         raise ValueError(f"--device {name!r} is not a torch device (try cpu, cuda, cuda:1): {error}") from None
+    if device.type not in ("cpu", "cuda", "mps"):
+        raise ValueError(f"--device {name}: GTM-SM trains on cpu, cuda or mps devices, not {device.type}")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise RuntimeError(f"--device {name} asked for, but this PyTorch build or machine has no MPS")
     if device.type == "cuda" and not torch.cuda.is_available():
         raise RuntimeError(f"--device {name} asked for, but CUDA is not available")
     if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
@@ -385,6 +420,104 @@ def check_image_source(flag: str, source: str | None, image_size: int | tuple[in
         raise ValueError(f"{flag}: {error_text(error)}") from None
 
 
+GB = 1e9
+
+
+# Bytes per unit, measured with ru_maxrss on the quick preset's model (torch 2.13 CPU): a held-out
+# step costs ~22 KB to evaluate at z 128 (16 KB at z 16); a training step's prior KL ~120-190 bytes
+# per (query, key) pair. The figures below stay a little under those: they refuse what cannot fit.
+STEP_BYTES_PER_PIXEL, STEP_BYTES_PER_LATENT, PAIR_BYTES = 60, 100, 100
+
+
+def memory_needs(config: TrainConfig) -> dict[str, tuple[str, float]]:
+    """What training holds at once, by the flags that set it: {flags: (what, bytes)} (estimates
+    from measurements, kept on the low side)."""
+    height, width = GridGeometry.validated(world_kwargs(config)["image_size"], config.crop_size, 1).image_shape
+    pixels, image, z, hidden = config.crop_size**2 * 3, height * width * 3, config.z_dim, config.vae_hidden
+    eval_steps = config.eval_sequences * (config.eval_tau + config.eval_horizon)
+    train_steps = config.batch_size * config.seq_len + config.vae_batch_size
+    pairs = config.batch_size * min(ALL_KEY_CHUNK, config.seq_len - 1) * config.tau
+    parameters = 2 * (pixels * hidden + hidden * hidden) + hidden * 3 * z
+    return {
+        "--z-dim": ("the codes of every step held", STEP_BYTES_PER_LATENT * z * (train_steps + eval_steps)),
+        "--z-dim/--vae-hidden": ("the model, its gradients and Adam's state", 16.0 * parameters),
+        "--image-size": ("the images behind a batch and the held-out rollouts",
+                         image * (config.batch_size + config.vae_batch_size + config.eval_sequences)),
+        "--batch-size/--seq-len/--tau": ("a training batch",
+                                         STEP_BYTES_PER_PIXEL * pixels * config.batch_size * config.seq_len
+                                         + PAIR_BYTES * pairs),
+        "--vae-batch-size": ("a warm-up batch", STEP_BYTES_PER_PIXEL * pixels * config.vae_batch_size),
+        "--eval-sequences/--eval-tau/--eval-horizon": ("the held-out evaluation",
+                                                       STEP_BYTES_PER_PIXEL * pixels * eval_steps),
+    }
+
+
+def eval_memory_need(sequences: int, steps: int, pixels: int, z_dim: int, image: int) -> float:
+    """Bytes evaluating ``sequences`` held-out rollouts of ``steps`` steps takes (see above)."""
+    return sequences * (steps * (STEP_BYTES_PER_PIXEL * pixels + STEP_BYTES_PER_LATENT * z_dim) + image)
+
+
+def check_memory(needs: dict[str, tuple[str, float]], available: float | None = None) -> None:
+    """Refuse a run that cannot fit in this machine's memory, naming the flags that ask for most."""
+    available = physical_memory() if available is None else available
+    total = sum(size for _, size in needs.values())
+    if available is None or total <= available:
+        return
+    flags = max(needs, key=lambda name: needs[name][1])
+    what, size = needs[flags]
+    raise ValueError(f"{flags}: this run needs about {total / GB:.1f} GB of memory ({size / GB:.1f} GB for "
+                     f"{what}); this machine has {available / GB:.1f} GB")
+
+
+WORLD_FIELDS = ("image_size", "image_width", "step_size", "start", "walls", "wall_density")
+
+
+def adopt_dataset_world(config: TrainConfig, metadata: dict[str, Any]) -> None:
+    """Set ``config``'s world fields to the ones ``--dataset``'s rollouts were collected in, so
+    evaluation and provenance describe the dataset's world. A field set away from its default
+    (a flag or a preset) that disagrees with the dataset is an error, not silently dropped."""
+    if config.image_source is not None:
+        raise ValueError(f"--image-source and --dataset {config.dataset} both given: the dataset's "
+                         "rollouts already fix the images (drop one)")
+    size = metadata.get("image_size")
+    own: dict[str, Any] = {}
+    if isinstance(size, int):
+        own.update(image_size=size, image_width=None)
+    elif isinstance(size, list) and len(size) == 2:
+        own.update(image_size=int(size[0]), image_width=None if size[0] == size[1] else int(size[1]))
+    for name in ("step_size", "start", "walls"):
+        if name in metadata:
+            own[name] = metadata[name]
+    if "walls" in metadata:
+        own["wall_density"] = metadata.get("wall_density") if metadata["walls"] == "maze" else None
+    defaults = TrainConfig()
+    for name, value in own.items():
+        asked = getattr(config, name)
+        if asked != getattr(defaults, name) and asked != value:
+            flag = "--" + name.replace("_", "-")
+            raise ValueError(f"{flag} {asked} contradicts --dataset {config.dataset}, whose rollouts have "
+                             f"{name} {value} (with --dataset, leave the world flags out)")
+        setattr(config, name, value)
+
+
+def check_resumable(payload: dict[str, Any], config: TrainConfig, path: Path) -> None:
+    """``path``'s run is this one: same preset and seed, same model settings (named by flag)."""
+    saved = payload.get("train_config", {})
+    if saved.get("seed") != config.seed or saved.get("preset") != config.preset:
+        raise CheckpointError(
+            f"--resume: {path} was written by a run with preset={saved.get('preset')!r}, "
+            f"seed={saved.get('seed')}; this run has preset={config.preset!r}, seed={config.seed}. "
+            "Use another --out-dir or the same settings."
+        )
+    saved_model, model = payload.get("model_config", {}), asdict(config.model_config())
+    differ = [name for name in model if name in saved_model
+              and json.dumps(saved_model[name]) != json.dumps(model[name])]
+    if differ:
+        flags = ", ".join(f"--{n.replace('_', '-')} {saved_model[n]} (this run: {model[n]})" for n in differ)
+        raise CheckpointError(f"--resume: {path} was trained with {flags}; resume with the same model "
+                              "settings, or train afresh with --overwrite or another --out-dir")
+
+
 def preflight(config: TrainConfig, claim: bool = True) -> tuple[torch.device, RolloutSampler]:
     """Every check that can fail, before any expensive work and before the out-dir is touched.
 
@@ -393,8 +526,7 @@ def preflight(config: TrainConfig, claim: bool = True) -> tuple[torch.device, Ro
     """
     config.validate()
     device = resolve_device(config.device)
-    if config.dataset is not None:  # the sampler reads the dataset and never builds this source
-        check_image_source("--image-source", config.image_source, world_kwargs(config)["image_size"])
+    check_memory(memory_needs(config))
     try:  # builds the image source (a folder is decoded here, once) or loads the dataset
         sampler = make_sampler(config)
     except (ValueError, TypeError, OSError) as error:
@@ -403,6 +535,7 @@ def preflight(config: TrainConfig, claim: bool = True) -> tuple[torch.device, Ro
         raise ValueError(f"--dataset {config.dataset}: sequences have {sampler.max_length} steps, "
                          f"fewer than --seq-len {config.seq_len}")
     if sampler.rollouts is not None:
+        adopt_dataset_world(config, sampler.rollouts.metadata)
         crop = (config.model_config().crop_size,) * 2 + (config.model_config().channels,)
         if tuple(sampler.rollouts.observations.shape[2:]) != crop:
             raise ValueError(
@@ -410,8 +543,8 @@ def preflight(config: TrainConfig, claim: bool = True) -> tuple[torch.device, Ro
                 f"this model reads {crop} crops (write the rollouts with --crop-size {crop[0]})"
             )
     folder = RunFolder(config.out_dir)
-    if config.resume and folder.checkpoint.exists():
-        load_checkpoint(folder.checkpoint)  # a damaged checkpoint is an error now, not after setup
+    if config.resume and folder.checkpoint.exists():  # a damaged or foreign checkpoint fails now
+        check_resumable(load_checkpoint(folder.checkpoint), config, folder.checkpoint)
     if claim:
         folder.claim(resume=config.resume, overwrite=config.overwrite)
     return device, sampler
@@ -436,13 +569,7 @@ def save_state(path: Path, state: TrainState, config: TrainConfig, device: torch
 def resume_from(path: Path, state: TrainState, config: TrainConfig, device: torch.device) -> None:
     """Load ``path`` into ``state`` (model, optimiser, step, RNG) after checking it is this run's."""
     payload = load_checkpoint(path, map_location=device)
-    saved = payload.get("train_config", {})
-    if saved.get("seed") != config.seed or saved.get("preset") != config.preset:
-        raise CheckpointError(
-            f"{path} was written by a run with preset={saved.get('preset')!r}, "
-            f"seed={saved.get('seed')}; this run has preset={config.preset!r}, seed={config.seed}. "
-            "Use another --out-dir or the same settings."
-        )
+    check_resumable(payload, config, path)
     try:
         state.model.load_state_dict(payload["model"])
         state.optimizer.load_state_dict(payload["optimizer"])

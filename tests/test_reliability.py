@@ -187,7 +187,9 @@ def test_sigint_writes_a_checkpoint_at_that_step_and_resume_equals_an_uninterrup
     assert steps == list(range(1, straight.iterations + 1))
 
 
-def test_sigterm_to_the_cli_checkpoints_and_prints_how_to_resume(tmp_path: Path) -> None:
+@pytest.mark.parametrize(("signal_number", "exit_status"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_a_signal_to_the_cli_checkpoints_and_prints_how_to_resume(tmp_path: Path, signal_number: int,
+                                                                  exit_status: int) -> None:
     out = tmp_path / "run"
     process = subprocess.Popen(
         [sys.executable, "-m", "gtmsm_model.cli", "train", "--preset", "debug", "--iterations", "100000",
@@ -197,9 +199,9 @@ def test_sigterm_to_the_cli_checkpoints_and_prints_how_to_resume(tmp_path: Path)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and not (log.exists() and log.stat().st_size > 2000):
         time.sleep(0.2)
-    process.send_signal(signal.SIGINT)
+    process.send_signal(signal_number)
     _, err = process.communicate(timeout=60)
-    assert process.returncode == 130, err
+    assert process.returncode == exit_status, err  # 128 + the signal, as a shell reports it
     assert "Traceback" not in err and "resume with: gtmsm train" in err and "--resume" in err
     last_logged = json.loads(log.read_text().splitlines()[-1])["step"]
     assert load_checkpoint(out / "checkpoint.pt")["step"] == last_logged > 0
@@ -235,3 +237,148 @@ def test_files_are_written_with_the_users_umask(tmp_path: Path, trained: Path) -
         os.umask(old)
     for name in ("checkpoint.pt", "config.json", "train_log.jsonl"):
         assert stat.S_IMODE((tmp_path / name).stat().st_mode) == 0o644, name
+
+
+# --------------------------------------------------------------------------- second review round
+
+
+def test_a_failed_check_leaves_nothing_that_blocks_the_corrected_run(tmp_path: Path, capsys) -> None:
+    out = tmp_path / "run"
+    assert cli_main(["train", "--preset", "debug", "--out-dir", str(out), "--walls", "border",
+                     "--wall-density", "0.5"]) == 2
+    one_error_line(capsys.readouterr().err, "--wall-density", "--walls maze")
+    assert not out.exists() or not any(out.iterdir())
+
+
+def test_a_lone_config_json_from_a_run_that_never_stepped_is_not_a_run(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "config.json").write_text("{}")
+    (out / "train_log.jsonl").touch()
+    train_module.preflight(debug_config(out))  # not refused
+    (out / "train_log.jsonl").write_text('{"step": 1}\n')
+    with pytest.raises(RunFolderError, match="already holds a run"):
+        train_module.preflight(debug_config(out))
+
+
+@pytest.mark.parametrize(("flags", "needles"), [
+    (["--step-size", "30"], ["--step-size 30", "1x1 grid", "<= 24"]),
+    (["--crop-size", "32", "--step-size", "1"], ["--crop-size 32", "never move"]),
+    (["--seed", str(2**32)], ["--seed", "4294967295"]),
+    (["--device", "meta"], ["--device meta"]),
+    (["--wall-model", "foo"], ["--wall-model", "edges"]),
+    (["--threads", "100000"], ["--threads 100000", "CPU cores"]),
+    (["--batch-size", "100000000"], ["--batch-size", "GB of memory"]),
+    (["--vae-batch-size", "100000000"], ["--vae-batch-size", "GB of memory"]),
+    (["--image-size", "100000"], ["--image-size", "GB of memory"]),
+    (["--z-dim", "100000000"], ["--z-dim", "GB of memory"]),
+    (["--eval-horizon", "100000000"], ["--eval-horizon", "GB of memory"]),
+])
+def test_degenerate_or_impossible_runs_are_refused_naming_the_flag(tmp_path: Path, flags, needles, capsys,
+                                                                   no_training) -> None:
+    out = tmp_path / "run"
+    try:
+        status = cli_main(["train", "--preset", "debug", "--out-dir", str(out), *flags])
+    except SystemExit as stop:  # refused by the flag parser itself
+        status = stop.code
+    assert status == 2
+    one_error_line(capsys.readouterr().err, *needles)
+    assert not out.exists()
+
+
+def test_memory_check_names_the_largest_need() -> None:
+    needs = {"--a": ("small", 1e9), "--b": ("big", 9e9)}
+    train_module.check_memory(needs, available=20e9)
+    with pytest.raises(ValueError, match=r"^--b: this run needs about 10.0 GB .*9.0 GB for big.*has 5.0 GB"):
+        train_module.check_memory(needs, available=5e9)
+
+
+def test_the_presets_fit_in_a_small_machine() -> None:
+    for preset in ("debug", "quick", "paper", "large", "seed-gate"):
+        train_module.check_memory(train_module.memory_needs(make_config(preset)), available=4e9)
+
+
+def test_an_out_dir_that_cannot_be_created_is_refused_before_work(tmp_path: Path, capsys, no_training) -> None:
+    (tmp_path / "file").touch()
+    assert cli_main(["train", "--preset", "debug", "--out-dir", str(tmp_path / "file" / "run")]) == 2
+    one_error_line(capsys.readouterr().err, "--out-dir", "cannot create folder")
+
+
+def test_dataset_sets_the_world_and_contradicting_world_flags_are_refused(tmp_path: Path, capsys) -> None:
+    from gtmsm_env.rollouts import main as rollouts_main
+
+    data = tmp_path / "data.npz"
+    rollouts_main(["--out", str(data), "--num-sequences", "4", "--seq-len", "48", "--image-size", "40",
+                   "--step-size", "4"])
+    capsys.readouterr()
+    base = ["train", "--preset", "debug", "--dataset", str(data)]
+    assert cli_main([*base, "--out-dir", str(tmp_path / "a"), "--image-size", "64"]) == 2
+    one_error_line(capsys.readouterr().err, "--image-size 64", "image_size 40")
+    assert cli_main([*base, "--out-dir", str(tmp_path / "b"), "--image-source", str(tmp_path)]) == 2
+    one_error_line(capsys.readouterr().err, "--image-source", "--dataset")
+    config = debug_config(tmp_path / "c", dataset=str(data))
+    train_module.preflight(config)
+    assert (config.image_size, config.step_size, config.image_width) == (40, 4, None)
+
+
+def test_resume_with_other_model_settings_names_the_flag(tmp_path: Path, capsys, no_training) -> None:
+    out = tmp_path / "run"
+    train(debug_config(out))
+    assert cli_main(["train", "--preset", "debug", "--out-dir", str(out), "--resume", "--z-dim", "16"]) == 2
+    one_error_line(capsys.readouterr().err, "--z-dim 8 (this run: 16)")
+
+
+def test_evaluate_and_predict_check_their_outputs_before_loading(tmp_path: Path, capsys, monkeypatch) -> None:
+    import gtmsm_model.checkpoint as checkpoint_module
+
+    monkeypatch.setattr(checkpoint_module, "load_checkpoint", lambda *a, **k: pytest.fail("loaded"))
+    (tmp_path / "file").touch()
+    assert cli_main(["evaluate", "--checkpoint", "x.pt", "--out-dir", str(tmp_path / "file")]) == 2
+    one_error_line(capsys.readouterr().err, "--out-dir", "not a folder")
+    assert cli_main(["predict", "--checkpoint", "x.pt", "--out", str(tmp_path / "p.jpg")]) == 2
+    one_error_line(capsys.readouterr().err, "--out", ".gif or .png")
+    assert cli_main(["predict", "--checkpoint", "x.pt", "--out", str(tmp_path / "file" / "p.png")]) == 2
+    one_error_line(capsys.readouterr().err, "--out", "is a file")
+
+
+def test_evaluate_defaults_to_the_checkpoints_memorise_and_predict_lengths(tmp_path: Path, trained: Path) -> None:
+    out = tmp_path / "eval"
+    assert cli_main(["evaluate", "--checkpoint", str(trained), "--eval-sequences", "2", "--out-dir", str(out)]) == 0
+    provenance = json.loads((out / "metrics.json").read_text())["provenance"]
+    saved = load_checkpoint(trained)["train_config"]
+    assert (provenance["eval_tau"], provenance["eval_horizon"]) == (saved["eval_tau"], saved["eval_horizon"])
+
+
+def test_under_torchrun_the_resume_hint_uses_torchrun_and_only_rank_0_reports(monkeypatch, capsys) -> None:
+    from gtmsm_model.cli import resume_hint
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
+    hint = resume_hint(["train", "--out-dir", "runs/x"])
+    assert hint.startswith("torchrun --nproc_per_node=2 ") and hint.endswith("train --out-dir runs/x --resume")
+    monkeypatch.setenv("RANK", "1")
+    assert cli_main(["train", "--preset", "debug", "--step-size", "30"]) == 2
+    assert capsys.readouterr().err == ""
+
+
+def test_the_summary_line_separates_warm_up_from_main_iterations(tmp_path: Path, capsys) -> None:
+    assert cli_main(["train", "--preset", "debug", "--no-progress", "--out-dir", str(tmp_path / "r")]) == 0
+    assert "trained 22 steps (10 VAE warm-up + 12 main)" in capsys.readouterr().out
+
+
+def test_the_loss_plot_draws_phases_shorter_than_the_smoothing_window(tmp_path: Path, monkeypatch) -> None:
+    import matplotlib.axes
+
+    from gtmsm_model.plots import plot_training_log
+
+    drawn: list[int] = []
+    original = matplotlib.axes.Axes.plot
+
+    def record(self, x, y, *args, **kwargs):
+        drawn.append(len(y))
+        return original(self, x, y, *args, **kwargs)
+
+    monkeypatch.setattr(matplotlib.axes.Axes, "plot", record)
+    records = [{"step": i, "phase": "vae" if i <= 3 else "main", "seconds": 0.0, "loss": 1.0 / i} for i in range(1, 16)]
+    plot_training_log(records, tmp_path / "loss.png")
+    assert drawn[0] == 3 and drawn[1] >= 10  # a 3-step and a 12-step phase are still drawn (was 1 and 0 points)

@@ -181,7 +181,7 @@ def test_cli_module_entry_point_has_help():
     ("flags", "message"),
     [
         (["--num-sequences", "-3"], "argument --num-sequences: must be >= 1, got -3"),
-        (["--seq-len", "0"], "argument --seq-len: must be >= 1, got 0"),
+        (["--seq-len", "0"], "argument --seq-len: must be >= 2, got 0"),
         (["--mean-hold", "-1"], "argument --mean-hold: must be > 0, got -1"),
         (["--mean-hold", "inf"], "argument --mean-hold: must be a finite number"),
         (["--seed", "-1"], "argument --seed: must be >= 0"),
@@ -197,7 +197,7 @@ def test_cli_module_entry_point_has_help():
         (["--image-source", "{junk}"], "--image-source: "),
         (["--image-source", "{empty}"], "--image-source: "),
         (["--out", "{file}/x.npz"], "--out: cannot create a folder under"),
-        (["--out", "{tmp}"], "is a folder; give a file path"),
+        (["--out", "{tmp}"], "must end in .npz"),
     ],
 )
 def test_cli_rejects_each_bad_flag_before_any_work(flags, message, tmp_path):
@@ -231,7 +231,9 @@ def test_cli_rejects_an_unwritable_folder_before_any_work(tmp_path, monkeypatch,
     try:
         if os.access(locked, os.W_OK) and os.geteuid() == 0:
             # root writes anyway; simulate the failure the probe reports
-            monkeypatch.setattr(module.tempfile, "mkstemp", _raise_permission)
+            from gtmsm_env import flags
+
+            monkeypatch.setattr(flags.tempfile, "mkstemp", _raise_permission)
         monkeypatch.setattr(module, "collect_rollouts", lambda *a, **k: pytest.fail("ran"))
         with pytest.raises(SystemExit) as exit_info:
             module.main(["--out", str(locked / "sub" / "r.npz")])
