@@ -44,6 +44,12 @@ def image_shape_of(image_size: object) -> tuple[int, int]:
     return side, side
 
 
+def size_flags(shape: tuple[int, int]) -> str:
+    """The command-line flags that ask for images of ``shape`` (height, width)."""
+    height, width = shape
+    return f"--image-size {height}" + ("" if height == width else f" --image-width {width}")
+
+
 def canonical_image_size(image_size: object) -> ImageSize:
     """``image_size`` in its one stored form: an int for a square image, else ``(height, width)``."""
     height, width = image_shape_of(image_size)
@@ -399,7 +405,8 @@ def _validate_image_array(array: object, image_shape: tuple[int, int], what: str
         raise ValueError(
             f"{what}: images are {shape_text(shape)} but image_size={wanted} wants "
             f"{shape_text(image_shape)}; arrays must match image_size exactly (resize them "
-            f"first, or pass image_size={own})"
+            f"first, or use their size: image_size={own} in Python, {size_flags(shape)} on the "
+            "command line)"
         )
     return np.ascontiguousarray(array)
 

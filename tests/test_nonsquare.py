@@ -277,7 +277,7 @@ def test_arrays_and_files_must_match_height_and_width(tmp_path):
     assert make_image_source(images, WIDE).sample(np.random.default_rng(0), 2).shape == (2, *WIDE, 3)
     with pytest.raises(ValueError, match=r"images are 32x48 \(height x width\) but image_size=\(48, 32\)"):
         make_image_source(images, TALL)
-    with pytest.raises(ValueError, match=r"pass image_size=\(32, 48\)"):
+    with pytest.raises(ValueError, match=r"image_size=\(32, 48\) in Python, --image-size 32 --image-width 48 on"):
         make_image_source(images, 32)
     np.save(tmp_path / "wide.npy", images)
     assert NpzImages(tmp_path / "wide.npy", image_size=WIDE).image_shape == WIDE
