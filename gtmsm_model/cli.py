@@ -242,6 +242,8 @@ def run_or_train(args: argparse.Namespace, argv: list[str]) -> None:
     if args.command == "run":
         check_final_evaluation(args, config)
     checked = training.preflight(config, claim=main)  # every input checked before the first step
+    if config.resume and not (Path(config.out_dir) / "checkpoint.pt").exists():
+        say(f"note: --resume: {config.out_dir} holds no checkpoint yet, so this starts the run")
     say(f"training GTM-SM, preset {config.preset}, seed {config.seed}, device {config.device}, "
         f"torch threads {config.threads or torch.get_num_threads()} → {config.out_dir}")
     started = time.perf_counter()
