@@ -22,18 +22,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gtmsm_env.flags import bounded, parse_dataclass
+from gtmsm_env.flags import SEED_MAX, bounded, error_text, fail, output_dir_problem, parse_dataclass
 from gtmsm_model import benchmarking
-from gtmsm_model.benchmarking import CONDITIONS, Plan
+from gtmsm_model.benchmarking import CONDITIONS, GTMSMInterrupted, Plan
+
+PROG = "compare_models.py"
+DEFAULT_PPO_POLICY = Path("benchmarks/results/ppo_coverage.zip")
+"""As the help shows it; it stands for the repository's file (``benchmarking.DEFAULT_PPO_POLICY``)."""
 
 
 @dataclass
 class Args:
     preset: str = "quick"
     """GTM-SM training preset (debug, quick, paper); its measured wall-clock is the peers' 1× budget"""
-    seeds: list[int] = bounded([0, 1, 2], ge=0)
+    seeds: list[int] = bounded([0, 1, 2], ge=0, le=SEED_MAX)
     """training seeds; every learned model trains once per seed"""
-    slow_seeds: list[int] = bounded([0], ge=0)
+    slow_seeds: list[int] = bounded([0], ge=0, le=SEED_MAX)
     """seeds on which every peer's run continues to --slow-multiple × GTM-SM's wall-clock"""
     slow_multiple: float = bounded(4.0, ge=1)
     """the longer peer budget, in multiples of GTM-SM's wall-clock (1: none)"""
@@ -43,8 +47,10 @@ class Args:
     """conditions to evaluate (reference, photos, random start, uniform policy, long horizon, short memory, maze)"""
     model: list[str] = field(default_factory=list)
     """your model(s), module:Class or path/to/file.py:Class, run through the same harness at 1×"""
-    ppo_policy: Path | None = Path("benchmarks/results/ppo_coverage.zip")
-    """SB3 policy for the 'GTM-SM with PPO-explored memorisation' row ('none' to skip)"""
+    ppo_policy: Path | None = DEFAULT_PPO_POLICY
+    """SB3 policy for the 'GTM-SM with PPO-explored memorisation' row ('none' to skip); the default is the
+    repository's committed policy, found from this script's location (so it works from any folder); a path you
+    give is relative to the current folder"""
     eval_sequences: int = bounded(64, ge=1)
     """held-out sequences per condition"""
     device: str = "cpu"
@@ -69,7 +75,7 @@ class Args:
 
 
 def parse_args(argv: list[str] | None = None) -> Args:
-    args = parse_dataclass(Args, argv, description=__doc__.split("\n\n")[0],
+    args = parse_dataclass(Args, argv, prog=PROG, description=__doc__.split("\n\n")[0],
                            choices={"preset": ["debug", "quick", "paper"], "conditions": list(CONDITIONS),
                                     "add_slow": ["RSSM", "action LSTM", "transformer"]})
     if args.ppo_policy is not None and str(args.ppo_policy).lower() == "none":
@@ -77,40 +83,106 @@ def parse_args(argv: list[str] | None = None) -> Args:
     return args
 
 
+def ppo_policy_path(args: Args) -> Path | None:
+    """``--ppo-policy`` as a path to open: the default is the repository's file wherever this runs."""
+    if args.ppo_policy is not None and args.ppo_policy == DEFAULT_PPO_POLICY:
+        return benchmarking.DEFAULT_PPO_POLICY
+    return args.ppo_policy
+
+
 def make_plan(args: Args) -> Plan:
     seeds = args.seeds[:1] if args.quick else args.seeds
     return Plan(
         seeds=seeds, preset=args.preset, slow_seeds=args.slow_seeds, slow_multiple=args.slow_multiple,
         sweep=args.sweep, eval_sequences=4 if args.quick else args.eval_sequences, conditions=args.conditions,
-        plugins=args.model, ppo_policy=args.ppo_policy, device=args.device, threads=args.threads,
+        plugins=args.model, ppo_policy=ppo_policy_path(args), device=args.device, threads=args.threads,
         quick=args.quick, run_dir=args.run_dir, progress=args.progress,
         time_limit_minutes=args.time_limit_minutes,
     )
 
 
+def earlier_report(args: Args, flag: str) -> dict[str, Any]:
+    """The ``--out-dir/compare.json`` an ``--add-slow``/``--refresh-gtmsm`` run extends, or one error line."""
+    path = args.out_dir / "compare.json"
+    try:
+        earlier = json.loads(path.read_text())
+    except FileNotFoundError:
+        fail(PROG, f"{flag} extends an earlier run's results, but {path} does not exist (give that run's --out-dir)")
+    except (OSError, UnicodeDecodeError) as error:
+        fail(PROG, f"{flag}: cannot read {path}: {error_text(error)}")
+    except json.JSONDecodeError as error:
+        fail(PROG, f"{flag}: {path} is not valid JSON ({error_text(error)})")
+    missing = [key for key in ("command", "wall_seconds", "seeds") if not isinstance(earlier, dict) or key not in earlier]
+    if not missing and not all(isinstance(seed, dict) and "gtmsm_seconds" in seed for seed in earlier["seeds"]):
+        missing = ["seeds[].gtmsm_seconds"]
+    if missing:
+        fail(PROG, f"{flag}: {path} is not a compare_models.py report (no {', '.join(missing)})")
+    return earlier
+
+
+def check_inputs(args: Args, plan: Plan) -> dict[str, Any] | None:
+    """Every flag, file and folder the run needs, before any training (one error line, exit 2).
+    Returns the earlier report that ``--refresh-gtmsm``/``--add-slow`` extend."""
+    earlier = None
+    try:
+        if args.refresh_gtmsm and args.add_slow:
+            fail(PROG, "--refresh-gtmsm and --add-slow are separate runs: give one of them")
+        if args.refresh_gtmsm or args.add_slow:
+            flag = "--refresh-gtmsm" if args.refresh_gtmsm else "--add-slow"
+            earlier = earlier_report(args, flag)
+            benchmarking.check_saved_run(plan, args.add_slow or None)
+        if args.out_dir.exists() and not args.out_dir.is_dir():  # before check_plan creates --run-dir
+            fail(PROG, f"--out-dir: {args.out_dir} exists and is not a folder")
+        benchmarking.check_plan(plan)
+        problem = output_dir_problem(args.out_dir)  # last: it creates the folder
+        if problem is not None:
+            fail(PROG, f"--out-dir: {problem}")
+    except ValueError as error:  # the harness's messages name the flag
+        fail(PROG, error_text(error))
+    return earlier
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
+    plan = make_plan(args)
+    earlier = check_inputs(args, plan)
+    try:
+        return measure(args, plan, earlier, argv)
+    except GTMSMInterrupted as stop:
+        print(f"\n{PROG}: interrupted by {stop.signal_name} while training GTM-SM on seed {stop.seed} (step "
+              f"{stop.step}; its checkpoint is kept at {stop.checkpoint}); {args.out_dir} was not touched (it is "
+              "written at the end); rerun the same command to start over", file=sys.stderr)
+        raise SystemExit(stop.exit_status) from None
+    except KeyboardInterrupt:
+        print(f"\n{PROG}: interrupted by SIGINT; {args.out_dir} was not touched (it is written at the end); "
+              "rerun the same command to start over", file=sys.stderr)
+        raise SystemExit(130) from None
+
+
+def measure(args: Args, plan: Plan, earlier: dict[str, Any] | None, argv: list[str] | None) -> dict[str, Any]:
     command = "python benchmarks/compare_models.py " + shlex.join(sys.argv[1:] if argv is None else argv)
     start = time.perf_counter()
     if args.refresh_gtmsm:
         import subprocess
 
-        earlier = json.loads((args.out_dir / "compare.json").read_text())
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+        try:
+            commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                                    cwd=benchmarking.REPO_ROOT).stdout.strip()
+        except OSError:  # no git here: the note says 'unknown'
+            commit = ""
         seconds_before = ", ".join(f"{s['gtmsm_seconds']:.0f}" for s in earlier["seeds"])
         note = (f"GTM-SM's rows (and the PPO, oracle-position VAE and floor rows built on it) re-measured with the "
                 f"model at commit {commit or 'unknown'} (`{command.strip()}`); the peers' rows and budgets are the "
                 f"main run's, set by the earlier GTM-SM's wall-clock ({seconds_before} s per seed)")
-        harness, seconds = benchmarking.refresh_gtmsm_rows(make_plan(args), note)
+        harness, seconds = benchmarking.refresh_gtmsm_rows(plan, note)
         command = f"{earlier['command']}; then {command.strip()}"
         wall_seconds = earlier["wall_seconds"] + seconds
     elif args.add_slow:
-        earlier = json.loads((args.out_dir / "compare.json").read_text())
-        harness, seconds = benchmarking.add_slow_rows(make_plan(args), args.add_slow)
+        harness, seconds = benchmarking.add_slow_rows(plan, args.add_slow)
         command = f"{earlier['command']}; then {command.strip()}"
         wall_seconds = earlier["wall_seconds"] + seconds
     else:
-        harness = benchmarking.run(make_plan(args))
+        harness = benchmarking.run(plan)
         wall_seconds = time.perf_counter() - start
     report = benchmarking.write_outputs(harness, args.out_dir, command.strip(), wall_seconds, dataclasses.asdict(args))
     print()

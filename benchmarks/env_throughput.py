@@ -20,7 +20,9 @@ import gymnasium as gym
 import numpy as np
 
 import gtmsm_env  # noqa: F401  (registers ImageNav-v0)
-from gtmsm_env.flags import bounded, parse_dataclass
+from gtmsm_env.flags import SEED_MAX, bounded, fail, output_file_problem, parse_dataclass
+
+PROG = "env_throughput.py"
 
 
 @dataclass
@@ -33,10 +35,10 @@ class Args:
     """timed vector steps of SyncVectorEnv"""
     native_steps: int = bounded(1000, ge=1)
     """timed vector steps of the native vector env"""
-    seed: int = bounded(0, ge=0)
+    seed: int = bounded(0, ge=0, le=SEED_MAX)
     """seed of envs and actions"""
     json: Path | None = None
-    """also write the results here"""
+    """also write the results here (a .json file)"""
 
 
 def single_env_steps_per_second(env_id: str, steps: int, seed: int) -> float:
@@ -68,7 +70,11 @@ def vector_env_steps_per_second(mode: str, num_envs: int, steps: int, seed: int)
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = parse_dataclass(Args, argv, description=__doc__)
+    args = parse_dataclass(Args, argv, prog=PROG, description=__doc__)
+    if args.json is not None:  # checked before the measurements, not after them
+        problem = output_file_problem(args.json, (".json",))
+        if problem is not None:
+            fail(PROG, f"--json: {problem}")
 
     cartpole = single_env_steps_per_second("CartPole-v1", args.single_steps, args.seed)
     imagenav = single_env_steps_per_second("ImageNav-v0", args.single_steps, args.seed)

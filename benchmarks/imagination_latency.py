@@ -30,7 +30,9 @@ import numpy as np
 import torch
 
 from gtmsm_env import random_walk_actions
-from gtmsm_env.flags import bounded, fail, parse_dataclass
+from gtmsm_env.flags import SEED_MAX, bounded, error_text, fail, parse_dataclass
+
+PROG = "imagination_latency.py"
 
 
 @dataclass
@@ -43,27 +45,30 @@ class Args:
     """timed GTMSM.predict calls on the whole sequence"""
     tau: int | None = bounded(None, ge=1)
     """memorisation steps (unset: the checkpoint's training tau)"""
-    seed: int = bounded(0, ge=0)
+    seed: int = bounded(0, ge=0, le=SEED_MAX)
     """seed of the image and the walk"""
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = parse_dataclass(Args, argv, prog="imagination_latency.py", description=__doc__)
-    if not args.checkpoint.is_file():
-        fail("imagination_latency.py", f"--checkpoint: not found: {args.checkpoint}")
+    args = parse_dataclass(Args, argv, prog=PROG, description=__doc__)
     import gymnasium as gym
 
     from gtmsm_env.play import PlaySession
+    from gtmsm_model.checkpoint import CheckpointError
     from gtmsm_model.imagination import load_imagination
 
     torch.set_num_threads(1)
-    imagination = load_imagination(args.checkpoint, args.tau)
+    try:  # a missing, empty or damaged checkpoint is reported before any measurement
+        imagination = load_imagination(args.checkpoint, args.tau)
+    except (CheckpointError, ValueError, RuntimeError, OSError) as error:
+        fail(PROG, f"--checkpoint: {error_text(error)}")
+    world = imagination.world  # the env the model was trained on (image, crop and step size)
     tau = imagination.tau
     rng = np.random.default_rng(args.seed)
     actions = random_walk_actions(rng, 1, tau + args.steps)[0].tolist()
 
     # The model alone.
-    env = gym.make("ImageNav-v0", max_episode_steps=None)
+    env = gym.make("ImageNav-v0", max_episode_steps=None, **world)
     obs, _ = env.reset(seed=args.seed)
     observations = [obs]
     imagination.observe(obs)
@@ -86,7 +91,7 @@ def main(argv: list[str] | None = None) -> None:
     predict_ms = (time.perf_counter() - started) / args.predict_repeats * 1000
 
     # The whole play frame: env step + imagine + draw, no frame cap.
-    session = PlaySession(gym.make("ImageNav-v0", render_mode="rgb_array", max_episode_steps=None),
+    session = PlaySession(gym.make("ImageNav-v0", render_mode="rgb_array", max_episode_steps=None, **world),
                           seed=args.seed, imagination=imagination)
     for action in actions[1:tau]:
         session.act(action)

@@ -30,12 +30,14 @@ import numpy as np
 
 from gtmsm_env import Rollouts, collect_rollouts
 from gtmsm_env.flags import (
+    SEED_MAX,
     ArgumentParser,
     add_dataclass_flags,
     bounded,
     dataclass_values,
     error_text,
     fail,
+    output_stem_problem,
 )
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -49,19 +51,19 @@ class Args:
     checkpoint_command: str | None = None
     """with --checkpoint: the command that trained it (recorded in the results)"""
     policy: str = "benchmarks/results/ppo_coverage.zip"
-    """the saved SB3 policy that drives memorisation"""
+    """the saved SB3 policy that drives memorisation (a relative path is relative to the repository root)"""
     num_sequences: int = bounded(64, ge=1)
     """held-out sequences per condition"""
     tau: int = bounded(256, ge=1)
     """memorisation steps"""
     horizon: int = bounded(256, ge=1)
     """predicted steps"""
-    seed: int = bounded(0, ge=0)
+    seed: int = bounded(0, ge=0, le=SEED_MAX)
     """training seed (when training) and evaluation seed"""
     threads: int = bounded(1, ge=1)
     """torch threads"""
     out: str = "benchmarks/results/ppo_memories"
-    """output path without suffix (.json and .md are written)"""
+    """output path without suffix (.json and .md are written; a relative path is relative to the repository root)"""
 
 
 def predicted_step_errors(model, rollouts: Rollouts, tau: int) -> dict[str, float]:
@@ -87,16 +89,42 @@ def predicted_step_errors(model, rollouts: Rollouts, tau: int) -> dict[str, floa
     }
 
 
+DEFAULT_WORLD = {"image_size": 32, "crop_size": 8, "step_size": 3}
+"""ImageNav-v0's default world: the one the rollouts below and the PPO policy use."""
+
+
+def load_default_world_model(path: str):
+    """The model of ``--checkpoint``, or one ``--checkpoint: ...`` error line (missing, empty,
+    damaged, or trained on another world than ImageNav-v0's default)."""
+    from gtmsm_model.checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint
+    from gtmsm_model.imagination import checkpoint_world, world_text
+
+    try:
+        payload = load_checkpoint(path)
+        model = model_from_checkpoint(payload)
+        world = {**DEFAULT_WORLD, **checkpoint_world(payload)}
+    except (CheckpointError, OSError) as error:
+        fail(PROG, f"--checkpoint: {error_text(error)}")
+    if world != DEFAULT_WORLD:
+        fail(PROG, f"--checkpoint was trained on {world_text(world)}; this benchmark (and its PPO policy) uses "
+                   f"ImageNav-v0's default world, {world_text(DEFAULT_WORLD)}")
+    return model
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0])
     add_dataclass_flags(parser, Args)
     args = Args(**dataclass_values(parser.parse_args(argv), Args))
     policy_path = ROOT / args.policy if not Path(args.policy).is_absolute() else Path(args.policy)
     out = ROOT / args.out if not Path(args.out).is_absolute() else Path(args.out)
-    if not out.parent.is_dir():
-        fail(PROG, f"--out: folder {out.parent} does not exist")
-    if args.checkpoint is not None and not Path(args.checkpoint).is_file():
-        fail(PROG, f"--checkpoint: no such file: {args.checkpoint}")
+    problem = output_stem_problem(out, (".json", ".md"))  # every input is checked before any work
+    if problem is not None:
+        fail(PROG, f"--out: {problem}")
+    if args.checkpoint_command is not None and args.checkpoint is None:
+        fail(PROG, "--checkpoint-command needs --checkpoint (without it the command is the training run's own)")
+    model = None
+    if args.checkpoint is not None:
+        model = load_default_world_model(args.checkpoint)
     from gtmsm_env.policies import load_sb3_policy
 
     try:
@@ -118,11 +146,21 @@ def main(argv: list[str] | None = None) -> None:
                    "--seed", str(args.seed), "--out-dir", str(run_dir), "--overwrite"]
         print("$", " ".join(command), flush=True)
         start = time.perf_counter()
-        subprocess.run(command, check=True)
+        try:
+            code = subprocess.run(command).returncode
+        except KeyboardInterrupt:
+            code = 130
+        except OSError as error:
+            fail(PROG, f"cannot run {command[0]!r} (is the project installed in this environment?): "
+                       f"{error_text(error)}")
+        if code != 0:  # gtmsm train has said why on its own (error line, or the interrupt and how to resume)
+            print(f"{PROG}: training the checkpoint ended with exit status {code}; nothing was evaluated",
+                  file=sys.stderr)
+            raise SystemExit(code if code in (130, 143) else 1)
         train_seconds = round(time.perf_counter() - start, 1)
         checkpoint = str(run_dir / "checkpoint.pt")
         args.checkpoint_command = " ".join(command)
-    model = load_model(checkpoint)
+        model = load_model(checkpoint)
     model.eval()
 
     n, length = args.num_sequences, args.tau + args.horizon

@@ -29,8 +29,9 @@ from typing import Any
 
 import numpy as np
 
-from gtmsm_env.flags import bounded, parse_dataclass
+from gtmsm_env.flags import bounded, fail, output_stem_problem, parse_dataclass
 
+PROG = "scaling.py"
 PARTS = ("data", "threads", "memory")
 
 
@@ -223,12 +224,13 @@ def write(args: Args, results: dict[str, Any]) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = parse_dataclass(Args, argv, prog="scaling.py", description=__doc__)
+    args = parse_dataclass(Args, argv, prog=PROG, description=__doc__)
     unknown = sorted(set(args.parts) - set(PARTS))
     if unknown:
-        from gtmsm_env.flags import fail
-
-        fail("scaling.py", f"--parts: unknown {unknown}; choose from {list(PARTS)}")
+        fail(PROG, f"--parts: unknown {unknown}; choose from {list(PARTS)}")
+    problem = output_stem_problem(args.out, (".md", ".json"))  # checked before the measurements
+    if problem is not None:
+        fail(PROG, f"--out: {problem}")
     results: dict[str, Any] = {}
     if "data" in args.parts:
         results["data"] = data_path(args)

@@ -33,11 +33,21 @@ from typing import Any
 import numpy as np
 import torch
 
-from gtmsm_env.flags import bounded, parse_dataclass
+from gtmsm_env.flags import (
+    SEED_MAX,
+    bounded,
+    fail,
+    output_dir_problem,
+    output_stem_problem,
+    parse_dataclass,
+    signal_exit_status,
+)
 from gtmsm_env.photo_patches import write_photo_patches
 from gtmsm_model.data import heldout_rollouts
 from gtmsm_model.evaluate import evaluate_gtmsm, json_safe, prediction_metrics
-from gtmsm_model.train import make_config, train
+from gtmsm_model.train import TrainingInterrupted, make_config, train
+
+PROG = "train_gtmsm.py"
 
 TAU, HORIZON = 256, 256
 MAZE_WALL_DENSITY = 0.05
@@ -69,7 +79,7 @@ class Targets:
 class Args:
     """Benchmark options."""
 
-    seeds: list[int] = bounded([0, 1, 2], ge=0)
+    seeds: list[int] = bounded([0, 1, 2], ge=0, le=SEED_MAX)
     """Training seeds; each trains and is evaluated separately."""
     preset: str = "quick"
     """TrainConfig preset."""
@@ -88,10 +98,29 @@ class Args:
 
 
 def parse_args(argv: list[str] | None = None) -> Args:
+    """Every flag, and every path the run will write, checked before any training: one
+    ``train_gtmsm.py: error: ...`` line naming the flag, exit status 2."""
     from gtmsm_model.train import PRESETS
 
-    return parse_dataclass(Args, argv, prog="train_gtmsm.py", description=__doc__,
+    args = parse_dataclass(Args, argv, prog=PROG, description=__doc__,
                            choices={"preset": sorted(PRESETS), "conditions": ["centre", "random", "maze", "photos"]})
+    problem = output_stem_problem(args.out, (".md", ".json"))
+    if problem is not None:
+        fail(PROG, f"--out: {problem}")
+    problem = output_dir_problem(args.runs_dir)  # last: it creates the folder
+    if problem is not None:
+        fail(PROG, f"--runs-dir: {problem}")
+    return args
+
+
+def exit_interrupted(stop: TrainingInterrupted, seed: int, done: list[int], args: Args) -> None:
+    """One line saying what SIGINT/SIGTERM cut and what is kept; exit 128 + the signal's number."""
+    report = Path(args.out).with_suffix(".md")
+    print(f"{PROG}: interrupted by {stop.signal_name} while training seed {seed} (step {stop.step}; its checkpoint "
+          f"is kept at {stop.checkpoint}); seeds finished before: {done or 'none'}, but {report} and .json are "
+          "written only at the end, so nothing was written there; rerun the same command to start over",
+          file=sys.stderr)
+    raise SystemExit(signal_exit_status(stop.signal_name))
 
 
 def memorisation_mean_mse(rollouts, tau: int) -> float:
@@ -162,8 +191,8 @@ def summary_lines(rows: list[dict[str, Any]], conditions: list[str]) -> list[str
     return lines
 
 
-def main() -> None:
-    args = parse_args()
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
     targets = Targets()
     conditions = make_conditions(args)
     trivial = {name: memorisation_mean_mse(r, TAU) for name, r in conditions.items()}
@@ -175,7 +204,10 @@ def main() -> None:
         config = make_config(args.preset, seed=seed, threads=args.threads, progress=False, overwrite=True,
                              out_dir=f"{args.runs_dir}/{args.preset}-seed{seed}")
         cpu_before = time.process_time()
-        result = train(config)
+        try:
+            result = train(config)
+        except TrainingInterrupted as stop:
+            exit_interrupted(stop, seed, [row["seed"] for row in rows], args)
         cpu_seconds = time.process_time() - cpu_before
         metrics = {name: evaluate_gtmsm(result.model, r, TAU) for name, r in conditions.items()}
         passed = check(metrics, result.seconds, targets)
@@ -228,4 +260,8 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except KeyboardInterrupt:  # outside training (its SIGINT/SIGTERM end in exit_interrupted)
+        print(f"\n{PROG}: interrupted by SIGINT; --out is written only at the end", file=sys.stderr)
+        raise SystemExit(130) from None

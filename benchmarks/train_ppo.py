@@ -29,7 +29,15 @@ import numpy as np
 
 import gtmsm_env
 from gtmsm_env import ImageNavVectorEnv, random_walk_actions
-from gtmsm_env.flags import ArgumentParser, add_dataclass_flags, bounded, dataclass_values, fail
+from gtmsm_env.flags import (
+    SEED_MAX,
+    ArgumentParser,
+    add_dataclass_flags,
+    bounded,
+    dataclass_values,
+    fail,
+    output_stem_problem,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 PROG = "train_ppo.py"
@@ -47,14 +55,14 @@ class Args:
     """evaluation episodes per policy"""
     horizon: int = bounded(256, ge=81)
     """evaluation steps per episode"""
-    seed: int = bounded(0, ge=0)
+    seed: int = bounded(0, ge=0, le=SEED_MAX)
     """seed of training (envs, PPO) and evaluation"""
     threads: int = bounded(1, ge=1)
     """torch threads"""
     deterministic: bool = True
     """evaluate PPO's greedy actions (--no-deterministic samples)"""
     out: str = "benchmarks/results/ppo_coverage"
-    """output path without suffix (.json, .zip, .png are written)"""
+    """output path without suffix (.json, .zip, .png are written; a relative path is relative to the repository root)"""
 
 
 def coverage_curve(policy, episodes: int, horizon: int, seed: int, observation: str) -> np.ndarray:
@@ -75,8 +83,9 @@ def main(argv: list[str] | None = None) -> None:
     add_dataclass_flags(parser, Args)
     args = Args(**dataclass_values(parser.parse_args(argv), Args))
     out = ROOT / args.out if not Path(args.out).is_absolute() else Path(args.out)
-    if not out.parent.is_dir():
-        fail(PROG, f"--out: folder {out.parent} does not exist")
+    problem = output_stem_problem(out, (".zip", ".json", ".png"))  # checked before training, not after it
+    if problem is not None:
+        fail(PROG, f"--out: {problem}")
 
     import torch
     from stable_baselines3 import PPO

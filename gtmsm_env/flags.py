@@ -29,6 +29,7 @@ import dataclasses
 import inspect
 import math
 import os
+import signal
 import sys
 import tempfile
 import typing
@@ -292,6 +293,18 @@ def output_file_problem(path: str | Path, suffixes: Sequence[str] = ()) -> str |
     return _write_probe(parent)
 
 
+def output_stem_problem(stem: str | Path, suffixes: Sequence[str]) -> str | None:
+    """Why the files ``stem`` + each suffix cannot be written (``None`` if they can): the reports
+    a benchmark writes as OUT.md, OUT.json, ..."""
+    if not Path(stem).name:
+        return f"must name a path stem ({', '.join('OUT' + s for s in suffixes)} are written), got {str(stem)!r}"
+    for suffix in suffixes:
+        problem = output_file_problem(Path(stem).with_suffix(suffix), (suffix,))
+        if problem is not None:
+            return problem
+    return None
+
+
 def output_dir_problem(path: str | Path) -> str | None:
     """Why ``path`` cannot serve as an output folder (``None`` if it can). Creates it (and its
     parents) when missing: an empty folder is the only trace a failed check can leave."""
@@ -311,3 +324,9 @@ def physical_memory() -> int | None:
         return int(os.sysconf("SC_PAGE_SIZE")) * int(os.sysconf("SC_PHYS_PAGES"))
     except (ValueError, OSError, AttributeError):
         return None
+
+
+def signal_exit_status(signal_name: str) -> int:
+    """The exit status of a run a signal stopped: 128 + its number, as a shell reports it
+    (130 for SIGINT, 143 for SIGTERM)."""
+    return 128 + int(getattr(signal.Signals, signal_name, signal.SIGINT))

@@ -28,14 +28,26 @@ import numpy as np
 import pygame
 
 import gtmsm_env  # noqa: F401  (registers ImageNav-v0)
-from gtmsm_env.env import DOWN, LEFT, RIGHT, STAY, UP, WALL_MODES, ImageNavEnv, wall_segments
+from gtmsm_env.env import (
+    DOWN,
+    LEFT,
+    RIGHT,
+    STAY,
+    UP,
+    WALL_MODES,
+    GridGeometry,
+    ImageNavEnv,
+    wall_segments,
+)
 from gtmsm_env.flags import (
+    SEED_MAX,
     ArgumentParser,
     add_dataclass_flags,
     bounded,
     dataclass_values,
     error_text,
     fail,
+    output_file_problem,
 )
 from gtmsm_env.render import NoDisplayError, PlayView, Scene
 
@@ -73,7 +85,7 @@ HELP_LINES = [
 class PlayArgs:
     """Options of ``gtmsm-play``."""
 
-    seed: int | None = bounded(None, ge=0)
+    seed: int | None = bounded(None, ge=0, le=SEED_MAX)
     """Seed of the first image (unset: a random one)."""
     image_source: str | None = None
     """'procedural' (the default scenes), a folder of images or a .npz/.npy file."""
@@ -94,11 +106,12 @@ class PlayArgs:
     fog: bool = False
     """Start with the fog-of-war view (f toggles it): only what the window has seen is shown."""
     model: str | None = None
-    """A GTM-SM checkpoint.pt: imagination mode (explore for tau steps, then watch it predict)."""
+    """A GTM-SM checkpoint.pt: imagination mode (explore for tau steps, then watch it predict). The
+    world (image size, crop size, step size) is the one the checkpoint was trained on."""
     tau: int | None = bounded(None, ge=1)
     """Memorisation steps in imagination mode (unset: the tau the checkpoint was trained with)."""
-    device: str = "cpu"
-    """Torch device of the model in imagination mode (cpu, cuda, cuda:1, ...)."""
+    device: str | None = None
+    """Torch device of the model in imagination mode (cpu, cuda, cuda:1, ...; unset: cpu). Needs --model."""
     script: str | None = None
     """Play these keys, one step per frame, then exit: w a s d move, '.' stays."""
     screenshot: str | None = None
@@ -402,29 +415,51 @@ def _validate(args: PlayArgs) -> None:
             fail(PROG, f"--screenshot must name a .png file, got {args.screenshot}")
         if not path.parent.is_dir():
             fail(PROG, f"--screenshot: folder {path.parent} does not exist")
+        problem = output_file_problem(path, (".png",))
+        if problem is not None:
+            fail(PROG, f"--screenshot: {problem}")
     if args.model is not None and not Path(args.model).is_file():
         fail(PROG, f"--model: checkpoint not found: {args.model}")
     if args.tau is not None and args.model is None:
         fail(PROG, "--tau applies only with --model")
+    if args.device is not None and args.model is None:
+        fail(PROG, "--device needs --model (it places the model of imagination mode)")
 
 
-def _load_imagination(args: PlayArgs, crop_size: int) -> Any:
+def _load_imagination(args: PlayArgs) -> Any:
+    """The checkpoint's model, one step per move, and (as ``.world``) the world it was trained on."""
     try:
         from gtmsm_model.checkpoint import CheckpointError
         from gtmsm_model.imagination import load_imagination
+        from gtmsm_model.train import resolve_device
     except ImportError as error:
         fail(PROG, f"--model needs the gtmsm_model package and torch ({error_text(error)})")
+    device = args.device or "cpu"
     try:
-        imagination = load_imagination(args.model, args.tau, device=args.device)
+        resolve_device(device)
+    except (ValueError, RuntimeError) as error:
+        fail(PROG, error_text(error))  # the message names --device
+    try:
+        imagination = load_imagination(args.model, args.tau, device=device)
     except (CheckpointError, ValueError, RuntimeError) as error:
         fail(PROG, f"--model: {error_text(error)}")
-    model_crop = imagination.model.config.crop_size
-    if model_crop != crop_size:
-        fail(PROG, f"--model reads {model_crop}x{model_crop} crops; this env's crops are {crop_size}x{crop_size}")
     import torch
 
     torch.set_num_threads(1)  # one tiny step per frame: extra threads only add overhead
     return imagination
+
+
+def _model_world(imagination: Any) -> dict[str, Any]:
+    """The checkpoint's world, checked before an env is built from it (``--model`` names it)."""
+    from gtmsm_model.imagination import world_text
+
+    world = dict(imagination.world)
+    try:
+        GridGeometry.validated(world.get("image_size", 32), world["crop_size"], world.get("step_size", 3))
+    except (TypeError, ValueError) as error:
+        fail(PROG, f"--model was trained on {world_text(world)}, which no ImageNav-v0 can show: "
+                   f"{error_text(error)}")
+    return world
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -440,13 +475,20 @@ def _play(argv: list[str] | None) -> int:
     parser = build_parser()
     args = PlayArgs(**dataclass_values(parser.parse_args(argv), PlayArgs))
     _validate(args)
+    # Imagination mode plays in the world the model was trained on (play has no world flags).
+    imagination = _load_imagination(args) if args.model else None
+    world = _model_world(imagination) if imagination is not None else {}
     try:
         env = gym.make("ImageNav-v0", render_mode="rgb_array", image_source=args.image_source,
-                       start=args.start, task=args.task, walls=args.walls)
+                       start=args.start, task=args.task, walls=args.walls, **world)
     except (TypeError, ValueError, OSError) as error:
-        flag = "--image-source" if args.image_source is not None else "ImageNav-v0"
+        flag = "--image-source" if args.image_source is not None else "--model" if world else "ImageNav-v0"
         fail(PROG, f"{flag}: {error_text(error)}")
-    imagination = _load_imagination(args, env.unwrapped.crop_size) if args.model else None
+    if imagination is not None and env.unwrapped.crop_size != imagination.model.config.crop_size:
+        env.close()
+        model_crop = imagination.model.config.crop_size
+        fail(PROG, f"--model reads {model_crop}x{model_crop} crops; this env's crops are "
+                   f"{env.unwrapped.crop_size}x{env.unwrapped.crop_size}")
     try:
         session = PlaySession(
             env, seed=args.seed, scale=args.scale, fps=args.fps, repeat_delay_ms=args.repeat_delay_ms,

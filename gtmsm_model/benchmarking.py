@@ -27,6 +27,7 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import importlib.util
+import inspect
 import json
 import math
 import time
@@ -38,6 +39,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from gtmsm_env.flags import error_text, output_dir_problem, signal_exit_status
 from gtmsm_env.rollouts import Rollouts, collect_rollouts
 from gtmsm_model.baselines import (
     RSSM,
@@ -59,7 +61,7 @@ from gtmsm_model.baselines import (
 from gtmsm_model.data import HELDOUT_SEED_OFFSET, RolloutSampler, heldout_rollouts
 from gtmsm_model.evaluate import GTMSMPredictor, json_safe, prediction_metrics
 from gtmsm_model.run_folder import machine_description, package_versions
-from gtmsm_model.train import make_config, make_sampler, train
+from gtmsm_model.train import TrainingInterrupted, make_config, make_sampler, resolve_device, train
 
 GTMSM_NAME = "GTM-SM"
 PPO_NAME = "GTM-SM with PPO-explored memorisation"
@@ -74,6 +76,9 @@ EVAL_SEED = 0
 """Every condition's test rollouts come from ``heldout_rollouts(..., seed=EVAL_SEED)``: the same
 for every training seed, so the spread over seeds is the models' alone."""
 MAZE_WALL_DENSITY = 0.05
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_PPO_POLICY = REPO_ROOT / "benchmarks" / "results" / "ppo_coverage.zip"
+"""The committed PPO coverage policy, found from this file's location (so any current folder works)."""
 
 
 # --------------------------------------------------------------------------- conditions
@@ -222,7 +227,9 @@ TARGETS = Targets()
 def load_model_class(spec: str) -> type:
     """``package.module:Class`` (importable) or ``path/to/file.py:Class`` → the class.
 
-    The class must construct with no arguments and answer the ``WorldModel`` protocol.
+    The class must construct with no arguments and answer the ``WorldModel`` protocol. Every
+    problem (no colon, no such file, a module that fails to import for any reason, a missing name,
+    a name that is not a class or lacks the protocol) is a ``ValueError`` naming ``--model``.
     """
     module_name, sep, class_name = spec.rpartition(":")
     if not sep or not module_name or not class_name:
@@ -231,17 +238,26 @@ def load_model_class(spec: str) -> type:
         path = Path(module_name)
         if not path.is_file():
             raise ValueError(f"--model {spec!r}: no such file {path}")
-        module_spec = importlib.util.spec_from_file_location(path.stem, path)
-        module = importlib.util.module_from_spec(module_spec)
-        module_spec.loader.exec_module(module)
+        try:
+            module_spec = importlib.util.spec_from_file_location(path.stem, path)
+            module = importlib.util.module_from_spec(module_spec)
+            module_spec.loader.exec_module(module)
+        except Exception as error:  # noqa: BLE001  (a plug-in's own code may raise anything)
+            raise ValueError(f"--model {spec!r}: running {path} failed: {type(error).__name__}: "
+                             f"{error_text(error)}") from None
     else:
         try:
             module = importlib.import_module(module_name)
         except ImportError as error:
-            raise ValueError(f"--model {spec!r}: cannot import {module_name}: {error}") from None
+            raise ValueError(f"--model {spec!r}: cannot import {module_name}: {error_text(error)}") from None
+        except Exception as error:  # noqa: BLE001  (the module was found but its code failed)
+            raise ValueError(f"--model {spec!r}: importing {module_name} failed: {type(error).__name__}: "
+                             f"{error_text(error)}") from None
     cls = getattr(module, class_name, None)
     if cls is None:
         raise ValueError(f"--model {spec!r}: {module_name} has no {class_name}")
+    if not inspect.isclass(cls):
+        raise ValueError(f"--model {spec!r}: {class_name} is a {type(cls).__name__}, not a class")
     missing = [name for name in ("name", "uses_true_positions", "fit", "predict") if not hasattr(cls, name)]
     if missing:
         raise ValueError(f"--model {spec!r}: {class_name} lacks {', '.join(missing)} (see the WorldModel protocol)")
@@ -263,7 +279,7 @@ class Plan:
     eval_sequences: int = 64
     conditions: list[str] = field(default_factory=lambda: list(CONDITIONS))
     plugins: list[str] = field(default_factory=list)
-    ppo_policy: Path | None = Path("benchmarks/results/ppo_coverage.zip")
+    ppo_policy: Path | None = DEFAULT_PPO_POLICY
     device: str = "cpu"
     threads: int = 0
     quick: bool = False
@@ -271,6 +287,85 @@ class Plan:
     progress: bool = False
     time_limit_minutes: float | None = None
     """Skip a slow-budget continuation that would end the run past this (None: never skip)."""
+
+
+def check_plan(plan: Plan) -> None:
+    """Everything a run needs, checked before any training: ``ValueError`` naming the flag
+    (``--conditions``, ``--device``, ``--run-dir``, ``--model``, ``--ppo-policy``)."""
+    unknown = [c for c in plan.conditions if c not in CONDITIONS]
+    if unknown:
+        raise ValueError(f"--conditions: unknown {unknown}; choose from {list(CONDITIONS)}")
+    try:
+        resolve_device(plan.device)
+    except (ValueError, RuntimeError) as error:
+        raise ValueError(error_text(error)) from None  # its message names --device
+    for spec in plan.plugins:
+        load_model_class(spec)
+    if plan.ppo_policy is not None and "reference" in plan.conditions:
+        from gtmsm_env.policies import load_sb3_policy
+
+        try:
+            load_sb3_policy(plan.ppo_policy, deterministic=True, seed=EVAL_SEED)
+        except (OSError, ValueError) as error:
+            raise ValueError(f"--ppo-policy: {error_text(error)} ('none' skips the PPO row)") from None
+    problem = output_dir_problem(plan.run_dir)  # last: it creates the folder
+    if problem is not None:
+        raise ValueError(f"--run-dir: {problem}")
+
+
+SAVED_KEYS = ("rows", "sweep", "seeds", "skipped")
+
+
+def check_saved_run(plan: Plan, families: list[str] | None = None) -> dict[str, Any]:
+    """The earlier run in ``plan.run_dir/rows.json`` that ``add_slow_rows`` (``families``) or
+    ``refresh_gtmsm_rows`` (``families=None``) continues, checked before any training; returns it.
+    ``ValueError`` naming ``--run-dir`` when it is missing, not JSON, not a harness record, or
+    (``--add-slow``) holds no GTM-SM budget for any ``--slow-seeds``."""
+    path = plan.run_dir / "rows.json"
+    flag = "--add-slow" if families is not None else "--refresh-gtmsm"
+    try:
+        saved = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ValueError(f"--run-dir: {flag} continues an earlier run, but {path} does not exist (give that "
+                         "run's --run-dir)") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise ValueError(f"--run-dir: cannot read {path}: {error_text(error)}") from None
+    except json.JSONDecodeError as error:
+        raise ValueError(f"--run-dir: {path} is not valid JSON ({error_text(error)})") from None
+    missing = [key for key in SAVED_KEYS if not isinstance(saved, dict) or key not in saved]
+    if missing:
+        raise ValueError(f"--run-dir: {path} is not a compare_models.py record (no {', '.join(missing)})")
+    try:
+        load_rows(path)
+        seeds = [info["seed"] for info in saved["seeds"]]
+        for info in saved["seeds"]:
+            absent = [key for key in ("seed", "gtmsm_seconds", "gtmsm_config", "budget") if key not in info]
+            if absent:
+                raise KeyError(absent[0])
+            Budget(**info["budget"])
+    except (KeyError, TypeError, ValueError) as error:
+        raise ValueError(f"--run-dir: {path} is damaged ({type(error).__name__}: {error_text(error)})") from None
+    if not seeds:
+        raise ValueError(f"--run-dir: {path} records no finished seed: nothing to continue")
+    if families is not None:
+        if not set(plan.slow_seeds) & set(seeds):
+            raise ValueError(f"--slow-seeds {plan.slow_seeds}: the earlier run in {plan.run_dir} trained seeds {seeds}")
+        for family in families:
+            factory_of(saved["sweep"], family, plan.quick)
+    return saved
+
+
+class GTMSMInterrupted(TrainingInterrupted):
+    """SIGINT/SIGTERM stopped GTM-SM's training inside the harness, after its checkpoint was written."""
+
+    def __init__(self, stop: TrainingInterrupted, seed: int) -> None:
+        super().__init__(stop.signal_name, stop.step, stop.checkpoint)
+        self.seed = seed
+
+    @property
+    def exit_status(self) -> int:
+        """128 + the signal's number, the shell's convention (130 for SIGINT, 143 for SIGTERM)."""
+        return signal_exit_status(self.signal_name)
 
 
 def sweep_candidates(quick: bool) -> dict[str, list[tuple[str, Callable[[], TrainedModel], float]]]:
@@ -403,7 +498,10 @@ class Harness:
             overrides.update(eval_sequences=8)  # train()'s closing evaluation; ours is below
         config = make_config("debug" if plan.quick else plan.preset, **overrides)
         _log(f"[seed {seed}] training GTM-SM (preset {config.preset}) ...")
-        trained = train(config, progress=plan.progress)
+        try:
+            trained = train(config, progress=plan.progress)
+        except TrainingInterrupted as stop:
+            raise GTMSMInterrupted(stop, seed) from None
         return trained, config
 
     def gtmsm_rows(self, seed: int) -> tuple[Any, float]:
@@ -835,9 +933,15 @@ def factory_of(harness_sweep: list[dict[str, Any]], family: str, quick: bool) ->
     """The chosen candidate of ``family`` in a saved sweep (the transformer has no sweep)."""
     if family == "transformer":
         return transformer_factory(quick), TRANSFORMER_LR
-    chosen = next(r["candidate"] for r in harness_sweep if r["family"] == family and r.get("chosen"))
-    label, factory, lr = next(c for c in sweep_candidates(quick)[family] if c[0] == chosen)
-    return factory, lr
+    candidates = sweep_candidates(quick)[family]
+    chosen = next((r["candidate"] for r in harness_sweep if r.get("family") == family and r.get("chosen")), None)
+    if chosen is None:  # a run without the sweep (--no-sweep) used the first candidate
+        return candidates[0][1], candidates[0][2]
+    for label, factory, lr in candidates:
+        if label == chosen:
+            return factory, lr
+    raise ValueError(f"--add-slow {family}: the earlier run chose {chosen!r}, not a candidate of "
+                     f"{'--quick' if quick else 'a full run'}; run with the earlier run's --quick setting")
 
 
 def add_slow_rows(plan: Plan, families: list[str]) -> tuple[Harness, float]:
@@ -849,7 +953,8 @@ def add_slow_rows(plan: Plan, families: list[str]) -> tuple[Harness, float]:
     started = time.perf_counter()
     if plan.threads:
         torch.set_num_threads(plan.threads)
-    saved = json.loads((plan.run_dir / "rows.json").read_text())
+    saved = check_saved_run(plan, families)
+    check_plan(plan)
     harness = Harness(plan)
     harness.rows = load_rows(plan.run_dir / "rows.json")
     harness.sweep, harness.seeds_info = saved["sweep"], saved["seeds"]
@@ -886,7 +991,8 @@ def refresh_gtmsm_rows(plan: Plan, note: str) -> tuple[Harness, float]:
     started = time.perf_counter()
     if plan.threads:
         torch.set_num_threads(plan.threads)
-    saved = json.loads((plan.run_dir / "rows.json").read_text())
+    saved = check_saved_run(plan)
+    check_plan(plan)
     harness = Harness(plan)
     harness.rows = [row for row in load_rows(plan.run_dir / "rows.json") if row.model not in GTMSM_DEPENDENT_ROWS]
     harness.sweep, harness.seeds_info = saved["sweep"], saved["seeds"]
@@ -905,11 +1011,7 @@ def run(plan: Plan) -> Harness:
     """Train and evaluate everything the plan asks for; returns the harness with its rows."""
     if plan.threads:
         torch.set_num_threads(plan.threads)
-    unknown = [c for c in plan.conditions if c not in CONDITIONS]
-    if unknown:
-        raise ValueError(f"unknown conditions {unknown}; choose from {list(CONDITIONS)}")
-    for spec in plan.plugins:
-        load_model_class(spec)  # fail before any training
+    check_plan(plan)  # fail before any training
     started = time.perf_counter()
     harness = Harness(plan)
     for seed in plan.seeds:  # every seed's 1× rows first: the slow budget is the part that may be cut

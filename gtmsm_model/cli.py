@@ -31,6 +31,7 @@ from gtmsm_env.flags import (
     number,
     output_dir_problem,
     output_file_problem,
+    signal_exit_status,
 )
 from gtmsm_model.train import (
     PRESETS,
@@ -312,7 +313,6 @@ def evaluate_or_predict(args: argparse.Namespace) -> None:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     import os
-    import signal
 
     args = build_parser().parse_args(argv)
     prog = f"gtmsm {args.command}"
@@ -326,7 +326,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             evaluate_or_predict(args)
     except TrainingInterrupted as stop:
-        return 128 + int(getattr(signal, stop.signal_name, signal.SIGINT))
+        return signal_exit_status(stop.signal_name)
     except KeyboardInterrupt:
         report(f"\n{prog}: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -67,6 +68,9 @@ class Imagination:
         self.model = model.to(self.device).eval()
         self.tau = tau
         self.k = k or model.config.knn_k
+        self.world: dict[str, Any] = {"crop_size": model.config.crop_size}
+        """The env settings the model was trained on (``load_imagination`` reads them from the
+        checkpoint; only the crop size is known otherwise)."""
         self.reset()
 
     def reset(self) -> None:
@@ -126,10 +130,59 @@ class Imagination:
             raise ValueError(f"action must lie in [0, {self.model.config.num_actions}), got {action}")
 
 
+def checkpoint_world(payload: dict[str, Any]) -> dict[str, Any]:
+    """The world a checkpoint's model was trained on, as ``ImageNav-v0`` keyword arguments:
+    ``crop_size`` always, ``image_size`` (an int, or ``(height, width)``) and ``step_size`` when
+    the checkpoint's ``train_config`` records them (an env left at its defaults otherwise, as the
+    training config's own defaults are the env's).
+
+    ``gym.make("ImageNav-v0", **checkpoint_world(payload))`` shows the model the crops, image size
+    and moves it knows. Raises ``CheckpointError`` when the checkpoint contradicts itself (its
+    ``train_config`` and model read different crops) or records a value that is not a size.
+    """
+    from gtmsm_model.checkpoint import CheckpointError
+
+    train_config = payload.get("train_config") or {}
+    model_config = payload.get("model_config") or {}
+    if not isinstance(train_config, dict) or not isinstance(model_config, dict):
+        raise CheckpointError("the checkpoint's train_config/model_config are not mappings")
+
+    def size(name: str, value: Any) -> int:
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise CheckpointError(f"the checkpoint's train_config has {name}={value!r}, not a positive integer")
+        return int(value)
+
+    model_crop = size("model crop_size", model_config.get("crop_size", 8))
+    crop = size("crop_size", train_config.get("crop_size", model_crop))
+    if crop != model_crop:
+        raise CheckpointError(f"the checkpoint's train_config says {crop}x{crop} crops but its model reads "
+                              f"{model_crop}x{model_crop}")
+    world: dict[str, Any] = {"crop_size": model_crop}
+    if train_config.get("image_size") is not None:
+        height = size("image_size", train_config["image_size"])
+        width = train_config.get("image_width")
+        width = height if width is None else size("image_width", width)
+        world["image_size"] = height if width == height else (height, width)
+    if train_config.get("step_size") is not None:
+        world["step_size"] = size("step_size", train_config["step_size"])
+    return world
+
+
+def world_text(world: dict[str, Any]) -> str:
+    """``40x40 images, 12x12 crops, step 4`` (env defaults where ``world`` leaves a key out)."""
+    size = world.get("image_size", 32)
+    height, width = (size, size) if isinstance(size, int) else size
+    crop = world["crop_size"]
+    return f"{height}x{width} images, {crop}x{crop} crops, step {world.get('step_size', 3)}"
+
+
 def load_imagination(checkpoint: str | Path, tau: int | None = None, device: str = "cpu") -> Imagination:
     """An ``Imagination`` from a training checkpoint; ``tau`` defaults to the run's own tau.
 
-    Raises ``gtmsm_model.checkpoint.CheckpointError`` for a file that is not a usable checkpoint.
+    Its ``world`` holds the env settings the model was trained on (:func:`checkpoint_world`):
+    play and measure it in ``gym.make("ImageNav-v0", **imagination.world)``.
+    Raises ``gtmsm_model.checkpoint.CheckpointError`` for a file that is not a usable checkpoint
+    and ``ValueError``/``RuntimeError`` for a device that is not there (``train.resolve_device``).
     """
     from gtmsm_model.checkpoint import load_checkpoint, model_from_checkpoint
     from gtmsm_model.train import resolve_device
@@ -137,6 +190,9 @@ def load_imagination(checkpoint: str | Path, tau: int | None = None, device: str
     target = resolve_device(device)
     payload = load_checkpoint(checkpoint, map_location=target)
     model = model_from_checkpoint(payload)
+    world = checkpoint_world(payload)
     if tau is None:
-        tau = int(payload.get("train_config", {}).get("tau", 256))
-    return Imagination(model, tau, device=target)
+        tau = int((payload.get("train_config") or {}).get("tau", 256))
+    imagination = Imagination(model, tau, device=target)
+    imagination.world = world
+    return imagination
