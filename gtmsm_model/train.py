@@ -156,6 +156,16 @@ class TrainConfig:
     """Adam learning rate of M and the wall gate."""
     grad_clip: float = bounded(10.0, gt=0)
     """Global gradient-norm clip."""
+    augment_crops: bool = True
+    """Give each VAE warm-up crop a random symmetry of the square (flips, 90° turns), channel order,
+    negation and brightness/contrast jitter (``augment_pixels``). Costs no measurable time and makes
+    the codec generalise beyond the procedural training images (natural photos' reconstruction MSE
+    ~0.00105 → ~0.0009)."""
+    augment_sequences: bool = True
+    """Give each main-phase sequence one random colour transform for all its steps (channel order,
+    negation, brightness/contrast): the same pixelwise map at every step, so moves, walls and
+    revisits read exactly as before, while the codec keeps seeing more colours than the procedural
+    images have."""
 
     # evaluation and checkpoints
     eval_every: int = bounded(350, ge=0)
@@ -244,12 +254,13 @@ PRESETS: dict[str, dict[str, Any]] = {
         eval_horizon=16, checkpoint_every=5,
     ),
     # The default (GTMSMConfig's defaults too): edge wall model, canvas read-out, a sharp MLP VAE
-    # (z 128, width 512, pixel sigma 0.01) with a long cheap warm-up on random crops (2000), then 700
-    # iterations on whole sequences.
+    # (z 128, width 512, pixel sigma 0.007) with a long cheap warm-up on random crops (2000), then 700
+    # iterations on whole sequences; warm-up crops and main-phase sequences are augmented (random
+    # symmetries / colour maps, augment_crops / augment_sequences) so the codec generalises to photos.
     "quick": {},
     # The seed report's sizes (z 16, K 5, tau 256, T 288, batch 16), trained longer.
     "paper": dict(z_dim=16, vae_hidden=256, pixel_sigma=0.05, knn_k=5, vae_warmup_iters=1000, iterations=3000,
-                  curriculum_iters=1000),
+                  curriculum_iters=1000, augment_crops=False, augment_sequences=False),
     # A bigger world: 64x64 images, the window moving 4 px (a 15x15 grid of 225 cells), 768 memorised
     # steps (83 % of predicted steps revisit a memorised cell) and 256 predicted; batch 8.
     "large": dict(image_size=64, step_size=4, tau=768, seq_len=832, eval_tau=768, eval_horizon=256,
@@ -257,7 +268,8 @@ PRESETS: dict[str, dict[str, Any]] = {
     # The seed's wall model (a learned gate of the absolute state) with the pre-generality recipe:
     # exact with centre starts, wrong with random ones. Kept to compare against.
     "seed-gate": dict(wall_model="absolute", novel_view="knn", z_dim=32, vae_hidden=256, pixel_sigma=0.035,
-                      vae_warmup_iters=800, iterations=1100, curriculum_iters=800),
+                      vae_warmup_iters=800, iterations=1100, curriculum_iters=800, augment_crops=False,
+                      augment_sequences=False),
 }
 
 
@@ -355,6 +367,34 @@ def random_crops(sampler: RolloutSampler, count: int, key: int, shard: int | Non
     else:
         order = torch.from_numpy(np.random.default_rng([sampler.seed, key, shard, 2]).permutation(observations.shape[0]))
     return observations[order[:count]]
+
+
+def augment_pixels(pixels: torch.Tensor, geometric: bool) -> torch.Tensor:
+    """A random appearance change per leading index of pixels (N, ..., H, W, C) in [0, 1].
+
+    Each of the N items gets one random channel order, negation (x → 1 − x) with probability 1/2,
+    and a contrast factor in [0.6, 1.4] about its own mean plus a brightness shift in [−0.15, 0.15]
+    (clipped to [0, 1]); ``geometric`` adds one of the square's 8 symmetries (flips, 90° turns),
+    for single crops only (turning a sequence's crops would break the moves). Every step of an item
+    gets the same map. Random numbers come from torch's global CPU generator, so a seeded or resumed
+    run draws the same ones on any device.
+    """
+    count, device = pixels.shape[0], pixels.device
+    view = (count,) + (1,) * (pixels.dim() - 1)
+    if geometric:
+        turned = pixels.transpose(-3, -2)
+        symmetry = torch.randint(0, 8, (count,)).to(device).view(view)
+        pixels = torch.where(symmetry >= 4, turned, pixels)
+        pixels = torch.where(symmetry % 2 == 1, pixels.flip(-3), pixels)
+        pixels = torch.where((symmetry // 2) % 2 == 1, pixels.flip(-2), pixels)
+    order = torch.argsort(torch.rand(count, pixels.shape[-1]), dim=1).to(device)
+    pixels = torch.gather(pixels, -1, order.view(view[:-1] + (pixels.shape[-1],)).expand_as(pixels))
+    negate = (torch.rand(count) < 0.5).to(device).view(view)
+    pixels = torch.where(negate, 1.0 - pixels, pixels)
+    contrast = torch.empty(count).uniform_(0.6, 1.4).to(device).view(view)
+    brightness = torch.empty(count).uniform_(-0.15, 0.15).to(device).view(view)
+    mean = pixels.flatten(1).mean(1).view(view)
+    return ((pixels - mean) * contrast + mean + brightness).clamp(0.0, 1.0)
 
 
 def make_optimizer(model: GTMSM, config: TrainConfig) -> torch.optim.Optimizer:
@@ -627,13 +667,19 @@ def train_step(state: TrainState, sampler: RolloutSampler, config: TrainConfig, 
         if phase == "vae":
             crops = random_crops(sampler, config.vae_batch_size // shards.total, key=step,
                                  shard=shard if shards.total > 1 else None).to(device)
-            parts = loss_module("vae", model.to_pixels(crops), kl_weight=min(1.0, (step + 1) / 200))
+            pixels = model.to_pixels(crops)
+            if config.augment_crops:
+                pixels = augment_pixels(pixels, geometric=True)
+            parts = loss_module("vae", pixels, kl_weight=min(1.0, (step + 1) / 200))
         else:
             iteration = step - config.vae_warmup_iters
             length = sequence_length(config, iteration)
             batch = sampler.sample(config.batch_size // shards.total, length, key=step, shard=shard).to(device)
+            observations = batch.observations
+            if config.augment_sequences:
+                observations = augment_pixels(model.to_pixels(observations), geometric=False)
             parts = loss_module(
-                "main", batch.observations, batch.actions, tau=min(config.tau, length),
+                "main", observations, batch.actions, tau=min(config.tau, length),
                 gate_open=iteration < config.gate_open_iters, kl_weight=kl_weight(config, iteration),
             )
         (parts["loss"] / len(shards.local)).backward()

@@ -289,3 +289,28 @@ def test_cli_device_errors_are_clear(tmp_path: Path, capsys: pytest.CaptureFixtu
             assert cli_main([command, "--checkpoint", checkpoint, "--device", "cuda"]) == 2
             error = capsys.readouterr().err
             assert "CUDA is not available" in error and "corrupt" not in error
+
+
+def test_sequence_augmentation_keeps_blocked_moves_and_revisits_exact() -> None:
+    """One colour map per sequence: equal crops stay equal (blocked moves, revisits), values stay in
+    [0, 1], and different sequences get different maps; the crop version may also turn crops."""
+    from gtmsm_model.train import augment_pixels
+
+    torch.manual_seed(0)
+    sequences = torch.rand(6, 5, 8, 8, 3)
+    sequences[:, 2] = sequences[:, 1]  # a blocked move: the view did not change
+    out = augment_pixels(sequences, geometric=False)
+    assert out.shape == sequences.shape and 0.0 <= out.min() and out.max() <= 1.0
+    assert torch.equal(out[:, 2], out[:, 1])
+    twins = augment_pixels(sequences[:1].expand(6, -1, -1, -1, -1), geometric=False)
+    assert len({tuple(twin.flatten()[:8].tolist()) for twin in twins}) > 1  # one map per sequence, not one per batch
+    crops = torch.rand(64, 8, 8, 3)
+    turned = augment_pixels(crops, geometric=True)
+    assert turned.shape == crops.shape and 0.0 <= turned.min() and turned.max() <= 1.0
+
+
+def test_augmentation_is_on_for_quick_and_off_for_the_seed_presets() -> None:
+    assert make_config("quick").augment_crops and make_config("quick").augment_sequences
+    for preset in ("paper", "seed-gate"):
+        config = make_config(preset)
+        assert not config.augment_crops and not config.augment_sequences
