@@ -997,12 +997,11 @@ def refresh_gtmsm_rows(plan: Plan, note: str) -> tuple[Harness, float]:
     harness.rows = [row for row in load_rows(plan.run_dir / "rows.json") if row.model not in GTMSM_DEPENDENT_ROWS]
     harness.sweep, harness.seeds_info = saved["sweep"], saved["seeds"]
     harness.skipped, harness.added = saved["skipped"], saved.get("added", [])
-    harness.refreshed = saved.get("refreshed", [])
     for info in harness.seeds_info:
         _config, seconds = harness.gtmsm_rows(info["seed"])
         info["gtmsm_seconds_refreshed"] = seconds
         harness.save_progress()
-    harness.refreshed.append(note)
+    harness.refreshed = [note]  # these rows replace any earlier refresh's, so its note goes too
     harness.save_progress()
     return harness, time.perf_counter() - started
 
