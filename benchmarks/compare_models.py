@@ -22,7 +22,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gtmsm_env.flags import SEED_MAX, bounded, error_text, fail, output_dir_problem, parse_dataclass
+from gtmsm_env.flags import (
+    SEED_MAX,
+    bounded,
+    duplicates_problem,
+    error_text,
+    fail,
+    interrupt_signal,
+    output_dir_problem,
+    parse_dataclass,
+    run_script,
+    signal_exit_status,
+    threads_problem,
+)
 from gtmsm_model import benchmarking
 from gtmsm_model.benchmarking import CONDITIONS, GTMSMInterrupted, Plan
 
@@ -37,8 +49,8 @@ class Args:
     """GTM-SM training preset (debug, quick, paper); its measured wall-clock is the peers' 1× budget"""
     seeds: list[int] = bounded([0, 1, 2], ge=0, le=SEED_MAX)
     """training seeds; every learned model trains once per seed"""
-    slow_seeds: list[int] = bounded([0], ge=0, le=SEED_MAX)
-    """seeds on which every peer's run continues to --slow-multiple × GTM-SM's wall-clock"""
+    slow_seeds: list[int] | None = bounded(None, ge=0, le=SEED_MAX)
+    """seeds on which every peer's run continues to --slow-multiple × GTM-SM's wall-clock (unset: the first of --seeds)"""
     slow_multiple: float = bounded(4.0, ge=1)
     """the longer peer budget, in multiples of GTM-SM's wall-clock (1: none)"""
     sweep: bool = True
@@ -80,6 +92,22 @@ def parse_args(argv: list[str] | None = None) -> Args:
                                     "add_slow": ["RSSM", "action LSTM", "transformer"]})
     if args.ppo_policy is not None and str(args.ppo_policy).lower() == "none":
         args.ppo_policy = None
+    if args.slow_seeds is None:
+        args.slow_seeds = args.seeds[:1]
+    problem = threads_problem(args.threads) or next(
+        filter(None, (duplicates_problem(flag, getattr(args, name)) for flag, name in (
+            ("--seeds", "seeds"), ("--slow-seeds", "slow_seeds"), ("--conditions", "conditions"),
+            ("--model", "model"), ("--add-slow", "add_slow")))), None)
+    if problem is not None:
+        fail(PROG, problem)
+    if args.quick and args.preset not in (Args.preset, "debug"):
+        fail(PROG, f"--quick trains GTM-SM with the debug preset; --preset {args.preset} contradicts it (drop one)")
+    seeds = args.seeds[:1] if args.quick else args.seeds
+    stray = [seed for seed in args.slow_seeds if seed not in seeds]
+    if stray and args.slow_multiple > 1 and not (args.add_slow or args.refresh_gtmsm):
+        fail(PROG, f"--slow-seeds {' '.join(map(str, stray))} {'is' if len(stray) == 1 else 'are'} not among the "
+                   f"seeds this run trains ({' '.join(map(str, seeds))}{', --quick keeps the first' if args.quick else ''}): "
+                   "a slow row continues a seed's own run")
     return args
 
 
@@ -153,10 +181,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
               f"{stop.step}; its checkpoint is kept at {stop.checkpoint}); {args.out_dir} was not touched (it is "
               "written at the end); rerun the same command to start over", file=sys.stderr)
         raise SystemExit(stop.exit_status) from None
-    except KeyboardInterrupt:
-        print(f"\n{PROG}: interrupted by SIGINT; {args.out_dir} was not touched (it is written at the end); "
+    except KeyboardInterrupt as stop:
+        name = interrupt_signal(stop)
+        print(f"\n{PROG}: interrupted by {name}; {args.out_dir} was not touched (it is written at the end); "
               "rerun the same command to start over", file=sys.stderr)
-        raise SystemExit(130) from None
+        raise SystemExit(signal_exit_status(name)) from None
 
 
 def measure(args: Args, plan: Plan, earlier: dict[str, Any] | None, argv: list[str] | None) -> dict[str, Any]:
@@ -192,4 +221,4 @@ def measure(args: Args, plan: Plan, earlier: dict[str, Any] | None, argv: list[s
 
 
 if __name__ == "__main__":
-    main()
+    run_script(PROG, main)

@@ -20,7 +20,15 @@ import gymnasium as gym
 import numpy as np
 
 import gtmsm_env  # noqa: F401  (registers ImageNav-v0)
-from gtmsm_env.flags import SEED_MAX, bounded, fail, output_file_problem, parse_dataclass
+from gtmsm_env.flags import (
+    SEED_MAX,
+    bounded,
+    fail,
+    memory_problem,
+    output_file_problem,
+    parse_dataclass,
+    run_script,
+)
 
 PROG = "env_throughput.py"
 
@@ -69,8 +77,24 @@ def vector_env_steps_per_second(mode: str, num_envs: int, steps: int, seed: int)
     return steps * num_envs / elapsed
 
 
+SYNC_ENV_BYTES, NATIVE_ENV_BYTES = 40_000, 80_000
+"""Measured peak bytes per env of a SyncVectorEnv / the native vector env (default world), rounded up."""
+
+
+def memory_needs(args: Args) -> dict[str, tuple[str, float]]:
+    """Bytes the measurements hold at once, by the flags that ask for them."""
+    return {
+        "--num-envs": ("the vector envs and their pre-drawn actions", args.num_envs * (
+            SYNC_ENV_BYTES + NATIVE_ENV_BYTES + 8 * (args.sync_steps + args.native_steps + 1))),
+        "--single-steps": ("the single envs' pre-drawn actions", 24 * args.single_steps),
+    }
+
+
 def main(argv: list[str] | None = None) -> None:
     args = parse_dataclass(Args, argv, prog=PROG, description=__doc__)
+    problem = memory_problem(memory_needs(args))
+    if problem is not None:
+        fail(PROG, problem)
     if args.json is not None:  # checked before the measurements, not after them
         problem = output_file_problem(args.json, (".json",))
         if problem is not None:
@@ -123,4 +147,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(PROG, main, "nothing was written")

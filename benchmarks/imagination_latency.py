@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from gtmsm_env import random_walk_actions
-from gtmsm_env.flags import SEED_MAX, bounded, error_text, fail, parse_dataclass
+from gtmsm_env.flags import SEED_MAX, bounded, error_text, fail, parse_dataclass, run_script
 
 PROG = "imagination_latency.py"
 
@@ -113,4 +113,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(PROG, main)

@@ -17,6 +17,7 @@ ratio PPO / random walk.
 from __future__ import annotations
 
 import json
+import os
 import platform
 import shlex
 import subprocess
@@ -37,7 +38,11 @@ from gtmsm_env.flags import (
     dataclass_values,
     error_text,
     fail,
+    interrupt_signal,
     output_stem_problem,
+    run_script,
+    signal_exit_status,
+    threads_problem,
 )
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -116,10 +121,14 @@ def main(argv: list[str] | None = None) -> None:
     add_dataclass_flags(parser, Args)
     args = Args(**dataclass_values(parser.parse_args(argv), Args))
     policy_path = ROOT / args.policy if not Path(args.policy).is_absolute() else Path(args.policy)
-    out = ROOT / args.out if not Path(args.out).is_absolute() else Path(args.out)
-    problem = output_stem_problem(out, (".json", ".md"))  # every input is checked before any work
+    problem = threads_problem(args.threads)
+    if problem is not None:
+        fail(PROG, problem)
+    out_text = os.path.join(ROOT, args.out)  # relative to the repository root; keeps a trailing /
+    problem = output_stem_problem(out_text, (".json", ".md"))  # every input is checked before any work
     if problem is not None:
         fail(PROG, f"--out: {problem}")
+    out = Path(out_text)
     if args.checkpoint_command is not None and args.checkpoint is None:
         fail(PROG, "--checkpoint-command needs --checkpoint (without it the command is the training run's own)")
     model = None
@@ -148,8 +157,8 @@ def main(argv: list[str] | None = None) -> None:
         start = time.perf_counter()
         try:
             code = subprocess.run(command).returncode
-        except KeyboardInterrupt:
-            code = 130
+        except KeyboardInterrupt as stop:
+            code = signal_exit_status(interrupt_signal(stop))
         except OSError as error:
             fail(PROG, f"cannot run {command[0]!r} (is the project installed in this environment?): "
                        f"{error_text(error)}")
@@ -172,7 +181,7 @@ def main(argv: list[str] | None = None) -> None:
     assert np.array_equal(conditions["ppo"].actions[:, args.tau:],
                           conditions["random_walk"].actions[:, args.tau:])
     rows = {name: predicted_step_errors(model, r, args.tau) for name, r in conditions.items()}
-    ratios = {key: rows["ppo"][key] / rows["random_walk"][key]
+    ratios = {key: rows["ppo"][key] / rows["random_walk"][key] if rows["random_walk"][key] else float("nan")
               for key in ("mse", "mse_revisited", "mse_novel", "novel_fraction")}
     result = {
         "command": "python benchmarks/ppo_memories.py " + shlex.join(sys.argv[1:] if argv is None else argv),
@@ -190,6 +199,7 @@ def main(argv: list[str] | None = None) -> None:
         "conditions": rows,
         "ppo_over_random_walk": ratios,
     }
+    out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
     lines = [
         "# GTM-SM with PPO-explored memorisation",
@@ -212,4 +222,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(PROG, main, "nothing was written")

@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import multiprocessing as mp
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -29,7 +30,15 @@ from typing import Any
 
 import numpy as np
 
-from gtmsm_env.flags import bounded, fail, output_stem_problem, parse_dataclass
+from gtmsm_env.flags import (
+    GB,
+    bounded,
+    fail,
+    memory_problem,
+    output_stem_problem,
+    parse_dataclass,
+    run_script,
+)
 
 PROG = "scaling.py"
 PARTS = ("data", "threads", "memory")
@@ -47,7 +56,7 @@ class Args:
     """Batches timed per data-path variant."""
     steps: int = bounded(6, ge=2)
     """Training steps timed per configuration (the first is a warm-up, not timed)."""
-    out: Path = Path("benchmarks/results/scaling")
+    out: str = "benchmarks/results/scaling"
     """Results path stem: writes OUT.md and OUT.json."""
 
 
@@ -61,6 +70,25 @@ def make_folder(path: Path, count: int) -> None:
 
     for index, image in enumerate(procedural_images(count, seed=0, image_size=48)):
         Image.fromarray(image).save(path / f"{index:05d}.png")
+
+
+FOLDER_IMAGE_BYTES = 48 * 48 * 3
+"""One decoded image of the data-path folder (48x48 RGB); its PNG is at most about as big."""
+
+
+def data_path_problem(args: Args) -> str | None:
+    """Why the data-path folder cannot be built here: memory (the images are generated at once and
+    decoded into one array, about twice their size) or the temporary folder's free space."""
+    problem = memory_problem({"--folder-images": ("the folder's images, generated and decoded",
+                                                  3 * args.folder_images * FOLDER_IMAGE_BYTES)})
+    if problem is not None:
+        return problem
+    folder = tempfile.gettempdir()
+    need, free = args.folder_images * (FOLDER_IMAGE_BYTES + 1024), shutil.disk_usage(folder).free
+    if need > free:
+        return (f"--folder-images: {args.folder_images} PNG files need about {need / GB:.1f} GB in {folder}, "
+                f"which has {free / GB:.1f} GB free")
+    return None
 
 
 def data_path(args: Args) -> dict[str, Any]:
@@ -125,12 +153,14 @@ def _child(queue: mp.Queue, overrides: dict[str, Any], threads: int, steps: int)
         queue.put(step_seconds(overrides, threads, steps))
     except Exception as error:  # reported in the table, e.g. out of memory
         queue.put({"error": f"{type(error).__name__}: {error}"})
+    except KeyboardInterrupt:  # Ctrl-C reaches the whole process group: the parent says it once
+        pass
 
 
 def in_fresh_process(overrides: dict[str, Any], threads: int, steps: int) -> dict[str, Any]:
     context = mp.get_context("spawn")
     queue = context.Queue()
-    process = context.Process(target=_child, args=(queue, overrides, threads, steps))
+    process = context.Process(target=_child, args=(queue, overrides, threads, steps), daemon=True)
     process.start()
     result = queue.get()
     process.join()
@@ -139,7 +169,8 @@ def in_fresh_process(overrides: dict[str, Any], threads: int, steps: int) -> dic
 
 def busy_process() -> subprocess.Popen:
     """One process spinning on one core: the 'loaded machine' of the threads measurement."""
-    return subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    return subprocess.Popen([sys.executable, "-c", "import signal\nsignal.signal(signal.SIGINT, signal.SIG_DFL)\n"
+                             "while True: pass"])
 
 
 def threads(args: Args) -> list[dict[str, Any]]:
@@ -218,9 +249,10 @@ def write(args: Args, results: dict[str, Any]) -> None:
         lines.append("")
     text = "\n".join(lines)
     print(text)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.with_suffix(".md").write_text(text)
-    args.out.with_suffix(".json").write_text(json.dumps(record, indent=1))
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".md").write_text(text)
+    out.with_suffix(".json").write_text(json.dumps(record, indent=1))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -231,6 +263,9 @@ def main(argv: list[str] | None = None) -> None:
     problem = output_stem_problem(args.out, (".md", ".json"))  # checked before the measurements
     if problem is not None:
         fail(PROG, f"--out: {problem}")
+    problem = data_path_problem(args) if "data" in args.parts else None
+    if problem is not None:
+        fail(PROG, problem)
     results: dict[str, Any] = {}
     if "data" in args.parts:
         results["data"] = data_path(args)
@@ -242,4 +277,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(PROG, main, "nothing was written (--out is written at the end)")

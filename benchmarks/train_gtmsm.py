@@ -36,11 +36,14 @@ import torch
 from gtmsm_env.flags import (
     SEED_MAX,
     bounded,
+    duplicates_problem,
     fail,
     output_dir_problem,
     output_stem_problem,
     parse_dataclass,
+    run_script,
     signal_exit_status,
+    threads_problem,
 )
 from gtmsm_env.photo_patches import write_photo_patches
 from gtmsm_model.data import heldout_rollouts
@@ -104,6 +107,10 @@ def parse_args(argv: list[str] | None = None) -> Args:
 
     args = parse_dataclass(Args, argv, prog=PROG, description=__doc__,
                            choices={"preset": sorted(PRESETS), "conditions": ["centre", "random", "maze", "photos"]})
+    problem = (threads_problem(args.threads) or duplicates_problem("--seeds", args.seeds)
+               or duplicates_problem("--conditions", args.conditions))
+    if problem is not None:
+        fail(PROG, problem)
     problem = output_stem_problem(args.out, (".md", ".json"))
     if problem is not None:
         fail(PROG, f"--out: {problem}")
@@ -259,9 +266,5 @@ def main(argv: list[str] | None = None) -> None:
         "trivial_mse_revisited": trivial, "rows": rows}), indent=1))
 
 
-if __name__ == "__main__":
-    try:
-        main()
-    except KeyboardInterrupt:  # outside training (its SIGINT/SIGTERM end in exit_interrupted)
-        print(f"\n{PROG}: interrupted by SIGINT; --out is written only at the end", file=sys.stderr)
-        raise SystemExit(130) from None
+if __name__ == "__main__":  # outside training (its SIGINT/SIGTERM end in exit_interrupted)
+    run_script(PROG, main, "--out is written only at the end")

@@ -18,6 +18,7 @@ root), ``ppo_coverage.zip`` and ``ppo_coverage.png`` (coverage vs steps).
 from __future__ import annotations
 
 import json
+import os
 import platform
 import sys
 import time
@@ -36,7 +37,10 @@ from gtmsm_env.flags import (
     bounded,
     dataclass_values,
     fail,
+    memory_problem,
     output_stem_problem,
+    run_script,
+    threads_problem,
 )
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -78,14 +82,34 @@ def coverage_curve(policy, episodes: int, horizon: int, seed: int, observation: 
     return curve
 
 
+N_STEPS = 128  # PPO's rollout length per env
+
+
+def memory_needs(args: Args) -> dict[str, tuple[str, float]]:
+    """Bytes the run holds at once, by the flags that ask for them: PPO's rollout buffer (float32
+    observations, about 100 floats per step with ``crop+position+visited``, n_steps x num_envs)
+    and the envs, and the evaluation's vector env and coverage curves (3 policies)."""
+    per_step = (8 * 8 * 3 + 2 + 81 + 8) * 4 * 2  # observation floats, value/logp/advantage..., twice in minibatches
+    per_env = 64 * 1024  # a native env's image, grid and bookkeeping, generously
+    return {
+        "--num-envs": ("PPO's rollout buffer and envs", args.num_envs * (N_STEPS * per_step + per_env)),
+        "--eval-episodes/--horizon": ("the evaluation's envs and coverage curves",
+                                      args.eval_episodes * (per_env + 3 * (args.horizon + 1) * 8 + args.horizon * 16)),
+    }
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0])
     add_dataclass_flags(parser, Args)
     args = Args(**dataclass_values(parser.parse_args(argv), Args))
-    out = ROOT / args.out if not Path(args.out).is_absolute() else Path(args.out)
-    problem = output_stem_problem(out, (".zip", ".json", ".png"))  # checked before training, not after it
+    problem = threads_problem(args.threads) or memory_problem(memory_needs(args))
+    if problem is not None:
+        fail(PROG, problem)
+    out_text = os.path.join(ROOT, args.out)  # relative to the repository root; keeps a trailing /
+    problem = output_stem_problem(out_text, (".zip", ".json", ".png"))  # checked before training, not after it
     if problem is not None:
         fail(PROG, f"--out: {problem}")
+    out = Path(out_text)
 
     import torch
     from stable_baselines3 import PPO
@@ -99,7 +123,7 @@ def main(argv: list[str] | None = None) -> None:
 
     venv = VecMonitor(make_sb3_vec_env(ENV_ID, num_envs=args.num_envs, seed=args.seed))
     ppo_kwargs = dict(
-        n_steps=128, batch_size=512, n_epochs=4, learning_rate=3e-4, gamma=0.95, ent_coef=0.01,
+        n_steps=N_STEPS, batch_size=512, n_epochs=4, learning_rate=3e-4, gamma=0.95, ent_coef=0.01,
     )
     model = PPO(
         "MultiInputPolicy", venv, seed=args.seed, device="cpu", verbose=0,
@@ -110,6 +134,7 @@ def main(argv: list[str] | None = None) -> None:
     model.learn(args.timesteps)
     train_seconds = time.perf_counter() - start
     policy_file = out.with_suffix(".zip")
+    out.parent.mkdir(parents=True, exist_ok=True)
     model.save(policy_file)
     print(f"trained {args.timesteps} steps in {train_seconds:.0f} s ({args.threads} torch threads)")
 
@@ -189,4 +214,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(PROG, main, "--out's .zip is written after training, its .json and .png at the end")

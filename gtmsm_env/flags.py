@@ -279,6 +279,8 @@ def output_file_problem(path: str | Path, suffixes: Sequence[str] = ()) -> str |
     folder, a read-only file, or a nearest existing ancestor that is a file or not writable.
     Missing parent folders are fine (writers create them)."""
     out = Path(path)
+    if not out.name or str(path).endswith(("/", os.sep)):
+        return f"must name a file, got {str(path)!r}"
     if suffixes and out.suffix.lower() not in suffixes:
         return f"{out} must end in {' or '.join(suffixes)}"
     if out.is_dir():
@@ -296,6 +298,9 @@ def output_file_problem(path: str | Path, suffixes: Sequence[str] = ()) -> str |
 def output_stem_problem(stem: str | Path, suffixes: Sequence[str]) -> str | None:
     """Why the files ``stem`` + each suffix cannot be written (``None`` if they can): the reports
     a benchmark writes as OUT.md, OUT.json, ..."""
+    if str(stem).endswith(("/", os.sep)) and Path(stem).name:
+        return (f"{stem} is a folder; give a path stem ({', '.join('OUT' + s for s in suffixes)} are "
+                "written)")
     if not Path(stem).name:
         return f"must name a path stem ({', '.join('OUT' + s for s in suffixes)} are written), got {str(stem)!r}"
     for suffix in suffixes:
@@ -305,12 +310,22 @@ def output_stem_problem(stem: str | Path, suffixes: Sequence[str]) -> str | None
     return None
 
 
-def output_dir_problem(path: str | Path) -> str | None:
-    """Why ``path`` cannot serve as an output folder (``None`` if it can). Creates it (and its
-    parents) when missing: an empty folder is the only trace a failed check can leave."""
+def output_dir_problem(path: str | Path, create: bool = True) -> str | None:
+    """Why ``path`` cannot serve as an output folder (``None`` if it can). ``create``: make it (and
+    its parents) now, the surest test; an empty folder is then the only trace a failed check can
+    leave. Without, probe the nearest existing ancestor instead and leave nothing behind."""
     out = Path(path)
+    if not str(path).strip():
+        return "must name a folder, got ''"
     if out.exists() and not out.is_dir():
         return f"{out} exists and is not a folder"
+    if not create:
+        parent = out
+        while not parent.exists() and parent != parent.parent:
+            parent = parent.parent
+        if not parent.is_dir():
+            return f"cannot create a folder under {parent}: it is a file"
+        return _write_probe(parent)
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as error:
@@ -330,3 +345,79 @@ def signal_exit_status(signal_name: str) -> int:
     """The exit status of a run a signal stopped: 128 + its number, as a shell reports it
     (130 for SIGINT, 143 for SIGTERM)."""
     return 128 + int(getattr(signal.Signals, signal_name, signal.SIGINT))
+
+
+# --------------------------------------------------------------------------- shared checks
+
+
+def threads_problem(threads: int | None, flag: str = "--threads") -> str | None:
+    """Why ``threads`` CPU threads cannot run here (``None`` if they can; 0/None mean the default)."""
+    cores = os.cpu_count() or 1
+    if threads and threads > cores:
+        return f"{flag} {threads} is more than this machine's {cores} CPU cores"
+    return None
+
+
+def duplicates_problem(flag: str, values: Sequence[Any]) -> str | None:
+    """Why the list ``values`` of ``flag`` repeats itself (``None`` if every value is distinct)."""
+    seen: list[Any] = []
+    for value in values:
+        if value in seen:
+            return f"{flag} {' '.join(map(str, values))}: {value} is given more than once"
+        seen.append(value)
+    return None
+
+
+GB = 1e9
+
+
+def memory_problem(needs: Mapping[str, tuple[str, float]], available: float | None = None) -> str | None:
+    """Why a run cannot fit in this machine's memory (``None`` if it can, or the OS does not say),
+    naming the flags that ask for most. ``needs`` maps flags to (what, bytes)."""
+    available = physical_memory() if available is None else available
+    total = sum(size for _, size in needs.values())
+    if available is None or total <= available:
+        return None
+    flags = max(needs, key=lambda name: needs[name][1])
+    what, size = needs[flags]
+    return (f"{flags}: this run needs about {total / GB:.1f} GB of memory ({size / GB:.1f} GB for "
+            f"{what}); this machine has {available / GB:.1f} GB")
+
+
+class Interrupted(KeyboardInterrupt):
+    """SIGTERM turned into an exception (a ``KeyboardInterrupt``, so every ``except
+    KeyboardInterrupt`` cleans up for it too); ``signal_name`` says which signal."""
+
+    def __init__(self, signal_name: str = "SIGTERM") -> None:
+        super().__init__(signal_name)
+        self.signal_name = signal_name
+
+
+def interrupt_signal(error: BaseException) -> str:
+    """The signal behind a ``KeyboardInterrupt``: ``SIGTERM`` for :class:`Interrupted`, else ``SIGINT``."""
+    return getattr(error, "signal_name", "SIGINT")
+
+
+def raise_on_sigterm() -> None:
+    """From now on SIGTERM raises :class:`Interrupted` in the main thread (where Ctrl-C raises
+    ``KeyboardInterrupt``), so ``finally`` blocks run and the run ends with one line."""
+
+    def handler(signum: int, frame: Any) -> None:
+        raise Interrupted("SIGTERM")
+
+    try:
+        signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread: keep the default
+        pass
+
+
+def run_script(prog: str, main: Callable[[], Any], note: str = "") -> None:
+    """A script's ``__main__``: ``main()``, where Ctrl-C or SIGTERM end the run with one line
+    (``prog: interrupted by SIGINT; note``) and exit 130 or 143, never a traceback."""
+    raise_on_sigterm()
+    try:
+        main()
+    except KeyboardInterrupt as stop:
+        name = interrupt_signal(stop)
+        print(f"\n{prog}: interrupted by {name}" + (f"; {note}" if note else ""), file=sys.stderr)
+        raise SystemExit(signal_exit_status(name)) from None

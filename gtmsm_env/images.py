@@ -8,6 +8,7 @@ never later inside ``reset``.
 from __future__ import annotations
 
 import abc
+import re
 import tokenize
 import warnings
 import zipfile
@@ -48,6 +49,12 @@ def size_flags(shape: tuple[int, int]) -> str:
     """The command-line flags that ask for images of ``shape`` (height, width)."""
     height, width = shape
     return f"--image-size {height}" + ("" if height == width else f" --image-width {width}")
+
+
+def without_size_flags(message: str) -> str:
+    """``message`` without its advice to give ``--image-size ...`` on the command line: for an
+    entry point that has no size flags (``gtmsm-play`` shows the default world or ``--model``'s)."""
+    return re.sub(r", --image-size \d+( --image-width \d+)? on the command line", "", message)
 
 
 def canonical_image_size(image_size: object) -> ImageSize:

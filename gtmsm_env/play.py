@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -25,6 +26,10 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
+
+# SDL would turn SIGTERM into a quit event, and the run would end as if the person had quit (exit
+# 0, screenshot, summary); without its handler, main's own ends the run with one line, exit 143.
+os.environ.setdefault("SDL_NO_SIGNAL_HANDLERS", "1")
 import pygame
 
 import gtmsm_env  # noqa: F401  (registers ImageNav-v0)
@@ -47,8 +52,12 @@ from gtmsm_env.flags import (
     dataclass_values,
     error_text,
     fail,
+    interrupt_signal,
     output_file_problem,
+    raise_on_sigterm,
+    signal_exit_status,
 )
+from gtmsm_env.images import without_size_flags
 from gtmsm_env.render import NoDisplayError, PlayView, Scene
 
 PROG = "gtmsm-play"
@@ -378,6 +387,7 @@ class PlaySession:
                 frames += 1
             if screenshot is not None:
                 view.draw(self.scene())
+                Path(screenshot).parent.mkdir(parents=True, exist_ok=True)
                 view.screenshot(screenshot)
         finally:
             self.close()
@@ -413,8 +423,6 @@ def _validate(args: PlayArgs) -> None:
         path = Path(args.screenshot)
         if path.suffix.lower() != ".png":
             fail(PROG, f"--screenshot must name a .png file, got {args.screenshot}")
-        if not path.parent.is_dir():
-            fail(PROG, f"--screenshot: folder {path.parent} does not exist")
         problem = output_file_problem(path, (".png",))
         if problem is not None:
             fail(PROG, f"--screenshot: {problem}")
@@ -463,12 +471,15 @@ def _model_world(imagination: Any) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``gtmsm-play``: 0 when the person quits, 1 without a display, 2 for a bad flag, 130 on Ctrl-C."""
+    """``gtmsm-play``: 0 when the person quits, 1 without a display, 2 for a bad flag, 130 on Ctrl-C,
+    143 on SIGTERM (then no screenshot is saved and no summary printed)."""
+    raise_on_sigterm()
     try:
         return _play(argv)
-    except KeyboardInterrupt:  # before the window opened (e.g. while loading the model)
-        print(f"\n{PROG}: interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
+    except KeyboardInterrupt as stop:  # before the window opened (e.g. while loading the model)
+        name = interrupt_signal(stop)
+        print(f"\n{PROG}: interrupted by {name}", file=sys.stderr)
+        return signal_exit_status(name)
 
 
 def _play(argv: list[str] | None) -> int:
@@ -483,7 +494,11 @@ def _play(argv: list[str] | None) -> int:
                        start=args.start, task=args.task, walls=args.walls, **world)
     except (TypeError, ValueError, OSError) as error:
         flag = "--image-source" if args.image_source is not None else "--model" if world else "ImageNav-v0"
-        fail(PROG, f"{flag}: {error_text(error)}")
+        fail(PROG, f"{flag}: {without_size_flags(error_text(error))}")  # play has no size flags
+    if imagination is not None and imagination.model.config.wall_model == "absolute" and args.start != "center":
+        env.close()
+        fail(PROG, f"--start {args.start}: this --model's wall model is 'absolute' (a learned gate of the absolute "
+                   "position), which needs the fixed centre start it was trained with; use --start center")
     if imagination is not None and env.unwrapped.crop_size != imagination.model.config.crop_size:
         env.close()
         model_crop = imagination.model.config.crop_size
@@ -502,10 +517,12 @@ def _play(argv: list[str] | None) -> int:
         if args.script is None:
             print(__doc__.strip().splitlines()[2], flush=True)
         session.run(script=args.script, screenshot=args.screenshot)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as stop:
         session.close()
-        print(f"\n{PROG}: interrupted; {session.status()}", file=sys.stderr)
-        return EXIT_INTERRUPTED
+        name = interrupt_signal(stop)
+        unsaved = "; no screenshot saved" if args.screenshot is not None else ""
+        print(f"\n{PROG}: interrupted by {name}; {session.status()}{unsaved}", file=sys.stderr)
+        return signal_exit_status(name)
     print(session.status())
     if session.imagination is not None and session.errors:
         print(f"imagination: {len(session.errors)} predicted steps, mean MSE {np.mean(session.errors):.4f}")

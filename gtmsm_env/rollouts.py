@@ -26,6 +26,7 @@ from gtmsm_env.flags import (
     dataclass_values,
     error_text,
     fail,
+    memory_problem,
     output_file_problem,
 )
 from gtmsm_env.images import ImageSize, canonical_image_size, image_shape_of, unreadable_reason
@@ -177,6 +178,8 @@ class Rollouts:
         path = Path(path)
         if not path.exists():
             raise FileNotFoundError(f"rollouts file does not exist: {path}")
+        if path.is_dir():
+            raise ValueError(f"{path} is a folder; give the .npz file gtmsm-rollouts wrote")
         try:
             loaded = np.load(path, allow_pickle=False)
         except _UNREADABLE as error:
@@ -232,6 +235,10 @@ class Rollouts:
         return "\n".join(lines)
 
 
+MAX_MEAN_HOLD = 1e6
+"""The longest mean hold the random walk takes (a hold longer than a sequence is one straight run)."""
+
+
 def random_walk_actions(
     rng: np.random.Generator, num_sequences: int, num_steps: int, mean_hold: float = 2.0
 ) -> np.ndarray:
@@ -243,15 +250,17 @@ def random_walk_actions(
     """
     if num_sequences < 0 or num_steps < 0:
         raise ValueError("num_sequences and num_steps must be >= 0")
-    if not mean_hold > 0:
-        raise ValueError(f"mean_hold must be > 0, got {mean_hold}")
+    if not 0 < mean_hold <= MAX_MEAN_HOLD:
+        raise ValueError(f"mean_hold must be > 0 and <= {MAX_MEAN_HOLD:g}, got {mean_hold}")
     directions = rng.integers(1, 5, size=(num_sequences, num_steps))
     holds = rng.poisson(mean_hold, size=(num_sequences, num_steps))
     segment_actions = np.where(holds == 0, STAY, directions)
     lengths = np.maximum(holds, 1)
     out = np.empty((num_sequences, num_steps), np.int64)
     for i in range(num_sequences):
-        out[i] = np.repeat(segment_actions[i], lengths[i])[:num_steps]
+        # only the segments that start within num_steps (long holds would repeat far past it)
+        used = int(np.searchsorted(np.cumsum(lengths[i]), num_steps)) + 1
+        out[i] = np.repeat(segment_actions[i, :used], lengths[i, :used])[:num_steps]
     return out
 
 
@@ -414,7 +423,7 @@ class RolloutArgs:
     """pixels per grid move"""
     start: str = "center"
     """start position: center or random"""
-    mean_hold: float = bounded(2.0, gt=0)
+    mean_hold: float = bounded(2.0, gt=0, le=MAX_MEAN_HOLD)
     """random walk: Poisson mean of how long a direction is held"""
     walls: str = "border"
     """'border' (only the image border blocks moves) or 'maze' (interior walls too)"""
@@ -438,6 +447,21 @@ def rollout_image_size(args: RolloutArgs) -> ImageSize:
     if args.image_width is None:
         return args.image_size
     return canonical_image_size((args.image_size, args.image_width))
+
+
+def rollouts_memory_needs(num_sequences: int, seq_len: int, image_shape: tuple[int, int], crop_size: int,
+                          grid_shape: tuple[int, int], walls: str = "border") -> dict[str, tuple[str, float]]:
+    """Bytes :func:`collect_rollouts` holds at once, by the flags that ask for them: per step a crop
+    (uint8 RGB), an action, a position, a wall hit and the random walk's draws (a few int64); per
+    sequence its image (in the env and the dataset's copy) and, in a maze, its wall layout."""
+    per_step = crop_size * crop_size * 3 + 8 + 16 + 1 + 4 * 8
+    per_sequence = 2 * image_shape[0] * image_shape[1] * 3 + 4096
+    if walls == "maze":
+        per_sequence += 2 * grid_shape[0] * grid_shape[1] * 5
+    return {
+        "--num-sequences/--seq-len": ("the crops, actions and positions", num_sequences * seq_len * per_step),
+        "--num-sequences/--image-size": ("the images", num_sequences * per_sequence),
+    }
 
 
 def parse_args(argv: list[str] | None = None) -> tuple[RolloutArgs, Any, Any]:
@@ -471,6 +495,16 @@ def parse_args(argv: list[str] | None = None) -> tuple[RolloutArgs, Any, Any]:
         validate_walls(args.walls, args.wall_density, grid_shape)
     except (TypeError, ValueError) as error:
         fail(PROG, f"--wall-density: {error_text(error)}")
+    problem = memory_problem(rollouts_memory_needs(args.num_sequences, args.seq_len, (height, width),
+                                                   args.crop_size, grid_shape, args.walls))
+    if problem is not None:
+        fail(PROG, problem)
+    if args.policy is None and not args.policy_deterministic:
+        fail(PROG, "--no-policy-deterministic needs --policy (the random walk has no greedy actions)")
+    drives_all = args.policy is not None and (args.policy_steps is None or args.policy_steps >= args.seq_len)
+    if drives_all and args.mean_hold != RolloutArgs.mean_hold:
+        fail(PROG, "--mean-hold shapes the random walk, but --policy drives every step (give --policy-steps N "
+                   "below --seq-len to leave the later steps to the walk, or drop --mean-hold)")
     problem = output_file_problem(args.out, (".npz",))
     if problem is not None:
         fail(PROG, f"--out: {problem}")

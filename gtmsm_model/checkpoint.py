@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import pickle
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -50,12 +51,16 @@ def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> None:
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """Read a checkpoint written by ``save_checkpoint``; never unpickles arbitrary objects."""
     path = Path(path)
+    if path.is_dir():
+        raise CheckpointError(f"{path} is a folder; give the checkpoint file (e.g. {path / 'checkpoint.pt'})")
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
     if path.stat().st_size == 0:
         raise CheckpointError(f"{path} is empty (0 bytes): not a checkpoint")
     try:
-        payload = torch.load(path, map_location=map_location, weights_only=True)
+        with warnings.catch_warnings():  # torch warns about the objects it refuses; our error says it
+            warnings.simplefilter("ignore")
+            payload = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as error:
         # torch's own message goes on to advise weights_only=False: advice we never follow or pass on.
         if "Unsupported global" not in str(error):
@@ -82,16 +87,22 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     return payload
 
 
-def model_from_checkpoint(payload: dict[str, Any]) -> GTMSM:
-    """Rebuild the model stored in a loaded checkpoint (in eval mode)."""
+def model_from_checkpoint(payload: dict[str, Any], path: str | Path | None = None) -> GTMSM:
+    """Rebuild the model stored in a loaded checkpoint (in eval mode); ``path`` names it in errors."""
+    where = f"{path}: " if path is not None else ""
     try:
         model = GTMSM(GTMSMConfig.from_dict(payload["model_config"]))
         model.load_state_dict(payload["model"])
     except (TypeError, ValueError, RuntimeError) as error:
-        raise CheckpointError(f"checkpoint's model does not match this code: {error}") from None
+        raise CheckpointError(f"{where}checkpoint's model does not match this code: {error}") from None
+    broken = [name for name, tensor in model.state_dict().items()
+              if tensor.is_floating_point() and not torch.isfinite(tensor).all()]
+    if broken:
+        raise CheckpointError(f"{where}checkpoint's weights are not finite (NaN or inf in {', '.join(broken[:3])}"
+                              f"{', ...' if len(broken) > 3 else ''}): the run diverged or the file was altered")
     return model.eval()
 
 
 def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> GTMSM:
     """Load a trained GTM-SM from a checkpoint file."""
-    return model_from_checkpoint(load_checkpoint(path, map_location))
+    return model_from_checkpoint(load_checkpoint(path, map_location), path)

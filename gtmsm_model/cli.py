@@ -14,7 +14,10 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
+import signal
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -206,8 +209,6 @@ def evaluate_and_report(model: Any, args: argparse.Namespace, out_dir: Path, dev
 def resume_hint(argv: list[str]) -> str:
     """The command that continues an interrupted run: the same flags plus --resume, under torchrun
     with the same process layout when that is how it ran."""
-    import os
-
     kept = [a for a in argv if a not in ("--overwrite", "--resume", "--no-resume")]
     command = ["gtmsm", *kept, "--resume"]
     world = int(os.environ.get("WORLD_SIZE", "1"))
@@ -265,10 +266,15 @@ def run_or_train(args: argparse.Namespace, argv: list[str]) -> None:
             args.eval_image_source = config.image_source
             print("note: evaluating on the training image source (another seed stream); for a "
                   "finite folder/array that reuses training images: pass --eval-image-source")
-        evaluate_and_report(result.model, args, Path(config.out_dir), config.device,
-                            eval_world(args, dataclasses.asdict(config)),
-                            {"train_seconds": result.seconds,
-                             "provenance": provenance(args, checkpoint, dataclasses.asdict(config))})
+        try:
+            evaluate_and_report(result.model, args, Path(config.out_dir), config.device,
+                                eval_world(args, dataclasses.asdict(config)),
+                                {"train_seconds": result.seconds,
+                                 "provenance": provenance(args, checkpoint, dataclasses.asdict(config))})
+        except (KeyboardInterrupt, Terminated):
+            print(f"\ngtmsm run: interrupted during the final evaluation; training is complete and saved in "
+                  f"{checkpoint}\nevaluate it with: gtmsm evaluate --checkpoint {checkpoint}", file=sys.stderr)
+            raise
 
 
 def evaluate_or_predict(args: argparse.Namespace) -> None:
@@ -278,12 +284,18 @@ def evaluate_or_predict(args: argparse.Namespace) -> None:
     checkpoint = Path(args.checkpoint)
     out = Path(args.out) if args.command == "predict" else None
     out_dir = (Path(args.out_dir) if args.out_dir else checkpoint.parent) if out is None else None
-    problem = output_file_problem(out, (".gif", ".png")) if out is not None else output_dir_problem(out_dir)
+    if out is not None:
+        problem = output_file_problem(out, (".gif", ".png"))
+    else:  # created only when there is something to write (a failed evaluation leaves no folder)
+        problem = output_dir_problem(out_dir, create=False)
+        if problem is None and out_dir.resolve() != checkpoint.resolve().parent and (out_dir / "checkpoint.pt").exists():
+            problem = (f"{out_dir} holds another run's checkpoint; its metrics.json and plots would then describe "
+                       "a model it does not hold (choose another --out-dir)")
     if problem is not None:
         raise ValueError(f"{'--out' if out is not None else '--out-dir'}: {problem}")
     device = resolve_device(args.device)
     payload = load_checkpoint(checkpoint, map_location=device)
-    model = model_from_checkpoint(payload).to(device)
+    model = model_from_checkpoint(payload, checkpoint).to(device)
     train_config = payload.get("train_config", {})
     for name in ("eval_tau", "eval_horizon"):  # unset: what the checkpoint was evaluated with in training
         if getattr(args, name) is None:
@@ -310,16 +322,24 @@ def evaluate_or_predict(args: argparse.Namespace) -> None:
     print(f"wrote {out}")
 
 
+class Terminated(Exception):
+    """SIGTERM outside training (which checkpoints on it instead): stop like Ctrl-C, exit 143."""
+
+
+def _terminate(number: int, frame: Any) -> None:
+    raise Terminated
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    import os
-
     args = build_parser().parse_args(argv)
     prog = f"gtmsm {args.command}"
     from gtmsm_model.checkpoint import CheckpointError
 
     # Under torchrun every process meets the same bad input: only rank 0 says so.
     report = print if os.environ.get("RANK", "0") == "0" else (lambda *a, **k: None)
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGTERM, _terminate)
     try:
         if args.command in ("run", "train"):
             run_or_train(args, argv)
@@ -330,9 +350,15 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         report(f"\n{prog}: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except Terminated:
+        report(f"\n{prog}: interrupted by SIGTERM", file=sys.stderr)
+        return signal_exit_status("SIGTERM")
     except (ValueError, TypeError, OSError, RuntimeError, CheckpointError) as error:
         report(f"{prog}: error: {error_text(error)}", file=sys.stderr)
         return EXIT_ERROR
+    finally:
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, previous)
     return 0
 
 

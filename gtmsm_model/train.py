@@ -29,7 +29,6 @@ import contextlib
 import dataclasses
 import json
 import math
-import os
 import random
 import signal
 import threading
@@ -48,7 +47,8 @@ from gtmsm_env.flags import (
     bounded,
     check_fields,
     error_text,
-    physical_memory,
+    memory_problem,
+    threads_problem,
 )
 from gtmsm_env.images import make_image_source
 from gtmsm_model.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
@@ -233,9 +233,15 @@ class TrainConfig:
             if getattr(self, name) not in allowed:
                 raise ValueError(f"--{name.replace('_', '-')} must be one of {', '.join(allowed)}, "
                                  f"got {getattr(self, name)!r}")
-        cores = os.cpu_count() or 1
-        if self.threads > cores:
-            raise ValueError(f"--threads {self.threads} is more than this machine's {cores} CPU cores")
+        if self.wall_model == "absolute" and self.start != "center":
+            raise ValueError("--wall-model absolute needs --start center: its gate is a function of the absolute "
+                             "state, which means a different cell every episode with random starts "
+                             "(use --wall-model edges)")
+        if not str(self.out_dir).strip():
+            raise ValueError("--out-dir must name a folder, got ''")
+        problem = threads_problem(self.threads)
+        if problem is not None:
+            raise ValueError(problem)
         self.check_world()
         if self.resume and self.overwrite:
             raise ValueError("--resume and --overwrite contradict each other: pick one")
@@ -460,7 +466,6 @@ def check_image_source(flag: str, source: str | None, image_size: int | tuple[in
         raise ValueError(f"{flag}: {error_text(error)}") from None
 
 
-GB = 1e9
 
 
 # Bytes per unit, measured with ru_maxrss on the quick preset's model (torch 2.13 CPU): a held-out
@@ -499,14 +504,9 @@ def eval_memory_need(sequences: int, steps: int, pixels: int, z_dim: int, image:
 
 def check_memory(needs: dict[str, tuple[str, float]], available: float | None = None) -> None:
     """Refuse a run that cannot fit in this machine's memory, naming the flags that ask for most."""
-    available = physical_memory() if available is None else available
-    total = sum(size for _, size in needs.values())
-    if available is None or total <= available:
-        return
-    flags = max(needs, key=lambda name: needs[name][1])
-    what, size = needs[flags]
-    raise ValueError(f"{flags}: this run needs about {total / GB:.1f} GB of memory ({size / GB:.1f} GB for "
-                     f"{what}); this machine has {available / GB:.1f} GB")
+    problem = memory_problem(needs, available)
+    if problem is not None:
+        raise ValueError(problem)
 
 
 WORLD_FIELDS = ("image_size", "image_width", "step_size", "start", "walls", "wall_density")
@@ -540,8 +540,15 @@ def adopt_dataset_world(config: TrainConfig, metadata: dict[str, Any]) -> None:
         setattr(config, name, value)
 
 
-def check_resumable(payload: dict[str, Any], config: TrainConfig, path: Path) -> None:
-    """``path``'s run is this one: same preset and seed, same model settings (named by flag)."""
+# What may differ between a run and its --resume: where and how it runs, not what it computes —
+# and the main phase's length, which only says where to stop (a longer run continues the same steps).
+RESUMABLE_CHANGES = frozenset({"out_dir", "resume", "overwrite", "progress", "device", "threads",
+                               "checkpoint_every", "iterations"})
+
+
+def check_resumable(payload: dict[str, Any], config: TrainConfig, path: Path, world_size: int = 1) -> None:
+    """``path``'s run is this one: the same settings (all but ``RESUMABLE_CHANGES``, each named by
+    its flag) and the same data shards, so the resumed steps are the ones it would have taken."""
     saved = payload.get("train_config", {})
     if saved.get("seed") != config.seed or saved.get("preset") != config.preset:
         raise CheckpointError(
@@ -549,6 +556,13 @@ def check_resumable(payload: dict[str, Any], config: TrainConfig, path: Path) ->
             f"seed={saved.get('seed')}; this run has preset={config.preset!r}, seed={config.seed}. "
             "Use another --out-dir or the same settings."
         )
+    current = asdict(config)
+    differ = [name for name in current if name in saved and name not in RESUMABLE_CHANGES
+              and json.dumps(saved[name]) != json.dumps(current[name])]
+    if differ:
+        flags = ", ".join(f"--{n.replace('_', '-')} {saved[n]} (this run: {current[n]})" for n in differ)
+        raise CheckpointError(f"--resume: {path} was trained with {flags}; resume with the same settings, "
+                              "or train afresh with --overwrite or another --out-dir")
     saved_model, model = payload.get("model_config", {}), asdict(config.model_config())
     differ = [name for name in model if name in saved_model
               and json.dumps(saved_model[name]) != json.dumps(model[name])]
@@ -556,6 +570,30 @@ def check_resumable(payload: dict[str, Any], config: TrainConfig, path: Path) ->
         flags = ", ".join(f"--{n.replace('_', '-')} {saved_model[n]} (this run: {model[n]})" for n in differ)
         raise CheckpointError(f"--resume: {path} was trained with {flags}; resume with the same model "
                               "settings, or train afresh with --overwrite or another --out-dir")
+    saved_shards = saved.get("data_shards") or int(payload.get("world_size", 1))
+    shards = config.data_shards or world_size
+    if saved_shards != shards:
+        raise CheckpointError(
+            f"--resume: {path} was trained on {saved_shards} data shard(s) ({payload.get('world_size', 1)} "
+            f"process(es)); this run has {shards}: resume with the same torchrun --nproc_per_node or "
+            "--data-shards, or the resumed steps would differ")
+    step = payload.get("step")
+    if not isinstance(step, int) or isinstance(step, bool) or step < 0:
+        raise CheckpointError(f"--resume: {path} records step {step!r}, not a step count")
+    if step > config.vae_warmup_iters + config.iterations:
+        raise CheckpointError(f"--resume: {path} is at step {step}, past the end of this run "
+                              f"(--vae-warmup-iters {config.vae_warmup_iters} + --iterations {config.iterations}); "
+                              "give at least as many --iterations to continue it")
+
+
+def check_dataset_content(path: str | None, rollouts: Any, model_config: GTMSMConfig) -> None:
+    """A --dataset the model can train on: some sequences, actions the model knows."""
+    if rollouts.actions.shape[0] == 0:
+        raise ValueError(f"--dataset {path} holds no sequences")
+    low, high = int(rollouts.actions.min()), int(rollouts.actions.max())
+    if low < 0 or high >= model_config.num_actions:
+        raise ValueError(f"--dataset {path}: actions must lie in [0, {model_config.num_actions}), "
+                         f"found {low}..{high}")
 
 
 def preflight(config: TrainConfig, claim: bool = True) -> tuple[torch.device, RolloutSampler]:
@@ -566,6 +604,7 @@ def preflight(config: TrainConfig, claim: bool = True) -> tuple[torch.device, Ro
     """
     config.validate()
     device = resolve_device(config.device)
+    Shards.for_run(config, DistributedContext.from_environment())  # batch sizes divide among the shards
     check_memory(memory_needs(config))
     try:  # builds the image source (a folder is decoded here, once) or loads the dataset
         sampler = make_sampler(config)
@@ -575,6 +614,7 @@ def preflight(config: TrainConfig, claim: bool = True) -> tuple[torch.device, Ro
         raise ValueError(f"--dataset {config.dataset}: sequences have {sampler.max_length} steps, "
                          f"fewer than --seq-len {config.seq_len}")
     if sampler.rollouts is not None:
+        check_dataset_content(config.dataset, sampler.rollouts, config.model_config())
         adopt_dataset_world(config, sampler.rollouts.metadata)
         crop = (config.model_config().crop_size,) * 2 + (config.model_config().channels,)
         if tuple(sampler.rollouts.observations.shape[2:]) != crop:
@@ -584,7 +624,8 @@ def preflight(config: TrainConfig, claim: bool = True) -> tuple[torch.device, Ro
             )
     folder = RunFolder(config.out_dir)
     if config.resume and folder.checkpoint.exists():  # a damaged or foreign checkpoint fails now
-        check_resumable(load_checkpoint(folder.checkpoint), config, folder.checkpoint)
+        check_resumable(load_checkpoint(folder.checkpoint), config, folder.checkpoint,
+                        DistributedContext.from_environment().world_size)
     if claim:
         folder.claim(resume=config.resume, overwrite=config.overwrite)
     return device, sampler
@@ -606,10 +647,11 @@ def save_state(path: Path, state: TrainState, config: TrainConfig, device: torch
     })
 
 
-def resume_from(path: Path, state: TrainState, config: TrainConfig, device: torch.device) -> None:
+def resume_from(path: Path, state: TrainState, config: TrainConfig, device: torch.device,
+                world_size: int = 1) -> None:
     """Load ``path`` into ``state`` (model, optimiser, step, RNG) after checking it is this run's."""
     payload = load_checkpoint(path, map_location=device)
-    check_resumable(payload, config, path)
+    check_resumable(payload, config, path, world_size)
     try:
         state.model.load_state_dict(payload["model"])
         state.optimizer.load_state_dict(payload["optimizer"])
@@ -738,7 +780,7 @@ def _train(config: TrainConfig, context: DistributedContext, device: torch.devic
     state = TrainState(model, make_optimizer(model, config))
     context.barrier()  # rank 0 has claimed (or cleared) the folder
     if config.resume and folder.checkpoint.exists():
-        resume_from(folder.checkpoint, state, config, device)
+        resume_from(folder.checkpoint, state, config, device, context.world_size)
     loss_module = wrap(model, context, device)
     if main:
         folder.write_config(asdict(config), {"model_config": asdict(model.config), "resumed_at_step": state.step,

@@ -239,6 +239,73 @@ def test_ctrl_c_exits_cleanly():
     assert "interrupted" in err and "Traceback" not in err
 
 
+def sigterm_env() -> dict[str, str]:
+    """A dummy display, and SDL left to install its own signal handlers unless play says otherwise."""
+    env = clean_env(SDL_VIDEODRIVER="dummy")
+    env.pop("SDL_NO_SIGNAL_HANDLERS", None)
+    return env
+
+
+def test_sigterm_while_idle_exits_143_with_one_line():
+    process = subprocess.Popen([sys.executable, "-m", "gtmsm_env.play", "--seed", "0"], env=sigterm_env(),
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert "Arrow keys" in process.stdout.readline()  # the window is open, the loop runs
+    process.send_signal(signal.SIGTERM)
+    out, err = process.communicate(timeout=30)
+    assert process.returncode == 143, (out, err)
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("gtmsm-play: interrupted by SIGTERM"), err
+    assert "position" not in out  # no summary as if the person had quit
+
+
+SIGTERM_AT_STEP_3 = """
+import os, signal, sys
+import gtmsm_env.play as play
+real_act = play.PlaySession.act
+def act(self, action):
+    if len(self.path) == 3:
+        os.kill(os.getpid(), signal.SIGTERM)
+    return real_act(self, action)
+play.PlaySession.act = act
+sys.exit(play.main(sys.argv[1:]))
+"""
+
+
+def test_sigterm_mid_script_saves_no_screenshot_and_prints_no_summary(tmp_path):
+    out = tmp_path / "frame.png"
+    result = subprocess.run([sys.executable, "-c", SIGTERM_AT_STEP_3, "--seed", "0", "--script", "d" * 50,
+                             "--screenshot", str(out)], env=sigterm_env(), capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 143, (result.stdout, result.stderr)
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
+    assert lines[0].startswith("gtmsm-play: interrupted by SIGTERM; position") and "no screenshot saved" in lines[0]
+    assert not out.exists() and result.stdout.strip() == ""
+
+
+def test_screenshot_path_problems_use_the_shared_wording(tmp_path, capsys):
+    afile = tmp_path / "afile"
+    afile.write_text("")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--script", "d", "--screenshot", str(afile / "x.png")])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"gtmsm-play: error: --screenshot: cannot create a folder under {afile}: it is a file", err
+    new = tmp_path / "new" / "folder" / "x.png"  # a missing folder is made, as every writer does
+    assert main(["--seed", "0", "--script", "d", "--screenshot", str(new)]) == 0 and new.stat().st_size > 0
+
+
+def test_wrong_size_image_array_advice_names_no_flag_play_lacks(tmp_path, capsys):
+    images = tmp_path / "small.npy"
+    np.save(images, np.zeros((2, 16, 16, 3), np.uint8))
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--image-source", str(images), "--script", "d"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("gtmsm-play: error: --image-source: ") and "images are 16x16" in err, err
+    assert "--image-size" not in err and "command line" not in err, err
+
+
 def test_env_package_never_imports_torch():
     code = "import sys, gtmsm_env, gtmsm_env.play, gtmsm_env.render; assert 'torch' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True, env=clean_env(SDL_VIDEODRIVER="dummy"))

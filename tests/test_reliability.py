@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -382,3 +383,101 @@ def test_the_loss_plot_draws_phases_shorter_than_the_smoothing_window(tmp_path: 
     records = [{"step": i, "phase": "vae" if i <= 3 else "main", "seconds": 0.0, "loss": 1.0 / i} for i in range(1, 16)]
     plot_training_log(records, tmp_path / "loss.png")
     assert drawn[0] == 3 and drawn[1] >= 10  # a 3-step and a 12-step phase are still drawn (was 1 and 0 points)
+
+
+# --------------------------------------------------------------------------- third review round
+
+
+def _dataset(tmp_path: Path, name: str, **changes) -> Path:
+    from gtmsm_env.rollouts import collect_rollouts
+
+    rollouts = collect_rollouts(3, 48, seed=0)
+    for key, value in changes.items():
+        setattr(rollouts, key, value(getattr(rollouts, key)))
+    path = tmp_path / name
+    rollouts.save(path)
+    return path
+
+
+def test_a_dataset_with_unknown_actions_or_no_sequences_fails_before_training(tmp_path: Path, capsys,
+                                                                               no_training) -> None:
+    bad = _dataset(tmp_path, "bad.npz", actions=lambda a: np.where(a == 4, 9, a))
+    out = tmp_path / "run"
+    assert cli_main(["train", "--preset", "debug", "--out-dir", str(out), "--dataset", str(bad)]) == 2
+    one_error_line(capsys.readouterr().err, f"--dataset {bad}", "actions must lie in [0, 5)", "..9")
+    assert not out.exists() or not any(out.iterdir())  # the corrected command is not blocked
+
+
+def test_resume_with_another_schedule_or_shard_layout_is_refused(tmp_path: Path, capsys, no_training) -> None:
+    out = tmp_path / "run"
+    train(debug_config(out))
+    for flags, needle in ((["--vae-warmup-iters", "50"], "--vae-warmup-iters 10 (this run: 50)"),
+                          (["--iterations", "5"], "past the end of this run"),
+                          (["--data-shards", "2"], "--data-shards 0 (this run: 2)")):
+        assert cli_main(["train", "--preset", "debug", "--out-dir", str(out), "--resume", *flags]) == 2
+        one_error_line(capsys.readouterr().err, needle)
+    # where it runs may change: threads and progress
+    config = debug_config(out, resume=True, threads=2)
+    train_module.preflight(config)
+
+
+def test_a_checkpoint_from_two_processes_is_not_resumed_by_one(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    train(debug_config(out))
+    payload = load_checkpoint(out / "checkpoint.pt")
+    payload["world_size"] = 2
+    with pytest.raises(Exception, match=r"2 data shard\(s\) \(2 process\(es\)\); this run has 1"):
+        train_module.check_resumable(payload, debug_config(out, resume=True), out / "checkpoint.pt")
+
+
+@pytest.mark.parametrize(("flags", "needles"), [
+    (["--wall-model", "absolute", "--start", "random"], ["--wall-model absolute needs --start center"]),
+    (["--out-dir", ""], ["--out-dir must name a folder"]),
+    (["--data-shards", "3"], ["--batch-size 4 must be divisible by the 3"]),
+])
+def test_contradictions_found_before_training(flags, needles, capsys, no_training) -> None:
+    assert cli_main(["train", "--preset", "debug", *flags]) == 2
+    err = capsys.readouterr().err
+    one_error_line(err, *needles)
+
+
+def test_checkpoint_path_mistakes_and_broken_weights_name_the_file(tmp_path: Path, trained: Path, capsys) -> None:
+    assert cli_main(["evaluate", "--checkpoint", str(trained.parent), "--out-dir", str(tmp_path / "e")]) == 2
+    one_error_line(capsys.readouterr().err, "is a folder; give the checkpoint file")
+    payload = load_checkpoint(trained)
+    payload["model"] = {k: v.clone().fill_(float("nan")) if v.is_floating_point() else v
+                        for k, v in payload["model"].items()}
+    broken = tmp_path / "nan.pt"
+    torch.save(payload, broken)
+    assert cli_main(["evaluate", "--checkpoint", str(broken), "--out-dir", str(tmp_path / "e")]) == 2
+    one_error_line(capsys.readouterr().err, str(broken), "not finite")
+    assert not (tmp_path / "e").exists()  # a failed evaluation leaves no folder behind
+
+
+def test_evaluate_refuses_to_write_into_another_runs_folder(tmp_path: Path, trained: Path, capsys) -> None:
+    other = tmp_path / "other"
+    train(debug_config(other))
+    assert cli_main(["evaluate", "--checkpoint", str(trained), "--out-dir", str(other)]) == 2
+    one_error_line(capsys.readouterr().err, "--out-dir", "holds another run's checkpoint")
+    assert not (other / "metrics.json").exists()
+
+
+def test_predict_out_must_name_a_file(capsys) -> None:
+    assert cli_main(["predict", "--checkpoint", "x.pt", "--out", ""]) == 2
+    one_error_line(capsys.readouterr().err, "--out: must name a file")
+
+
+def test_sigterm_outside_training_exits_143_with_one_line(monkeypatch, capsys) -> None:
+    from gtmsm_model import cli
+
+    def terminated(*args, **kwargs):
+        cli._terminate(signal.SIGTERM, None)
+
+    monkeypatch.setattr(cli, "evaluate_or_predict", terminated)
+    assert cli_main(["evaluate", "--checkpoint", "x.pt"]) == 143
+    assert capsys.readouterr().err.strip() == "gtmsm evaluate: interrupted by SIGTERM"
+
+
+def test_a_folder_given_as_dataset_is_named_as_such(tmp_path: Path, capsys, no_training) -> None:
+    assert cli_main(["train", "--preset", "debug", "--out-dir", str(tmp_path / "r"), "--dataset", str(tmp_path)]) == 2
+    one_error_line(capsys.readouterr().err, "--dataset", "is a folder; give the .npz file")

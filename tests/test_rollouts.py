@@ -262,3 +262,40 @@ def test_saved_file_follows_the_umask(rollouts, tmp_path):
     finally:
         os.umask(old)
     assert (tmp_path / "b.npz").stat().st_mode & 0o777 == 0o664
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--num-sequences", "100000000000"], "--num-sequences/--seq-len: this run needs about"),
+        (["--num-sequences", "10000000", "--seq-len", "10000"], "--num-sequences/--seq-len: this run needs about"),
+        (["--num-sequences", "100000", "--image-size", "100000"], "--num-sequences/--image-size: this run needs"),
+        (["--mean-hold", "1e308"], "argument --mean-hold: must be <= 1000000, got 1e308"),
+        (["--no-policy-deterministic"], "--no-policy-deterministic needs --policy"),
+        (["--mean-hold", "5", "--policy", "p.zip"], "--mean-hold shapes the random walk, but --policy drives every step"),
+        (["--mean-hold", "5", "--policy", "p.zip", "--seq-len", "8", "--policy-steps", "8"],
+         "--mean-hold shapes the random walk, but --policy drives every step"),
+    ],
+)
+def test_cli_refuses_impossible_or_contradictory_runs_before_any_work(flags, message, tmp_path, monkeypatch,
+                                                                      capsys):
+    from gtmsm_env import flags as flags_module
+    from gtmsm_env import rollouts as module
+
+    monkeypatch.setattr(module, "collect_rollouts", lambda *a, **k: pytest.fail("collected before the check"))
+    monkeypatch.setattr(flags_module, "physical_memory", lambda: 64 * 10**9)  # the same verdict on any machine
+    with pytest.raises(SystemExit) as exit_info:
+        module.main([*flags, "--out", str(tmp_path / "out" / "r.npz")])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert "Traceback" not in err and lines[-1].startswith("gtmsm-rollouts: error: ") and message in lines[-1], err
+    assert "GB of memory" in lines[-1] or "memory" not in message
+    assert not (tmp_path / "out").exists()
+
+
+def test_random_walk_long_holds_cost_only_the_steps_asked_for():
+    actions = random_walk_actions(np.random.default_rng(0), 3, 50, mean_hold=1e5)
+    assert actions.shape == (3, 50) and all(len(set(row)) == 1 for row in actions)  # one straight run each
+    with pytest.raises(ValueError, match="mean_hold must be > 0 and <= 1e"):
+        random_walk_actions(np.random.default_rng(0), 1, 5, mean_hold=1e308)

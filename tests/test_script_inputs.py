@@ -268,6 +268,110 @@ def test_seeds_are_bounded_by_seed_max(name, argv, monkeypatch, capsys):
     usage_error(capsys, lambda: script.main(argv), f"{name}.py", f"must be <= {SEED_MAX}, got {TOO_BIG_SEED}")
 
 
+# ------------------------------------------------ review round 3: impossible or contradictory runs
+
+EXPENSIVE["scaling"] = [("script", "data_path"), ("script", "threads"), ("script", "memory")]
+TOO_MANY_THREADS = str((os.cpu_count() or 1) + 1)
+HUGE = "1000000000000"
+
+
+@pytest.mark.parametrize(("name", "argv", "fragments"), [
+    ("train_gtmsm", ["--threads", TOO_MANY_THREADS], [f"--threads {TOO_MANY_THREADS} is more than", "CPU cores"]),
+    ("compare_models", ["--threads", TOO_MANY_THREADS], [f"--threads {TOO_MANY_THREADS} is more than"]),
+    ("ppo_memories", ["--threads", TOO_MANY_THREADS], [f"--threads {TOO_MANY_THREADS} is more than"]),
+    ("train_ppo", ["--threads", TOO_MANY_THREADS], [f"--threads {TOO_MANY_THREADS} is more than"]),
+    ("train_gtmsm", ["--seeds", "0", "0"], ["--seeds 0 0: 0 is given more than once"]),
+    ("train_gtmsm", ["--conditions", "centre", "centre"], ["--conditions centre centre: centre is given more"]),
+    ("compare_models", ["--seeds", "0", "0"], ["--seeds 0 0: 0 is given more than once"]),
+    ("compare_models", ["--conditions", "reference", "reference"], ["--conditions reference reference: "]),
+    ("compare_models", ["--slow-seeds", "5", "--seeds", "0"], ["--slow-seeds 5 is not among the seeds this run trains (0)"]),
+    ("compare_models", ["--quick", "--preset", "paper"], ["--quick trains GTM-SM with the debug preset; --preset paper"]),
+    ("train_gtmsm", ["--out", "{tmp}/x/"], ["--out: ", "x/ is a folder; give a path stem"]),
+    ("ppo_memories", ["--out", "{tmp}/x/"], ["--out: ", "x/ is a folder; give a path stem"]),
+    ("scaling", ["--parts", "data", "--folder-images", "100000000000"], ["--folder-images: this run needs about", "GB of memory"]),
+    ("env_throughput", ["--num-envs", HUGE], ["--num-envs: this run needs about", "GB of memory"]),
+    ("train_ppo", ["--num-envs", HUGE], ["--num-envs: this run needs about", "GB of memory"]),
+    ("train_ppo", ["--eval-episodes", HUGE], ["--eval-episodes/--horizon: this run needs about"]),
+])
+def test_impossible_or_contradictory_runs_are_refused_before_any_work(name, argv, fragments, tmp_path, monkeypatch,
+                                                                      capsys):
+    import gtmsm_env.flags
+
+    monkeypatch.chdir(tmp_path)  # default output folders land here, if any check let them be made
+    monkeypatch.setattr(gtmsm_env.flags, "physical_memory", lambda: 64 * 10**9)  # the same verdict everywhere
+    script = load_script(name)
+    for owner, function in EXPENSIVE[name]:
+        forbid(monkeypatch, script if owner == "script" else importlib.import_module(owner), function)
+    if name == "compare_models":
+        from gtmsm_model import benchmarking
+
+        forbid(monkeypatch, benchmarking, "check_plan")
+        argv = [*argv, "--ppo-policy", "none"]
+    usage_error(capsys, lambda: script.main([a.format(tmp=tmp_path) for a in argv]), f"{name}.py", *fragments)
+    assert not list(tmp_path.iterdir())  # nothing created
+
+
+def test_ppo_memories_creates_the_out_folder(tmp_path, monkeypatch, capsys):
+    import numpy as np
+
+    import gtmsm_env.policies
+
+    script = load_script("ppo_memories")
+    monkeypatch.setattr(gtmsm_env.policies, "load_sb3_policy",  # every move right; no SB3 needed
+                        lambda *a, **k: lambda obs, info: np.full(len(info["position"]), 4, np.int64))
+    checkpoint = write_checkpoint(tmp_path / "default.pt")
+    out = tmp_path / "new" / "folder" / "o"
+    script.main(["--checkpoint", str(checkpoint), "--num-sequences", "1", "--tau", "2", "--horizon", "2",
+                 "--out", str(out)])
+    assert out.with_suffix(".json").is_file() and out.with_suffix(".md").is_file()
+    assert "ratio PPO / random walk" in capsys.readouterr().out
+
+
+# --------------------------------------------------------------------- Ctrl-C and SIGTERM anywhere
+
+SIGNAL_IN = """
+import importlib, runpy, signal, sys
+target, name = sys.argv[1], sys.argv[2]
+module, path = target.split(":")
+owner = importlib.import_module(module)
+*parents, attr = path.split(".")
+for parent in parents:
+    owner = getattr(owner, parent)
+real = getattr(owner, attr)
+def reached(*args, **kwargs):
+    signal.raise_signal(getattr(signal, name))
+    return real(*args, **kwargs)
+setattr(owner, attr, reached)
+sys.argv = sys.argv[3:]
+runpy.run_path(sys.argv[0], run_name="__main__")
+"""
+
+
+@pytest.mark.parametrize(("signal_name", "script", "target", "argv"), [
+    ("SIGINT", "env_throughput.py", "gymnasium:make", []),
+    ("SIGTERM", "env_throughput.py", "gymnasium:make", []),
+    ("SIGINT", "train_ppo.py", "stable_baselines3.common.on_policy_algorithm:OnPolicyAlgorithm.collect_rollouts",
+     ["--timesteps", "512", "--num-envs", "4", "--eval-episodes", "1", "--out", "{tmp}/ppo"]),
+    ("SIGINT", "ppo_memories.py", "gtmsm_env.policies:load_sb3_policy",
+     ["--checkpoint", "{checkpoint}", "--out", "{tmp}/o"]),
+    ("SIGINT", "imagination_latency.py", "gtmsm_model.imagination:load_imagination", ["--checkpoint", "{checkpoint}"]),
+    ("SIGTERM", "scaling.py", "gtmsm_env.images:procedural_images",
+     ["--parts", "data", "--folder-images", "2", "--out", "{tmp}/s"]),
+])
+def test_a_signal_anywhere_in_a_benchmark_is_one_line_and_128_plus_its_number(signal_name, script, target, argv,
+                                                                               tmp_path):
+    checkpoint = write_checkpoint(tmp_path / "c.pt") if "{checkpoint}" in " ".join(argv) else None
+    argv = [a.format(tmp=tmp_path, checkpoint=checkpoint) for a in argv]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    result = subprocess.run([sys.executable, "-c", SIGNAL_IN, target, signal_name, str(ROOT / "benchmarks" / script),
+                             *argv], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=240)
+    assert result.returncode == (130 if signal_name == "SIGINT" else 143), result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert "Traceback" not in result.stderr and len(lines) == 1, result.stderr
+    assert lines[0].startswith(f"{script}: interrupted by {signal_name}"), lines[0]
+    assert not [p for p in tmp_path.iterdir() if p.suffix in (".json", ".md", ".zip", ".png")]
+
+
 # ---------------------------------------------------------------------------------- gtmsm-play
 
 
@@ -303,6 +407,14 @@ def test_play_model_refuses_a_world_no_env_can_show(tmp_path, capsys):
     mixed = write_checkpoint(tmp_path / "mixed.pt", train_overrides={"crop_size": 4})
     usage_error(capsys, lambda: main(["--model", str(mixed), "--script", "d"]),
                 "gtmsm-play", "--model: ", "says 4x4 crops but its model reads 8x8")
+
+
+def test_play_refuses_a_random_start_for_an_absolute_wall_model(tmp_path, capsys):
+    from gtmsm_env.play import main
+
+    checkpoint = write_checkpoint(tmp_path / "absolute.pt", wall_model="absolute")
+    usage_error(capsys, lambda: main(["--model", str(checkpoint), "--start", "random", "--script", "d"]),
+                "gtmsm-play", "--start random: this --model's wall model is 'absolute'", "--start center")
 
 
 # ------------------------------------------------------------------------------------ signals
