@@ -398,17 +398,18 @@ def interrupt_signal(error: BaseException) -> str:
     return getattr(error, "signal_name", "SIGINT")
 
 
-def raise_on_sigterm() -> None:
+def raise_on_sigterm() -> Any:
     """From now on SIGTERM raises :class:`Interrupted` in the main thread (where Ctrl-C raises
-    ``KeyboardInterrupt``), so ``finally`` blocks run and the run ends with one line."""
+    ``KeyboardInterrupt``), so ``finally`` blocks run and the run ends with one line. Returns the
+    handler it replaced (``None`` outside the main thread, where nothing changes)."""
 
     def handler(signum: int, frame: Any) -> None:
         raise Interrupted("SIGTERM")
 
     try:
-        signal.signal(signal.SIGTERM, handler)
+        return signal.signal(signal.SIGTERM, handler)
     except ValueError:  # not the main thread: keep the default
-        pass
+        return None
 
 
 def run_script(prog: str, main: Callable[[], Any], note: str = "") -> None:

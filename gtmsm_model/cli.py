@@ -17,7 +17,6 @@ import dataclasses
 import os
 import signal
 import sys
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,9 +30,11 @@ from gtmsm_env.flags import (
     bounded,
     dataclass_values,
     error_text,
+    interrupt_signal,
     number,
     output_dir_problem,
     output_file_problem,
+    raise_on_sigterm,
     signal_exit_status,
 )
 from gtmsm_model.train import (
@@ -48,7 +49,6 @@ from gtmsm_model.train import (
 )
 
 EXIT_ERROR = 2
-EXIT_INTERRUPTED = 130  # 128 + SIGINT; a SIGTERM exits 128 + 15, as a shell reports a killed job
 
 
 @dataclass
@@ -271,7 +271,7 @@ def run_or_train(args: argparse.Namespace, argv: list[str]) -> None:
                                 eval_world(args, dataclasses.asdict(config)),
                                 {"train_seconds": result.seconds,
                                  "provenance": provenance(args, checkpoint, dataclasses.asdict(config))})
-        except (KeyboardInterrupt, Terminated):
+        except KeyboardInterrupt:  # Ctrl-C, or SIGTERM (flags.Interrupted)
             print(f"\ngtmsm run: interrupted during the final evaluation; training is complete and saved in "
                   f"{checkpoint}\nevaluate it with: gtmsm evaluate --checkpoint {checkpoint}", file=sys.stderr)
             raise
@@ -322,14 +322,6 @@ def evaluate_or_predict(args: argparse.Namespace) -> None:
     print(f"wrote {out}")
 
 
-class Terminated(Exception):
-    """SIGTERM outside training (which checkpoints on it instead): stop like Ctrl-C, exit 143."""
-
-
-def _terminate(number: int, frame: Any) -> None:
-    raise Terminated
-
-
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
@@ -338,8 +330,7 @@ def main(argv: list[str] | None = None) -> int:
 
     # Under torchrun every process meets the same bad input: only rank 0 says so.
     report = print if os.environ.get("RANK", "0") == "0" else (lambda *a, **k: None)
-    if threading.current_thread() is threading.main_thread():
-        previous = signal.signal(signal.SIGTERM, _terminate)
+    previous = raise_on_sigterm()  # outside training, SIGTERM stops like Ctrl-C (training checkpoints first)
     try:
         if args.command in ("run", "train"):
             run_or_train(args, argv)
@@ -347,17 +338,15 @@ def main(argv: list[str] | None = None) -> int:
             evaluate_or_predict(args)
     except TrainingInterrupted as stop:
         return signal_exit_status(stop.signal_name)
-    except KeyboardInterrupt:
-        report(f"\n{prog}: interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
-    except Terminated:
-        report(f"\n{prog}: interrupted by SIGTERM", file=sys.stderr)
-        return signal_exit_status("SIGTERM")
+    except KeyboardInterrupt as stop:
+        name = interrupt_signal(stop)
+        report(f"\n{prog}: interrupted by {name}", file=sys.stderr)
+        return signal_exit_status(name)
     except (ValueError, TypeError, OSError, RuntimeError, CheckpointError) as error:
         report(f"{prog}: error: {error_text(error)}", file=sys.stderr)
         return EXIT_ERROR
     finally:
-        if threading.current_thread() is threading.main_thread():
+        if previous is not None:
             signal.signal(signal.SIGTERM, previous)
     return 0
 
