@@ -30,11 +30,19 @@ def torchrun(out_dir: Path, *extra: str) -> subprocess.CompletedProcess:
     env["OMP_NUM_THREADS"] = "1"
     # A port of its own (not --standalone's fixed rendezvous port), so another torchrun on the
     # machine cannot collide with the test's.
-    result = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--nnodes=1", "--rdzv-backend=c10d",
-         f"--rdzv-endpoint=127.0.0.1:{free_port()}", "--nproc_per_node=2",
-         "-m", "gtmsm_model.cli", "train", *TINY, "--out-dir", str(out_dir), *extra],
-        capture_output=True, text=True, timeout=600, env=env)
+    for attempt in range(3):
+        result = subprocess.run(
+            [sys.executable, "-m", "torch.distributed.run", "--nnodes=1", "--rdzv-backend=c10d",
+             f"--rdzv-endpoint=127.0.0.1:{free_port()}", "--nproc_per_node=2",
+             "-m", "gtmsm_model.cli", "train", *TINY, "--out-dir", str(out_dir), *extra],
+            capture_output=True, text=True, timeout=600, env=env)
+        # Worth another try, and only these: the free port taken between probing and binding, and a
+        # rare abort of a gloo rank while its process exits after training (seen about once in ten
+        # runs of this file on the 2-core machine; the checkpoint is already written by then).
+        infrastructure = ("address already in use" in result.stderr.lower()
+                          or "terminate called without an active exception" in result.stderr)
+        if result.returncode == 0 or not infrastructure or attempt == 2:
+            break
     assert result.returncode == 0, result.stderr[-3000:]
     return result
 

@@ -482,3 +482,18 @@ def test_sigterm_outside_training_exits_143_with_one_line(monkeypatch, capsys) -
 def test_a_folder_given_as_dataset_is_named_as_such(tmp_path: Path, capsys, no_training) -> None:
     assert cli_main(["train", "--preset", "debug", "--out-dir", str(tmp_path / "r"), "--dataset", str(tmp_path)]) == 2
     one_error_line(capsys.readouterr().err, "--dataset", "is a folder; give the .npz file")
+
+
+def test_ctrl_c_while_the_command_starts_is_one_line() -> None:
+    """The entry point imports torch inside its own handler: no import traceback, exit 130."""
+    process = subprocess.Popen([sys.executable, "-m", "gtmsm_model.launch", "train", "--preset", "debug"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(0.3)
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 130 and "Traceback" not in err, err
+
+
+def test_importing_the_package_does_not_import_torch() -> None:
+    code = "import sys, gtmsm_model, gtmsm_model.launch; print('torch' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "False"
