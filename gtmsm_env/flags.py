@@ -287,7 +287,13 @@ def output_file_problem(path: str | Path, suffixes: Sequence[str] = ()) -> str |
         return f"{out} is a folder; give a file path"
     if out.exists() and not os.access(out, os.W_OK):
         return f"{out} exists and is not writable"
-    parent = out.parent
+    return _creatable_problem(out.parent)
+
+
+def _creatable_problem(folder: Path) -> str | None:
+    """Why ``folder`` (existing or not) could not be made or written in: its nearest existing
+    ancestor is a file, or cannot be written in."""
+    parent = folder
     while not parent.exists() and parent != parent.parent:
         parent = parent.parent
     if not parent.is_dir():
@@ -320,12 +326,7 @@ def output_dir_problem(path: str | Path, create: bool = True) -> str | None:
     if out.exists() and not out.is_dir():
         return f"{out} exists and is not a folder"
     if not create:
-        parent = out
-        while not parent.exists() and parent != parent.parent:
-            parent = parent.parent
-        if not parent.is_dir():
-            return f"cannot create a folder under {parent}: it is a file"
-        return _write_probe(parent)
+        return _creatable_problem(out)
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as error:

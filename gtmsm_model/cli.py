@@ -221,15 +221,13 @@ def resume_hint(argv: list[str]) -> str:
 
 def check_final_evaluation(args: argparse.Namespace, config: TrainConfig) -> None:
     """``run``'s evaluation inputs, before training: the held-out images and the memory it takes."""
-    from gtmsm_env.env import GridGeometry
     from gtmsm_model.train import world_kwargs
 
     image_size = world_kwargs(config)["image_size"]
     check_image_source("--eval-image-source", args.eval_image_source, image_size)
-    height, width = GridGeometry.validated(image_size, config.crop_size, 1).image_shape
     check_memory({"--final-eval-sequences": ("the final evaluation", eval_memory_need(
-        args.final_eval_sequences, config.eval_tau + config.eval_horizon, config.crop_size**2 * 3,
-        config.z_dim, height * width * 3))})
+        args.final_eval_sequences, config.eval_tau + config.eval_horizon, image_size, config.crop_size,
+        config.z_dim))})
 
 
 def run_or_train(args: argparse.Namespace, argv: list[str]) -> None:
@@ -278,7 +276,6 @@ def run_or_train(args: argparse.Namespace, argv: list[str]) -> None:
 
 
 def evaluate_or_predict(args: argparse.Namespace) -> None:
-    from gtmsm_env.env import GridGeometry
     from gtmsm_model.checkpoint import load_checkpoint, model_from_checkpoint
 
     checkpoint = Path(args.checkpoint)
@@ -302,10 +299,9 @@ def evaluate_or_predict(args: argparse.Namespace) -> None:
             setattr(args, name, int(train_config.get(name, 256)))
     world = eval_world(args, train_config)
     check_image_source("--eval-image-source", args.eval_image_source, world["image_size"])
-    height, width = GridGeometry.validated(world["image_size"], model.config.crop_size, 1).image_shape
     check_memory({"--eval-sequences/--eval-tau/--eval-horizon": ("the evaluation", eval_memory_need(
-        args.eval_sequences, args.eval_tau + args.eval_horizon, model.config.pixels, model.config.z_dim,
-        height * width * 3))})
+        args.eval_sequences, args.eval_tau + args.eval_horizon, world["image_size"], model.config.crop_size,
+        model.config.z_dim))})
     if args.command == "evaluate":
         evaluate_and_report(model, args, out_dir, args.device, world,
                             {"provenance": provenance(args, checkpoint, train_config)})

@@ -497,9 +497,12 @@ def memory_needs(config: TrainConfig) -> dict[str, tuple[str, float]]:
     }
 
 
-def eval_memory_need(sequences: int, steps: int, pixels: int, z_dim: int, image: int) -> float:
+def eval_memory_need(sequences: int, steps: int, image_size: int | tuple[int, int], crop_size: int,
+                     z_dim: int) -> float:
     """Bytes evaluating ``sequences`` held-out rollouts of ``steps`` steps takes (see above)."""
-    return sequences * (steps * (STEP_BYTES_PER_PIXEL * pixels + STEP_BYTES_PER_LATENT * z_dim) + image)
+    height, width = GridGeometry.validated(image_size, crop_size, 1).image_shape
+    pixels = crop_size**2 * 3
+    return sequences * (steps * (STEP_BYTES_PER_PIXEL * pixels + STEP_BYTES_PER_LATENT * z_dim) + height * width * 3)
 
 
 def check_memory(needs: dict[str, tuple[str, float]], available: float | None = None) -> None:
@@ -507,9 +510,6 @@ def check_memory(needs: dict[str, tuple[str, float]], available: float | None = 
     problem = memory_problem(needs, available)
     if problem is not None:
         raise ValueError(problem)
-
-
-WORLD_FIELDS = ("image_size", "image_width", "step_size", "start", "walls", "wall_density")
 
 
 def adopt_dataset_world(config: TrainConfig, metadata: dict[str, Any]) -> None:
@@ -556,20 +556,14 @@ def check_resumable(payload: dict[str, Any], config: TrainConfig, path: Path, wo
             f"seed={saved.get('seed')}; this run has preset={config.preset!r}, seed={config.seed}. "
             "Use another --out-dir or the same settings."
         )
-    current = asdict(config)
-    differ = [name for name in current if name in saved and name not in RESUMABLE_CHANGES
-              and json.dumps(saved[name]) != json.dumps(current[name])]
-    if differ:
-        flags = ", ".join(f"--{n.replace('_', '-')} {saved[n]} (this run: {current[n]})" for n in differ)
-        raise CheckpointError(f"--resume: {path} was trained with {flags}; resume with the same settings, "
-                              "or train afresh with --overwrite or another --out-dir")
-    saved_model, model = payload.get("model_config", {}), asdict(config.model_config())
-    differ = [name for name in model if name in saved_model
-              and json.dumps(saved_model[name]) != json.dumps(model[name])]
-    if differ:
-        flags = ", ".join(f"--{n.replace('_', '-')} {saved_model[n]} (this run: {model[n]})" for n in differ)
-        raise CheckpointError(f"--resume: {path} was trained with {flags}; resume with the same model "
-                              "settings, or train afresh with --overwrite or another --out-dir")
+    for what, before, now in (("", saved, asdict(config)),
+                              (" model", payload.get("model_config", {}), asdict(config.model_config()))):
+        differ = [name for name in now if name in before and name not in RESUMABLE_CHANGES
+                  and json.dumps(before[name]) != json.dumps(now[name])]
+        if differ:
+            flags = ", ".join(f"--{n.replace('_', '-')} {before[n]} (this run: {now[n]})" for n in differ)
+            raise CheckpointError(f"--resume: {path} was trained with {flags}; resume with the same{what} "
+                                  "settings, or train afresh with --overwrite or another --out-dir")
     saved_shards = saved.get("data_shards") or int(payload.get("world_size", 1))
     shards = config.data_shards or world_size
     if saved_shards != shards:
@@ -604,7 +598,8 @@ def preflight(config: TrainConfig, claim: bool = True) -> tuple[torch.device, Ro
     """
     config.validate()
     device = resolve_device(config.device)
-    Shards.for_run(config, DistributedContext.from_environment())  # batch sizes divide among the shards
+    context = DistributedContext.from_environment()
+    Shards.for_run(config, context)  # batch sizes divide among the shards
     check_memory(memory_needs(config))
     try:  # builds the image source (a folder is decoded here, once) or loads the dataset
         sampler = make_sampler(config)
@@ -624,8 +619,7 @@ def preflight(config: TrainConfig, claim: bool = True) -> tuple[torch.device, Ro
             )
     folder = RunFolder(config.out_dir)
     if config.resume and folder.checkpoint.exists():  # a damaged or foreign checkpoint fails now
-        check_resumable(load_checkpoint(folder.checkpoint), config, folder.checkpoint,
-                        DistributedContext.from_environment().world_size)
+        check_resumable(load_checkpoint(folder.checkpoint), config, folder.checkpoint, context.world_size)
     if claim:
         folder.claim(resume=config.resume, overwrite=config.overwrite)
     return device, sampler
