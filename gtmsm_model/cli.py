@@ -73,14 +73,15 @@ class EvalArgs:
 
 def add_train_flags(parser: argparse.ArgumentParser) -> None:
     """Every ``TrainConfig`` field as a flag; unset flags come from ``--preset``."""
-    from gtmsm_model.model import NOVEL_VIEWS, WALL_MODELS
+    from gtmsm_model.model import NOVEL_VIEWS, UNTRIED_EDGES, WALL_MODELS
 
     parser.add_argument("--preset", default="quick", choices=sorted(PRESETS),
                         help="named set of hyperparameters (default: quick); flags below override it")
     add_dataclass_flags(parser, TrainConfig, skip={"preset"}, defaults=PRESETS["quick"],
                         suppress_defaults=True, default_label="quick preset",
                         choices={"start": ["center", "random"], "walls": ["border", "maze"],
-                                 "wall_model": list(WALL_MODELS), "novel_view": list(NOVEL_VIEWS)})
+                                 "wall_model": list(WALL_MODELS), "novel_view": list(NOVEL_VIEWS),
+                                 "untried_edges": list(UNTRIED_EDGES)})
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:

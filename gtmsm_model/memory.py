@@ -11,8 +11,11 @@ imagining), each read when predicting:
   bumping into it from the left is known when arriving from the right, and walls can be anywhere
   (border or interior). A move whose edge was never tried falls back to the *extent prior*:
   blocked iff its target lies beyond every state visited so far along the move's direction (the
-  border of what has been seen is most likely a wall). Assumes: moves live on a lattice (a move
-  from the same cell in the same direction always ends the same way) and walls do not change.
+  border of what has been seen is most likely a wall), corrected by the world span learned in
+  training: a walk that saw less than the world's span along an axis, and bumped into the wall
+  on the far side, has its missing room on this side. Assumes: moves live on a lattice (a move
+  from the same cell in the same direction always ends the same way), walls do not change, and
+  (for the span) the worlds predicted in are as wide as those trained in.
 * **Canvas**: the decoded memorised crops pasted into one image at pixel offsets A·s_k
   (overlaps averaged), read at A·s_t for a query far from every key. ``A`` (state units → pixel
   offsets) is estimated from the observations alone (``estimate_pixel_map``). Assumes: a move
@@ -22,7 +25,8 @@ imagining), each read when predicting:
 Blocked moves are inferred from the observations (``infer_blocked``): a move whose crop is
 better explained by "the view stayed" than by "the view slid by the action's pixel shift" was
 blocked; a flat view that both explain is decided by loop closure (``resolve_ambiguous_moves``).
-None of this uses the grid size, the border or the start cell.
+None of this is told the grid size, the border or the start cell (the span prior learns the
+world's width from the training walks).
 
 Shapes: B sequences, M memorised steps, N queries, S = s_dim, Z = z_dim, crops (H, W, C).
 """
@@ -326,23 +330,64 @@ class EdgeMemory:
         return known, blocked
 
 
-def extent_prior(visited: Tensor, state: Tensor, move: Tensor, basis: Tensor | None = None) -> Tensor:
+def _lattice(points: Tensor, basis: Tensor | None) -> Tensor:
+    """Points (..., S) in lattice coordinates (s = c · basis); unchanged without a basis."""
+    return points if basis is None else points @ torch.linalg.pinv(basis)
+
+
+def extent_prior(visited: Tensor, state: Tensor, move: Tensor, basis: Tensor | None = None, *,
+                 edges: EdgeMemory | None = None, world_span: Tensor | None = None) -> Tensor:
     """The fallback for an edge never tried: blocked iff the move's target lies beyond every
-    visited state along the move's axis (by more than half a move).
+    visited state along the move's axis (by more than half a move) — unless the world-span
+    prior knows better.
 
     visited (B, N, S), state and move (B, S) → (B,) bool. A zero move is never blocked.
-    ``basis`` (P, S): the lattice's move vectors (one per opposite-action pair). Positions are
-    compared in lattice coordinates (s = c · basis), so a lattice whose axes are not orthogonal
-    does not leak one axis into the other; without it, in the state's own coordinates.
+    ``basis`` (P, S): the lattice's move vectors (one per opposite-action pair), unit length.
+    Positions are compared in lattice coordinates (s = c · basis), so a lattice whose axes are not
+    orthogonal does not leak one axis into the other; without it, in the state's own coordinates.
+
+    World-span prior (``world_span`` (P,) in moves, learned from the training walks, 0 = unknown;
+    needs ``basis`` and ``edges``): a walk that stopped one cell short of a wall, on the side
+    opposite a wall it *did* bump into, has seen less than the world's span along that axis — so
+    the room left must lie on this side, and the frontier edge is open. Without such a bumped
+    wall on the far side, the room could be on either side and the extent rule stands. Assumes:
+    the worlds predicted in are as wide as those trained in (true for one image size).
     """
-    if basis is not None:
-        to_lattice = torch.linalg.pinv(basis)  # (S, P)
-        visited, state, move = visited @ to_lattice, state @ to_lattice, move @ to_lattice
-    length = move.norm(dim=-1, keepdim=True)
-    direction = move / length.clamp_min(1e-12)
-    reach = (visited * direction.unsqueeze(1)).sum(-1).max(dim=1).values
-    target = ((state + move) * direction).sum(-1)
-    return (target > reach + 0.5 * length.squeeze(-1)) & (length.squeeze(-1) > 1e-6)
+    lattice_visited, lattice_state, lattice_move = (_lattice(x, basis) for x in (visited, state, move))
+    length = lattice_move.norm(dim=-1, keepdim=True)
+    direction = lattice_move / length.clamp_min(1e-12)
+    along = (lattice_visited * direction.unsqueeze(1)).sum(-1)  # (B, N)
+    reach, back = along.max(dim=1).values, along.min(dim=1).values
+    step = length.squeeze(-1)
+    target = ((lattice_state + lattice_move) * direction).sum(-1)
+    beyond = (target > reach + 0.5 * step) & (step > 1e-6)
+    if world_span is None or basis is None or edges is None or not bool((world_span > 0).any()):
+        return beyond
+    span = (world_span.to(direction.dtype) * direction.abs()).sum(-1)  # the span along this axis, in moves
+    room = span > (reach - back) / step.clamp_min(1e-12) + 0.5
+    # A bumped wall beyond the far end: a blocked edge half a move behind the lowest visited state.
+    edge_along = (_lattice(edges.midpoints, basis) * direction.unsqueeze(1)).sum(-1)  # (B, E)
+    far_wall = (edges.blocked & edges.valid
+                & ((edge_along - (back - 0.5 * step).unsqueeze(1)).abs() < 0.25 * step.unsqueeze(1))).any(1)
+    return beyond & ~(room & far_wall & (span > 0))
+
+
+def world_span_counts(states: Tensor, basis: Tensor, bins: int) -> Tensor:
+    """How many walks spanned 0, 1, ..., bins - 1 moves along each lattice axis: states (B, T, S) of
+    observed walks, basis (P, S) unit move vectors → counts (P, bins) (spans ≥ bins land in the last bin)."""
+    lattice = _lattice(states, basis)  # (B, T, P)
+    spans = (lattice.max(1).values - lattice.min(1).values).round().long().clamp(0, bins - 1)  # (B, P)
+    counts = torch.zeros(basis.shape[0], bins, dtype=torch.long, device=states.device)
+    return counts.scatter_add_(1, spans.T, torch.ones_like(spans.T))
+
+
+def span_from_counts(counts: Tensor, share: float = 0.01) -> Tensor:
+    """The world's span along each axis (P,), in moves: the largest span at least ``share`` of the
+    training walks reached (a rare mis-inferred move cannot stretch it). 0 where nothing was counted."""
+    total = counts.sum(1, keepdim=True).clamp_min(1)
+    frequent = (counts.float() / total >= share) & (counts > 0)
+    index = torch.arange(counts.shape[1], device=counts.device).expand_as(counts)
+    return torch.where(frequent, index, torch.zeros_like(index)).max(1).values
 
 
 # --------------------------------------------------------------------------- canvas

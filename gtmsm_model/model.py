@@ -63,6 +63,8 @@ from gtmsm_model.memory import (
     read_key_memory,
     resolve_ambiguous_moves,
     to_pixel_offsets,
+    span_from_counts,
+    world_span_counts,
 )
 
 __all__ = [
@@ -73,6 +75,8 @@ __all__ = [
 
 WALL_MODELS = ("edges", "absolute")
 NOVEL_VIEWS = ("canvas", "knn")
+UNTRIED_EDGES = ("span", "extent")
+SPAN_BINS = 256  # the world-span histogram's bins: spans of up to 255 moves
 
 
 @dataclass
@@ -108,6 +112,19 @@ class GTMSMConfig:
     edge_radius: float = 0.25
     """A remembered edge within this distance of a move's midpoint decides that move (state units;
     a move has length 1, so neighbouring edges' midpoints are ≥ 0.7 apart)."""
+    untried_edges: str = "span"
+    """How an edge never tried is decided while imagining (wall_model "edges"): "extent" (blocked iff
+    the target lies beyond everything visited along the move's direction) or "span" (the same, except
+    that a walk which saw less than the world's span along that axis — learned from the training
+    walks — and bumped into the wall on the far side is let through; assumes the worlds predicted in
+    are as wide as those trained in)."""
+    refine_steps: int = 10
+    """Gradient steps that refine each memorised code: the encoder's mean is the starting point, then
+    Adam on -log p(x | z) - log p(z) (the posterior's mode) — semi-amortised inference. The decoder
+    reproduces a crop much better from the refined code (reconstruction MSE about halved), which
+    sharpens every memory read-out and the canvas. 0: the encoder's mean, as in the paper."""
+    refine_lr: float = 0.1
+    """Adam step size of that refinement (latent units)."""
     novel_view: str = "canvas"
     """How a state far from every key is predicted: "canvas" (decoded memories pasted at their
     pixel offsets, k-NN blend where the canvas has no pixel) or "knn" (the k-NN blend alone)."""
@@ -149,6 +166,10 @@ class GTMSMConfig:
             raise ValueError("delta and pixel_sigma must be > 0 and state_noise >= 0")
         if self.wall_model not in WALL_MODELS:
             raise ValueError(f"wall_model must be one of {WALL_MODELS}, got {self.wall_model!r}")
+        if self.untried_edges not in UNTRIED_EDGES:
+            raise ValueError(f"untried_edges must be one of {UNTRIED_EDGES}, got {self.untried_edges!r}")
+        if self.refine_steps < 0 or self.refine_lr <= 0:
+            raise ValueError("refine_steps must be >= 0 and refine_lr > 0")
         if self.novel_view not in NOVEL_VIEWS:
             raise ValueError(f"novel_view must be one of {NOVEL_VIEWS}, got {self.novel_view!r}")
         if min(self.ambiguity_margin, self.loop_closure_threshold, self.canvas_radius) < 0 or self.edge_radius <= 0:
@@ -166,6 +187,9 @@ class GTMSMConfig:
         if "wall_model" not in saved:
             saved.update(wall_model="absolute", novel_view="knn")
         saved.pop("blocked_threshold", None)  # an interim name; replaced by ambiguity_margin
+        # Before the world-span prior and refined codes: the extent rule and the encoder's mean.
+        saved.setdefault("untried_edges", "extent")
+        saved.setdefault("refine_steps", 0)
         return cls(**saved)
 
 
@@ -208,6 +232,31 @@ class CropVAE(nn.Module):
         """z (..., z_dim) → mean pixels (..., H, W, C) in [0, 1]."""
         c = self.config
         return torch.sigmoid(self.decoder(z)).unflatten(-1, (c.crop_size, c.crop_size, c.channels))
+
+    def infer(self, pixels: Tensor, chunk: int = 8192) -> Gaussian:
+        """q(z | x) for memory: the encoder's Gaussian with its mean refined towards the posterior's
+        mode by ``refine_steps`` Adam steps on -log p(x | z) - log p(z) (decoder fixed; each crop on
+        its own, so chunking — ``chunk`` crops at a time, to bound memory — changes nothing)."""
+        posterior = self.encode(pixels)
+        c = self.config
+        if c.refine_steps == 0:
+            return posterior
+        flat_pixels, flat_mean = pixels.reshape(-1, *pixels.shape[-3:]), posterior.mean.reshape(-1, c.z_dim)
+        refined = [self._refine(flat_pixels[i:i + chunk], flat_mean[i:i + chunk]) for i in range(0, len(flat_mean), chunk)]
+        mean = torch.cat(refined).reshape(posterior.mean.shape) if refined else posterior.mean
+        return Gaussian(mean, posterior.log_std)
+
+    def _refine(self, pixels: Tensor, start: Tensor) -> Tensor:
+        c = self.config
+        z = start.detach().clone().requires_grad_(True)
+        optimiser = torch.optim.Adam([z], lr=c.refine_lr)
+        with torch.enable_grad():
+            for _ in range(c.refine_steps):
+                # -log p(x | z) - log p(z), up to constants, times 2 sigma^2.
+                objective = ((self.decode(z) - pixels).square().sum() + c.pixel_sigma**2 * z.square().sum())
+                (z.grad,) = torch.autograd.grad(objective, z)
+                optimiser.step()
+        return z.detach()
 
     def log_likelihood(self, pixels: Tensor, decoded: Tensor) -> Tensor:
         """log p(x | z) under the Gaussian pixel model, summed over the crop → (...)."""
@@ -325,6 +374,24 @@ class GTMSM(nn.Module):
         self.config = config
         self.vae = CropVAE(config)
         self.transition = StateTransition(config)
+        # How many training walks spanned 0, 1, ... moves along each lattice axis (the world-span prior).
+        self.register_buffer("span_counts", torch.zeros(len(config.opposite_actions), SPAN_BINS, dtype=torch.long))
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:
+        # Checkpoints from before the world-span prior have no counts: the span is unknown.
+        state_dict.setdefault(prefix + "span_counts", torch.zeros_like(self.span_counts))
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+    def lattice_basis(self) -> Tensor:
+        """(P, S): the unit move vector of each opposite-action pair."""
+        return F.normalize(self.transition.directions, dim=-1)
+
+    def world_span(self) -> Tensor | None:
+        """(P,) the world's span along each lattice axis in moves, learned from the training walks;
+        None with untried_edges "extent" or before any training walk was counted."""
+        if self.config.untried_edges != "span" or not bool(self.span_counts.any()):
+            return None
+        return span_from_counts(self.span_counts)
 
     @staticmethod
     def to_pixels(observations: Tensor) -> Tensor:
@@ -446,6 +513,9 @@ class GTMSM(nn.Module):
         nll = -self.vae.log_likelihood(pixels, decoded)  # (B, T)
 
         states, gates = self.infer_states(pixels, actions, gate_open=gate_open)
+        if self.training and self.config.wall_model == "edges":
+            with torch.no_grad():
+                self.span_counts += world_span_counts(states.detach(), self.lattice_basis(), SPAN_BINS)
         # Queries are steps 1..T-1 (step 0 has no memory yet); keys and values are steps < tau.
         keys = states[:, :tau]
         values = posterior[:, :tau]
@@ -488,7 +558,7 @@ class GTMSM(nn.Module):
         c = self.config
         pixels = self.to_pixels(observations)
         actions = actions.long()
-        values = self.vae.encode(pixels)
+        values = self.vae.infer(pixels)
         if memory is not None:
             if memory.observed < memory.steps:
                 raise RuntimeError("observe after imagine is not supported: the key memory holds observed steps only")
@@ -521,7 +591,8 @@ class GTMSM(nn.Module):
         c = self.config
         actions = actions.long()
         moves_table = self.transition.action_matrix()
-        basis = F.normalize(self.transition.directions, dim=-1)  # one move vector per opposite pair
+        basis = self.lattice_basis()
+        span = self.world_span()
         state, edges, visited = memory.state, memory.edges, memory.visited
         states, gates = [], []
         for t in range(actions.shape[1]):
@@ -532,7 +603,8 @@ class GTMSM(nn.Module):
                 midpoint = state + 0.5 * move
                 known, remembered = edges.lookup(midpoint, c.edge_radius)
                 moving = actions[:, t] != c.stay_action
-                blocked = torch.where(known, remembered, extent_prior(visited, state, move, basis)) & moving
+                blocked = torch.where(known, remembered, extent_prior(visited, state, move, basis,
+                                                                        edges=edges, world_span=span)) & moving
                 edges = edges.write(midpoint.unsqueeze(1), blocked.unsqueeze(1), moving.unsqueeze(1))
                 gate = 1.0 - blocked.to(move.dtype)
             state = state + move * gate.unsqueeze(-1)
@@ -624,8 +696,8 @@ class GTMSM(nn.Module):
 
     @torch.no_grad()
     def reconstruct(self, observations: Tensor) -> Tensor:
-        """The VAE's own reconstruction (posterior mean decoded): the floor for any prediction."""
-        return self.vae.decode(self.vae.encode(self.to_pixels(observations)).mean)
+        """The VAE's own reconstruction (the code memory would hold, decoded): the floor for any prediction."""
+        return self.vae.decode(self.vae.infer(self.to_pixels(observations)).mean)
 
     @torch.no_grad()
     def nll_bound(self, observations: Tensor, tau: int, prediction: Prediction, samples: int = 4) -> Tensor:
@@ -656,7 +728,7 @@ class GTMSM(nn.Module):
         """Decode the top-K memory read-out with given keys: keys (B, M, S), their observations
         (B, M, H, W, C), queries (B, N, S) → pixels (B, N, H, W, C). (The oracle-position baseline
         calls this with the true positions as keys.)"""
-        posterior = self.vae.encode(self.to_pixels(observations))
+        posterior = self.vae.infer(self.to_pixels(observations))
         readout = read_key_memory(keys, posterior, queries, k or self.config.knn_k,
                                   self.config.delta if delta is None else delta)
         return self.vae.decode(readout.z)

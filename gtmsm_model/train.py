@@ -56,7 +56,7 @@ from gtmsm_model.data import RolloutSampler, heldout_rollouts
 from gtmsm_model.distributed import DistributedContext, LossModule, wrap
 from gtmsm_model.evaluate import evaluate_gtmsm
 from gtmsm_model.memory import ALL_KEY_CHUNK
-from gtmsm_model.model import GTMSM, NOVEL_VIEWS, WALL_MODELS, GTMSMConfig
+from gtmsm_model.model import GTMSM, NOVEL_VIEWS, UNTRIED_EDGES, WALL_MODELS, GTMSMConfig
 from gtmsm_model.run_folder import RunFolder
 
 
@@ -116,6 +116,13 @@ class TrainConfig:
     """MSE above which two crops count as different views for loop closure (edges)."""
     edge_radius: float = bounded(GTMSMConfig.edge_radius, gt=0)
     """A remembered edge within this state distance of a move's midpoint decides the move (edges)."""
+    untried_edges: str = GTMSMConfig.untried_edges
+    """span (the extent rule, corrected by the world span learned from the training walks) or extent
+    (blocked iff beyond everything visited): how an edge never tried is decided (edges)."""
+    refine_steps: int = bounded(GTMSMConfig.refine_steps, ge=0, le=10_000)
+    """Adam steps refining each memorised code towards the posterior's mode (0: the encoder's mean)."""
+    refine_lr: float = bounded(GTMSMConfig.refine_lr, gt=0)
+    """Step size of that refinement."""
     novel_view: str = GTMSMConfig.novel_view
     """canvas (decoded memories pasted at their pixel offsets) or knn (the k-NN blend alone)."""
     canvas_radius: float = bounded(GTMSMConfig.canvas_radius, ge=0)
@@ -191,6 +198,9 @@ class TrainConfig:
             ambiguity_margin=self.ambiguity_margin,
             loop_closure_threshold=self.loop_closure_threshold,
             edge_radius=self.edge_radius,
+            untried_edges=self.untried_edges,
+            refine_steps=self.refine_steps,
+            refine_lr=self.refine_lr,
             novel_view=self.novel_view,
             canvas_radius=self.canvas_radius,
             knn_k=self.knn_k,
@@ -229,7 +239,8 @@ class TrainConfig:
             raise ValueError(f"--start must be center or random, got {self.start!r}")
         if self.walls not in ("border", "maze"):
             raise ValueError(f"--walls must be border or maze, got {self.walls!r}")
-        for name, allowed in (("wall_model", WALL_MODELS), ("novel_view", NOVEL_VIEWS)):
+        for name, allowed in (("wall_model", WALL_MODELS), ("novel_view", NOVEL_VIEWS),
+                              ("untried_edges", UNTRIED_EDGES)):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"--{name.replace('_', '-')} must be one of {', '.join(allowed)}, "
                                  f"got {getattr(self, name)!r}")
@@ -266,7 +277,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     "quick": {},
     # The seed report's sizes (z 16, K 5, tau 256, T 288, batch 16), trained longer.
     "paper": dict(z_dim=16, vae_hidden=256, pixel_sigma=0.05, knn_k=5, vae_warmup_iters=1000, iterations=3000,
-                  curriculum_iters=1000, augment_crops=False, augment_sequences=False),
+                  curriculum_iters=1000, augment_crops=False, augment_sequences=False, refine_steps=0),
     # A bigger world: 64x64 images, the window moving 4 px (a 15x15 grid of 225 cells), 768 memorised
     # steps (83 % of predicted steps revisit a memorised cell) and 256 predicted; batch 8.
     "large": dict(image_size=64, step_size=4, tau=768, seq_len=832, eval_tau=768, eval_horizon=256,
@@ -275,7 +286,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     # exact with centre starts, wrong with random ones. Kept to compare against.
     "seed-gate": dict(wall_model="absolute", novel_view="knn", z_dim=32, vae_hidden=256, pixel_sigma=0.035,
                       vae_warmup_iters=800, iterations=1100, curriculum_iters=800, augment_crops=False,
-                      augment_sequences=False),
+                      augment_sequences=False, refine_steps=0),
 }
 
 
