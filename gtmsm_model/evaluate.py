@@ -56,8 +56,9 @@ def psnr(mse: float) -> float:
 
 def ssim(predicted: np.ndarray, target: np.ndarray, window: int = SSIM_WINDOW) -> float:
     """Mean SSIM of (..., H, W, C) crops in [0, 1] with a uniform ``window``×``window`` window."""
-    x = torch.as_tensor(predicted, dtype=torch.float64).reshape(-1, *predicted.shape[-3:]).permute(0, 3, 1, 2)
-    y = torch.as_tensor(target, dtype=torch.float64).reshape(-1, *target.shape[-3:]).permute(0, 3, 1, 2)
+    # np.array copies: a read-only input (a broadcast view, say) is fine.
+    x = torch.from_numpy(np.array(predicted, dtype=np.float64)).reshape(-1, *predicted.shape[-3:]).permute(0, 3, 1, 2)
+    y = torch.from_numpy(np.array(target, dtype=np.float64)).reshape(-1, *target.shape[-3:]).permute(0, 3, 1, 2)
     pool = lambda t: torch.nn.functional.avg_pool2d(t, window, stride=1)  # noqa: E731
     mu_x, mu_y = pool(x), pool(y)
     var_x = pool(x * x) - mu_x**2

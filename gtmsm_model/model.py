@@ -2,7 +2,10 @@
 
 Two sets of latents disentangle *what* is seen from *where* the agent is:
 
-* a VAE over crops: q(z_t | x_t) and p(x_t | z_t);
+* a VAE over crops: q(z_t | x_t) and p(x_t | z_t); the codes written into memory start at the
+  encoder's mean and take a few gradient steps towards the posterior's mode (``refine_steps``,
+  semi-amortised inference: the decoder reproduces a crop from the refined code about twice as
+  well; ``reconstruct`` uses the same codes, so the VAE floor is that of the codes memory holds);
 * a 2-D (configurable) state s_t, s_0 = 0, moved by the actions: ``s_t = s_{t-1} + M a_t`` unless
   the move was blocked by a wall. Two wall models (``GTMSMConfig.wall_model``):
 
@@ -11,7 +14,9 @@ Two sets of latents disentangle *what* is seen from *where* the agent is:
     the unblocked moves; an *edge memory* remembers each tried move by its midpoint, and while
     imagining a move is blocked iff the remembered edge says so (an edge never tried falls back
     to the extent prior: blocked iff the target lies beyond everything visited along that
-    direction). Each decision is written back. Nothing depends on the absolute state.
+    direction, unless the world span learned from the training walks says the walk stopped short
+    on this side, ``untried_edges="span"``). Each decision is written back. Nothing depends on the
+    absolute state.
   - ``"absolute"`` (the seed's): ``s_t = s_{t-1} + M a_t * gate(s_{t-1} + M a_t)`` with a small
     learned sigmoid network of the absolute state. Exact when every episode starts on the same
     cell; wrong when the start moves, because s_0 = 0 then names a different cell.

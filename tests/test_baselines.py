@@ -128,8 +128,9 @@ def test_oracle_position_vae_decodes_the_stored_code_of_a_position_seen_once():
     positions = np.array([[[0, 0], [0, 1], [1, 1], [0, 1]]])
     predicted = OraclePositionVAE(vae, k=3).predict(observations[:, :3], np.zeros((1, 4), np.int64), 3, positions)
     with torch.no_grad():
-        expected = vae.decode(vae.encode(torch.as_tensor(observations[0, 1]).float() / 255.0).mean)
-    np.testing.assert_allclose(predicted[0, 0], expected.numpy(), atol=1e-5)
+        expected = vae.decode(vae.infer(torch.as_tensor(observations[0, 1]).float() / 255.0).mean)  # the codes memory holds
+    # (refined alone or beside other crops: the same steps, float rounding apart)
+    np.testing.assert_allclose(predicted[0, 0], expected.numpy(), atol=1e-4)
 
 
 @pytest.mark.parametrize(

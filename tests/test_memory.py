@@ -18,6 +18,8 @@ from gtmsm_model.memory import (
     extent_prior,
     infer_blocked,
     read_canvas,
+    span_from_counts,
+    world_span_counts,
 )
 from gtmsm_model.model import GTMSM, GTMSMConfig
 
@@ -118,6 +120,43 @@ def test_extent_prior_blocks_only_beyond_everything_visited() -> None:
     assert not extent_prior(visited, torch.tensor([[1.0, 1.0]]), right).item()  # to x = 2: seen before
     assert extent_prior(visited, torch.tensor([[0.0, 0.0]]), left).item()
     assert not extent_prior(visited, torch.tensor([[0.0, 0.0]]), torch.zeros(1, 2)).item()
+
+
+def test_world_span_prior_lets_a_walk_through_to_the_room_it_has_not_seen() -> None:
+    # Columns 0..7 visited; the wall left of column 0 was bumped (a blocked edge at x = -0.5).
+    visited = torch.tensor([[[float(x), 0.0] for x in range(8)]])
+    right, basis = torch.tensor([[1.0, 0.0]]), torch.eye(2)
+    bumped = EdgeMemory.empty(1, 2, visited).write(torch.tensor([[[-0.5, 0.0]]]), torch.tensor([[True]]),
+                                                   torch.tensor([[True]]))
+    at_frontier = torch.tensor([[7.0, 0.0]])
+    span8, span7 = torch.tensor([8, 8]), torch.tensor([7, 7])
+    # The world is 8 moves wide, 7 are seen and the far wall is known: the room is on this side.
+    assert not extent_prior(visited, at_frontier, right, basis, edges=bumped, world_span=span8).item()
+    # Without the span, or when the visited part already spans the world: the extent rule (blocked).
+    assert extent_prior(visited, at_frontier, right, basis, edges=bumped).item()
+    assert extent_prior(visited, at_frontier, right, basis, edges=bumped, world_span=span7).item()
+    # The far wall never bumped: the missing room may be on either side, so the extent rule stands.
+    free_far_edge = EdgeMemory.empty(1, 2, visited).write(torch.tensor([[[0.5, 0.0]]]), torch.tensor([[False]]),
+                                                          torch.tensor([[True]]))
+    assert extent_prior(visited, at_frontier, right, basis, edges=free_far_edge, world_span=span8).item()
+    # A wall bumped on the *other* axis says nothing about this one.
+    other_axis = EdgeMemory.empty(1, 2, visited).write(torch.tensor([[[0.0, -0.5]]]), torch.tensor([[True]]),
+                                                       torch.tensor([[True]]))
+    assert extent_prior(visited, at_frontier, right, basis, edges=other_axis, world_span=span8).item()
+    # Inside the visited extent nothing changes: open.
+    assert not extent_prior(visited, torch.tensor([[3.0, 0.0]]), right, basis, edges=bumped, world_span=span8).item()
+
+
+def test_world_span_is_counted_per_axis_and_ignores_a_rare_outlier() -> None:
+    walks = torch.zeros(200, 3, 2)
+    walks[:, 1] = torch.tensor([8.0, 0.0])  # every walk spans 8 moves along x ...
+    walks[:, 2] = torch.tensor([8.0, 5.0])  # ... and 5 along y
+    walks[0, 2] = torch.tensor([8.0, 9.0])  # one walk with a mis-inferred move: 9 along y
+    counts = world_span_counts(walks, torch.eye(2), bins=16)
+    assert counts.shape == (2, 16) and counts.sum(1).tolist() == [200, 200]
+    assert counts[0, 8] == 200 and counts[1, 5] == 199 and counts[1, 9] == 1
+    assert span_from_counts(counts).tolist() == [8, 5]
+    assert span_from_counts(torch.zeros(2, 16, dtype=torch.long)).tolist() == [0, 0]  # nothing counted: unknown
 
 
 # --------------------------------------------------------------------------- canvas
@@ -277,3 +316,24 @@ def test_chunked_all_key_memory_kl_equals_one_block_in_value_and_gradient() -> N
     assert torch.allclose(one, chunked, atol=1e-5)
     for a, b in zip(one_grads, chunked_grads, strict=True):
         assert torch.allclose(a, b, atol=1e-4)
+
+
+def test_a_walk_that_stopped_one_cell_short_is_predicted_exactly_with_the_world_span() -> None:
+    rng = np.random.default_rng(3)
+    image = rng.random((32, 32, 3)).astype(np.float32)
+    # Along row 4 of a 9-wide grid: bump the left border, walk right to column 7 (never 8), then
+    # predict: right (to the unseen column 8), left (back to column 7, memorised).
+    cells = [(4, 1), (4, 0), (4, 0)] + [(4, c) for c in range(1, 8)] + [(4, 8), (4, 7)]
+    actions = torch.tensor([[STAY, LEFT, LEFT] + [RIGHT] * 7 + [RIGHT, LEFT]])
+    pixels = walk(image, cells)
+    tau = len(cells) - 2
+    results = {}
+    for rule in ("extent", "span"):
+        model = perfect_model(novel_view="knn", knn_k=1, untried_edges=rule)
+        model.span_counts[:, 8] = 1  # as if trained on 9x9 grids
+        prediction = model.predict(pixels, actions, tau)
+        results[rule] = (prediction.gates[0, tau:].tolist(), prediction.pixels[0, -1])
+    assert results["span"][0] == [1.0, 1.0]  # both moves went through
+    torch.testing.assert_close(results["span"][1], pixels[0, tau - 1], atol=1e-6, rtol=0)  # column 7, exactly
+    assert results["extent"][0] == [0.0, 1.0]  # the extent rule calls column 8 a wall ...
+    assert (results["extent"][1] - pixels[0, tau - 1]).abs().max() > 0.1  # ... and recalls column 6

@@ -200,6 +200,7 @@ def test_the_seeds_absolute_gate_still_trains_on_the_debug_preset(tmp_path) -> N
 
 @pytest.mark.parametrize(("field", "value", "match"), [
     ("wall_model", "gate", "wall_model"), ("novel_view", "paint", "novel_view"), ("edge_radius", 0.0, "edge_radius"),
+    ("untried_edges", "guess", "untried_edges"), ("refine_steps", -1, "refine_steps"), ("refine_lr", 0.0, "refine_lr"),
 ])
 def test_bad_memory_settings_raise(field: str, value: object, match: str) -> None:
     with pytest.raises(ValueError, match=match):
@@ -216,3 +217,56 @@ def test_checkpoints_from_before_the_wall_models_load_as_the_absolute_gate_model
     config = GTMSMConfig.from_dict(saved)
     assert config.wall_model == "absolute" and config.novel_view == "knn"
     assert GTMSMConfig.from_dict(asdict(GTMSMConfig(**TINY))) == GTMSMConfig(**TINY)
+
+
+def test_checkpoints_from_before_the_span_prior_and_refined_codes_load_unchanged() -> None:
+    from dataclasses import asdict
+
+    saved = asdict(GTMSMConfig(**TINY))
+    for name in ("untried_edges", "refine_steps", "refine_lr"):
+        saved.pop(name)
+    config = GTMSMConfig.from_dict(saved)
+    assert config.untried_edges == "extent" and config.refine_steps == 0  # as they were trained and measured
+    state = GTMSM(config).state_dict()
+    state.pop("span_counts")
+    model = GTMSM(config)
+    model.load_state_dict(state)  # no span counts saved: the span is unknown
+    assert not model.span_counts.any() and model.world_span() is None
+
+
+def test_refined_codes_reconstruct_better_than_the_encoders_mean() -> None:
+    torch.manual_seed(0)
+    model = GTMSM(GTMSMConfig(**{**TINY, "refine_steps": 30})).eval()
+    pixels = model.to_pixels(random_batch(2, 10)[0])
+    encoder_mean = model.vae.encode(pixels).mean
+    with torch.no_grad():
+        refined = model.vae.infer(pixels)
+        in_chunks = model.vae.infer(pixels, chunk=7)
+    assert refined.mean.shape == encoder_mean.shape
+    torch.testing.assert_close(refined.log_std, model.vae.encode(pixels).log_std)
+    torch.testing.assert_close(in_chunks.mean, refined.mean, atol=1e-5, rtol=0)  # each crop on its own
+    error = lambda z: (model.vae.decode(z) - pixels).square().mean().item()  # noqa: E731
+    assert error(refined.mean) < 0.99 * error(encoder_mean)  # (an untrained decoder: not much it can reach)
+    assert all(parameter.grad is None for parameter in model.parameters())  # the decoder is left alone
+    torch.testing.assert_close(model.reconstruct(pixels), model.vae.decode(refined.mean), atol=1e-5, rtol=0)
+    model.config.refine_steps = 0
+    torch.testing.assert_close(model.vae.infer(pixels).mean, encoder_mean)
+
+
+def test_training_counts_the_world_span_and_evaluation_does_not() -> None:
+    from gtmsm_env import collect_rollouts
+
+    rollouts = collect_rollouts(4, 300, seed=5)
+    observations, actions = torch.as_tensor(rollouts.observations), torch.as_tensor(rollouts.actions)
+    model = GTMSM(GTMSMConfig(**TINY))
+    model.loss(observations, actions, tau=200)
+    assert model.span_counts.sum(1).tolist() == [4, 4]  # one walk per axis
+    spans = rollouts.positions.max(1) - rollouts.positions.min(1)  # (walks, (row, column)): the true spans
+    expected = torch.zeros_like(model.span_counts)
+    for walk_spans in spans:  # pair 0 moves up/down (rows), pair 1 left/right (columns)
+        expected[0, walk_spans[0]] += 1
+        expected[1, walk_spans[1]] += 1
+    assert torch.equal(model.span_counts, expected)
+    model.eval()
+    model.loss(observations, actions, tau=200)
+    assert model.span_counts.sum().item() == 8
