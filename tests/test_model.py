@@ -249,6 +249,8 @@ def test_refined_codes_reconstruct_better_than_the_encoders_mean() -> None:
     assert error(refined.mean) < 0.99 * error(encoder_mean)  # (an untrained decoder: not much it can reach)
     assert all(parameter.grad is None for parameter in model.parameters())  # the decoder is left alone
     torch.testing.assert_close(model.reconstruct(pixels), model.vae.decode(refined.mean), atol=1e-5, rtol=0)
+    with torch.inference_mode():  # refining needs gradients: it makes its own
+        torch.testing.assert_close(model.vae.infer(pixels).mean, refined.mean, atol=1e-5, rtol=0)
     model.config.refine_steps = 0
     torch.testing.assert_close(model.vae.infer(pixels).mean, encoder_mean)
 
