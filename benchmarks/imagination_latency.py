@@ -5,6 +5,8 @@
 After memorising ``tau`` steps of a random walk (the reference walk of the env), every further move
 costs one ``Imagination.imagine`` (one model step: state, memory read-out, decode). Rows:
 
+* ``observe``: ms per ``Imagination.observe`` call while memorising (re-infers the walk's states,
+  refines the new crop's code), averaged over the tau memorised steps;
 * ``imagine``: ms per ``Imagination.imagine`` call (the model alone);
 * ``predict, whole sequence``: ms per ``GTMSM.predict`` on the sequence so far (what a
   non-incremental player would re-run every move), at the longest length of the run;
@@ -71,11 +73,16 @@ def main(argv: list[str] | None = None) -> None:
     env = gym.make("ImageNav-v0", max_episode_steps=None, **world)
     obs, _ = env.reset(seed=args.seed)
     observations = [obs]
+    observe_seconds = time.perf_counter()
     imagination.observe(obs)
+    observe_seconds = time.perf_counter() - observe_seconds
     for action in actions[1:tau]:
         obs, *_ = env.step(action)
         observations.append(obs)
+        started = time.perf_counter()
         imagination.observe(obs, action)
+        observe_seconds += time.perf_counter() - started
+    observe_ms = observe_seconds / tau * 1000
     started = time.perf_counter()
     for action in actions[tau:]:
         imagination.imagine(action)
@@ -106,6 +113,7 @@ def main(argv: list[str] | None = None) -> None:
     print(f"# imagination latency, {date.today()}, {platform.machine()} {platform.processor() or ''}, "
           f"{os.cpu_count()} CPUs, torch {torch.__version__} on 1 thread, "
           f"checkpoint {args.checkpoint}, tau {tau}, {args.steps} moves")
+    print(f"observe (memorising step):   {observe_ms:7.3f} ms/step (mean over {tau} steps)")
     print(f"imagine (model step):        {imagine_ms:7.3f} ms/step")
     print(f"predict, whole sequence T={tau + args.steps}: {predict_ms:7.3f} ms/call "
           f"({predict_ms / imagine_ms:.0f}x one incremental step)")
