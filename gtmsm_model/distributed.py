@@ -73,15 +73,19 @@ class DistributedContext:
 
             dist.barrier()
 
-    def mean(self, values: torch.Tensor) -> torch.Tensor:
-        """The mean of ``values`` over ranks (itself when single-process)."""
+    def sum(self, values: torch.Tensor) -> torch.Tensor:
+        """The sum of ``values`` over ranks (itself when single-process)."""
         if not self.enabled:
             return values
         import torch.distributed as dist
 
         values = values.clone()
         dist.all_reduce(values)
-        return values / self.world_size
+        return values
+
+    def mean(self, values: torch.Tensor) -> torch.Tensor:
+        """The mean of ``values`` over ranks (itself when single-process)."""
+        return self.sum(values) / self.world_size if self.enabled else values
 
     def any(self, flag: bool, device: torch.device) -> bool:
         """True on every rank if ``flag`` is true on any rank (stop requests must agree)."""

@@ -708,6 +708,7 @@ def train_step(state: TrainState, sampler: RolloutSampler, config: TrainConfig, 
     state.optimizer.zero_grad(set_to_none=True)
     totals: dict[str, torch.Tensor] = {}
     phase = "vae" if step < config.vae_warmup_iters else "main"
+    spans_before = model.span_counts.clone()  # the same on every rank (summed below each step)
     for shard in shards.local:
         if shards.total > 1:
             torch.manual_seed(shard_seed(config.seed, step, shard))
@@ -732,6 +733,8 @@ def train_step(state: TrainState, sampler: RolloutSampler, config: TrainConfig, 
         (parts["loss"] / len(shards.local)).backward()
         for name, value in parts.items():
             totals[name] = totals.get(name, 0) + value.detach() / len(shards.local)
+    if context.enabled:  # every rank counts the walks of all shards, as one process would
+        model.span_counts.copy_(spans_before + context.sum(model.span_counts - spans_before))
     torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
     state.optimizer.step()
     state.step += 1
