@@ -353,23 +353,26 @@ def extent_prior(visited: Tensor, state: Tensor, move: Tensor, basis: Tensor | N
     wall on the far side, the room could be on either side and the extent rule stands. Assumes:
     the worlds predicted in are as wide as those trained in (true for one image size).
     """
-    lattice_visited, lattice_state, lattice_move = (_lattice(x, basis) for x in (visited, state, move))
+    to_lattice = None if basis is None else torch.linalg.pinv(basis)  # (S, P)
+    lattice = (lambda x: x) if to_lattice is None else (lambda x: x @ to_lattice)  # noqa: E731
+    lattice_visited, lattice_state, lattice_move = lattice(visited), lattice(state), lattice(move)
     length = lattice_move.norm(dim=-1, keepdim=True)
     direction = lattice_move / length.clamp_min(1e-12)
     along = (lattice_visited * direction.unsqueeze(1)).sum(-1)  # (B, N)
-    reach, back = along.max(dim=1).values, along.min(dim=1).values
+    reach = along.max(dim=1).values
     step = length.squeeze(-1)
     target = ((lattice_state + lattice_move) * direction).sum(-1)
     beyond = (target > reach + 0.5 * step) & (step > 1e-6)
-    if world_span is None or basis is None or edges is None or not bool((world_span > 0).any()):
+    if world_span is None or to_lattice is None or edges is None or not bool(beyond.any()):
         return beyond
+    back = along.min(dim=1).values
     span = (world_span.to(direction.dtype) * direction.abs()).sum(-1)  # the span along this axis, in moves
-    room = span > (reach - back) / step.clamp_min(1e-12) + 0.5
+    room = (span > 0) & (span > (reach - back) / step.clamp_min(1e-12) + 0.5)
     # A bumped wall beyond the far end: a blocked edge half a move behind the lowest visited state.
-    edge_along = (_lattice(edges.midpoints, basis) * direction.unsqueeze(1)).sum(-1)  # (B, E)
+    edge_along = (lattice(edges.midpoints) * direction.unsqueeze(1)).sum(-1)  # (B, E)
     far_wall = (edges.blocked & edges.valid
                 & ((edge_along - (back - 0.5 * step).unsqueeze(1)).abs() < 0.25 * step.unsqueeze(1))).any(1)
-    return beyond & ~(room & far_wall & (span > 0))
+    return beyond & ~(room & far_wall)
 
 
 def world_span_counts(states: Tensor, basis: Tensor, bins: int) -> Tensor:
