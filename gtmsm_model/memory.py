@@ -303,16 +303,23 @@ class EdgeMemory:
     midpoints: Tensor  # (B, E, S)
     blocked: Tensor  # (B, E) bool
     valid: Tensor  # (B, E) bool: a stay step writes nothing
+    observed: Tensor | None = None  # (B, E) bool: tried while observing, not decided while imagining; None: all
 
     @classmethod
     def empty(cls, batch: int, s_dim: int, like: Tensor) -> EdgeMemory:
         return cls(like.new_zeros(batch, 0, s_dim), torch.zeros(batch, 0, dtype=torch.bool, device=like.device),
                    torch.zeros(batch, 0, dtype=torch.bool, device=like.device))
 
-    def write(self, midpoints: Tensor, blocked: Tensor, valid: Tensor) -> EdgeMemory:
-        """Append (B, n, S) midpoints with their (B, n) labels; ``valid`` False entries are ignored."""
+    def seen(self) -> Tensor:
+        """(B, E) bool: the entries observed (a move tried), not decided while imagining."""
+        return torch.ones_like(self.valid) if self.observed is None else self.observed
+
+    def write(self, midpoints: Tensor, blocked: Tensor, valid: Tensor, *, observed: bool = False) -> EdgeMemory:
+        """Append (B, n, S) midpoints with their (B, n) labels; ``valid`` False entries are ignored.
+        ``observed``: these moves were tried (False: decided while imagining, a guess)."""
         return EdgeMemory(torch.cat([self.midpoints, midpoints], 1), torch.cat([self.blocked, blocked], 1),
-                          torch.cat([self.valid, valid], 1))
+                          torch.cat([self.valid, valid], 1),
+                          torch.cat([self.seen(), torch.full_like(valid, observed)], 1))
 
     def lookup(self, midpoints: Tensor, radius: float) -> tuple[Tensor, Tensor]:
         """The label of the nearest remembered edge within ``radius`` of each (B, S) midpoint.
@@ -350,8 +357,10 @@ def extent_prior(visited: Tensor, state: Tensor, move: Tensor, basis: Tensor | N
     needs ``basis`` and ``edges``): a walk that stopped one cell short of a wall, on the side
     opposite a wall it *did* bump into, has seen less than the world's span along that axis — so
     the room left must lie on this side, and the frontier edge is open. Without such a bumped
-    wall on the far side, the room could be on either side and the extent rule stands. Assumes:
-    the worlds predicted in are as wide as those trained in (true for one image size).
+    wall on the far side (one tried while observing, not one decided while imagining), the room
+    could be on either side and the extent rule stands. Assumes: the worlds predicted in are as
+    wide as those trained in (true for one image size), and a wall at the far end of what was seen
+    is the border (an interior maze wall there misleads it).
     """
     to_lattice = None if basis is None else torch.linalg.pinv(basis)  # (S, P)
     lattice = (lambda x: x) if to_lattice is None else (lambda x: x @ to_lattice)  # noqa: E731
@@ -368,9 +377,10 @@ def extent_prior(visited: Tensor, state: Tensor, move: Tensor, basis: Tensor | N
     back = along.min(dim=1).values
     span = (world_span.to(direction.dtype) * direction.abs()).sum(-1)  # the span along this axis, in moves
     room = (span > 0) & (span > (reach - back) / step.clamp_min(1e-12) + 0.5)
-    # A bumped wall beyond the far end: a blocked edge half a move behind the lowest visited state.
+    # A wall bumped into beyond the far end: an observed blocked edge half a move behind the lowest
+    # visited state (a wall the extent rule only guessed while imagining is no evidence).
     edge_along = (lattice(edges.midpoints) * direction.unsqueeze(1)).sum(-1)  # (B, E)
-    far_wall = (edges.blocked & edges.valid
+    far_wall = (edges.blocked & edges.valid & edges.seen()
                 & ((edge_along - (back - 0.5 * step).unsqueeze(1)).abs() < 0.25 * step.unsqueeze(1))).any(1)
     return beyond & ~(room & far_wall)
 
@@ -385,12 +395,14 @@ def world_span_counts(states: Tensor, basis: Tensor, bins: int) -> Tensor:
 
 
 def span_from_counts(counts: Tensor, share: float = 0.01) -> Tensor:
-    """The world's span along each axis (P,), in moves: the largest span at least ``share`` of the
-    training walks reached (a rare mis-inferred move cannot stretch it). 0 where nothing was counted."""
+    """The world's span along each axis (P,), in moves: the largest span that at least ``share`` of
+    the training walks reach or exceed (a rare mis-inferred move cannot stretch it). 0 where nothing
+    was counted."""
     total = counts.sum(1, keepdim=True).clamp_min(1)
-    frequent = (counts.float() / total >= share) & (counts > 0)
+    reaching = counts.flip(1).cumsum(1).flip(1)  # walks whose span is >= each span
+    often = (reaching.float() / total >= share) & (reaching > 0)
     index = torch.arange(counts.shape[1], device=counts.device).expand_as(counts)
-    return torch.where(frequent, index, torch.zeros_like(index)).max(1).values
+    return torch.where(often, index, torch.zeros_like(index)).max(1).values
 
 
 # --------------------------------------------------------------------------- canvas

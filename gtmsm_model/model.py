@@ -81,6 +81,8 @@ __all__ = [
 WALL_MODELS = ("edges", "absolute")
 NOVEL_VIEWS = ("canvas", "knn")
 UNTRIED_EDGES = ("span", "extent")
+# What a checkpoint that predates a setting was trained and measured with.
+BEFORE_SPAN_AND_REFINEMENT = {"untried_edges": "extent", "refine_steps": 0}
 SPAN_BINS = 256  # the world-span histogram's bins: spans of up to 255 moves
 
 
@@ -193,9 +195,7 @@ class GTMSMConfig:
             saved.update(wall_model="absolute", novel_view="knn")
         saved.pop("blocked_threshold", None)  # an interim name; replaced by ambiguity_margin
         # Before the world-span prior and refined codes: the extent rule and the encoder's mean.
-        saved.setdefault("untried_edges", "extent")
-        saved.setdefault("refine_steps", 0)
-        return cls(**saved)
+        return cls(**{**BEFORE_SPAN_AND_REFINEMENT, **saved})
 
 
 # --------------------------------------------------------------------------- modules
@@ -463,8 +463,6 @@ class GTMSM(nn.Module):
         free = (~blocked).to(moves.dtype)
         free[:, 0] = 0.0  # the reset does not move
         steps = moves * free.unsqueeze(-1)
-        if self.training and c.state_noise > 0:
-            steps = steps + c.state_noise * torch.randn_like(steps)
         return steps.cumsum(1), 1.0 - blocked.to(moves.dtype)
 
     # ------------------------------------------------------------------ training
@@ -521,8 +519,10 @@ class GTMSM(nn.Module):
 
         states, gates = self.infer_states(pixels, actions, gate_open=gate_open)
         if self.training and self.config.wall_model == "edges":
-            with torch.no_grad():
+            with torch.no_grad():  # the walks' spans, before any transition noise
                 self.span_counts += world_span_counts(states.detach(), self.lattice_basis(), SPAN_BINS)
+            if self.config.state_noise > 0:  # eps_t on every step, accumulated along the walk
+                states = states + (self.config.state_noise * torch.randn_like(states)).cumsum(1)
         # Queries are steps 1..T-1 (step 0 has no memory yet); keys and values are steps < tau.
         keys = states[:, :tau]
         values = posterior[:, :tau]
@@ -578,7 +578,7 @@ class GTMSM(nn.Module):
         previous_states = torch.cat([states[:, :1], states[:, :-1]], 1)
         midpoints = previous_states + 0.5 * self.transition.action_matrix()[actions]
         return WorldMemory(
-            keys=states, values=values, edges=EdgeMemory(midpoints, gates < 0.5, moving), visited=states,
+            keys=states, values=values, edges=EdgeMemory(midpoints, gates < 0.5, moving, moving), visited=states,
             state=states[:, -1], observed_pixels=pixels, observed_actions=actions,
             moved=moving & (gates > 0.5), gates=gates, steps=states.shape[1])
 
@@ -716,9 +716,8 @@ class GTMSM(nn.Module):
         so values can be negative.
         """
         pixels = self.to_pixels(observations)
-        posterior = self.vae.encode(pixels)
-        future = posterior[:, tau:]
-        chosen = gather_memory(posterior[:, :tau], prediction.neighbours)
+        future = self.vae.encode(pixels[:, tau:])
+        chosen = gather_memory(self.vae.infer(pixels[:, :tau]), prediction.neighbours)  # the codes memory held
         batch, steps, k, z_dim = chosen.mean.shape
         component_kl = pairwise_gaussian_kl(
             Gaussian(future.mean.reshape(batch * steps, 1, z_dim), future.log_std.reshape(batch * steps, 1, z_dim)),

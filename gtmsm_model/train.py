@@ -56,7 +56,14 @@ from gtmsm_model.data import RolloutSampler, heldout_rollouts
 from gtmsm_model.distributed import DistributedContext, LossModule, wrap
 from gtmsm_model.evaluate import evaluate_gtmsm
 from gtmsm_model.memory import ALL_KEY_CHUNK
-from gtmsm_model.model import GTMSM, NOVEL_VIEWS, UNTRIED_EDGES, WALL_MODELS, GTMSMConfig
+from gtmsm_model.model import (
+    BEFORE_SPAN_AND_REFINEMENT,
+    GTMSM,
+    NOVEL_VIEWS,
+    UNTRIED_EDGES,
+    WALL_MODELS,
+    GTMSMConfig,
+)
 from gtmsm_model.run_folder import RunFolder
 
 
@@ -567,8 +574,10 @@ def check_resumable(payload: dict[str, Any], config: TrainConfig, path: Path, wo
             f"seed={saved.get('seed')}; this run has preset={config.preset!r}, seed={config.seed}. "
             "Use another --out-dir or the same settings."
         )
-    for what, before, now in (("", saved, asdict(config)),
-                              (" model", payload.get("model_config", {}), asdict(config.model_config()))):
+    # A run from before a setting existed was trained with its old behaviour (not today's default).
+    legacy = dict(BEFORE_SPAN_AND_REFINEMENT) if saved else {}
+    for what, before, now in (("", {**legacy, **saved}, asdict(config)),
+                              (" model", {**legacy, **payload.get("model_config", {})}, asdict(config.model_config()))):
         differ = [name for name in now if name in before and name not in RESUMABLE_CHANGES
                   and json.dumps(before[name]) != json.dumps(now[name])]
         if differ:

@@ -127,7 +127,7 @@ def test_world_span_prior_lets_a_walk_through_to_the_room_it_has_not_seen() -> N
     visited = torch.tensor([[[float(x), 0.0] for x in range(8)]])
     right, basis = torch.tensor([[1.0, 0.0]]), torch.eye(2)
     bumped = EdgeMemory.empty(1, 2, visited).write(torch.tensor([[[-0.5, 0.0]]]), torch.tensor([[True]]),
-                                                   torch.tensor([[True]]))
+                                                   torch.tensor([[True]]), observed=True)
     at_frontier = torch.tensor([[7.0, 0.0]])
     span8, span7 = torch.tensor([8, 8]), torch.tensor([7, 7])
     # The world is 8 moves wide, 7 are seen and the far wall is known: the room is on this side.
@@ -137,12 +137,16 @@ def test_world_span_prior_lets_a_walk_through_to_the_room_it_has_not_seen() -> N
     assert extent_prior(visited, at_frontier, right, basis, edges=bumped, world_span=span7).item()
     # The far wall never bumped: the missing room may be on either side, so the extent rule stands.
     free_far_edge = EdgeMemory.empty(1, 2, visited).write(torch.tensor([[[0.5, 0.0]]]), torch.tensor([[False]]),
-                                                          torch.tensor([[True]]))
+                                                          torch.tensor([[True]]), observed=True)
     assert extent_prior(visited, at_frontier, right, basis, edges=free_far_edge, world_span=span8).item()
     # A wall bumped on the *other* axis says nothing about this one.
     other_axis = EdgeMemory.empty(1, 2, visited).write(torch.tensor([[[0.0, -0.5]]]), torch.tensor([[True]]),
-                                                       torch.tensor([[True]]))
+                                                       torch.tensor([[True]]), observed=True)
     assert extent_prior(visited, at_frontier, right, basis, edges=other_axis, world_span=span8).item()
+    # A wall decided while imagining (a guess, not a bump) is no evidence.
+    guessed = EdgeMemory.empty(1, 2, visited).write(torch.tensor([[[-0.5, 0.0]]]), torch.tensor([[True]]),
+                                                    torch.tensor([[True]]))
+    assert extent_prior(visited, at_frontier, right, basis, edges=guessed, world_span=span8).item()
     # Inside the visited extent nothing changes: open.
     assert not extent_prior(visited, torch.tensor([[3.0, 0.0]]), right, basis, edges=bumped, world_span=span8).item()
 
@@ -157,6 +161,10 @@ def test_world_span_is_counted_per_axis_and_ignores_a_rare_outlier() -> None:
     assert counts[0, 8] == 200 and counts[1, 5] == 199 and counts[1, 9] == 1
     assert span_from_counts(counts).tolist() == [8, 5]
     assert span_from_counts(torch.zeros(2, 16, dtype=torch.long)).tolist() == [0, 0]  # nothing counted: unknown
+    # "At least 1 % of the walks reach it": 10 of 1000 walks span 8 or more (4 + 3 + 3), only 6 span 9 or more.
+    spread = torch.zeros(1, 16, dtype=torch.long)
+    spread[0, 5], spread[0, 8], spread[0, 9], spread[0, 10] = 990, 4, 3, 3
+    assert span_from_counts(spread).tolist() == [8]
 
 
 # --------------------------------------------------------------------------- canvas
@@ -337,3 +345,19 @@ def test_a_walk_that_stopped_one_cell_short_is_predicted_exactly_with_the_world_
     torch.testing.assert_close(results["span"][1], pixels[0, tau - 1], atol=1e-6, rtol=0)  # column 7, exactly
     assert results["extent"][0] == [0.0, 1.0]  # the extent rule calls column 8 a wall ...
     assert (results["extent"][1] - pixels[0, tau - 1]).abs().max() > 0.1  # ... and recalls column 6
+
+
+def test_a_wall_only_guessed_while_imagining_is_not_evidence_for_the_span_prior() -> None:
+    rng = np.random.default_rng(3)
+    image = rng.random((32, 32, 3)).astype(np.float32)
+    # Observed: columns 2..8 of row 4, neither border bumped. Imagined: left to column 2, then 2 -> 1
+    # (untried: the extent rule guesses a wall), back right to column 8, then 8 -> 9 (the real border).
+    cells = [(4, 2)] + [(4, c) for c in range(3, 9)]
+    imagined = [LEFT] * 7 + [RIGHT] * 7
+    actions = torch.tensor([[STAY] + [RIGHT] * 6 + imagined])
+    pixels = walk(image, cells)
+    model = perfect_model(novel_view="knn", knn_k=1, untried_edges="span")
+    model.span_counts[:, 8] = 1
+    gates = model.predict(pixels, actions, len(cells)).gates[0, len(cells):]
+    assert gates[6] == 0  # 2 -> 1 guessed a wall (nothing observed beyond column 2)
+    assert gates[-1] == 0  # so the guess must not let 8 -> 9 through the real border

@@ -272,3 +272,34 @@ def test_training_counts_the_world_span_and_evaluation_does_not() -> None:
     model.eval()
     model.loss(observations, actions, tau=200)
     assert model.span_counts.sum().item() == 8
+
+
+def test_transition_noise_does_not_stretch_the_learned_world_span() -> None:
+    from gtmsm_env import collect_rollouts
+
+    rollouts = collect_rollouts(4, 300, seed=5)
+    observations, actions = torch.as_tensor(rollouts.observations), torch.as_tensor(rollouts.actions)
+    quiet, noisy = GTMSM(GTMSMConfig(**TINY)), GTMSM(GTMSMConfig(**TINY, state_noise=0.2))
+    noisy.load_state_dict(quiet.state_dict())
+    quiet.loss(observations, actions, tau=200)
+    noisy.loss(observations, actions, tau=200)
+    assert torch.equal(noisy.span_counts, quiet.span_counts)
+
+
+def test_resuming_a_run_from_before_the_span_prior_names_the_changed_settings(tmp_path) -> None:
+    from dataclasses import asdict
+
+    from gtmsm_model.checkpoint import CheckpointError
+    from gtmsm_model.train import check_resumable, make_config
+
+    config = make_config("debug", out_dir=str(tmp_path))
+    old_train, old_model = asdict(config), asdict(config.model_config())
+    for saved in (old_train, old_model):
+        for name in ("untried_edges", "refine_steps", "refine_lr"):
+            saved.pop(name, None)
+    payload = {"train_config": old_train, "model_config": old_model, "step": 3}
+    with pytest.raises(CheckpointError, match="--untried-edges extent .this run: span.*--refine-steps 0"):
+        check_resumable(payload, config, tmp_path / "checkpoint.pt")
+    # Resumed with the settings it was trained with: fine.
+    check_resumable(payload, make_config("debug", out_dir=str(tmp_path), untried_edges="extent", refine_steps=0),
+                    tmp_path / "checkpoint.pt")
