@@ -354,7 +354,7 @@ def extent_prior(visited: Tensor, state: Tensor, move: Tensor, basis: Tensor | N
     orthogonal does not leak one axis into the other; without it, in the state's own coordinates.
 
     World-span prior (``world_span`` (P,) in moves, learned from the training walks, 0 = unknown;
-    needs ``basis`` and ``edges``): a walk that stopped one cell short of a wall, on the side
+    needs ``basis`` and ``edges``): a walk that stopped short of a wall, on the side
     opposite a wall it *did* bump into, has seen less than the world's span along that axis — so
     the room left must lie on this side, and the frontier edge is open. Without such a bumped
     wall on the far side (one tried while observing, not one decided while imagining), the room
