@@ -337,11 +337,6 @@ class EdgeMemory:
         return known, blocked
 
 
-def _lattice(points: Tensor, basis: Tensor | None) -> Tensor:
-    """Points (..., S) in lattice coordinates (s = c · basis); unchanged without a basis."""
-    return points if basis is None else points @ torch.linalg.pinv(basis)
-
-
 def extent_prior(visited: Tensor, state: Tensor, move: Tensor, basis: Tensor | None = None, *,
                  edges: EdgeMemory | None = None, world_span: Tensor | None = None) -> Tensor:
     """The fallback for an edge never tried: blocked iff the move's target lies beyond every
@@ -388,7 +383,7 @@ def extent_prior(visited: Tensor, state: Tensor, move: Tensor, basis: Tensor | N
 def world_span_counts(states: Tensor, basis: Tensor, bins: int) -> Tensor:
     """How many walks spanned 0, 1, ..., bins - 1 moves along each lattice axis: states (B, T, S) of
     observed walks, basis (P, S) unit move vectors → counts (P, bins) (spans ≥ bins land in the last bin)."""
-    lattice = _lattice(states, basis)  # (B, T, P)
+    lattice = states @ torch.linalg.pinv(basis)  # (B, T, P): lattice coordinates, s = c · basis
     spans = (lattice.max(1).values - lattice.min(1).values).round().long().clamp(0, bins - 1)  # (B, P)
     counts = torch.zeros(basis.shape[0], bins, dtype=torch.long, device=states.device)
     return counts.scatter_add_(1, spans.T, torch.ones_like(spans.T))

@@ -344,6 +344,7 @@ class Prediction:
     log_weights: Tensor  # (B, T - tau, K)
     distances: Tensor | None = None  # (B, T - tau, K) to those keys
     from_canvas: Tensor | None = None  # (B, T - tau) bool: the crop was (partly) read from the canvas
+    values: Gaussian | None = None  # (B, M, Z) the memorised codes ``neighbours`` index
 
 
 @dataclass
@@ -578,7 +579,7 @@ class GTMSM(nn.Module):
         previous_states = torch.cat([states[:, :1], states[:, :-1]], 1)
         midpoints = previous_states + 0.5 * self.transition.action_matrix()[actions]
         return WorldMemory(
-            keys=states, values=values, edges=EdgeMemory(midpoints, gates < 0.5, moving, moving), visited=states,
+            keys=states, values=values, edges=EdgeMemory(midpoints, gates < 0.5, moving), visited=states,
             state=states[:, -1], observed_pixels=pixels, observed_actions=actions,
             moved=moving & (gates > 0.5), gates=gates, steps=states.shape[1])
 
@@ -628,7 +629,7 @@ class GTMSM(nn.Module):
         if c.novel_view == "canvas":
             pixels, from_canvas = self._fill_from_canvas(pixels, states_t, readout.distances[..., 0], memory)
         prediction = Prediction(pixels, states_t, gates_t, readout.indices, readout.log_weights,
-                                readout.distances, from_canvas)
+                                readout.distances, from_canvas, memory.values)
         return prediction, memory
 
     def pixel_map(self, memory: WorldMemory) -> tuple[Tensor, Tensor]:
@@ -717,7 +718,8 @@ class GTMSM(nn.Module):
         """
         pixels = self.to_pixels(observations)
         future = self.vae.encode(pixels[:, tau:])
-        chosen = gather_memory(self.vae.infer(pixels[:, :tau]), prediction.neighbours)  # the codes memory held
+        memorised = prediction.values if prediction.values is not None else self.vae.infer(pixels[:, :tau])
+        chosen = gather_memory(memorised, prediction.neighbours)  # the codes memory held
         batch, steps, k, z_dim = chosen.mean.shape
         component_kl = pairwise_gaussian_kl(
             Gaussian(future.mean.reshape(batch * steps, 1, z_dim), future.log_std.reshape(batch * steps, 1, z_dim)),

@@ -484,8 +484,6 @@ def check_image_source(flag: str, source: str | None, image_size: int | tuple[in
         raise ValueError(f"{flag}: {error_text(error)}") from None
 
 
-
-
 # Bytes per unit, measured with ru_maxrss on the quick preset's model (torch 2.13 CPU): a held-out
 # step costs ~22 KB to evaluate at z 128 (16 KB at z 16); a training step's prior KL ~120-190 bytes
 # per (query, key) pair. The figures below stay a little under those: they refuse what cannot fit.
@@ -717,7 +715,7 @@ def train_step(state: TrainState, sampler: RolloutSampler, config: TrainConfig, 
     state.optimizer.zero_grad(set_to_none=True)
     totals: dict[str, torch.Tensor] = {}
     phase = "vae" if step < config.vae_warmup_iters else "main"
-    spans_before = model.span_counts.clone()  # the same on every rank (summed below each step)
+    spans_before = model.span_counts.clone() if context.enabled else None  # the same on every rank
     for shard in shards.local:
         if shards.total > 1:
             torch.manual_seed(shard_seed(config.seed, step, shard))
