@@ -329,6 +329,10 @@ def configure_env(
         max_episode_steps = _check_int("max_episode_steps", max_episode_steps, 1)
     env.max_episode_steps = max_episode_steps
     env.image_source = make_image_source(image_source, geometry.image_size)
+    from gtmsm_env.world import World
+
+    env.world = World(geometry.image_size, geometry.crop_size, geometry.step_size, env.start,
+                      env.walls, env.wall_density)
 
 
 def validate_action(action: object) -> int:

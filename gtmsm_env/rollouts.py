@@ -29,6 +29,7 @@ from gtmsm_env.flags import (
     memory_problem,
     output_file_problem,
 )
+from gtmsm_env.world import World
 from gtmsm_env.images import ImageSize, canonical_image_size, image_shape_of, unreadable_reason
 from gtmsm_env.policies import SB3Policy, resolve_policy
 
@@ -269,6 +270,7 @@ def collect_rollouts(
     seq_len: int,
     *,
     seed: int,
+    world: World | None = None,
     image_source: Any = None,
     image_size: ImageSize = 32,
     crop_size: int = 8,
@@ -302,12 +304,19 @@ def collect_rollouts(
     ``walls="maze"`` (with ``wall_density``, see :class:`~gtmsm_env.env.ImageNavEnv`) draws a wall
     layout per sequence; it is kept in ``Rollouts.blocked_moves`` and saved with the dataset.
 
+    ``world`` (a :class:`~gtmsm_env.world.World`) sets the geometry, start and walls in one value.
     ``image_size`` is an int (square images) or ``(height, width)``; the metadata records it as
     given (an int, or ``[height, width]``) and always as ``image_shape`` ``[height, width]``.
     """
     from gtmsm_env.images import make_image_source
     from gtmsm_env.vector_env import ImageNavVectorEnv
 
+    if world is not None:
+        loose = World(image_size, crop_size, step_size, start, walls, wall_density)
+        if loose != World():
+            raise ValueError("give the world either as world= or as loose settings, not both")
+        image_size, crop_size, step_size = world.image_size, world.crop_size, world.step_size
+        start, walls, wall_density = world.start, world.walls, world.wall_density
     if num_sequences < 1 or seq_len < 1:
         raise ValueError("num_sequences and seq_len must be >= 1")
     source = make_image_source(image_source, image_size)
