@@ -22,19 +22,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gtmsm_env.flags import (
-    SEED_MAX,
-    bounded,
-    duplicates_problem,
-    error_text,
-    fail,
-    interrupt_signal,
-    output_dir_problem,
-    parse_dataclass,
-    run_script,
-    signal_exit_status,
-    threads_problem,
-)
+from gtmsm_cli.checks import duplicates_problem, output_dir_problem, threads_problem
+from gtmsm_cli.flags import SEED_MAX, bounded, error_text, fail, parse_dataclass
+from gtmsm_cli.signals import interrupt_signal, run_script, signal_exit_status
 from gtmsm_model import benchmarking
 from gtmsm_model.benchmarking import CONDITIONS, GTMSMInterrupted, Plan
 

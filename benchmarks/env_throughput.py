@@ -20,15 +20,9 @@ import gymnasium as gym
 import numpy as np
 
 import gtmsm_env  # noqa: F401  (registers ImageNav-v0)
-from gtmsm_env.flags import (
-    SEED_MAX,
-    bounded,
-    fail,
-    memory_problem,
-    output_file_problem,
-    parse_dataclass,
-    run_script,
-)
+from gtmsm_cli.checks import memory_problem, output_file_problem
+from gtmsm_cli.flags import SEED_MAX, bounded, fail, parse_dataclass
+from gtmsm_cli.signals import run_script
 
 PROG = "env_throughput.py"
 

@@ -32,7 +32,8 @@ import numpy as np
 import torch
 
 from gtmsm_env import random_walk_actions
-from gtmsm_env.flags import SEED_MAX, bounded, error_text, fail, parse_dataclass, run_script
+from gtmsm_cli.flags import SEED_MAX, bounded, error_text, fail, parse_dataclass
+from gtmsm_cli.signals import run_script
 
 PROG = "imagination_latency.py"
 

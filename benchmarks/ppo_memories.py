@@ -30,7 +30,8 @@ from pathlib import Path
 import numpy as np
 
 from gtmsm_env import Rollouts, collect_rollouts
-from gtmsm_env.flags import (
+from gtmsm_cli.checks import output_stem_problem, threads_problem
+from gtmsm_cli.flags import (
     SEED_MAX,
     ArgumentParser,
     add_dataclass_flags,
@@ -38,12 +39,8 @@ from gtmsm_env.flags import (
     dataclass_values,
     error_text,
     fail,
-    interrupt_signal,
-    output_stem_problem,
-    run_script,
-    signal_exit_status,
-    threads_problem,
 )
+from gtmsm_cli.signals import interrupt_signal, run_script, signal_exit_status
 
 ROOT = Path(__file__).resolve().parent.parent
 PROG = "ppo_memories.py"

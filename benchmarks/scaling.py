@@ -30,15 +30,9 @@ from typing import Any
 
 import numpy as np
 
-from gtmsm_env.flags import (
-    GB,
-    bounded,
-    fail,
-    memory_problem,
-    output_stem_problem,
-    parse_dataclass,
-    run_script,
-)
+from gtmsm_cli.checks import GB, memory_problem, output_stem_problem
+from gtmsm_cli.flags import bounded, fail, parse_dataclass
+from gtmsm_cli.signals import run_script
 
 PROG = "scaling.py"
 PARTS = ("data", "threads", "memory")

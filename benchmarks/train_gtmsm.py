@@ -33,18 +33,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from gtmsm_env.flags import (
-    SEED_MAX,
-    bounded,
+from gtmsm_cli.checks import (
     duplicates_problem,
-    fail,
     output_dir_problem,
     output_stem_problem,
-    parse_dataclass,
-    run_script,
-    signal_exit_status,
     threads_problem,
 )
+from gtmsm_cli.flags import SEED_MAX, bounded, fail, parse_dataclass
+from gtmsm_cli.signals import run_script, signal_exit_status
 from gtmsm_env.photo_patches import write_photo_patches
 from gtmsm_model.data import heldout_rollouts
 from gtmsm_model.evaluate import evaluate_gtmsm, json_safe, prediction_metrics

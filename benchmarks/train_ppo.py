@@ -30,18 +30,16 @@ import numpy as np
 
 import gtmsm_env
 from gtmsm_env import ImageNavVectorEnv, random_walk_actions
-from gtmsm_env.flags import (
+from gtmsm_cli.checks import memory_problem, output_stem_problem, threads_problem
+from gtmsm_cli.flags import (
     SEED_MAX,
     ArgumentParser,
     add_dataclass_flags,
     bounded,
     dataclass_values,
     fail,
-    memory_problem,
-    output_stem_problem,
-    run_script,
-    threads_problem,
 )
+from gtmsm_cli.signals import run_script
 
 ROOT = Path(__file__).resolve().parent.parent
 PROG = "train_ppo.py"

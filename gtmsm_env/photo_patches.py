@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from gtmsm_env.flags import bounded, parse_dataclass
+from gtmsm_cli.flags import bounded, parse_dataclass
 
 
 def photo_patches(count: int, seed: int, image_size: int = 32) -> np.ndarray:

@@ -44,7 +44,8 @@ from gtmsm_env.env import (
     ImageNavEnv,
     wall_segments,
 )
-from gtmsm_env.flags import (
+from gtmsm_cli.checks import output_file_problem
+from gtmsm_cli.flags import (
     SEED_MAX,
     ArgumentParser,
     add_dataclass_flags,
@@ -52,11 +53,8 @@ from gtmsm_env.flags import (
     dataclass_values,
     error_text,
     fail,
-    interrupt_signal,
-    output_file_problem,
-    raise_on_sigterm,
-    signal_exit_status,
 )
+from gtmsm_cli.signals import interrupt_signal, raise_on_sigterm, signal_exit_status
 from gtmsm_env.images import without_size_flags
 from gtmsm_env.render import NoDisplayError, PlayView, Scene
 

@@ -18,7 +18,8 @@ from typing import Any
 import numpy as np
 
 from gtmsm_env.env import STAY
-from gtmsm_env.flags import (
+from gtmsm_cli.checks import memory_problem, output_file_problem
+from gtmsm_cli.flags import (
     SEED_MAX,
     ArgumentParser,
     add_dataclass_flags,
@@ -26,8 +27,6 @@ from gtmsm_env.flags import (
     dataclass_values,
     error_text,
     fail,
-    memory_problem,
-    output_file_problem,
 )
 from gtmsm_env.world import World
 from gtmsm_env.images import ImageSize, canonical_image_size, image_shape_of, unreadable_reason

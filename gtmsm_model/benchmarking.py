@@ -39,7 +39,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from gtmsm_env.flags import error_text, output_dir_problem, signal_exit_status
+from gtmsm_cli.checks import output_dir_problem
+from gtmsm_cli.flags import error_text
+from gtmsm_cli.signals import signal_exit_status
 from gtmsm_env.rollouts import Rollouts, collect_rollouts
 from gtmsm_model.baselines import (
     RSSM,

@@ -22,7 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from gtmsm_env.flags import (
+from gtmsm_cli.checks import output_dir_problem, output_file_problem
+from gtmsm_cli.flags import (
     SEED_MAX,
     ArgumentParser,
     Bounds,
@@ -30,13 +31,9 @@ from gtmsm_env.flags import (
     bounded,
     dataclass_values,
     error_text,
-    interrupt_signal,
     number,
-    output_dir_problem,
-    output_file_problem,
-    raise_on_sigterm,
-    signal_exit_status,
 )
+from gtmsm_cli.signals import interrupt_signal, raise_on_sigterm, signal_exit_status
 from gtmsm_model.train import (
     PRESETS,
     TrainConfig,

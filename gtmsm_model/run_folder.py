@@ -21,7 +21,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from gtmsm_env.flags import output_dir_problem
+from gtmsm_cli.checks import output_dir_problem
 
 RUN_FILES = (
     "checkpoint.pt", "config.json", "train_log.jsonl", "history.json", "metrics.json",

@@ -42,14 +42,8 @@ import numpy as np
 import torch
 
 from gtmsm_env.env import GridGeometry, single_position_problem, validate_walls
-from gtmsm_env.flags import (
-    SEED_MAX,
-    bounded,
-    check_fields,
-    error_text,
-    memory_problem,
-    threads_problem,
-)
+from gtmsm_cli.checks import memory_problem, threads_problem
+from gtmsm_cli.flags import SEED_MAX, bounded, check_fields, error_text
 from gtmsm_env.images import make_image_source
 from gtmsm_model.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from gtmsm_model.data import RolloutSampler, heldout_rollouts

@@ -231,7 +231,7 @@ def test_cli_rejects_an_unwritable_folder_before_any_work(tmp_path, monkeypatch,
     try:
         if os.access(locked, os.W_OK) and os.geteuid() == 0:
             # root writes anyway; simulate the failure the probe reports
-            from gtmsm_env import flags
+            from gtmsm_cli import checks as flags
 
             monkeypatch.setattr(flags.tempfile, "mkstemp", _raise_permission)
         monkeypatch.setattr(module, "collect_rollouts", lambda *a, **k: pytest.fail("ran"))
@@ -279,7 +279,7 @@ def test_saved_file_follows_the_umask(rollouts, tmp_path):
 )
 def test_cli_refuses_impossible_or_contradictory_runs_before_any_work(flags, message, tmp_path, monkeypatch,
                                                                       capsys):
-    from gtmsm_env import flags as flags_module
+    from gtmsm_cli import checks as flags_module
     from gtmsm_env import rollouts as module
 
     monkeypatch.setattr(module, "collect_rollouts", lambda *a, **k: pytest.fail("collected before the check"))

@@ -24,7 +24,7 @@ from types import ModuleType
 
 import pytest
 
-from gtmsm_env.flags import SEED_MAX
+from gtmsm_cli.flags import SEED_MAX
 
 ROOT = Path(__file__).resolve().parents[1]
 TOO_BIG_SEED = str(SEED_MAX + 1)
@@ -295,10 +295,10 @@ HUGE = "1000000000000"
 ])
 def test_impossible_or_contradictory_runs_are_refused_before_any_work(name, argv, fragments, tmp_path, monkeypatch,
                                                                       capsys):
-    import gtmsm_env.flags
+    import gtmsm_cli.checks
 
     monkeypatch.chdir(tmp_path)  # default output folders land here, if any check let them be made
-    monkeypatch.setattr(gtmsm_env.flags, "physical_memory", lambda: 64 * 10**9)  # the same verdict everywhere
+    monkeypatch.setattr(gtmsm_cli.checks, "physical_memory", lambda: 64 * 10**9)  # the same verdict everywhere
     script = load_script(name)
     for owner, function in EXPENSIVE[name]:
         forbid(monkeypatch, script if owner == "script" else importlib.import_module(owner), function)
