@@ -31,9 +31,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from gtmsm_env import random_walk_actions
 from gtmsm_cli.flags import SEED_MAX, bounded, error_text, fail, parse_dataclass
 from gtmsm_cli.signals import run_script
+from gtmsm_env import random_walk_actions
 
 PROG = "imagination_latency.py"
 

@@ -29,7 +29,6 @@ from pathlib import Path
 
 import numpy as np
 
-from gtmsm_env import Rollouts, collect_rollouts
 from gtmsm_cli.checks import output_stem_problem, threads_problem
 from gtmsm_cli.flags import (
     SEED_MAX,
@@ -41,6 +40,7 @@ from gtmsm_cli.flags import (
     fail,
 )
 from gtmsm_cli.signals import interrupt_signal, run_script, signal_exit_status
+from gtmsm_env import Rollouts, collect_rollouts
 
 ROOT = Path(__file__).resolve().parent.parent
 PROG = "ppo_memories.py"

@@ -29,7 +29,6 @@ from pathlib import Path
 import numpy as np
 
 import gtmsm_env
-from gtmsm_env import ImageNavVectorEnv, random_walk_actions
 from gtmsm_cli.checks import memory_problem, output_stem_problem, threads_problem
 from gtmsm_cli.flags import (
     SEED_MAX,
@@ -40,6 +39,7 @@ from gtmsm_cli.flags import (
     fail,
 )
 from gtmsm_cli.signals import run_script
+from gtmsm_env import ImageNavVectorEnv, random_walk_actions
 
 ROOT = Path(__file__).resolve().parent.parent
 PROG = "train_ppo.py"

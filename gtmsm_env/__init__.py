@@ -15,17 +15,8 @@ from typing import Any
 
 import gymnasium
 
-from gtmsm_env.env import (
-    ACTION_NAMES,
-    DEFAULT_MAX_EPISODE_STEPS,
-    DOWN,
-    LEFT,
-    RIGHT,
-    STAY,
-    UP,
-    GridGeometry,
-    ImageNavEnv,
-)
+from gtmsm_env.env import DEFAULT_MAX_EPISODE_STEPS, DOWN, LEFT, RIGHT, STAY, UP, ImageNavEnv
+from gtmsm_env.geometry import GridGeometry
 from gtmsm_env.images import (
     ArrayImages,
     FolderImages,
@@ -36,6 +27,7 @@ from gtmsm_env.images import (
     procedural_images,
 )
 from gtmsm_env.vector_env import ImageNavVectorEnv
+from gtmsm_env.world import ACTION_NAMES, NUM_ACTIONS, Action, World
 
 __version__ = "0.1.0"
 ENV_ID = "ImageNav-v0"
@@ -62,6 +54,9 @@ for _env_id, (_kwargs, _steps) in REGISTERED_ENVS.items():
 
 __all__ = [
     "ACTION_NAMES",
+    "NUM_ACTIONS",
+    "Action",
+    "World",
     "DOWN",
     "ENV_ID",
     "REGISTERED_ENVS",

@@ -1,282 +1,40 @@
-"""ImageNav-v0: move a small window over an image and observe only the crop under it."""
+"""ImageNav-v0: move a small window over an image and observe only the crop under it.
+
+The pieces live in their own modules: :mod:`gtmsm_env.world` (the :class:`~gtmsm_env.world.World`
+and the actions), :mod:`gtmsm_env.geometry` (the grid of window positions), :mod:`gtmsm_env.maze`
+(walls), :mod:`gtmsm_env.observations` (observation modes) and :mod:`gtmsm_env.drawing` (frames).
+This module holds the env and the checks of its constructor, ``reset`` and ``step`` arguments.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
+from gtmsm_env.drawing import draw_frame
+from gtmsm_env.geometry import check_int
 from gtmsm_env.images import (
     ImageSize,
     ImageSource,
     canonical_image_size,
     image_shape_of,
     make_image_source,
-    shape_text,
 )
+from gtmsm_env.maze import border_blocked_moves, generate_maze
+from gtmsm_env.observations import observation_space_for, validate_observation
+from gtmsm_env.world import ACTION_DELTAS, NUM_ACTIONS, Action, World, resolve_world
 
-STAY, UP, DOWN, LEFT, RIGHT = 0, 1, 2, 3, 4
-ACTION_NAMES: tuple[str, ...] = ("stay", "up", "down", "left", "right")
-# Grid displacement (d_row, d_col) of each action, indexed by action.
-ACTION_DELTAS = np.array([[0, 0], [-1, 0], [1, 0], [0, -1], [0, 1]], dtype=np.int64)
+# The actions as module constants (the same values as the Action members).
+STAY, UP, DOWN, LEFT, RIGHT = Action.STAY, Action.UP, Action.DOWN, Action.LEFT, Action.RIGHT
 _DROW = tuple(int(d) for d in ACTION_DELTAS[:, 0])
 _DCOL = tuple(int(d) for d in ACTION_DELTAS[:, 1])
 
-START_MODES = ("center", "random")
 TASKS = (None, "coverage")
-WALL_MODES = ("border", "maze")
-# Parts of an observation mode, in the order they appear in a Dict observation.
-OBSERVATION_PARTS = ("crop", "position", "visited")
-OBSERVATION_MODES = (
-    "crop", "crop+position", "crop+visited", "crop+position+visited", "position+visited",
-)
-DEFAULT_WALL_DENSITY = 0.05
 RENDER_MODES = ("human", "rgb_array")
 DEFAULT_MAX_EPISODE_STEPS = 1024
-
-
-def _check_int(name: str, value: object, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
-    return int(value)
-
-
-@dataclass(frozen=True)
-class GridGeometry:
-    """Where the window can be: ``grid_shape`` = ``(rows, cols)`` positions, window top-left at
-    ``step_size * (row, col)``, on ``image_height`` x ``image_width`` images."""
-
-    image_height: int
-    image_width: int
-    crop_size: int
-    step_size: int
-
-    @classmethod
-    def validated(cls, image_size: object, crop_size: object, step_size: object) -> GridGeometry:
-        """``image_size``: an int (square) or a ``(height, width)`` pair."""
-        height, width = image_shape_of(image_size)
-        crop_size = _check_int("crop_size", crop_size, 1)
-        step_size = _check_int("step_size", step_size, 1)
-        if crop_size > min(height, width):
-            raise ValueError(
-                f"crop_size={crop_size} is larger than image_size="
-                f"{canonical_image_size((height, width))}"
-                + ("" if height == width else f" ({shape_text((height, width))})")
-                + ": the window must fit inside the image"
-            )
-        return cls(height, width, crop_size, step_size)
-
-    @property
-    def image_shape(self) -> tuple[int, int]:
-        """``(height, width)`` of the images."""
-        return self.image_height, self.image_width
-
-    @property
-    def image_size(self) -> ImageSize:
-        """The images' size as given: an int for square images, else ``(height, width)``."""
-        return canonical_image_size(self.image_shape)
-
-    @property
-    def grid_shape(self) -> tuple[int, int]:
-        """``(rows, cols)``: ``(height - crop) // step + 1`` by ``(width - crop) // step + 1``."""
-        rows = (self.image_height - self.crop_size) // self.step_size + 1
-        cols = (self.image_width - self.crop_size) // self.step_size + 1
-        return rows, cols
-
-    def windows(self, images: np.ndarray) -> np.ndarray:
-        """All crops of ``images`` ``(n, H, W, 3)``: ``(n, rows * cols, crop, crop, 3)``, row-major."""
-        rows, cols = self.grid_shape
-        crop, step = self.crop_size, self.step_size
-        view = np.lib.stride_tricks.sliding_window_view(images, (crop, crop), axis=(1, 2))
-        view = view[:, : (rows - 1) * step + 1 : step, : (cols - 1) * step + 1 : step]
-        # (n, rows, cols, 3, crop, crop) -> (n, rows * cols, crop, crop, 3)
-        return np.ascontiguousarray(view.transpose(0, 1, 2, 4, 5, 3)).reshape(
-            len(images), rows * cols, crop, crop, 3
-        )
-
-
-def single_position_problem(image_size: object, crop_size: int, step_size: int) -> str | None:
-    """Why a world is useless for collecting or modelling walks (``None`` if it is not): a 1x1 grid,
-    where the window can never move. Worded with the command-line flags that set it."""
-    height, width = image_shape_of(image_size)
-    if (height - crop_size) // step_size + 1 > 1 or (width - crop_size) // step_size + 1 > 1:
-        return None
-    room = max(height, width) - crop_size
-    if room <= 0:
-        return (f"--crop-size {crop_size} covers the whole {shape_text((height, width))} image: the window "
-                "can never move (use a smaller --crop-size)")
-    return (f"--step-size {step_size} leaves a {crop_size}-pixel window one position on "
-            f"{shape_text((height, width))} images (a 1x1 grid): it can never move; use --step-size <= {room}")
-
-
-def interior_edges(grid_shape: tuple[int, int]) -> np.ndarray:
-    """Every edge between two neighbouring cells, ``(E, 2)`` flat cell indices ``row * cols + col``:
-    first the horizontal neighbours ``(r, c)-(r, c + 1)`` row-major, then the vertical ones
-    ``(r, c)-(r + 1, c)`` row-major (E = 144 on the 9 x 9 grid)."""
-    rows, cols = grid_shape
-    cell = np.arange(rows * cols).reshape(rows, cols)
-    horizontal = np.stack([cell[:, :-1].ravel(), cell[:, 1:].ravel()], axis=1)
-    vertical = np.stack([cell[:-1, :].ravel(), cell[1:, :].ravel()], axis=1)
-    return np.concatenate([horizontal, vertical]).astype(np.int64)
-
-
-def max_interior_walls(grid_shape: tuple[int, int]) -> int:
-    """The most interior walls that leave every cell reachable: ``E - (rows * cols - 1)`` (the
-    walls of a perfect maze, whose open edges form a spanning tree); 64 on the 9 x 9 grid."""
-    rows, cols = grid_shape
-    return len(interior_edges(grid_shape)) - (rows * cols - 1)
-
-
-def num_interior_walls(grid_shape: tuple[int, int], wall_density: float) -> int:
-    """How many interior walls ``wall_density`` asks for: ``round(wall_density * E)``."""
-    return int(round(wall_density * len(interior_edges(grid_shape))))
-
-
-def border_blocked_moves(grid_shape: tuple[int, int]) -> np.ndarray:
-    """``(rows, cols, 5)`` bool: ``[row, col, action]`` is True iff ``action`` from ``(row, col)``
-    would leave the grid. Stay (action 0) is never blocked."""
-    rows, cols = grid_shape
-    row = np.arange(rows)[:, None, None]
-    col = np.arange(cols)[None, :, None]
-    target_row = row + ACTION_DELTAS[:, 0]
-    target_col = col + ACTION_DELTAS[:, 1]
-    return ~((target_row >= 0) & (target_row < rows) & (target_col >= 0) & (target_col < cols))
-
-
-def generate_maze(
-    rng: np.random.Generator, grid_shape: tuple[int, int], wall_density: float
-) -> np.ndarray:
-    """A random wall layout with every cell reachable: ``(rows, cols, 5)`` bool blocked moves
-    (the border included), with ``num_interior_walls(grid_shape, wall_density)`` interior walls.
-
-    One draw, ``rng.permutation(E)``, orders the interior edges. Walls are the first edges in that
-    order whose removal keeps the grid connected (reverse-delete), computed exactly as: the open
-    edges of a spanning tree built by Kruskal over the *reversed* order are never walled; the
-    first ``k`` other edges in the order are. So ``wall_density=max_interior_walls / E`` gives a
-    perfect maze, and small densities give isolated walls anywhere.
-    """
-    rows, cols = grid_shape
-    edges = interior_edges(grid_shape)
-    count = num_interior_walls(grid_shape, wall_density)
-    if count > max_interior_walls(grid_shape):
-        raise ValueError(
-            f"wall_density={wall_density} asks for {count} interior walls; at most "
-            f"{max_interior_walls(grid_shape)} keep every cell of the {rows}x{cols} grid reachable"
-        )
-    order = rng.permutation(len(edges))
-    parent = list(range(rows * cols))
-
-    def root(x: int) -> int:
-        while parent[x] != x:
-            parent[x] = parent[parent[x]]
-            x = parent[x]
-        return x
-
-    in_tree = np.zeros(len(edges), bool)
-    for e in order[::-1].tolist():
-        a, b = root(int(edges[e, 0])), root(int(edges[e, 1]))
-        if a != b:
-            parent[a] = b
-            in_tree[e] = True
-    walls = [e for e in order.tolist() if not in_tree[e]][:count]
-    blocked = border_blocked_moves(grid_shape)
-    for e in walls:
-        a, b = int(edges[e, 0]), int(edges[e, 1])
-        (ra, ca), (rb, cb) = divmod(a, cols), divmod(b, cols)
-        if ra == rb:  # b is right of a
-            blocked[ra, ca, RIGHT] = blocked[rb, cb, LEFT] = True
-        else:  # b is below a
-            blocked[ra, ca, DOWN] = blocked[rb, cb, UP] = True
-    return blocked
-
-
-def reachable_cells(blocked: np.ndarray, start: tuple[int, int]) -> np.ndarray:
-    """``(rows, cols)`` bool: the cells reachable from ``start`` through unblocked moves."""
-    rows, cols = blocked.shape[:2]
-    seen = np.zeros((rows, cols), bool)
-    seen[start] = True
-    frontier = [start]
-    while frontier:
-        row, col = frontier.pop()
-        for a in (UP, DOWN, LEFT, RIGHT):
-            if not blocked[row, col, a]:
-                nxt = (row + _DROW[a], col + _DCOL[a])
-                if not seen[nxt]:
-                    seen[nxt] = True
-                    frontier.append(nxt)
-    return seen
-
-
-def validate_walls(walls: object, wall_density: object, grid_shape: tuple[int, int]) -> float | None:
-    """Check ``walls`` / ``wall_density``; the density to use (``None`` for ``walls="border"``)."""
-    if walls not in WALL_MODES:
-        raise ValueError(f"walls must be one of {WALL_MODES}, got {walls!r}")
-    if walls == "border":
-        if wall_density is not None:
-            raise ValueError("wall_density applies only to walls='maze' (walls='border' has none)")
-        return None
-    if wall_density is None:
-        wall_density = DEFAULT_WALL_DENSITY
-    if isinstance(wall_density, bool) or not isinstance(wall_density, (int, float, np.number)):
-        raise TypeError(f"wall_density must be a number, got {type(wall_density).__name__}")
-    density = float(wall_density)
-    if not 0.0 <= density <= 1.0:
-        raise ValueError(f"wall_density must be in [0, 1], got {wall_density}")
-    count, most = num_interior_walls(grid_shape, density), max_interior_walls(grid_shape)
-    if count > most:
-        edges = len(interior_edges(grid_shape))
-        raise ValueError(
-            f"wall_density={density} asks for {count} of {edges} interior walls; at most {most} "
-            f"(wall_density <= {most / edges:.4f}, a perfect maze) keep every cell of the "
-            f"{grid_shape[0]}x{grid_shape[1]} grid reachable"
-        )
-    return density
-
-
-def validate_observation(observation: object) -> tuple[str, ...]:
-    """The parts of an observation mode (``"crop+visited"`` -> ``("crop", "visited")``)."""
-    if observation not in OBSERVATION_MODES:
-        raise ValueError(f"observation must be one of {OBSERVATION_MODES}, got {observation!r}")
-    return tuple(str(observation).split("+"))
-
-
-def observation_space_for(
-    parts: tuple[str, ...], crop_size: int, grid_shape: tuple[int, int]
-) -> spaces.Space:
-    """The observation space of one env: the crop's ``Box`` for ``("crop",)``, else a ``Dict``."""
-    crop = spaces.Box(0, 255, (crop_size, crop_size, 3), np.uint8)
-    if parts == ("crop",):
-        return crop
-    every = {
-        "crop": crop,
-        "position": spaces.Box(0.0, 1.0, (2,), np.float32),
-        "visited": spaces.Box(0.0, 1.0, grid_shape, np.float32),
-    }
-    return spaces.Dict({part: every[part] for part in parts})
-
-
-def observation_mode_of(space: spaces.Space) -> str:
-    """The observation mode whose space has the structure of ``space`` (e.g. a trained policy's);
-    ``ValueError`` if none does."""
-    # (crop, crop, 3), or (3, crop, crop) as SB3 stores an image space it transposed
-    if isinstance(space, spaces.Box) and len(space.shape) == 3 and 3 in (space.shape[0], space.shape[-1]):
-        return "crop"
-    if isinstance(space, spaces.Dict):
-        mode = "+".join(part for part in OBSERVATION_PARTS if part in space.spaces)
-        if mode in OBSERVATION_MODES and len(space.spaces) == mode.count("+") + 1:
-            return mode
-    raise ValueError(f"no ImageNav observation mode has the space {space}")
-
-
-def validate_start(start: object) -> str:
-    if start not in START_MODES:
-        raise ValueError(f"start must be one of {START_MODES}, got {start!r}")
-    return str(start)
 
 
 def validate_task(task: object) -> str | None:
@@ -288,10 +46,11 @@ def validate_task(task: object) -> str | None:
 def configure_env(
     env: Any,
     *,
-    image_size: object,
-    crop_size: object,
-    step_size: object,
-    start: object,
+    world: World | None = None,
+    image_size: object = 32,
+    crop_size: object = 8,
+    step_size: object = 3,
+    start: object = "center",
     image_source: Any,
     task: object,
     render_mode: object,
@@ -302,14 +61,19 @@ def configure_env(
     observation: object = "crop",
     terminate_when_covered: object = False,
 ) -> None:
-    """Validate the constructor kwargs shared by the single and the vector env and set them on ``env``."""
-    geometry = GridGeometry.validated(image_size, crop_size, step_size)
+    """Validate the constructor kwargs shared by the single and the vector env and set them on
+    ``env``: the world (``world=``, or its loose fields) becomes ``env.world``, validated, and its
+    parts ``env.geometry``, ``env.image_size``, ``env.grid_shape``, ... for fast access."""
+    world = resolve_world(world, image_size=image_size, crop_size=crop_size, step_size=step_size,
+                          start=start, walls=walls, wall_density=wall_density).validated()
+    geometry = world.geometry
+    env.world = world
     env.geometry = geometry
     env.image_size, env.crop_size, env.step_size = geometry.image_size, geometry.crop_size, geometry.step_size
     env.image_shape = geometry.image_shape
     env.grid_shape = geometry.grid_shape
-    env.wall_density = validate_walls(walls, wall_density, geometry.grid_shape)
-    env.walls = str(walls)
+    env.wall_density = world.wall_density
+    env.walls = world.walls
     env.observation_parts = validate_observation(observation)
     env.observation = str(observation)
     if not isinstance(terminate_when_covered, (bool, np.bool_)):
@@ -319,20 +83,16 @@ def configure_env(
     if terminate_when_covered and task != "coverage":
         raise ValueError("terminate_when_covered=True needs task='coverage'")
     env.terminate_when_covered = bool(terminate_when_covered)
-    env.start = validate_start(start)
+    env.start = world.start
     env.task = validate_task(task)
     if render_mode is not None and render_mode not in RENDER_MODES:
         raise ValueError(f"render_mode must be None or one of {RENDER_MODES}, got {render_mode!r}")
     env.render_mode = render_mode
-    env.render_scale = _check_int("render_scale", render_scale, 1)
+    env.render_scale = check_int("render_scale", render_scale, 1)
     if max_episode_steps is not None:
-        max_episode_steps = _check_int("max_episode_steps", max_episode_steps, 1)
+        max_episode_steps = check_int("max_episode_steps", max_episode_steps, 1)
     env.max_episode_steps = max_episode_steps
     env.image_source = make_image_source(image_source, geometry.image_size)
-    from gtmsm_env.world import World
-
-    env.world = World(geometry.image_size, geometry.crop_size, geometry.step_size, env.start,
-                      env.walls, env.wall_density)
 
 
 def validate_action(action: object) -> int:
@@ -355,7 +115,7 @@ def validate_action(action: object) -> int:
             else f"{type(action).__name__} {action!r}"
         )
         raise TypeError(f"action must be an int in 0..4 (stay, up, down, left, right), got {what}")
-    if not 0 <= a < 5:
+    if not 0 <= a < NUM_ACTIONS:
         raise ValueError(f"action must be in 0..4 (stay, up, down, left, right), got {a}")
     return a
 
@@ -386,60 +146,6 @@ def validate_pinned_image(image: object, image_size: ImageSize) -> np.ndarray:
             f"(image_size={canonical_image_size(image_size)}), got {image.shape}"
         )
     return image.copy()
-
-
-WALL_COLOR = (255, 0, 255)
-
-
-def wall_segments(
-    blocked: np.ndarray, geometry: GridGeometry, scale: float
-) -> list[tuple[tuple[float, float], tuple[float, float]]]:
-    """The interior walls of ``blocked`` as line segments ``((x0, y0), (x1, y1))`` in pixels of an
-    image drawn ``scale`` times its size. A cell is drawn at its window's centre; the wall between
-    two cells is the segment, one grid step long, that crosses their link at its midpoint (so the
-    walls form a maze over the window centres)."""
-    rows, cols = blocked.shape[:2]
-    step, half = geometry.step_size, geometry.crop_size / 2
-    segments = []
-    for row, col in zip(*np.nonzero(blocked[:, :-1, RIGHT]), strict=True):
-        x = (step * (col + 0.5) + half) * scale
-        y = (step * row + half) * scale
-        segments.append(((x, y - step * scale / 2), (x, y + step * scale / 2)))
-    for row, col in zip(*np.nonzero(blocked[:-1, :, DOWN]), strict=True):
-        y = (step * (row + 0.5) + half) * scale
-        x = (step * col + half) * scale
-        segments.append(((x - step * scale / 2, y), (x + step * scale / 2, y)))
-    return segments
-
-
-def draw_frame(
-    image: np.ndarray,
-    position: tuple[int, int],
-    geometry: GridGeometry,
-    scale: int,
-    blocked: np.ndarray | None = None,
-) -> np.ndarray:
-    """``image`` upscaled ``scale`` times (nearest neighbour) with the window at ``position``
-    outlined in yellow and the interior walls of ``blocked`` (if any) in magenta:
-    ``(H * scale, W * scale, 3)`` uint8."""
-    frame = np.repeat(np.repeat(image, scale, axis=0), scale, axis=1)
-    if blocked is not None:
-        width = max(1, scale // 4)
-        for (x0, y0), (x1, y1) in wall_segments(blocked, geometry, scale):
-            top, left = round(min(y0, y1)) - width // 2, round(min(x0, x1)) - width // 2
-            bottom = round(max(y0, y1)) + (width + 1) // 2
-            right = round(max(x0, x1)) + (width + 1) // 2
-            frame[max(top, 0) : bottom, max(left, 0) : right] = WALL_COLOR
-    top = geometry.step_size * position[0] * scale
-    left = geometry.step_size * position[1] * scale
-    size = geometry.crop_size * scale
-    thickness = max(1, scale // 4)
-    color = np.array([255, 220, 0], np.uint8)
-    frame[top : top + thickness, left : left + size] = color
-    frame[top + size - thickness : top + size, left : left + size] = color
-    frame[top : top + size, left : left + thickness] = color
-    frame[top : top + size, left + size - thickness : left + size] = color
-    return frame
 
 
 class ImageNavEnv(gym.Env[np.ndarray, np.int64]):
@@ -525,7 +231,7 @@ class ImageNavEnv(gym.Env[np.ndarray, np.int64]):
     neighbouring cells (E = 144 on the 9 x 9 grid; ``wall_density`` defaults to 0.05, i.e. 7
     walls), chosen so that every cell stays reachable from every other (at most ``E - cells + 1``
     walls, 64 on 9 x 9: a perfect maze, ``wall_density=64/144``; more raises ``ValueError``). See
-    :func:`generate_maze`. A move into a wall behaves exactly like a move into the border: the
+    :func:`~gtmsm_env.maze.generate_maze`. A move into a wall behaves exactly like a move into the border: the
     position is unchanged, the step counts and ``info["wall_hit"]`` is True.
     ``env.blocked_moves`` ``(rows, cols, 5)`` bool is the current layout, border included:
     ``blocked_moves[row, col, action]`` is True iff ``action`` from ``(row, col)`` is blocked. It
@@ -569,6 +275,9 @@ class ImageNavEnv(gym.Env[np.ndarray, np.int64]):
       has been seen.
     - ``wall_density=None``: fraction of interior edges walled with ``walls="maze"`` (``None``:
       0.05); giving it with ``walls="border"`` raises.
+    - ``world=None``: a :class:`~gtmsm_env.world.World` instead of the six settings it holds
+      (``image_size``, ``crop_size``, ``step_size``, ``start``, ``walls``, ``wall_density``;
+      giving both raises). ``env.world`` is the validated world either way.
 
     Bad values raise at construction (``TypeError`` for a wrong type, ``ValueError`` for a wrong
     value, naming the argument). ``step`` accepts an int (or numpy integer / 0-d integer array)
@@ -608,16 +317,17 @@ class ImageNavEnv(gym.Env[np.ndarray, np.int64]):
         wall_density: float | None = None,
         observation: str = "crop",
         terminate_when_covered: bool = False,
+        world: World | None = None,
     ) -> None:
         configure_env(
-            self, image_size=image_size, crop_size=crop_size, step_size=step_size, start=start,
+            self, world=world, image_size=image_size, crop_size=crop_size, step_size=step_size, start=start,
             image_source=image_source, task=task, render_mode=render_mode,
             render_scale=render_scale, max_episode_steps=max_episode_steps, walls=walls,
             wall_density=wall_density, observation=observation,
             terminate_when_covered=terminate_when_covered,
         )
         self.image_source: ImageSource
-        self.action_space = spaces.Discrete(len(ACTION_NAMES))
+        self.action_space = spaces.Discrete(NUM_ACTIONS)
         self.observation_space = observation_space_for(
             self.observation_parts, self.crop_size, self.grid_shape
         )
@@ -670,7 +380,7 @@ class ImageNavEnv(gym.Env[np.ndarray, np.int64]):
             raise RuntimeError("call reset() before step()")
         a = validate_action(action)
         rows, cols = self.grid_shape
-        wall_hit = self._blocked_list[(self._row * cols + self._col) * 5 + a]
+        wall_hit = self._blocked_list[(self._row * cols + self._col) * NUM_ACTIONS + a]
         if not wall_hit:
             self._row += _DROW[a]
             self._col += _DCOL[a]

@@ -8,7 +8,6 @@ never later inside ``reset``.
 from __future__ import annotations
 
 import abc
-import re
 import tokenize
 import warnings
 import zipfile
@@ -45,16 +44,13 @@ def image_shape_of(image_size: object) -> tuple[int, int]:
     return side, side
 
 
-def size_flags(shape: tuple[int, int]) -> str:
-    """The command-line flags that ask for images of ``shape`` (height, width)."""
-    height, width = shape
-    return f"--image-size {height}" + ("" if height == width else f" --image-width {width}")
+class ImageSizeError(ValueError):
+    """Images whose size is not the ``image_size`` asked for; ``image_shape`` is their own
+    ``(height, width)``, so an entry point can say which of its flags would match them."""
 
-
-def without_size_flags(message: str) -> str:
-    """``message`` without its advice to give ``--image-size ...`` on the command line: for an
-    entry point that has no size flags (``gtmsm-play`` shows the default world or ``--model``'s)."""
-    return re.sub(r", --image-size \d+( --image-width \d+)? on the command line", "", message)
+    def __init__(self, message: str, image_shape: tuple[int, int]) -> None:
+        super().__init__(message)
+        self.image_shape = image_shape
 
 
 def canonical_image_size(image_size: object) -> ImageSize:
@@ -409,11 +405,11 @@ def _validate_image_array(array: object, image_shape: tuple[int, int], what: str
     if shape != image_shape:
         wanted = canonical_image_size(image_shape)
         own = canonical_image_size(shape)
-        raise ValueError(
+        raise ImageSizeError(
             f"{what}: images are {shape_text(shape)} but image_size={wanted} wants "
             f"{shape_text(image_shape)}; arrays must match image_size exactly (resize them "
-            f"first, or use their size: image_size={own} in Python, {size_flags(shape)} on the "
-            "command line)"
+            f"first, or use their size: image_size={own})",
+            shape,
         )
     return np.ascontiguousarray(array)
 

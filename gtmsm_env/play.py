@@ -2,11 +2,12 @@
 
 Arrow keys / WASD move (hold to repeat), space stays, r new image, f fog, h help, Esc quits.
 
-With ``--model CHECKPOINT`` (imagination mode) you first explore for the model's tau steps while
-GTM-SM writes what it sees into its memory; from then on every move shows the model's predicted
-crop beside the true one (``t`` hides the truth), the running prediction error, whether you had
-been there during memorisation, and the model's canvas assembled so far. The model runs one step
-per move (``gtmsm_model.imagination``); torch is imported only in this mode.
+Imagination mode: given any object with the imagination protocol (see :class:`PlaySession`), you
+first explore for its tau steps while it writes what it sees into its memory; from then on every
+move shows its predicted crop beside the true one (``t`` hides the truth), the running prediction
+error, whether you had been there during memorisation, and the canvas assembled so far. The
+``gtmsm-play`` command adds ``--model CHECKPOINT`` for GTM-SM (``gtmsm_model.play_model``); this
+module never imports torch or the model package.
 
 ``--script wwdd..`` plays keys one step per frame and exits, ``--screenshot out.png`` saves the last
 frame: with ``SDL_VIDEODRIVER=dummy`` both run without a display.
@@ -33,17 +34,6 @@ os.environ.setdefault("SDL_NO_SIGNAL_HANDLERS", "1")
 import pygame
 
 import gtmsm_env  # noqa: F401  (registers ImageNav-v0)
-from gtmsm_env.env import (
-    DOWN,
-    LEFT,
-    RIGHT,
-    STAY,
-    UP,
-    WALL_MODES,
-    GridGeometry,
-    ImageNavEnv,
-    wall_segments,
-)
 from gtmsm_cli.checks import output_file_problem
 from gtmsm_cli.flags import (
     SEED_MAX,
@@ -54,27 +44,30 @@ from gtmsm_cli.flags import (
     error_text,
     fail,
 )
-from gtmsm_cli.signals import interrupt_signal, raise_on_sigterm, signal_exit_status
-from gtmsm_env.images import without_size_flags
+from gtmsm_cli.signals import interrupted, raise_on_sigterm
+from gtmsm_env.drawing import wall_segments
+from gtmsm_env.env import ImageNavEnv
 from gtmsm_env.render import NoDisplayError, PlayView, Scene
+from gtmsm_env.world import START_MODES, WALL_MODES, Action, World
 
 PROG = "gtmsm-play"
 EXIT_NO_DISPLAY = 1
 EXIT_INTERRUPTED = 130  # the shell's code for a program ended by Ctrl-C (128 + SIGINT)
 
-KEY_TO_ACTION: dict[int, int] = {
-    pygame.K_UP: UP,
-    pygame.K_DOWN: DOWN,
-    pygame.K_LEFT: LEFT,
-    pygame.K_RIGHT: RIGHT,
-    pygame.K_w: UP,
-    pygame.K_s: DOWN,
-    pygame.K_a: LEFT,
-    pygame.K_d: RIGHT,
-    pygame.K_SPACE: STAY,
-    pygame.K_PERIOD: STAY,
+KEY_TO_ACTION: dict[int, Action] = {
+    pygame.K_UP: Action.UP,
+    pygame.K_DOWN: Action.DOWN,
+    pygame.K_LEFT: Action.LEFT,
+    pygame.K_RIGHT: Action.RIGHT,
+    pygame.K_w: Action.UP,
+    pygame.K_s: Action.DOWN,
+    pygame.K_a: Action.LEFT,
+    pygame.K_d: Action.RIGHT,
+    pygame.K_SPACE: Action.STAY,
+    pygame.K_PERIOD: Action.STAY,
 }
-SCRIPT_ACTIONS: dict[str, int] = {"w": UP, "a": LEFT, "s": DOWN, "d": RIGHT, ".": STAY}
+SCRIPT_ACTIONS: dict[str, Action] = {"w": Action.UP, "a": Action.LEFT, "s": Action.DOWN,
+                                     "d": Action.RIGHT, ".": Action.STAY}
 WALL_FLASH_MS = 300.0
 
 HELP_LINES = [
@@ -112,13 +105,6 @@ class PlayArgs:
     """Then it moves once per this many milliseconds (110: about 9 steps/s, the grid in ~1 s)."""
     fog: bool = False
     """Start with the fog-of-war view (f toggles it): only what the window has seen is shown."""
-    model: str | None = None
-    """A GTM-SM checkpoint.pt: imagination mode (explore for tau steps, then watch it predict). The
-    world (image size, crop size, step size) is the one the checkpoint was trained on."""
-    tau: int | None = bounded(None, ge=1)
-    """Memorisation steps in imagination mode (unset: the tau the checkpoint was trained with)."""
-    device: str | None = None
-    """Torch device of the model in imagination mode (cpu, cuda, cuda:1, ...; unset: cpu). Needs --model."""
     script: str | None = None
     """Play these keys, one step per frame, then exit: w a s d move, '.' stays."""
     screenshot: str | None = None
@@ -132,10 +118,10 @@ class PlaySession:
     draws a frame, ``run`` is the loop. Tests drive it with synthetic events under
     ``SDL_VIDEODRIVER=dummy`` and a fake ``clock`` (milliseconds).
 
-    ``imagination`` (optional) is an object with ``tau``, ``memorising``, ``memorised``,
-    ``reset()``, ``observe(crop, action)`` and ``imagine(action)`` returning something with
-    ``crop`` and ``near_memory`` — a ``gtmsm_model.imagination.Imagination``; this module never
-    imports torch itself.
+    ``imagination`` (optional) is any object with the imagination protocol: ``tau``,
+    ``memorising``, ``memorised``, ``reset()``, ``observe(crop, action)`` and ``imagine(action)``
+    returning something with ``crop``, ``near_memory`` (and optionally ``from_canvas``) — e.g. a
+    ``gtmsm_model.imagination.Imagination``; this module never imports torch itself.
     """
 
     def __init__(
@@ -400,18 +386,26 @@ class PlaySession:
 # ----------------------------------------------------------------------------------------- CLI
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = ArgumentParser(
-        prog=PROG,
-        description="Play ImageNav-v0 with the keyboard (arrows/WASD hold to repeat, space, r, f, "
-                    "h, Esc); with --model, watch GTM-SM imagine what you will see.",
-    )
-    add_dataclass_flags(parser, PlayArgs, choices={"start": ["center", "random"],
-                                                   "task": ["coverage"], "walls": list(WALL_MODES)})
+DESCRIPTION = ("Play ImageNav-v0 with the keyboard (arrows/WASD hold to repeat, space, r, f, h, Esc); "
+               "with --model, watch GTM-SM imagine what you will see.")
+
+
+def build_parser(args_class: type = PlayArgs) -> argparse.ArgumentParser:
+    """The flags of ``args_class`` (:class:`PlayArgs`, or a subclass that adds its own)."""
+    parser = ArgumentParser(prog=PROG, description=DESCRIPTION)
+    add_dataclass_flags(parser, args_class, choices={"start": list(START_MODES),
+                                                     "task": ["coverage"], "walls": list(WALL_MODES)})
     return parser
 
 
-def _validate(args: PlayArgs) -> None:
+def parse_play_args(argv: list[str] | None, args_class: type = PlayArgs) -> Any:
+    """Parse ``argv`` into an ``args_class`` and run :func:`validate_play_args`."""
+    args = args_class(**dataclass_values(build_parser(args_class).parse_args(argv), args_class))
+    validate_play_args(args)
+    return args
+
+
+def validate_play_args(args: PlayArgs) -> None:
     """Checks that need no window; each failure exits with one ``gtmsm-play: error:`` line."""
     if args.script is not None:
         bad = sorted(set(args.script) - set(SCRIPT_ACTIONS))
@@ -424,84 +418,42 @@ def _validate(args: PlayArgs) -> None:
         problem = output_file_problem(path, (".png",))
         if problem is not None:
             fail(PROG, f"--screenshot: {problem}")
-    if args.model is not None and not Path(args.model).is_file():
-        fail(PROG, f"--model: checkpoint not found: {args.model}")
-    if args.tau is not None and args.model is None:
-        fail(PROG, "--tau applies only with --model")
-    if args.device is not None and args.model is None:
-        fail(PROG, "--device needs --model (it places the model of imagination mode)")
 
 
-def _load_imagination(args: PlayArgs) -> Any:
-    """The checkpoint's model, one step per move, and (as ``.world``) the world it was trained on."""
+def run_interruptible(play_main: Callable[[], int]) -> int:
+    """``play_main()``, where Ctrl-C or SIGTERM before the window opened (e.g. while a model
+    loads) end the run with one line and exit 130 / 143."""
+    raise_on_sigterm()
     try:
-        from gtmsm_model.checkpoint import CheckpointError
-        from gtmsm_model.imagination import load_imagination
-        from gtmsm_model.train import resolve_device
-    except ImportError as error:
-        fail(PROG, f"--model needs the gtmsm_model package and torch ({error_text(error)})")
-    device = args.device or "cpu"
-    try:
-        resolve_device(device)
-    except (ValueError, RuntimeError) as error:
-        fail(PROG, error_text(error))  # the message names --device
-    try:
-        imagination = load_imagination(args.model, args.tau, device=device)
-    except (CheckpointError, ValueError, RuntimeError) as error:
-        fail(PROG, f"--model: {error_text(error)}")
-    import torch
-
-    torch.set_num_threads(1)  # one tiny step per frame: extra threads only add overhead
-    return imagination
-
-
-def _model_world(imagination: Any) -> dict[str, Any]:
-    """The checkpoint's world, checked before an env is built from it (``--model`` names it)."""
-    from gtmsm_model.imagination import world_text
-
-    world = dict(imagination.world)
-    try:
-        GridGeometry.validated(world.get("image_size", 32), world["crop_size"], world.get("step_size", 3))
-    except (TypeError, ValueError) as error:
-        fail(PROG, f"--model was trained on {world_text(world)}, which no ImageNav-v0 can show: "
-                   f"{error_text(error)}")
-    return world
+        return play_main()
+    except KeyboardInterrupt as stop:
+        return interrupted(PROG, stop)
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``gtmsm-play``: 0 when the person quits, 1 without a display, 2 for a bad flag, 130 on Ctrl-C,
-    143 on SIGTERM (then no screenshot is saved and no summary printed)."""
-    raise_on_sigterm()
-    try:
-        return _play(argv)
-    except KeyboardInterrupt as stop:  # before the window opened (e.g. while loading the model)
-        name = interrupt_signal(stop)
-        print(f"\n{PROG}: interrupted by {name}", file=sys.stderr)
-        return signal_exit_status(name)
+    """Play without a model: 0 when the person quits, 1 without a display, 2 for a bad flag, 130 on
+    Ctrl-C, 143 on SIGTERM (then no screenshot is saved and no summary printed). ``gtmsm-play``
+    is :func:`gtmsm_model.play_model.main`, which adds ``--model``."""
+    return run_interruptible(lambda: play(parse_play_args(argv)))
 
 
-def _play(argv: list[str] | None) -> int:
-    parser = build_parser()
-    args = PlayArgs(**dataclass_values(parser.parse_args(argv), PlayArgs))
-    _validate(args)
-    # Imagination mode plays in the world the model was trained on (play has no world flags).
-    imagination = _load_imagination(args) if args.model else None
-    world = _model_world(imagination) if imagination is not None else {}
+def play(args: PlayArgs, *, imagination: Any = None, world: World | None = None,
+         world_flag: str = "ImageNav-v0", env_problem: Callable[[ImageNavEnv], str | None] | None = None) -> int:
+    """Open the window and play ``args``: in ``world`` (default: ``World()``'s geometry; the world
+    flags of ``args`` set its start and walls), with ``imagination`` if given. ``world_flag`` names
+    where the world came from in errors; ``env_problem(env)`` may refuse the built env."""
+    geometry = {} if world is None else {"image_size": world.image_size, "crop_size": world.crop_size,
+                                         "step_size": world.step_size}
     try:
         env = gym.make("ImageNav-v0", render_mode="rgb_array", image_source=args.image_source,
-                       start=args.start, task=args.task, walls=args.walls, **world)
+                       start=args.start, task=args.task, walls=args.walls, **geometry)
     except (TypeError, ValueError, OSError) as error:
-        flag = "--image-source" if args.image_source is not None else "--model" if world else "ImageNav-v0"
-        fail(PROG, f"{flag}: {without_size_flags(error_text(error))}")  # play has no size flags
-    if imagination is not None and imagination.model.config.wall_model == "absolute" and args.start != "center":
+        flag = "--image-source" if args.image_source is not None else world_flag
+        fail(PROG, f"{flag}: {error_text(error)}")
+    problem = env_problem(env.unwrapped) if env_problem is not None else None
+    if problem is not None:
         env.close()
-        fail(PROG, f"--start {args.start}: this --model's wall model is 'absolute' (a learned gate of the absolute "
-                   "position), which needs the fixed centre start it was trained with; use --start center")
-    if imagination is not None and env.unwrapped.crop_size != imagination.model.config.crop_size:
-        env.close()
-        model_crop = imagination.model.config.crop_size
-        fail(PROG, f"--model reads {model_crop}x{model_crop} crops; this env's crops are "
-                   f"{env.unwrapped.crop_size}x{env.unwrapped.crop_size}")
+        fail(PROG, problem)
     try:
         session = PlaySession(
             env, seed=args.seed, scale=args.scale, fps=args.fps, repeat_delay_ms=args.repeat_delay_ms,
@@ -517,10 +469,8 @@ def _play(argv: list[str] | None) -> int:
         session.run(script=args.script, screenshot=args.screenshot)
     except KeyboardInterrupt as stop:
         session.close()
-        name = interrupt_signal(stop)
         unsaved = "; no screenshot saved" if args.screenshot is not None else ""
-        print(f"\n{PROG}: interrupted by {name}; {session.status()}{unsaved}", file=sys.stderr)
-        return signal_exit_status(name)
+        return interrupted(PROG, stop, f"{session.status()}{unsaved}")
     print(session.status())
     if session.imagination is not None and session.errors:
         print(f"imagination: {len(session.errors)} predicted steps, mean MSE {np.mean(session.errors):.4f}")

@@ -19,7 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from gtmsm_env.env import observation_mode_of
+from gtmsm_env.observations import observation_mode_of
+from gtmsm_env.world import NUM_ACTIONS
 
 Policy = Callable[[Any, dict[str, Any]], Any]
 
@@ -33,9 +34,9 @@ class SB3Policy:
     def __init__(self, model: Any, *, deterministic: bool = True, description: str = "") -> None:
         from gymnasium import spaces
 
-        if not (isinstance(model.action_space, spaces.Discrete) and model.action_space.n == 5):
+        if not (isinstance(model.action_space, spaces.Discrete) and model.action_space.n == NUM_ACTIONS):
             raise ValueError(
-                f"the policy's action space is {model.action_space}; ImageNav needs Discrete(5)"
+                f"the policy's action space is {model.action_space}; ImageNav needs Discrete({NUM_ACTIONS})"
             )
         self.model = model
         self.observation = observation_mode_of(model.observation_space)

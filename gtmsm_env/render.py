@@ -248,7 +248,7 @@ def env_scene(env: ImageNavEnv, status: list[str]) -> Scene:
     top, left = row * env.step_size, col * env.step_size
     segments = []
     if getattr(env, "walls", "border") == "maze":
-        from gtmsm_env.env import wall_segments
+        from gtmsm_env.drawing import wall_segments
 
         segments = wall_segments(env.blocked_moves, env.geometry, 1.0)
     return Scene(

@@ -17,7 +17,6 @@ from typing import Any
 
 import numpy as np
 
-from gtmsm_env.env import STAY
 from gtmsm_cli.checks import memory_problem, output_file_problem
 from gtmsm_cli.flags import (
     SEED_MAX,
@@ -27,10 +26,11 @@ from gtmsm_cli.flags import (
     dataclass_values,
     error_text,
     fail,
+    flag_text,
 )
-from gtmsm_env.world import World
-from gtmsm_env.images import ImageSize, canonical_image_size, image_shape_of, unreadable_reason
+from gtmsm_env.images import ImageSize, ImageSizeError, canonical_image_size, unreadable_reason
 from gtmsm_env.policies import SB3Policy, resolve_policy
+from gtmsm_env.world import NUM_ACTIONS, START_MODES, WALL_MODES, Action, World, resolve_world
 
 # Damaged archives fail in many ways (a bad zip, a bad deflate stream, a garbled .npy header that
 # numpy's parser chokes on): all of them mean "unreadable file".
@@ -61,7 +61,8 @@ _OPTIONAL_KEYS = ("blocked_moves",)
 @dataclass
 class Rollouts:
     """``N`` sequences of ``T`` steps. ``actions[:, t]`` is the action whose step produced
-    ``observations[:, t]``; ``actions[:, 0] == STAY`` stands for the reset observation."""
+    ``observations[:, t]``; ``actions[:, 0] == Action.STAY`` stands for the reset observation.
+    :attr:`world` is the world they were collected in."""
 
     observations: np.ndarray  # (N, T, crop, crop, 3) uint8
     actions: np.ndarray  # (N, T) int64
@@ -140,6 +141,22 @@ class Rollouts:
     @property
     def num_steps(self) -> int:
         return self.observations.shape[1]
+
+    @property
+    def world(self) -> World:
+        """The world the rollouts were collected in: ``metadata["world"]``, or for files written
+        before it existed the flat ``image_size``/``crop_size``/... keys (a key missing there
+        takes the crops' and images' own size, or the :class:`World` default)."""
+        if isinstance(self.metadata.get("world"), dict):
+            return World.from_dict(self.metadata["world"])
+        settings = {name: self.metadata[name] for name in ("image_size", "crop_size", "step_size",
+                                                             "start", "walls", "wall_density")
+                    if name in self.metadata}
+        settings.setdefault("image_size", canonical_image_size(tuple(self.images.shape[1:3])))
+        settings.setdefault("crop_size", int(self.observations.shape[2]))
+        if settings.get("walls", "border") == "border":
+            settings["wall_density"] = None
+        return World.from_dict(settings)
 
     def save(self, path: str | Path) -> None:
         """Write an ``.npz`` atomically (temporary file, then rename); metadata as a JSON string.
@@ -223,7 +240,7 @@ class Rollouts:
         n, t = self.actions.shape
         rows, cols = self.metadata.get("grid_shape", (None, None))
         visited = [len(np.unique(p[:, 0] * 10_000 + p[:, 1])) for p in self.positions]
-        moves = self.actions[:, 1:] != STAY
+        moves = self.actions[:, 1:] != Action.STAY
         wall_fraction = self.wall_hits[:, 1:].sum() / max(1, moves.sum())
         lines = [
             f"{n} sequences x {t} steps; observations {self.observations.shape} uint8, "
@@ -245,16 +262,16 @@ def random_walk_actions(
     """The reference random walk, ``(num_sequences, num_steps)`` int64.
 
     Repeatedly pick a direction uniformly among the 4 moves and hold it for Poisson(``mean_hold``)
-    steps; a draw of 0 gives one STAY. Draws: all directions ``(N, num_steps)``, then all hold
+    steps; a draw of 0 gives one stay (``Action.STAY``). Draws: all directions ``(N, num_steps)``, then all hold
     lengths ``(N, num_steps)`` (every segment lasts >= 1 step, so that many always suffices).
     """
     if num_sequences < 0 or num_steps < 0:
         raise ValueError("num_sequences and num_steps must be >= 0")
     if not 0 < mean_hold <= MAX_MEAN_HOLD:
         raise ValueError(f"mean_hold must be > 0 and <= {MAX_MEAN_HOLD:g}, got {mean_hold}")
-    directions = rng.integers(1, 5, size=(num_sequences, num_steps))
+    directions = rng.integers(Action.UP, NUM_ACTIONS, size=(num_sequences, num_steps))
     holds = rng.poisson(mean_hold, size=(num_sequences, num_steps))
-    segment_actions = np.where(holds == 0, STAY, directions)
+    segment_actions = np.where(holds == 0, Action.STAY, directions)
     lengths = np.maximum(holds, 1)
     out = np.empty((num_sequences, num_steps), np.int64)
     for i in range(num_sequences):
@@ -310,15 +327,11 @@ def collect_rollouts(
     from gtmsm_env.images import make_image_source
     from gtmsm_env.vector_env import ImageNavVectorEnv
 
-    if world is not None:
-        loose = World(image_size, crop_size, step_size, start, walls, wall_density)
-        if loose != World():
-            raise ValueError("give the world either as world= or as loose settings, not both")
-        image_size, crop_size, step_size = world.image_size, world.crop_size, world.step_size
-        start, walls, wall_density = world.start, world.walls, world.wall_density
+    world = resolve_world(world, image_size=image_size, crop_size=crop_size, step_size=step_size,
+                          start=start, walls=walls, wall_density=wall_density)
     if num_sequences < 1 or seq_len < 1:
         raise ValueError("num_sequences and seq_len must be >= 1")
-    source = make_image_source(image_source, image_size)
+    source = make_image_source(image_source, world.image_size)
     policy_fn, description = None, "random_walk"
     if policy is not None:
         policy_fn, mode, description = resolve_policy(policy, deterministic=deterministic, seed=seed)
@@ -334,20 +347,17 @@ def collect_rollouts(
         raise ValueError("policy_steps needs a policy")
     env = ImageNavVectorEnv(
         num_sequences,
-        image_size=image_size,
-        crop_size=crop_size,
-        step_size=step_size,
-        start=start,
+        world=world,
         image_source=source,
         max_episode_steps=None,
-        walls=walls,
-        wall_density=wall_density,
         observation=observation or "crop",
     )
+    world = env.world
+    crop_size = world.crop_size
     if isinstance(policy_fn, SB3Policy):
         policy_fn.check_geometry(crop_size, env.grid_shape)
     policy_rng = np.random.default_rng([seed, 1])
-    actions = np.full((num_sequences, seq_len), STAY, np.int64)
+    actions = np.full((num_sequences, seq_len), Action.STAY, np.int64)
     actions[:, 1:] = random_walk_actions(policy_rng, num_sequences, seq_len - 1, mean_hold)
     observations = np.empty((num_sequences, seq_len, crop_size, crop_size, 3), np.uint8)
     positions = np.empty((num_sequences, seq_len, 2), np.int64)
@@ -371,21 +381,22 @@ def collect_rollouts(
         "image_size": list(env.image_size) if isinstance(env.image_size, tuple) else env.image_size,
         "image_shape": list(env.image_shape),
         "crop_size": crop_size,
-        "step_size": step_size,
+        "step_size": world.step_size,
         "grid_shape": list(env.grid_shape),
         "policy": description,
         "policy_steps": policy_steps,
         "observation": observation or "crop",
         "deterministic": deterministic if policy is not None else None,
         "mean_hold": mean_hold,
-        "start": start,
-        "walls": walls,
-        "wall_density": env.wall_density,
+        "start": world.start,
+        "walls": world.walls,
+        "wall_density": world.wall_density,
+        "world": world.to_dict(),
         "created_by": "gtmsm_env.rollouts.collect_rollouts",
         "version": __version__,
         "format_version": FORMAT_VERSION,
     }
-    blocked = env.blocked_moves.copy() if walls == "maze" else None
+    blocked = env.blocked_moves.copy() if world.walls == "maze" else None
     return Rollouts(
         observations, actions, positions, wall_hits, env.images.copy(), metadata, blocked
     )
@@ -398,7 +409,7 @@ def _checked_actions(actions: Any, n: int) -> np.ndarray:
             f"the policy must return ({n},) integer actions, got shape {actions.shape} dtype "
             f"{actions.dtype}"
         )
-    if n and (actions.min() < 0 or actions.max() > 4):
+    if n and (actions.min() < 0 or actions.max() >= NUM_ACTIONS):
         raise ValueError("the policy returned actions outside 0..4")
     return actions
 
@@ -446,8 +457,28 @@ class RolloutArgs:
     policy_deterministic: bool = True
     """with --policy: greedy actions (--no-policy-deterministic samples them)"""
 
+    @property
+    def world(self) -> World:
+        """The world these flags ask for (not validated)."""
+        return World(rollout_image_size(self), self.crop_size, self.step_size, self.start,
+                     self.walls, self.wall_density)
 
-_CHOICES = {"start": ("center", "random"), "walls": ("border", "maze")}
+
+_WORLD_FIELDS = ("image_size", "crop_size", "step_size", "start", "walls", "wall_density")
+
+
+def image_source_text(error: BaseException) -> str:
+    """The ``--image-source`` problem as the library words it; for images of another size, with
+    the flags that would match them added to its advice."""
+    text = error_text(error)
+    if isinstance(error, ImageSizeError) and text.endswith(")"):
+        height, width = error.image_shape
+        flags = f"--image-size {height}" + ("" if height == width else f" --image-width {width}")
+        text = f"{text[:-1]} in Python, {flags} on the command line)"
+    return text
+
+
+_CHOICES = {"start": START_MODES, "walls": WALL_MODES}
 
 
 def rollout_image_size(args: RolloutArgs) -> ImageSize:
@@ -476,8 +507,9 @@ def parse_args(argv: list[str] | None = None) -> tuple[RolloutArgs, Any, Any]:
     """Parse and check every flag; returns the arguments, the image source built from
     ``--image-source`` and the loaded ``--policy`` (or ``None``). Any problem exits with one ``gtmsm-rollouts: error: ...`` line naming the
     flag (status 2) before any rollout is collected."""
-    from gtmsm_env.env import single_position_problem, validate_walls
+    from gtmsm_env.geometry import single_position_problem
     from gtmsm_env.images import make_image_source
+    from gtmsm_env.maze import validate_walls
 
     parser = ArgumentParser(
         prog=PROG,
@@ -490,13 +522,11 @@ def parse_args(argv: list[str] | None = None) -> tuple[RolloutArgs, Any, Any]:
         fail(PROG, f"--crop-size {args.crop_size} is larger than --image-size {args.image_size}")
     if args.image_width is not None and args.crop_size > args.image_width:
         fail(PROG, f"--crop-size {args.crop_size} is larger than --image-width {args.image_width}")
-    image_size = rollout_image_size(args)
-    height, width = image_shape_of(image_size)
-    grid_shape = ((height - args.crop_size) // args.step_size + 1,
-                  (width - args.crop_size) // args.step_size + 1)
+    world = args.world
+    image_size, (height, width), grid_shape = world.image_size, world.image_shape, world.grid_shape
     problem = single_position_problem(image_size, args.crop_size, args.step_size)
     if problem is not None:
-        fail(PROG, problem)
+        fail(PROG, flag_text(problem, _WORLD_FIELDS))
     if args.walls == "border" and args.wall_density is not None:
         fail(PROG, "--wall-density applies only to --walls maze")
     try:
@@ -519,7 +549,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[RolloutArgs, Any, Any]:
     try:
         source = make_image_source(args.image_source, image_size)
     except (ValueError, TypeError, OSError) as error:
-        fail(PROG, f"--image-source: {error_text(error)}")
+        fail(PROG, f"--image-source: {image_source_text(error)}")
     if args.policy is None:
         for name in ("policy_steps",):
             if getattr(args, name) is not None:
@@ -543,14 +573,9 @@ def main(argv: list[str] | None = None) -> None:
         args.num_sequences,
         args.seq_len,
         seed=args.seed,
+        world=args.world,
         image_source=source,
-        image_size=rollout_image_size(args),
-        crop_size=args.crop_size,
-        step_size=args.step_size,
-        start=args.start,
         mean_hold=args.mean_hold,
-        walls=args.walls,
-        wall_density=args.wall_density,
         policy=policy,
         policy_steps=args.policy_steps,
     )

@@ -11,18 +11,13 @@ from gymnasium.utils import seeding
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
-from gtmsm_env.env import (
-    ACTION_DELTAS,
-    _check_int,
-    border_blocked_moves,
-    configure_env,
-    draw_frame,
-    generate_maze,
-    observation_space_for,
-    validate_options,
-    validate_pinned_image,
-)
+from gtmsm_env.drawing import draw_frame
+from gtmsm_env.env import configure_env, validate_options, validate_pinned_image
+from gtmsm_env.geometry import check_int
 from gtmsm_env.images import ImageSize, ImageSource
+from gtmsm_env.maze import border_blocked_moves, generate_maze
+from gtmsm_env.observations import observation_space_for
+from gtmsm_env.world import ACTION_DELTAS, NUM_ACTIONS, World
 
 
 class ImageNavVectorEnv(VectorEnv):
@@ -55,6 +50,9 @@ class ImageNavVectorEnv(VectorEnv):
     Walls: ``walls="maze"`` draws each env's layout with its own generator after its image (as
     the single env does); ``blocked_moves`` ``(N, rows, cols, 5)`` bool holds every env's layout.
 
+    ``world=`` (a :class:`~gtmsm_env.world.World`) may replace the six world settings, as in the
+    single env; ``env.world`` is the validated world.
+
     ``reset(options={"image": array})`` pins images: ``(H, W, 3)`` for all envs or
     ``(N, H, W, 3)`` one per env; a ``"reset_mask"`` option ``(N,)`` bool resets only those envs.
     """
@@ -81,12 +79,13 @@ class ImageNavVectorEnv(VectorEnv):
         wall_density: float | None = None,
         observation: str = "crop",
         terminate_when_covered: bool = False,
+        world: World | None = None,
     ) -> None:
-        self.num_envs = _check_int("num_envs", num_envs, 1)
+        self.num_envs = check_int("num_envs", num_envs, 1)
         if render_mode == "human":
             raise ValueError("the vector env renders only 'rgb_array' (one frame per env)")
         configure_env(
-            self, image_size=image_size, crop_size=crop_size, step_size=step_size, start=start,
+            self, world=world, image_size=image_size, crop_size=crop_size, step_size=step_size, start=start,
             image_source=image_source, task=task, render_mode=render_mode,
             render_scale=render_scale, max_episode_steps=max_episode_steps, walls=walls,
             wall_density=wall_density, observation=observation,
@@ -95,7 +94,7 @@ class ImageNavVectorEnv(VectorEnv):
         self.image_source: ImageSource
         crop_size = self.crop_size
 
-        self.single_action_space = spaces.Discrete(5)
+        self.single_action_space = spaces.Discrete(NUM_ACTIONS)
         self.single_observation_space = observation_space_for(
             self.observation_parts, crop_size, self.grid_shape
         )
@@ -117,7 +116,7 @@ class ImageNavVectorEnv(VectorEnv):
         self._position_scale = np.array([1.0 / max(rows - 1, 1), 1.0 / max(cols - 1, 1)])
         # blocked_moves[i, row, col, action]: that move of env i is blocked (border or wall).
         self.blocked_moves = np.broadcast_to(
-            border_blocked_moves(self.grid_shape), (n, rows, cols, 5)
+            border_blocked_moves(self.grid_shape), (n, rows, cols, NUM_ACTIONS)
         ).copy()
         self._blocked_flat = self.blocked_moves.reshape(-1)  # a view: maze resets write through
         self._autoreset = np.zeros(n, bool)
@@ -231,14 +230,14 @@ class ImageNavVectorEnv(VectorEnv):
                 "actions must be integers in 0..4 (stay, up, down, left, right), got dtype "
                 f"{actions.dtype}"
             )
-        if actions.min() < 0 or actions.max() > 4:
+        if actions.min() < 0 or actions.max() >= NUM_ACTIONS:
             raise ValueError(
                 "actions must be integers in 0..4 (stay, up, down, left, right), got values "
-                f"{np.unique(actions[(actions < 0) | (actions > 4)])[:5].tolist()}"
+                f"{np.unique(actions[(actions < 0) | (actions >= NUM_ACTIONS)])[:5].tolist()}"
             )
         rows, cols = self.grid_shape
         cell = self._base + self._rows * cols + self._cols
-        wall_hit = self._blocked_flat.take(cell * 5 + actions)
+        wall_hit = self._blocked_flat.take(cell * NUM_ACTIONS + actions)
         moves = ~wall_hit
         self._rows += self._drow[actions] * moves
         self._cols += self._dcol[actions] * moves

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from gtmsm_env.geometry import GridGeometry
 from gtmsm_env.images import ImageSize, canonical_image_size, image_shape_of
 
 START_MODES = ("center", "random")
@@ -38,6 +39,13 @@ MOVES = (Action.UP, Action.DOWN, Action.LEFT, Action.RIGHT)
 ACTION_NAMES: tuple[str, ...] = tuple(action.name.lower() for action in Action)
 # Grid displacement (d_row, d_col) of each action, indexed by action.
 ACTION_DELTAS = np.array([[0, 0], [-1, 0], [1, 0], [0, -1], [0, 1]], dtype=np.int64)
+
+
+def validate_start(start: object) -> str:
+    """``start`` if it is one of :data:`START_MODES`, else ``ValueError`` naming ``start``."""
+    if start not in START_MODES:
+        raise ValueError(f"start must be one of {START_MODES}, got {start!r}")
+    return str(start)
 
 
 @dataclass(frozen=True)
@@ -66,7 +74,7 @@ class World:
     wall_density: float | None = None
 
     def validated(self) -> World:
-        from gtmsm_env.env import GridGeometry, validate_start, validate_walls
+        from gtmsm_env.maze import validate_walls  # maze.py builds on this module's actions
 
         geometry = GridGeometry.validated(self.image_size, self.crop_size, self.step_size)
         density = validate_walls(self.walls, self.wall_density, geometry.grid_shape)
@@ -92,10 +100,8 @@ class World:
                 (width - self.crop_size) // self.step_size + 1)
 
     @property
-    def geometry(self) -> Any:
-        """The validated :class:`~gtmsm_env.env.GridGeometry` (image shape, crop, step)."""
-        from gtmsm_env.env import GridGeometry
-
+    def geometry(self) -> GridGeometry:
+        """The validated :class:`~gtmsm_env.geometry.GridGeometry` (image shape, crop, step)."""
         return GridGeometry.validated(self.image_size, self.crop_size, self.step_size)
 
     def replace(self, **changes: Any) -> World:
@@ -134,3 +140,17 @@ class World:
         return {"image_size": self.image_size, "crop_size": self.crop_size,
                 "step_size": self.step_size, "start": self.start, "walls": self.walls,
                 "wall_density": self.wall_density}
+
+
+def resolve_world(world: World | None, **settings: Any) -> World:
+    """The world of a constructor that takes either ``world=`` or the loose settings (the
+    :class:`World` fields as keywords): ``world`` when given, else ``World(**settings)``. Both at
+    once (a loose setting away from its default) raise ``ValueError``. Not validated."""
+    loose = World(**settings)
+    if world is None:
+        return loose
+    if not isinstance(world, World):
+        raise TypeError(f"world must be a World, got {type(world).__name__}")
+    if loose != World():
+        raise ValueError("give the world either as world= or as loose settings, not both")
+    return world

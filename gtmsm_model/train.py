@@ -41,10 +41,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from gtmsm_env.env import GridGeometry, single_position_problem, validate_walls
 from gtmsm_cli.checks import memory_problem, threads_problem
-from gtmsm_cli.flags import SEED_MAX, bounded, check_fields, error_text
+from gtmsm_cli.flags import SEED_MAX, bounded, check_fields, error_text, flag_text
+from gtmsm_env.geometry import GridGeometry, single_position_problem
 from gtmsm_env.images import make_image_source
+from gtmsm_env.maze import validate_walls
 from gtmsm_model.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from gtmsm_model.data import RolloutSampler, heldout_rollouts
 from gtmsm_model.distributed import DistributedContext, LossModule, wrap
@@ -214,7 +215,7 @@ class TrainConfig:
         image_size = world_kwargs(self)["image_size"]
         problem = single_position_problem(image_size, self.crop_size, self.step_size)
         if problem is not None:
-            raise ValueError(problem)
+            raise ValueError(flag_text(problem, ("crop_size", "step_size")))
         if self.walls == "border" and self.wall_density is not None:
             raise ValueError("--wall-density applies only to --walls maze")
         grid = GridGeometry.validated(image_size, self.crop_size, self.step_size).grid_shape

@@ -8,7 +8,7 @@ import pytest
 
 import gtmsm_env  # noqa: F401  (registers ImageNav-v0)
 from gtmsm_env import DOWN, LEFT, RIGHT, STAY, UP, ImageNavEnv, Rollouts, collect_rollouts
-from gtmsm_env.env import (
+from gtmsm_env.maze import (
     border_blocked_moves,
     generate_maze,
     interior_edges,

@@ -13,26 +13,18 @@ import pytest
 from PIL import Image
 
 import gtmsm_env  # noqa: F401
-from gtmsm_env.env import (
-    DOWN,
-    LEFT,
-    RIGHT,
-    UP,
-    GridGeometry,
-    ImageNavEnv,
-    generate_maze,
-    interior_edges,
-    max_interior_walls,
-    reachable_cells,
-)
+from gtmsm_env.env import DOWN, LEFT, RIGHT, UP, ImageNavEnv
+from gtmsm_env.geometry import GridGeometry
 from gtmsm_env.images import (
     ArrayImages,
     FolderImages,
+    ImageSizeError,
     NpzImages,
     ProceduralImages,
     image_shape_of,
     make_image_source,
 )
+from gtmsm_env.maze import generate_maze, interior_edges, max_interior_walls, reachable_cells
 from gtmsm_env.rollouts import collect_rollouts
 from gtmsm_env.rollouts import main as rollouts_main
 from gtmsm_env.vector_env import ImageNavVectorEnv
@@ -277,8 +269,9 @@ def test_arrays_and_files_must_match_height_and_width(tmp_path):
     assert make_image_source(images, WIDE).sample(np.random.default_rng(0), 2).shape == (2, *WIDE, 3)
     with pytest.raises(ValueError, match=r"images are 32x48 \(height x width\) but image_size=\(48, 32\)"):
         make_image_source(images, TALL)
-    with pytest.raises(ValueError, match=r"image_size=\(32, 48\) in Python, --image-size 32 --image-width 48 on"):
+    with pytest.raises(ImageSizeError, match=r"or use their size: image_size=\(32, 48\)\)$") as raised:
         make_image_source(images, 32)
+    assert raised.value.image_shape == WIDE and "--image-size" not in str(raised.value)
     np.save(tmp_path / "wide.npy", images)
     assert NpzImages(tmp_path / "wide.npy", image_size=WIDE).image_shape == WIDE
     with pytest.raises(ValueError, match="wide.npy: images are 32x48"):

@@ -14,7 +14,7 @@ from gymnasium.utils.env_checker import check_env
 
 import gtmsm_env
 from gtmsm_env import REGISTERED_ENVS, ImageNavEnv
-from gtmsm_env.env import OBSERVATION_MODES, observation_mode_of
+from gtmsm_env.observations import OBSERVATION_MODES, observation_mode_of
 
 OBS_MODES = list(OBSERVATION_MODES)
 

@@ -19,7 +19,8 @@ import pygame
 import pytest
 from PIL import Image
 
-from gtmsm_env.play import PlaySession, main
+from gtmsm_env.play import PlaySession
+from gtmsm_model.play_model import main
 
 
 def key(k: int) -> pygame.event.Event:
@@ -308,6 +309,12 @@ def test_wrong_size_image_array_advice_names_no_flag_play_lacks(tmp_path, capsys
 
 def test_env_package_never_imports_torch():
     code = "import sys, gtmsm_env, gtmsm_env.play, gtmsm_env.render; assert 'torch' not in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True, env=clean_env(SDL_VIDEODRIVER="dummy"))
+
+
+def test_env_package_never_imports_the_model_package():
+    code = ("import sys, gtmsm_env, gtmsm_env.play, gtmsm_env.render, gtmsm_env.rollouts; "
+            "assert not [name for name in sys.modules if name.startswith('gtmsm_model')]")
     subprocess.run([sys.executable, "-c", code], check=True, env=clean_env(SDL_VIDEODRIVER="dummy"))
 
 

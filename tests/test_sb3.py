@@ -15,7 +15,7 @@ from stable_baselines3.common.vec_env import DummyVecEnv  # noqa: E402
 
 import gtmsm_env  # noqa: E402
 from gtmsm_env import REGISTERED_ENVS, ImageNavEnv, Rollouts, collect_rollouts  # noqa: E402
-from gtmsm_env.env import OBSERVATION_MODES  # noqa: E402
+from gtmsm_env.observations import OBSERVATION_MODES  # noqa: E402
 from gtmsm_model.sb3 import (  # noqa: E402
     CropCNN,
     ImageNavExtractor,

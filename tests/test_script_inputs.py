@@ -377,7 +377,7 @@ def test_a_signal_anywhere_in_a_benchmark_is_one_line_and_128_plus_its_number(si
 
 def test_play_device_needs_model(monkeypatch, capsys):
     import gtmsm_env.play
-    from gtmsm_env.play import main
+    from gtmsm_model.play_model import main
 
     forbid(monkeypatch, gtmsm_env.play, "PlaySession")
     usage_error(capsys, lambda: main(["--device", "cuda"]), "gtmsm-play", "--device needs --model")
@@ -385,7 +385,7 @@ def test_play_device_needs_model(monkeypatch, capsys):
 
 
 def test_play_model_opens_the_world_the_checkpoint_was_trained_on(tmp_path, capsys):
-    from gtmsm_env.play import main
+    from gtmsm_model.play_model import main
 
     # 44x36 images, 12x12 crops, step 4: a 9 x 7 grid (ImageNav-v0's default is 32x32, 8x8, step 3: 9 x 9)
     checkpoint = write_checkpoint(tmp_path / "world.pt", image_size=44, image_width=36, crop_size=12, step_size=4)
@@ -399,7 +399,7 @@ def test_play_model_opens_the_world_the_checkpoint_was_trained_on(tmp_path, caps
 
 
 def test_play_model_refuses_a_world_no_env_can_show(tmp_path, capsys):
-    from gtmsm_env.play import main
+    from gtmsm_model.play_model import main
 
     checkpoint = write_checkpoint(tmp_path / "tiny.pt", train_overrides={"image_size": 6})
     usage_error(capsys, lambda: main(["--model", str(checkpoint), "--script", "d"]),
@@ -410,7 +410,7 @@ def test_play_model_refuses_a_world_no_env_can_show(tmp_path, capsys):
 
 
 def test_play_refuses_a_random_start_for_an_absolute_wall_model(tmp_path, capsys):
-    from gtmsm_env.play import main
+    from gtmsm_model.play_model import main
 
     checkpoint = write_checkpoint(tmp_path / "absolute.pt", wall_model="absolute")
     usage_error(capsys, lambda: main(["--model", str(checkpoint), "--start", "random", "--script", "d"]),
