@@ -384,3 +384,14 @@ def test_human_render_without_a_usable_display_names_the_fix(monkeypatch):
         env.reset(seed=0)
     assert not pygame.display.get_init()
     env.close()
+
+
+def test_env_and_vector_env_take_a_world_or_its_fields():
+    from gtmsm_env import ImageNavVectorEnv, World
+
+    world = World(image_size=40, crop_size=10, step_size=5, walls="maze", wall_density=0.1)
+    for make in (lambda **k: ImageNavEnv(**k), lambda **k: ImageNavVectorEnv(2, **k)):
+        assert make(world=world).world == make(**world.env_kwargs()).world == world
+        with pytest.raises(ValueError, match="either as world= or as loose settings"):
+            make(world=world, crop_size=4)
+    assert gym.make("ImageNav-v0", world=world).unwrapped.grid_shape == (7, 7)

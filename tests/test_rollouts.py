@@ -299,3 +299,16 @@ def test_random_walk_long_holds_cost_only_the_steps_asked_for():
     assert actions.shape == (3, 50) and all(len(set(row)) == 1 for row in actions)  # one straight run each
     with pytest.raises(ValueError, match="mean_hold must be > 0 and <= 1e"):
         random_walk_actions(np.random.default_rng(0), 1, 5, mean_hold=1e308)
+
+
+def test_rollouts_carry_their_world_also_from_old_metadata():
+    from gtmsm_env import World
+
+    world = World(image_size=(32, 40), crop_size=8, step_size=4, start="random", walls="maze")
+    rollouts = collect_rollouts(2, 4, seed=0, world=world)
+    assert rollouts.metadata["world"] == world.validated().to_dict()
+    assert rollouts.world == world.validated()
+    old = dict(rollouts.metadata)
+    del old["world"]  # files written before the world key existed
+    assert Rollouts(rollouts.observations, rollouts.actions, rollouts.positions, rollouts.wall_hits,
+                    rollouts.images, old, rollouts.blocked_moves).world == world.validated()
