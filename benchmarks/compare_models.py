@@ -6,7 +6,7 @@ seven conditions (SPEC, "The evaluation protocol"; issue 10).
     python benchmarks/compare_models.py --model my_pkg.my_module:MyModel   # add your model (README)
 
 Everything the numbers depend on (conditions, budgets, the metric record, targets, outputs) lives in
-``gtmsm_model.benchmarking``; this script only turns flags into a ``Plan``. Writes ``compare.md``,
+``benchmarks/harness``; this script only turns flags into a ``Plan``. Writes ``compare.md``,
 ``compare.json`` (top-level ``"summary"``), ``peer_sweep.md``/``.json``, one
 ``compare_horizon_<condition>.png`` per condition and ``compare_overview.png`` to ``--out-dir``.
 """
@@ -14,7 +14,6 @@ Everything the numbers depend on (conditions, budgets, the metric record, target
 from __future__ import annotations
 
 import dataclasses
-import json
 import shlex
 import sys
 import time
@@ -22,15 +21,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+if __package__ in (None, ""):  # run as a file: the repository root holds the harness
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.harness import plan as planning
+from benchmarks.harness import report, runner
+from benchmarks.harness.conditions import CONDITIONS
+from benchmarks.harness.plan import GTMSMInterrupted, Plan
 from gtmsm_cli.checks import duplicates_problem, output_dir_problem, threads_problem
 from gtmsm_cli.flags import SEED_MAX, bounded, error_text, fail, parse_dataclass
 from gtmsm_cli.signals import interrupt_signal, run_script, signal_exit_status
-from gtmsm_model import benchmarking
-from gtmsm_model.benchmarking import CONDITIONS, GTMSMInterrupted, Plan
 
 PROG = "compare_models.py"
 DEFAULT_PPO_POLICY = Path("benchmarks/results/ppo_coverage.zip")
-"""As the help shows it; it stands for the repository's file (``benchmarking.DEFAULT_PPO_POLICY``)."""
+"""As the help shows it; it stands for the repository's file (``harness.plan.DEFAULT_PPO_POLICY``)."""
 
 
 @dataclass
@@ -67,19 +71,13 @@ class Args:
     """where GTM-SM's run folders and the photo patches go (not committed)"""
     progress: bool = False
     """show GTM-SM's progress bar"""
-    add_slow: list[str] = field(default_factory=list)
-    """finish an earlier run whose time limit cut these families' slow rows (e.g. transformer): reload
-    --run-dir/rows.json, train them afresh on --slow-seeds to --slow-multiple, rewrite --out-dir's files"""
-    refresh_gtmsm: bool = False
-    """after a model change: reload --run-dir/rows.json, re-train GTM-SM on every seed with the code as it is now, replace its rows (and the oracle-position VAE and floor rows built on its VAE), keep every peer's row and budget, rewrite --out-dir's files"""
     time_limit_minutes: float | None = bounded(85.0, gt=0)
     """skip a slow-budget continuation that would end the run past this many minutes ('none': never)"""
 
 
 def parse_args(argv: list[str] | None = None) -> Args:
     args = parse_dataclass(Args, argv, prog=PROG, description=__doc__.split("\n\n")[0],
-                           choices={"preset": ["debug", "quick", "paper"], "conditions": list(CONDITIONS),
-                                    "add_slow": ["RSSM", "action LSTM", "transformer"]})
+                           choices={"preset": ["debug", "quick", "paper"], "conditions": list(CONDITIONS)})
     if args.ppo_policy is not None and str(args.ppo_policy).lower() == "none":
         args.ppo_policy = None
     if args.slow_seeds is None:
@@ -87,14 +85,14 @@ def parse_args(argv: list[str] | None = None) -> Args:
     problem = threads_problem(args.threads) or next(
         filter(None, (duplicates_problem(flag, getattr(args, name)) for flag, name in (
             ("--seeds", "seeds"), ("--slow-seeds", "slow_seeds"), ("--conditions", "conditions"),
-            ("--model", "model"), ("--add-slow", "add_slow")))), None)
+            ("--model", "model")))), None)
     if problem is not None:
         fail(PROG, problem)
     if args.quick and args.preset not in (Args.preset, "debug"):
         fail(PROG, f"--quick trains GTM-SM with the debug preset; --preset {args.preset} contradicts it (drop one)")
     seeds = args.seeds[:1] if args.quick else args.seeds
     stray = [seed for seed in args.slow_seeds if seed not in seeds]
-    if stray and args.slow_multiple > 1 and not (args.add_slow or args.refresh_gtmsm):
+    if stray and args.slow_multiple > 1:
         fail(PROG, f"--slow-seeds {' '.join(map(str, stray))} {'is' if len(stray) == 1 else 'are'} not among the "
                    f"seeds this run trains ({' '.join(map(str, seeds))}{', --quick keeps the first' if args.quick else ''}): "
                    "a slow row continues a seed's own run")
@@ -104,7 +102,7 @@ def parse_args(argv: list[str] | None = None) -> Args:
 def ppo_policy_path(args: Args) -> Path | None:
     """``--ppo-policy`` as a path to open: the default is the repository's file wherever this runs."""
     if args.ppo_policy is not None and args.ppo_policy == DEFAULT_PPO_POLICY:
-        return benchmarking.DEFAULT_PPO_POLICY
+        return planning.DEFAULT_PPO_POLICY
     return args.ppo_policy
 
 
@@ -119,53 +117,25 @@ def make_plan(args: Args) -> Plan:
     )
 
 
-def earlier_report(args: Args, flag: str) -> dict[str, Any]:
-    """The ``--out-dir/compare.json`` an ``--add-slow``/``--refresh-gtmsm`` run extends, or one error line."""
-    path = args.out_dir / "compare.json"
+def check_inputs(args: Args, plan: Plan) -> None:
+    """Every flag, file and folder the run needs, before any training (one error line, exit 2)."""
     try:
-        earlier = json.loads(path.read_text())
-    except FileNotFoundError:
-        fail(PROG, f"{flag} extends an earlier run's results, but {path} does not exist (give that run's --out-dir)")
-    except (OSError, UnicodeDecodeError) as error:
-        fail(PROG, f"{flag}: cannot read {path}: {error_text(error)}")
-    except json.JSONDecodeError as error:
-        fail(PROG, f"{flag}: {path} is not valid JSON ({error_text(error)})")
-    missing = [key for key in ("command", "wall_seconds", "seeds") if not isinstance(earlier, dict) or key not in earlier]
-    if not missing and not all(isinstance(seed, dict) and "gtmsm_seconds" in seed for seed in earlier["seeds"]):
-        missing = ["seeds[].gtmsm_seconds"]
-    if missing:
-        fail(PROG, f"{flag}: {path} is not a compare_models.py report (no {', '.join(missing)})")
-    return earlier
-
-
-def check_inputs(args: Args, plan: Plan) -> dict[str, Any] | None:
-    """Every flag, file and folder the run needs, before any training (one error line, exit 2).
-    Returns the earlier report that ``--refresh-gtmsm``/``--add-slow`` extend."""
-    earlier = None
-    try:
-        if args.refresh_gtmsm and args.add_slow:
-            fail(PROG, "--refresh-gtmsm and --add-slow are separate runs: give one of them")
-        if args.refresh_gtmsm or args.add_slow:
-            flag = "--refresh-gtmsm" if args.refresh_gtmsm else "--add-slow"
-            earlier = earlier_report(args, flag)
-            benchmarking.check_saved_run(plan, args.add_slow or None)
         if args.out_dir.exists() and not args.out_dir.is_dir():  # before check_plan creates --run-dir
             fail(PROG, f"--out-dir: {args.out_dir} exists and is not a folder")
-        benchmarking.check_plan(plan)
+        planning.check_plan(plan)
         problem = output_dir_problem(args.out_dir)  # last: it creates the folder
         if problem is not None:
             fail(PROG, f"--out-dir: {problem}")
     except ValueError as error:  # the harness's messages name the flag
         fail(PROG, error_text(error))
-    return earlier
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
     plan = make_plan(args)
-    earlier = check_inputs(args, plan)
+    check_inputs(args, plan)
     try:
-        return measure(args, plan, earlier, argv)
+        return measure(args, plan, argv)
     except GTMSMInterrupted as stop:
         print(f"\n{PROG}: interrupted by {stop.signal_name} while training GTM-SM on seed {stop.seed} (step "
               f"{stop.step}; its checkpoint is kept at {stop.checkpoint}); {args.out_dir} was not touched (it is "
@@ -178,36 +148,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         raise SystemExit(signal_exit_status(name)) from None
 
 
-def measure(args: Args, plan: Plan, earlier: dict[str, Any] | None, argv: list[str] | None) -> dict[str, Any]:
+def measure(args: Args, plan: Plan, argv: list[str] | None) -> dict[str, Any]:
     command = "python benchmarks/compare_models.py " + shlex.join(sys.argv[1:] if argv is None else argv)
     start = time.perf_counter()
-    if args.refresh_gtmsm:
-        import subprocess
-
-        try:
-            commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                                    cwd=benchmarking.REPO_ROOT).stdout.strip()
-        except OSError:  # no git here: the note says 'unknown'
-            commit = ""
-        seconds_before = ", ".join(f"{s['gtmsm_seconds']:.0f}" for s in earlier["seeds"])
-        note = (f"GTM-SM's rows (and the PPO, oracle-position VAE and floor rows built on it) re-measured with the "
-                f"model at commit {commit or 'unknown'} (`{command.strip()}`); the peers' rows and budgets are the "
-                f"main run's, set by the earlier GTM-SM's wall-clock ({seconds_before} s per seed)")
-        harness, seconds = benchmarking.refresh_gtmsm_rows(plan, note)
-        command = f"{earlier['command']}; then {command.strip()}"
-        wall_seconds = earlier["wall_seconds"] + seconds
-    elif args.add_slow:
-        harness, seconds = benchmarking.add_slow_rows(plan, args.add_slow)
-        command = f"{earlier['command']}; then {command.strip()}"
-        wall_seconds = earlier["wall_seconds"] + seconds
-    else:
-        harness = benchmarking.run(plan)
-        wall_seconds = time.perf_counter() - start
-    report = benchmarking.write_outputs(harness, args.out_dir, command.strip(), wall_seconds, dataclasses.asdict(args))
+    harness = runner.run(plan)
+    wall_seconds = time.perf_counter() - start
+    written = report.write_outputs(harness, args.out_dir, command.strip(), wall_seconds, dataclasses.asdict(args))
     print()
-    print("\n".join(f"{'PASS' if c['passed'] else 'FAIL'}: {c['target']} — {c['value']}" for c in report["checks"]))
+    print("\n".join(f"{'PASS' if c['passed'] else 'FAIL'}: {c['target']} — {c['value']}" for c in written["checks"]))
     print(f"\nwrote {args.out_dir / 'compare.md'} and compare.json, plots, peer_sweep.*")
-    return report
+    return written
 
 
 if __name__ == "__main__":

@@ -21,11 +21,13 @@ and writes ``--out`` (.md and .json).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import platform
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,6 +35,17 @@ from typing import Any
 import numpy as np
 import torch
 
+if __package__ in (None, ""):  # run as a file: the repository root holds the harness
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.harness.conditions import (
+    CONDITIONS,
+    MAZE_WALL_DENSITY,
+    condition_rollouts,
+    photo_patches,
+)
+from benchmarks.harness.models import predict_in_chunks
+from benchmarks.harness.targets import TRAINING_TARGETS, check_training
 from gtmsm_cli.checks import (
     duplicates_problem,
     output_dir_problem,
@@ -41,37 +54,15 @@ from gtmsm_cli.checks import (
 )
 from gtmsm_cli.flags import SEED_MAX, bounded, fail, parse_dataclass
 from gtmsm_cli.signals import run_script, signal_exit_status
-from gtmsm_env.photo_patches import write_photo_patches
-from gtmsm_model.data import heldout_rollouts
-from gtmsm_model.evaluate import evaluate_gtmsm, json_safe, prediction_metrics
+from gtmsm_model.baselines import MemorisationMean
+from gtmsm_model.evaluate import GTMSMEvaluation, evaluate_gtmsm, json_safe, prediction_metrics
 from gtmsm_model.train import TrainingInterrupted, make_config, train
 
 PROG = "train_gtmsm.py"
 
-TAU, HORIZON = 256, 256
-MAZE_WALL_DENSITY = 0.05
-
-
-@dataclass
-class Targets:
-    """The issue's targets, defined once (each checked per seed)."""
-
-    ratio_to_floor: float = 1.1
-    """Revisited MSE / VAE floor, centre and random start."""
-    knn_hit: float = 0.95
-    """k-NN hit rate, centre and random start."""
-    drift: float = 1.15
-    """Revisited MSE, last 64 / first 64 predicted steps, centre and random start."""
-    novel_to_canvas_oracle: float = 1.3
-    """Novel-step MSE / the canvas oracle's, default images (centre) and photos."""
-    default_revisited_mse: float = 0.0015
-    """Revisited MSE on the default images (centre start)."""
-    photo_revisited_mse: float = 0.001
-    """Revisited MSE on natural-photo patches."""
-    train_seconds: float = 300.0
-    """Wall-clock training time per seed."""
-    maze_ratio_stretch: float = 2.0
-    """Stretch goal: maze revisited MSE / VAE floor."""
+CONDITION_NAMES = {"centre": "reference", "random": "random start", "maze": "maze", "photos": "photos"}
+"""This benchmark's condition names → the harness's conditions (full lengths: tau 256, 256 predicted)."""
+TAU, HORIZON = CONDITIONS["reference"].lengths(quick=False)
 
 
 @dataclass
@@ -102,7 +93,7 @@ def parse_args(argv: list[str] | None = None) -> Args:
     from gtmsm_model.train import PRESETS
 
     args = parse_dataclass(Args, argv, prog=PROG, description=__doc__,
-                           choices={"preset": sorted(PRESETS), "conditions": ["centre", "random", "maze", "photos"]})
+                           choices={"preset": sorted(PRESETS), "conditions": list(CONDITION_NAMES)})
     problem = (threads_problem(args.threads) or duplicates_problem("--seeds", args.seeds)
                or duplicates_problem("--conditions", args.conditions))
     if problem is not None:
@@ -126,59 +117,33 @@ def exit_interrupted(stop: TrainingInterrupted, seed: int, done: list[int], args
     raise SystemExit(signal_exit_status(stop.signal_name))
 
 
-def memorisation_mean_mse(rollouts, tau: int) -> float:
-    """The trivial predictor: every future crop = the mean crop of the memorisation phase."""
-    mean = rollouts.observations[:, :tau].astype(np.float32).mean(1, keepdims=True) / 255.0
-    predicted = np.broadcast_to(mean, rollouts.observations[:, tau:].shape)
-    return prediction_metrics(predicted, rollouts, tau)["mse_revisited"]
+def trivial_mse_revisited(rollouts, tau: int) -> float:
+    """The trivial predictor's (``MemorisationMean``) revisited MSE on ``rollouts``."""
+    return prediction_metrics(predict_in_chunks(MemorisationMean(), rollouts, tau), rollouts, tau).mse_revisited
 
 
 def make_conditions(args: Args) -> dict[str, Any]:
     """The held-out rollouts of every condition (the same for every seed)."""
-    length = TAU + HORIZON
-    builders = {
-        "centre": lambda: heldout_rollouts(args.eval_sequences, length, seed=0),
-        "random": lambda: heldout_rollouts(args.eval_sequences, length, seed=0, start="random"),
-        "maze": lambda: heldout_rollouts(args.eval_sequences, length, seed=0, start="random", walls="maze",
-                                         wall_density=MAZE_WALL_DENSITY),
-        "photos": lambda: heldout_rollouts(
-            args.eval_sequences, length, seed=0,
-            image_source=str(write_photo_patches(Path(args.runs_dir) / "photo_patches.npz", args.photo_patches, seed=12345))),
-    }
-    return {name: builders[name]() for name in args.conditions}
-
-
-def check(metrics: dict[str, dict[str, Any]], seconds: float, targets: Targets) -> dict[str, bool]:
-    """PASS/FAIL of each target this seed can be judged on (only the conditions evaluated)."""
-    passed: dict[str, bool] = {"train_seconds": seconds <= targets.train_seconds}
-    for name in ("centre", "random"):
-        if name in metrics:
-            m = metrics[name]
-            passed[f"{name}_ratio"] = m["ratio_to_vae_revisited"] <= targets.ratio_to_floor
-            passed[f"{name}_knn_hit"] = m["knn_hit_rate"] >= targets.knn_hit
-            passed[f"{name}_drift"] = m["drift_ratio"] <= targets.drift
-    if "centre" in metrics:
-        passed["centre_novel_vs_canvas_oracle"] = metrics["centre"]["ratio_to_canvas_oracle_novel"] <= targets.novel_to_canvas_oracle
-        passed["centre_revisited_mse"] = metrics["centre"]["mse_revisited"] <= targets.default_revisited_mse
-    if "photos" in metrics:
-        passed["photos_novel_vs_canvas_oracle"] = metrics["photos"]["ratio_to_canvas_oracle_novel"] <= targets.novel_to_canvas_oracle
-        passed["photos_revisited_mse"] = metrics["photos"]["mse_revisited"] <= targets.photo_revisited_mse
-    return passed
+    photos = lambda: photo_patches(Path(args.runs_dir) / "photo_patches.npz", args.photo_patches,  # noqa: E731
+                                   reuse=False)
+    return {name: condition_rollouts(CONDITIONS[CONDITION_NAMES[name]], args.eval_sequences, quick=False,
+                                     photos=photos) for name in args.conditions}
 
 
 def format_rows(rows: list[dict[str, Any]], conditions: list[str]) -> list[str]:
+    """One table line per seed and condition."""
     header = ("| seed | condition | rev. MSE | VAE floor | ratio | k-NN hit | drift | s-map RMS | novel MSE "
               "| canvas oracle (novel) | novel / oracle | wall decisions right | fraction novel |")
     lines = [header, "|" + "---|" * 13]
     for row in rows:
         for name in conditions:
-            m = row["metrics"][name]
+            s, d = row["evaluations"][name].scores, row["evaluations"][name].diagnostics
             lines.append(
-                f"| {row['seed']} | {name} | {m['mse_revisited']:.5f} | {m['vae_mse_revisited']:.5f} | "
-                f"{m['ratio_to_vae_revisited']:.3f} | {m['knn_hit_rate']:.4f} | {m['drift_ratio']:.3f} | "
-                f"{m['smap_rms']:.3f} | {m['mse_novel']:.4f} | {m['canvas_oracle_mse_novel']:.4f} | "
-                f"{m['ratio_to_canvas_oracle_novel']:.3f} | {m['wall_decision_accuracy']:.4f} | "
-                f"{m['fraction_novel']:.3f} |")
+                f"| {row['seed']} | {name} | {s.mse_revisited:.5f} | {d.vae_mse_revisited:.5f} | "
+                f"{d.ratio_to_vae_revisited:.3f} | {d.knn_hit_rate:.4f} | {s.drift_ratio:.3f} | "
+                f"{d.smap_rms:.3f} | {s.mse_novel:.4f} | {d.canvas_oracle_mse_novel:.4f} | "
+                f"{d.ratio_to_canvas_oracle_novel:.3f} | {d.wall_decision_accuracy:.4f} | "
+                f"{s.fraction_novel:.3f} |")
     return lines
 
 
@@ -186,19 +151,21 @@ def summary_lines(rows: list[dict[str, Any]], conditions: list[str]) -> list[str
     """Mean ± std over seeds of the headline numbers per condition."""
     lines = ["| condition | rev. MSE | ratio to floor | k-NN hit | drift | novel / canvas oracle |", "|---|---:|---:|---:|---:|---:|"]
     for name in conditions:
-        def stat(key: str, digits: int, name: str = name) -> str:
-            values = np.array([row["metrics"][name][key] for row in rows], float)
+        def stat(value: Callable[[GTMSMEvaluation], float], digits: int, name: str = name) -> str:
+            values = np.array([value(row["evaluations"][name]) for row in rows], float)
             return f"{values.mean():.{digits}f} ± {values.std():.{digits}f}"
-        lines.append(f"| {name} | {stat('mse_revisited', 5)} | {stat('ratio_to_vae_revisited', 3)} | "
-                     f"{stat('knn_hit_rate', 4)} | {stat('drift_ratio', 3)} | {stat('ratio_to_canvas_oracle_novel', 3)} |")
+        lines.append(f"| {name} | {stat(lambda e: e.scores.mse_revisited, 5)} | "
+                     f"{stat(lambda e: e.diagnostics.ratio_to_vae_revisited, 3)} | "
+                     f"{stat(lambda e: e.diagnostics.knn_hit_rate, 4)} | {stat(lambda e: e.scores.drift_ratio, 3)} | "
+                     f"{stat(lambda e: e.diagnostics.ratio_to_canvas_oracle_novel, 3)} |")
     return lines
 
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    targets = Targets()
+    targets = TRAINING_TARGETS
     conditions = make_conditions(args)
-    trivial = {name: memorisation_mean_mse(r, TAU) for name, r in conditions.items()}
+    trivial = {name: trivial_mse_revisited(r, TAU) for name, r in conditions.items()}
     threads = args.threads or torch.get_num_threads()
     machine = (f"{platform.machine()} Linux, {os.cpu_count()} CPU cores (shared with other jobs), {threads} torch "
                f"thread(s), torch {torch.__version__}, no GPU")
@@ -212,10 +179,10 @@ def main(argv: list[str] | None = None) -> None:
         except TrainingInterrupted as stop:
             exit_interrupted(stop, seed, [row["seed"] for row in rows], args)
         cpu_seconds = time.process_time() - cpu_before
-        metrics = {name: evaluate_gtmsm(result.model, r, TAU) for name, r in conditions.items()}
-        passed = check(metrics, result.seconds, targets)
+        evaluations = {name: evaluate_gtmsm(result.model, r, TAU) for name, r in conditions.items()}
+        passed = check_training(evaluations, result.seconds, targets)
         rows.append({"seed": seed, "train_seconds": result.seconds, "train_cpu_seconds": cpu_seconds,
-                     "metrics": metrics, "passed": passed})
+                     "evaluations": evaluations, "passed": passed})
         print(f"seed {seed}: trained in {result.seconds:.0f} s ({cpu_seconds:.0f} CPU s); " + ", ".join(
             f"{k} {'PASS' if v else 'FAIL'}" for k, v in passed.items()), flush=True)
 
@@ -228,7 +195,7 @@ def main(argv: list[str] | None = None) -> None:
                         f"| {', '.join(failed) if failed else '—'} |")
     maze_line = ""
     if "maze" in conditions:
-        ratios = [row["metrics"]["maze"]["ratio_to_vae_revisited"] for row in rows]
+        ratios = [row["evaluations"]["maze"].diagnostics.ratio_to_vae_revisited for row in rows]
         maze_line = (f"Maze (stretch goal ≤ {targets.maze_ratio_stretch:g}× floor): revisited MSE / floor "
                      + ", ".join(f"{r:.2f}" for r in ratios) + " per seed.  ")
     command = "python " + " ".join(sys.argv)
@@ -258,8 +225,12 @@ def main(argv: list[str] | None = None) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".md").write_text(report + "\n")
     out.with_suffix(".json").write_text(json.dumps(json_safe({
-        "command": command, "machine": machine, "date": time.strftime("%Y-%m-%d"), "targets": vars(targets),
-        "trivial_mse_revisited": trivial, "rows": rows}), indent=1))
+        "command": command, "machine": machine, "date": time.strftime("%Y-%m-%d"),
+        "targets": dataclasses.asdict(targets), "trivial_mse_revisited": trivial,
+        "rows": [{"seed": row["seed"], "train_seconds": row["train_seconds"],
+                  "train_cpu_seconds": row["train_cpu_seconds"],
+                  "metrics": {name: e.to_dict() for name, e in row["evaluations"].items()},
+                  "passed": row["passed"]} for row in rows]}), indent=1))
 
 
 if __name__ == "__main__":  # outside training (its SIGINT/SIGTERM end in exit_interrupted)

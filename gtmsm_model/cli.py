@@ -180,13 +180,12 @@ def evaluate_and_report(model: Any, args: argparse.Namespace, out_dir: Path, dev
     from gtmsm_model.plots import plot_horizon, plot_prediction_figure, plot_state_map
 
     rollouts = _heldout(args, world)
-    metrics = evaluate_gtmsm(model, rollouts, args.eval_tau, device=device)
-    metrics.update(extra or {})
-    metrics["targets_met"] = check_targets(metrics)
+    evaluation = evaluate_gtmsm(model, rollouts, args.eval_tau, device=device)
+    metrics = {**evaluation.to_dict(), **(extra or {}), "targets_met": check_targets(evaluation)}
     out_dir.mkdir(parents=True, exist_ok=True)
     write_metrics(metrics, out_dir / "metrics.json")
-    plot_horizon({"GTM-SM": metrics}, out_dir / "horizon.png",
-                 title=f"GTM-SM on {args.eval_sequences} held-out rollouts (VAE floor, revisited: {metrics['vae_mse_revisited']:.4f})")
+    plot_horizon({"GTM-SM": evaluation.scores.horizon}, out_dir / "horizon.png",
+                 title=f"GTM-SM on {args.eval_sequences} held-out rollouts (VAE floor, revisited: {evaluation.diagnostics.vae_mse_revisited:.4f})")
     predicted = GTMSMPredictor(model, device).predict(rollouts.observations[:1], rollouts.actions[:1], args.eval_tau)
     step_size = int(rollouts.metadata.get("step_size", 3))
     plot_prediction_figure(rollouts.images[0], rollouts.positions[0], rollouts.observations[0], predicted[0],
@@ -197,7 +196,7 @@ def evaluate_and_report(model: Any, args: argparse.Namespace, out_dir: Path, dev
         states = model.predict(torch.as_tensor(rollouts.observations).to(device),
                                torch.as_tensor(rollouts.actions).long().to(device), args.eval_tau).states
     plot_state_map(states.cpu().numpy(), rollouts.positions, out_dir / "state_map.png")
-    print(format_table(metrics))
+    print(format_table(evaluation))
     print("\ntargets: " + ", ".join(f"{k} {'PASS' if v else 'FAIL'}" for k, v in metrics["targets_met"].items()))
     print(f"\nwrote {out_dir / 'metrics.json'} and plots {out_dir / 'horizon.png'}, "
           f"{out_dir / 'prediction.png'}, {out_dir / 'state_map.png'}")

@@ -4,7 +4,7 @@ and a prediction GIF. Headless (matplotlib's Agg backend)."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import matplotlib
 
@@ -12,15 +12,17 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+if TYPE_CHECKING:
+    from gtmsm_model.evaluate import HorizonCurve
 
-def plot_horizon(curves: dict[str, dict[str, Any]], path: str | Path, title: str = "") -> None:
-    """One line per model; ``curves[name]`` is a metrics dict with a ``horizon`` entry."""
+
+def plot_horizon(curves: dict[str, HorizonCurve], path: str | Path, title: str = "") -> None:
+    """One line per model; ``curves[name]`` is that model's ``HorizonCurve``."""
     fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
     for ax, key, label in zip(axes, ("mse_revisited", "mse_novel"), ("revisited steps", "novel steps"), strict=False):
-        for name, metrics in curves.items():
-            bins = metrics["horizon"]["bins"]
-            centres = [(a + b) / 2 for a, b in bins]
-            values = [np.nan if v is None else v for v in metrics["horizon"][key]]
+        for name, curve in curves.items():
+            centres = [(a + b) / 2 for a, b in curve.bins]
+            values = [np.nan if v is None else v for v in getattr(curve, key)]
             ax.plot(centres, values, marker="o", label=name)
         ax.set_title(label)
         ax.set_xlabel("steps after memorisation")

@@ -751,11 +751,13 @@ def train_step(state: TrainState, sampler: RolloutSampler, config: TrainConfig, 
 def evaluation_record(state: TrainState, eval_set: Any, config: TrainConfig, device: torch.device) -> dict[str, Any]:
     # Evaluation must not consume the training RNG, or a resumed run would diverge.
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-        metrics = evaluate_gtmsm(state.model, eval_set, config.eval_tau, device=device)
+        evaluation = evaluate_gtmsm(state.model, eval_set, config.eval_tau, device=device)
     state.model.train()
+    scores, diagnostics = evaluation.scores, evaluation.diagnostics
     return {"step": state.step, "seconds": round(state.seconds, 1),
-            **{k: metrics[k] for k in ("mse_revisited", "mse_novel", "vae_mse_revisited",
-                                       "knn_hit_rate", "smap_rms", "gate_ratio")}}
+            "mse_revisited": scores.mse_revisited, "mse_novel": scores.mse_novel,
+            "vae_mse_revisited": diagnostics.vae_mse_revisited, "knn_hit_rate": diagnostics.knn_hit_rate,
+            "smap_rms": diagnostics.smap_rms, "gate_ratio": diagnostics.gate_ratio}
 
 
 def train(config: TrainConfig, *, progress: bool | None = None,

@@ -111,7 +111,7 @@ def test_oracle_memory_scores_zero_on_revisited_and_nonzero_on_novel_steps():
     assert (per_step[revisited] == 0).all()
     assert (per_step[~revisited] > 0).all()
     metrics = prediction_metrics(predicted, rollouts, tau)
-    assert metrics["mse_revisited"] == 0 and metrics["mse_novel"] > 0
+    assert metrics.mse_revisited == 0 and metrics.mse_novel > 0
 
 
 def test_copy_last_observed_repeats_the_last_memorised_crop(rollouts):
@@ -198,10 +198,10 @@ def test_canvas_oracle_is_zero_on_revisited_steps():
     tau = 20
     predicted = CanvasOracle().predict(rollouts.observations[:, :tau], rollouts.actions, tau, rollouts.positions)
     metrics = prediction_metrics(predicted, rollouts, tau)
-    assert metrics["mse_revisited"] < 1e-12
+    assert metrics.mse_revisited < 1e-12
     oracle_memory = prediction_metrics(
         OracleMemory().predict(rollouts.observations[:, :tau], rollouts.actions, tau, rollouts.positions), rollouts, tau)
-    assert metrics["mse_novel"] < oracle_memory["mse_novel"]  # overlapping memories reveal part of novel crops
+    assert metrics.mse_novel < oracle_memory.mse_novel  # overlapping memories reveal part of novel crops
 
 
 def test_transformer_predicts_every_future_crop_in_one_pass_for_any_length():

@@ -13,10 +13,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from gtmsm_model.baselines import WorldModel
-from gtmsm_model.benchmarking import CONDITIONS, GTMSM_NAME, PPO_NAME, load_model_class
-
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # the harness lives in the checkout's benchmarks/, not in an installed package
+
+from benchmarks.harness.conditions import CONDITIONS  # noqa: E402
+from benchmarks.harness.models import PPO_NAME, load_model_class  # noqa: E402
+from benchmarks.harness.targets import GTMSM_NAME  # noqa: E402
+from gtmsm_model.baselines import WorldModel  # noqa: E402
 
 
 def load_script():

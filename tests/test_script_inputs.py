@@ -27,6 +27,7 @@ import pytest
 from gtmsm_cli.flags import SEED_MAX
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # the benchmark harness lives in the checkout (benchmarks/harness)
 TOO_BIG_SEED = str(SEED_MAX + 1)
 
 
@@ -86,9 +87,9 @@ def compare_models() -> ModuleType:
 
 @pytest.fixture
 def no_harness(monkeypatch, compare_models):
-    from gtmsm_model import benchmarking
+    from benchmarks.harness import runner
 
-    forbid(monkeypatch, benchmarking, "run", "add_slow_rows", "refresh_gtmsm_rows", "Harness", "train")
+    forbid(monkeypatch, runner, "run", "Harness", "train")
     return compare_models
 
 
@@ -137,21 +138,6 @@ def test_compare_models_bad_ppo_policy_device_and_out_dir(no_harness, tmp_path, 
                 "compare_models.py", "--out-dir: ", "is not a folder")
     usage_error(capsys, lambda: no_harness.main([*base, "--ppo-policy", "none", "--run-dir", str(a_file)]),
                 "compare_models.py", "--run-dir: ", "is not a folder")
-
-
-@pytest.mark.parametrize("flag", [["--refresh-gtmsm"], ["--add-slow", "RSSM"]])
-def test_compare_models_continuing_needs_the_earlier_results(no_harness, tmp_path, flag, capsys):
-    out, runs = tmp_path / "out", tmp_path / "runs"
-    argv = ["--quick", "--ppo-policy", "none", "--out-dir", str(out), "--run-dir", str(runs), *flag]
-    usage_error(capsys, lambda: no_harness.main(argv), "compare_models.py", flag[0], "compare.json does not exist")
-    out.mkdir()
-    (out / "compare.json").write_text("{not json")
-    usage_error(capsys, lambda: no_harness.main(argv), "compare_models.py", flag[0], "is not valid JSON")
-    (out / "compare.json").write_text('{"command": "x", "wall_seconds": 1, "seeds": [{"gtmsm_seconds": 2}]}')
-    usage_error(capsys, lambda: no_harness.main(argv), "compare_models.py", "--run-dir: ", "rows.json does not exist")
-    runs.mkdir()
-    (runs / "rows.json").write_text("[1, 2]")
-    usage_error(capsys, lambda: no_harness.main(argv), "compare_models.py", "--run-dir: ", "not a compare_models.py record")
 
 
 def test_compare_models_default_ppo_policy_is_found_from_any_folder(compare_models, tmp_path, monkeypatch, capsys):
@@ -243,7 +229,7 @@ def test_train_ppo_checks_out_before_training(tmp_path, monkeypatch, capsys):
 
 
 EXPENSIVE = {  # what each script would start if a seed got through
-    "compare_models": [("gtmsm_model.benchmarking", "run")],
+    "compare_models": [("benchmarks.harness.runner", "run")],
     "train_gtmsm": [("script", "make_conditions"), ("script", "train")],
     "env_throughput": [("script", "single_env_steps_per_second")],
     "imagination_latency": [("gtmsm_model.imagination", "load_imagination")],
@@ -303,9 +289,9 @@ def test_impossible_or_contradictory_runs_are_refused_before_any_work(name, argv
     for owner, function in EXPENSIVE[name]:
         forbid(monkeypatch, script if owner == "script" else importlib.import_module(owner), function)
     if name == "compare_models":
-        from gtmsm_model import benchmarking
+        from benchmarks.harness import plan
 
-        forbid(monkeypatch, benchmarking, "check_plan")
+        forbid(monkeypatch, plan, "check_plan")
         argv = [*argv, "--ppo-policy", "none"]
     usage_error(capsys, lambda: script.main([a.format(tmp=tmp_path) for a in argv]), f"{name}.py", *fragments)
     assert not list(tmp_path.iterdir())  # nothing created
@@ -468,7 +454,7 @@ def test_train_gtmsm_sigterm_is_one_line_and_exit_143(tmp_path):
 
 
 def test_gtmsm_interrupted_exit_status_is_128_plus_the_signal():
-    from gtmsm_model.benchmarking import GTMSMInterrupted
+    from benchmarks.harness.plan import GTMSMInterrupted
     from gtmsm_model.train import TrainingInterrupted
 
     for name, status in (("SIGINT", 130), ("SIGTERM", 143)):

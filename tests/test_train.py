@@ -142,13 +142,13 @@ def test_evaluation_on_a_hand_made_rollout_gives_the_known_metrics() -> None:
     oracle = truth.copy()
     oracle[2] = 0.5  # never seen: predict grey
     metrics = prediction_metrics(oracle[None], rollouts, tau, bin_size=2)
-    assert metrics["mse_revisited"] == 0 and metrics["psnr_revisited"] == float("inf")
-    assert metrics["mse_novel"] == pytest.approx(((truth[2] - 0.5) ** 2).mean(), rel=1e-6)
-    assert metrics["fraction_revisited"] == 0.75
-    assert metrics["horizon"]["bins"] == [[1, 2], [3, 4]]
-    assert metrics["horizon"]["mse_revisited"] == [0.0, 0.0]
-    assert metrics["ssim"] < 1
-    assert prediction_metrics(truth[None], rollouts, tau)["ssim"] == pytest.approx(1.0)
+    assert metrics.mse_revisited == 0 and metrics.psnr_revisited == float("inf")
+    assert metrics.mse_novel == pytest.approx(((truth[2] - 0.5) ** 2).mean(), rel=1e-6)
+    assert metrics.fraction_revisited == 0.75
+    assert metrics.horizon.bins == [[1, 2], [3, 4]]
+    assert metrics.horizon.mse_revisited == [0.0, 0.0]
+    assert metrics.ssim < 1
+    assert prediction_metrics(truth[None], rollouts, tau).ssim == pytest.approx(1.0)
     with pytest.raises(ValueError, match="shape"):
         prediction_metrics(truth[None, :2], rollouts, tau)
 
@@ -165,7 +165,7 @@ def test_affine_fit_recovers_an_affine_state_map() -> None:
 
 def test_evaluate_gtmsm_reports_every_protocol_metric(tmp_path: Path) -> None:
     result = train(debug_config(tmp_path))
-    metrics = evaluate_gtmsm(result.model, heldout_rollouts(4, 64, seed=1), 32)
+    metrics = evaluate_gtmsm(result.model, heldout_rollouts(4, 64, seed=1), 32).to_dict()
     for key in ("mse", "psnr", "mse_revisited", "mse_novel", "fraction_revisited", "ssim",
                 "vae_mse_revisited", "knn_hit_rate", "smap_rms", "gate_ratio", "drift_ratio",
                 "nll_bound_nats_per_step", "horizon"):
@@ -237,13 +237,14 @@ def test_state_metrics_on_a_hand_made_rollout_with_an_exact_state_map() -> None:
     positions = np.array([[4, 4], [4, 5], [3, 5], [3, 4], [4, 4], [4, 5], [5, 5]])
     actions = np.array([0, 4, 1, 3, 2, 4, 2])
     rollouts = hand_made_rollouts(positions, actions)
-    metrics = evaluate_gtmsm(exact_state_model(), rollouts, 4, bin_size=2)
-    assert metrics["fraction_revisited"] == pytest.approx(2 / 3)
-    assert metrics["knn_hit_rate"] == 1.0  # every revisited step retrieves a key at its true position
-    assert metrics["smap_rms"] < 1e-6
-    assert metrics["drift_ratio"] == pytest.approx(1.0)  # horizon 3: first and last 64 steps coincide
+    evaluation = evaluate_gtmsm(exact_state_model(), rollouts, 4, bin_size=2)
+    scores, diagnostics = evaluation.scores, evaluation.diagnostics
+    assert scores.fraction_revisited == pytest.approx(2 / 3)
+    assert diagnostics.knn_hit_rate == 1.0  # every revisited step retrieves a key at its true position
+    assert diagnostics.smap_rms < 1e-6
+    assert scores.drift_ratio == pytest.approx(1.0)  # horizon 3: first and last 64 steps coincide
     # No wall hits: the wall-gate ratio is undefined, not a crash.
-    assert metrics["gate_free"] == pytest.approx(1.0) and np.isnan(metrics["gate_ratio"])
+    assert diagnostics.gate_free == pytest.approx(1.0) and np.isnan(diagnostics.gate_ratio)
 
 
 def test_state_metrics_with_a_closed_gate_do_not_divide_by_zero() -> None:
@@ -252,8 +253,8 @@ def test_state_metrics_with_a_closed_gate_do_not_divide_by_zero() -> None:
         model.transition.gate_net[-1].bias.fill_(-200.0)  # sigmoid(-200) = 0 exactly in float32
     rollouts = hand_made_rollouts()
     rollouts.wall_hits[0, 1] = True
-    metrics = evaluate_gtmsm(model, rollouts, 3, bin_size=2)
-    assert metrics["gate_free"] == 0 and np.isnan(metrics["gate_ratio"])
+    diagnostics = evaluate_gtmsm(model, rollouts, 3, bin_size=2).diagnostics
+    assert diagnostics.gate_free == 0 and np.isnan(diagnostics.gate_ratio)
 
 
 def test_evaluation_rejects_a_nonpositive_tau() -> None:

@@ -1,0 +1,161 @@
+"""The models a comparison runs: the peers and their sweep candidates, the VAE floor, plug-ins,
+and predicting a rollout set in chunks."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from gtmsm_cli.flags import error_text
+from gtmsm_env.rollouts import Rollouts
+from gtmsm_model.baselines import (
+    RSSM,
+    ActionLSTM,
+    ActionLSTMConfig,
+    Budget,
+    RSSMConfig,
+    TrainedModel,
+    TransformerConfig,
+    TransformerWorldModel,
+    WorldModel,
+)
+
+PPO_NAME = "GTM-SM with PPO-explored memorisation"
+FLOOR_NAME = "VAE reconstruction (floor)"
+TRANSFORMER_LR = 1e-3
+SWEEP_FRACTION = 1 / 3
+"""Each sweep candidate trains for this fraction of the 1× budget; the winner continues."""
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One setting of a peer family in the sweep: a stable ``id`` (what records and choices use),
+    a human-readable ``label`` (what the tables show), a constructor and its Adam learning rate."""
+
+    id: str
+    label: str
+    factory: Callable[[], TrainedModel]
+    lr: float
+
+
+def sweep_candidates(quick: bool) -> dict[str, list[Candidate]]:
+    """The documented sweep, per family. The first candidate is the default (``--no-sweep``)."""
+    if quick:
+        return {
+            "RSSM": [Candidate("rssm-quick-a", "deter 16, lr 6e-4",
+                               lambda: RSSM(RSSMConfig(deter=16, hidden=16, stoch=4)), 6e-4),
+                     Candidate("rssm-quick-b", "deter 16, lr 1e-3, no open-loop loss",
+                               lambda: RSSM(RSSMConfig(deter=16, hidden=16, stoch=4, open_loop_weight=0)), 1e-3)],
+            "action LSTM": [Candidate("lstm-quick-a", "hidden 16, lr 6e-4",
+                                      lambda: ActionLSTM(ActionLSTMConfig(hidden=16, embed=16)), 6e-4),
+                            Candidate("lstm-quick-b", "hidden 16, lr 1e-3",
+                                      lambda: ActionLSTM(ActionLSTMConfig(hidden=16, embed=16)), 1e-3)],
+        }
+    return {
+        "RSSM": [
+            Candidate("rssm-default", "deter 256, stoch 32, lr 6e-4, open-loop loss 1 (previous default)",
+                      lambda: RSSM(RSSMConfig()), 6e-4),
+            Candidate("rssm-small", "deter 128, hidden 128, lr 1e-3 (smaller: ~2× the steps)",
+                      lambda: RSSM(RSSMConfig(deter=128, hidden=128)), 1e-3),
+            Candidate("rssm-dreamer", "deter 256, lr 3e-4, no open-loop loss, free nats 3 (Dreamer as published)",
+                      lambda: RSSM(RSSMConfig(open_loop_weight=0.0, free_nats=3.0)), 3e-4),
+        ],
+        "action LSTM": [
+            Candidate("lstm-default", "hidden 256, lr 6e-4 (previous default)", lambda: ActionLSTM(ActionLSTMConfig()),
+                      6e-4),
+            Candidate("lstm-small", "hidden 128, lr 1e-3", lambda: ActionLSTM(ActionLSTMConfig(hidden=128, embed=128)),
+                      1e-3),
+            Candidate("lstm-large", "hidden 512, lr 3e-4", lambda: ActionLSTM(ActionLSTMConfig(hidden=512, embed=256)),
+                      3e-4),
+        ],
+    }
+
+
+def transformer_factory(quick: bool) -> Callable[[], TrainedModel]:
+    if quick:
+        return lambda: TransformerWorldModel(TransformerConfig(d_model=16, layers=1, heads=2, feedforward=32,
+                                                               hidden=16, min_tau=4))
+    return TransformerWorldModel
+
+
+class Floor:
+    """GTM-SM's VAE reconstructing the true future crops: a bound (it reads the future)."""
+
+    name = FLOOR_NAME
+    uses_true_positions = False
+
+    def __init__(self, model: Any, device: str) -> None:
+        self.model, self.device = model, device
+
+    def fit(self, sampler: Any, budget: Budget) -> None:
+        pass
+
+    def predict(self, observations, actions, tau, positions=None) -> np.ndarray:
+        raise RuntimeError("the floor reads the future crops; call reconstruct_future")
+
+    @torch.no_grad()
+    def reconstruct_future(self, rollouts: Rollouts, tau: int) -> np.ndarray:
+        future = torch.as_tensor(rollouts.observations[:, tau:]).to(self.device)
+        return self.model.reconstruct(future).cpu().numpy()
+
+
+def predict_in_chunks(model: WorldModel, rollouts: Rollouts, tau: int, chunk: int = 32) -> np.ndarray:
+    """Predictions of every rollout, ``chunk`` sequences at a time. Models see only the first
+    ``tau`` observations (and the true positions if they are oracles); the VAE floor alone
+    decodes the true future crops."""
+    if isinstance(model, Floor):
+        return model.reconstruct_future(rollouts, tau)
+    parts = []
+    for start in range(0, len(rollouts), chunk):
+        part = rollouts[start:start + chunk]
+        positions = part.positions if model.uses_true_positions else None
+        parts.append(model.predict(part.observations[:, :tau], part.actions, tau, positions))
+    return np.concatenate(parts)
+
+
+def load_model_class(spec: str) -> type:
+    """``package.module:Class`` (importable) or ``path/to/file.py:Class`` → the class.
+
+    The class must construct with no arguments and answer the ``WorldModel`` protocol. Every
+    problem (no colon, no such file, a module that fails to import for any reason, a missing name,
+    a name that is not a class or lacks the protocol) is a ``ValueError`` naming ``--model``.
+    """
+    module_name, sep, class_name = spec.rpartition(":")
+    if not sep or not module_name or not class_name:
+        raise ValueError(f"--model {spec!r}: expected module:Class or path/to/file.py:Class")
+    if module_name.endswith(".py"):
+        path = Path(module_name)
+        if not path.is_file():
+            raise ValueError(f"--model {spec!r}: no such file {path}")
+        try:
+            module_spec = importlib.util.spec_from_file_location(path.stem, path)
+            module = importlib.util.module_from_spec(module_spec)
+            module_spec.loader.exec_module(module)
+        except Exception as error:  # noqa: BLE001  (a plug-in's own code may raise anything)
+            raise ValueError(f"--model {spec!r}: running {path} failed: {type(error).__name__}: "
+                             f"{error_text(error)}") from None
+    else:
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError as error:
+            raise ValueError(f"--model {spec!r}: cannot import {module_name}: {error_text(error)}") from None
+        except Exception as error:  # noqa: BLE001  (the module was found but its code failed)
+            raise ValueError(f"--model {spec!r}: importing {module_name} failed: {type(error).__name__}: "
+                             f"{error_text(error)}") from None
+    cls = getattr(module, class_name, None)
+    if cls is None:
+        raise ValueError(f"--model {spec!r}: {module_name} has no {class_name}")
+    if not inspect.isclass(cls):
+        raise ValueError(f"--model {spec!r}: {class_name} is a {type(cls).__name__}, not a class")
+    missing = [name for name in ("name", "uses_true_positions", "fit", "predict") if not hasattr(cls, name)]
+    if missing:
+        raise ValueError(f"--model {spec!r}: {class_name} lacks {', '.join(missing)} (see the WorldModel protocol)")
+    return cls

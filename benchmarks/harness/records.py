@@ -1,0 +1,86 @@
+"""The comparison's metric record: one row per model, condition and seed, and its summary over seeds.
+
+A row's scores are ``gtmsm_model.evaluate.PredictionScores`` (the protocol's one record); the
+summary and the saved rows carry the columns the tables show (``COLUMNS``).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from benchmarks.harness.conditions import CONDITIONS
+from benchmarks.harness.targets import TRIVIAL_NAME
+from gtmsm_model.evaluate import PredictionScores
+
+COLUMNS = {"mse": "mse", "mse_revisited": "mse_revisited", "mse_novel": "mse_novel",
+           "mse_revisited_late": "mse_revisited_late_half", "fraction_revisited": "fraction_revisited",
+           "ssim": "ssim"}
+"""Summary column → ``PredictionScores`` attribute (the late column: revisited steps in the last half)."""
+
+
+@dataclass
+class Row:
+    """One model on one condition, one seed."""
+
+    condition: str
+    model: str
+    seed: int | None
+    """None for bounds that do not depend on a training seed."""
+    scores: PredictionScores
+    kind: str
+    """"learned", "GTM-SM", "bound" or "oracle" (reads true positions or true future crops)."""
+    trained_on: str
+    train_seconds: float | None = None
+    train_iterations: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The row as ``compare.json`` and ``rows.json`` hold it."""
+        s = self.scores
+        scores = {"mse": s.mse, "mse_revisited": s.mse_revisited, "mse_novel": s.mse_novel,
+                  "mse_revisited_late": s.mse_revisited_late_half, "fraction_revisited": s.fraction_revisited,
+                  "psnr_revisited": s.psnr_revisited, "psnr_novel": s.psnr_novel, "ssim": s.ssim,
+                  "horizon_bins": s.horizon.bins, "horizon_revisited": s.horizon.mse_revisited,
+                  "horizon_novel": s.horizon.mse_novel}
+        return {"condition": self.condition, "model": self.model, "seed": self.seed, "scores": scores,
+                "kind": self.kind, "trained_on": self.trained_on, "train_seconds": self.train_seconds,
+                "train_iterations": self.train_iterations}
+
+
+def mean_std(values: list[float | None]) -> tuple[float, float]:
+    """Mean and std of the finite values (std NaN for fewer than two)."""
+    finite = [v for v in values if v is not None and math.isfinite(v)]
+    if not finite:
+        return float("nan"), float("nan")
+    return float(np.mean(finite)), float(np.std(finite)) if len(finite) > 1 else float("nan")
+
+
+def summarise(rows: list[Row]) -> list[dict[str, Any]]:
+    """One entry per (condition, model), in table order: means and stds over seeds."""
+    groups: dict[tuple[str, str], list[Row]] = {}
+    for row in rows:
+        groups.setdefault((row.condition, row.model), []).append(row)
+    order = {name: i for i, name in enumerate(CONDITIONS)}
+    summary = []
+    for (condition, model), group in sorted(groups.items(), key=lambda item: order[item[0][0]]):
+        entry: dict[str, Any] = {"condition": condition, "model": model,
+                                 "seeds": len(group), "kind": group[0].kind, "trained_on": group[0].trained_on}
+        for column, attribute in COLUMNS.items():
+            entry[column], entry[f"{column}_std"] = mean_std([getattr(row.scores, attribute) for row in group])
+        for key in ("train_seconds", "train_iterations"):
+            entry[key], _ = mean_std([getattr(row, key) for row in group])
+        bins = group[0].scores.horizon.bins
+        entry["horizon_bins"] = bins
+        for column, attribute in (("horizon_revisited", "mse_revisited"), ("horizon_novel", "mse_novel")):
+            entry[column] = [mean_std([getattr(row.scores.horizon, attribute)[i] for row in group])[0]
+                             for i in range(len(bins))]
+        summary.append(entry)
+    trivial = {e["condition"]: e["mse_revisited"] for e in summary if e["model"] == TRIVIAL_NAME}
+    for entry in summary:
+        bar = trivial.get(entry["condition"])
+        entry["below_trivial"] = bool(entry["kind"] == "learned" and bar is not None
+                                      and not entry["mse_revisited"] < bar)
+    return summary

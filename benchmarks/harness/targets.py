@@ -1,0 +1,110 @@
+"""The issue's targets, defined once, and the checks that judge a run against them.
+
+The per-run targets of one trained GTM-SM (k-NN hit, ratio to the VAE floor, drift, novel steps
+against the canvas oracle) live with the protocol in ``gtmsm_model.evaluate.TARGETS`` (``gtmsm
+run`` checks them); the training benchmark reads their bounds from there.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from gtmsm_model.baselines import MemorisationMean
+from gtmsm_model.evaluate import TARGETS as RUN_TARGETS
+from gtmsm_model.evaluate import GTMSMEvaluation, GTMSMPredictor
+
+GTMSM_NAME = GTMSMPredictor.name
+TRIVIAL_NAME = MemorisationMean.name
+
+
+@dataclass(frozen=True)
+class CompareTargets:
+    """The comparison benchmark's targets."""
+
+    late_revisited_ratio: float = 5.0
+    """Reference condition: every learned peer's late revisited MSE / GTM-SM's, at least."""
+    full_run_minutes: float = 90.0
+    """The full benchmark's wall-clock with --threads 1 on 2 cores, at most."""
+    quick_run_seconds: float = 120.0
+    """--quick's wall-clock, at most."""
+
+
+@dataclass(frozen=True)
+class TrainingTargets:
+    """The training benchmark's targets (each checked per seed)."""
+
+    ratio_to_floor: float = RUN_TARGETS.ratio_to_vae_revisited
+    """Revisited MSE / VAE floor, centre and random start."""
+    knn_hit: float = RUN_TARGETS.knn_hit_rate
+    """k-NN hit rate, centre and random start."""
+    drift: float = RUN_TARGETS.drift_ratio
+    """Revisited MSE, last 64 / first 64 predicted steps, centre and random start."""
+    novel_to_canvas_oracle: float = RUN_TARGETS.ratio_to_canvas_oracle_novel
+    """Novel-step MSE / the canvas oracle's, default images (centre) and photos."""
+    default_revisited_mse: float = 0.0015
+    """Revisited MSE on the default images (centre start)."""
+    photo_revisited_mse: float = 0.001
+    """Revisited MSE on natural-photo patches."""
+    train_seconds: float = 300.0
+    """Wall-clock training time per seed."""
+    maze_ratio_stretch: float = 2.0
+    """Stretch goal: maze revisited MSE / VAE floor."""
+
+
+COMPARE_TARGETS = CompareTargets()
+TRAINING_TARGETS = TrainingTargets()
+
+
+def check_training(evaluations: dict[str, GTMSMEvaluation], seconds: float,
+                   targets: TrainingTargets = TRAINING_TARGETS) -> dict[str, bool]:
+    """PASS/FAIL of each training target one seed can be judged on (only the conditions evaluated),
+    ``evaluations`` keyed by the training benchmark's condition names."""
+    passed: dict[str, bool] = {"train_seconds": seconds <= targets.train_seconds}
+    for name in ("centre", "random"):
+        if name in evaluations:
+            s, d = evaluations[name].scores, evaluations[name].diagnostics
+            passed[f"{name}_ratio"] = d.ratio_to_vae_revisited <= targets.ratio_to_floor
+            passed[f"{name}_knn_hit"] = d.knn_hit_rate >= targets.knn_hit
+            passed[f"{name}_drift"] = s.drift_ratio <= targets.drift
+    for name, bound in (("centre", targets.default_revisited_mse), ("photos", targets.photo_revisited_mse)):
+        if name in evaluations:
+            s, d = evaluations[name].scores, evaluations[name].diagnostics
+            passed[f"{name}_novel_vs_canvas_oracle"] = d.ratio_to_canvas_oracle_novel <= targets.novel_to_canvas_oracle
+            passed[f"{name}_revisited_mse"] = s.mse_revisited <= bound
+    return passed
+
+
+def check_comparison(summary: list[dict[str, Any]], wall_seconds: float, quick: bool,
+                     targets: CompareTargets = COMPARE_TARGETS) -> list[dict[str, Any]]:
+    """PASS/FAIL of each comparison target that this run can judge (``records.summarise``'s entries)."""
+    checks = []
+    reference = {e["model"]: e for e in summary if e["condition"] == "reference"}
+    gtmsm = reference.get(GTMSM_NAME)
+    if gtmsm is not None:
+        for name, entry in reference.items():
+            if entry["kind"] != "learned":
+                continue
+            ratio = entry["mse_revisited_late"] / gtmsm["mse_revisited_late"]
+            checks.append({"target": f"reference: {name}'s late revisited MSE ≥ {targets.late_revisited_ratio:g}× "
+                                     f"GTM-SM's ({entry['seeds']} seed(s))",
+                           "value": f"{name} / GTM-SM = {ratio:.2f}×", "ratio": ratio,
+                           "passed": bool(ratio >= targets.late_revisited_ratio)})
+    trivial = {e["condition"]: e["mse_revisited"] for e in summary if e["model"] == TRIVIAL_NAME}
+    for name, entry in reference.items():
+        if entry["kind"] == "learned":
+            checks.append({"target": f"reference: {name} beats the memorisation mean on revisited steps",
+                           "value": f"{entry['mse_revisited']:.5f} vs {trivial.get('reference', float('nan')):.5f}",
+                           "passed": not entry["below_trivial"]})
+    others = [e for e in summary if e["kind"] == "learned" and e["condition"] != "reference"]
+    below = [f"{e['model']} on {e['condition']}" for e in others if e["below_trivial"]]
+    if others:
+        checks.append({"target": "other conditions: every learned model beats the memorisation mean on revisited steps "
+                                 "(failures are marked 'below trivial' in the tables)",
+                       "value": f"below trivial in {len(below)} of {len(others)} cells"
+                                + (f" ({', '.join(below)})" if 0 < len(below) <= 6 else ""),
+                       "passed": not below})
+    limit = targets.quick_run_seconds if quick else targets.full_run_minutes * 60
+    checks.append({"target": f"{'--quick' if quick else 'full benchmark'} wall-clock ≤ {limit / 60:g} min",
+                   "value": f"{wall_seconds / 60:.1f} min", "passed": bool(wall_seconds <= limit)})
+    return checks
