@@ -67,10 +67,9 @@ def write_checkpoint(path: Path, *, train_overrides: dict | None = None, **world
     import torch
 
     from gtmsm_model.checkpoint import save_checkpoint
+    from gtmsm_model.config import SECTIONS
     from gtmsm_model.model import GTMSM
     from gtmsm_model.train import make_config
-
-    from gtmsm_model.config import SECTIONS
 
     config = make_config("debug", **world)
     torch.manual_seed(0)
