@@ -117,7 +117,7 @@ def step_seconds(overrides: dict[str, Any], threads: int, steps: int) -> dict[st
 
     from gtmsm_model.data import RolloutSampler
     from gtmsm_model.model import GTMSM
-    from gtmsm_model.train import make_config, make_optimizer, world_kwargs
+    from gtmsm_model.train import make_config, make_optimizer
 
     torch.set_num_threads(threads)
     if overrides.pop("_one_block", False):  # the prior KL as one (B, T, tau) block, as before chunking
@@ -126,14 +126,14 @@ def step_seconds(overrides: dict[str, Any], threads: int, steps: int) -> dict[st
         memory.all_key_memory_kl.__defaults__ = (10**9,)
     config = make_config("quick", **overrides)
     torch.manual_seed(0)
-    model = GTMSM(config.model_config())
+    model = GTMSM(config.model)
     optimizer = make_optimizer(model, config)
-    sampler = RolloutSampler(0, **world_kwargs(config))
-    batches = [sampler.sample(config.batch_size, config.seq_len, key=k) for k in range(steps)]
+    sampler = RolloutSampler(0, world=config.world)
+    batches = [sampler.sample(config.schedule.batch_size, config.schedule.seq_len, key=k) for k in range(steps)]
     times = []
     for batch in batches:
         started = time.perf_counter()
-        parts = model.loss(batch.observations, batch.actions, tau=config.tau, kl_weight=1.0)
+        parts = model.loss(batch.observations, batch.actions, tau=config.schedule.tau, kl_weight=1.0)
         optimizer.zero_grad()
         parts["loss"].backward()
         optimizer.step()

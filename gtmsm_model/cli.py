@@ -6,18 +6,19 @@
     gtmsm evaluate --checkpoint runs/s1/checkpoint.pt
     gtmsm predict --checkpoint runs/s1/checkpoint.pt --out prediction.gif
 
-Every ``TrainConfig`` field is a flag (``--z-dim``, ``--iterations``, ...); a preset sets them all
-and explicit flags override it.
+Every ``TrainConfig`` setting is a flag (``--z-dim``, ``--iterations``, ...), grouped in ``--help`` by
+the part it belongs to (world, model, schedule, run); a preset sets them all and explicit flags
+override it. Errors the libraries raise name fields; ``config.flag_text`` turns them into flags.
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import os
 import signal
 import sys
 import time
+import typing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,14 +30,27 @@ from gtmsm_cli.flags import (
     Bounds,
     add_dataclass_flags,
     bounded,
-    dataclass_values,
     error_text,
+    field_docs,
     number,
 )
 from gtmsm_cli.signals import interrupt_signal, raise_on_sigterm, signal_exit_status
-from gtmsm_model.train import (
-    PRESETS,
+from gtmsm_env.world import START_MODES, WALL_MODES, World
+from gtmsm_model.config import (
+    MODEL_FIELDS,
+    SECTIONS,
+    WORLD_FIELDS,
+    ConfigError,
+    RunConfig,
+    Schedule,
     TrainConfig,
+    flag_of,
+    flag_text,
+    flatten,
+)
+from gtmsm_model.model import NOVEL_VIEWS, UNTRIED_EDGES, WALL_MODELS, GTMSMConfig
+from gtmsm_model.presets import PRESETS, flat_preset
+from gtmsm_model.train import (
     TrainingInterrupted,
     check_image_source,
     check_memory,
@@ -68,21 +82,57 @@ class EvalArgs:
     """Walls of the held-out rollouts: border or maze (unset: as in training)."""
 
 
-def add_train_flags(parser: argparse.ArgumentParser) -> None:
-    """Every ``TrainConfig`` field as a flag; unset flags come from ``--preset``."""
-    from gtmsm_model.model import NOVEL_VIEWS, UNTRIED_EDGES, WALL_MODELS
+CHOICES: dict[str, list[str]] = {"start": list(START_MODES), "walls": list(WALL_MODES),
+                                 "wall_model": list(WALL_MODELS), "novel_view": list(NOVEL_VIEWS),
+                                 "untried_edges": list(UNTRIED_EDGES)}
 
+WORLD_HELP = {
+    "image_size": "Side of the (square) images of on-the-fly rollouts, in pixels; their height when image_width is set.",
+    "image_width": "Width of the images of on-the-fly rollouts, in pixels (unset: square, image_size).",
+    "crop_size": "Side of the observed window (the crop), in pixels.",
+    "step_size": "Pixels the window moves per step.",
+    "start": "Start cell of on-the-fly rollouts: center or random.",
+    "walls": "Walls of on-the-fly rollouts: border (the image edge only) or maze (interior walls too).",
+    "wall_density": "Fraction of interior edges walled when walls=maze (unset: the env's default).",
+}
+"""The world's flags (``World`` documents its fields together, in its docstring)."""
+
+
+def _add_field_flag(group: Any, name: str, kind: type, optional: bool, bounds: Any, text: str,
+                    default: Any) -> None:
+    """One value flag, parsed and range-checked as ``flags.add_dataclass_flags`` does, left out of
+    the namespace when not given (so the preset fills it)."""
+    help_text = f"{text} (quick preset: {default})".replace("%", "%%")
+    parse = number(kind, bounds, optional=optional) if kind in (int, float) else str
+    group.add_argument(flag_of(name), dest=name, type=parse, metavar=name.upper(), choices=CHOICES.get(name),
+                       default=argparse.SUPPRESS, help=help_text)
+
+
+def add_train_flags(parser: argparse.ArgumentParser) -> None:
+    """Every ``TrainConfig`` setting as a flag, grouped by part; unset flags come from ``--preset``."""
+    from gtmsm_cli.flags import _base_type
+
+    quick = flat_preset("quick")
     parser.add_argument("--preset", default="quick", choices=sorted(PRESETS),
                         help="named set of hyperparameters (default: quick); flags below override it")
-    add_dataclass_flags(parser, TrainConfig, skip={"preset"}, defaults=PRESETS["quick"],
-                        suppress_defaults=True, default_label="quick preset",
-                        choices={"start": ["center", "random"], "walls": ["border", "maze"],
-                                 "wall_model": list(WALL_MODELS), "novel_view": list(NOVEL_VIEWS),
-                                 "untried_edges": list(UNTRIED_EDGES)})
+    world = parser.add_argument_group("world", "the images, window, moves, start and walls")
+    for name, bounds in WORLD_FIELDS.items():
+        kind, optional = (int, name == "image_width") if name != "wall_density" else (float, True)
+        kind = str if name in CHOICES else kind
+        _add_field_flag(world, name, kind, optional, bounds, WORLD_HELP[name], quick.get(name))
+    model = parser.add_argument_group("model", "GTM-SM's sizes and choices (GTMSMConfig)")
+    docs, hints = field_docs(GTMSMConfig), typing.get_type_hints(GTMSMConfig)
+    for name, bounds in MODEL_FIELDS.items():
+        kind, optional = _base_type(hints[name])
+        _add_field_flag(model, name, kind, optional, bounds, docs.get(name, ""), quick[name])
+    for cls, title, what in ((Schedule, "schedule", "what training does step by step"),
+                             (RunConfig, "run", "where and how the run happens")):
+        add_dataclass_flags(parser.add_argument_group(title, what), cls, defaults=quick,
+                            suppress_defaults=True, default_label="quick preset", choices=CHOICES)
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
-    return make_config(args.preset, **dataclass_values(args, TrainConfig, skip={"preset"}))
+    return make_config(args.preset, **{name: value for name, value in vars(args).items() if name in SECTIONS})
 
 
 def add_eval_flags(parser: argparse.ArgumentParser, shape_flags: bool = True,
@@ -123,24 +173,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def eval_world(args: argparse.Namespace, train_config: dict[str, Any]) -> dict[str, Any]:
-    """The held-out rollouts' env settings: the training world, with --eval-start/--eval-walls applied."""
-    from gtmsm_model.train import TrainConfig, world_kwargs
-
-    names = {f.name for f in dataclasses.fields(TrainConfig)}
-    world = world_kwargs(TrainConfig(**{k: v for k, v in train_config.items() if k in names}))
+def eval_world(args: argparse.Namespace, train_config: dict[str, Any]) -> World:
+    """The held-out rollouts' world: the training world (a checkpoint's nested ``train_config``),
+    with --eval-start/--eval-walls applied."""
+    world = World.from_dict((train_config or {}).get("world") or {})
     if args.eval_start is not None:
-        world["start"] = args.eval_start
-    if args.eval_walls is not None:
-        world["walls"] = args.eval_walls
+        world = world.replace(start=args.eval_start)
+    if args.eval_walls is not None and args.eval_walls != world.walls:
+        world = world.replace(walls=args.eval_walls, wall_density=None)
     return world
 
 
-def _heldout(args: argparse.Namespace, world: dict[str, Any]) -> Any:
+def _heldout(args: argparse.Namespace, world: World) -> Any:
     from gtmsm_model.data import heldout_rollouts
 
     return heldout_rollouts(args.eval_sequences, args.eval_tau + args.eval_horizon, args.eval_seed,
-                            image_source=args.eval_image_source, **world)
+                            image_source=args.eval_image_source, world=world)
 
 
 def provenance(args: argparse.Namespace, checkpoint: Path, train_config: dict[str, Any]) -> dict[str, Any]:
@@ -148,19 +196,20 @@ def provenance(args: argparse.Namespace, checkpoint: Path, train_config: dict[st
     from gtmsm_model.data import HELDOUT_SEED_OFFSET
     from gtmsm_model.run_folder import file_sha256, machine_description, package_versions
 
+    settings = flatten(train_config or {})
     return {
         "checkpoint": str(checkpoint.resolve()),
         "checkpoint_sha256": file_sha256(checkpoint),
-        "preset": train_config.get("preset"),
-        "seed": train_config.get("seed"),
-        "train_image_source": train_config.get("image_source") or train_config.get("dataset") or "procedural",
+        "preset": settings.get("preset"),
+        "seed": settings.get("seed"),
+        "train_image_source": settings.get("image_source") or settings.get("dataset") or "procedural",
         "eval_seed": args.eval_seed,
         "eval_rollout_seed": args.eval_seed + HELDOUT_SEED_OFFSET,
         "eval_image_source": args.eval_image_source or "procedural",
         "eval_sequences": args.eval_sequences,
         "eval_tau": args.eval_tau,
         "eval_horizon": args.eval_horizon,
-        "eval_world": eval_world(args, train_config),
+        "eval_world": eval_world(args, train_config).to_dict(),
         "packages": package_versions(),
         "machine": machine_description(),
         "command": ["gtmsm", *sys.argv[1:]],
@@ -168,7 +217,7 @@ def provenance(args: argparse.Namespace, checkpoint: Path, train_config: dict[st
 
 
 def evaluate_and_report(model: Any, args: argparse.Namespace, out_dir: Path, device: str,
-                        world: dict[str, Any], extra: dict[str, Any] | None = None) -> dict[str, Any]:
+                        world: World, extra: dict[str, Any] | None = None) -> dict[str, Any]:
     """Evaluate ``model`` on the held-out rollouts ``args`` and ``world`` describe; metrics.json, plots, table."""
     from gtmsm_model.evaluate import (
         GTMSMPredictor,
@@ -187,9 +236,8 @@ def evaluate_and_report(model: Any, args: argparse.Namespace, out_dir: Path, dev
     plot_horizon({"GTM-SM": evaluation.scores.horizon}, out_dir / "horizon.png",
                  title=f"GTM-SM on {args.eval_sequences} held-out rollouts (VAE floor, revisited: {evaluation.diagnostics.vae_mse_revisited:.4f})")
     predicted = GTMSMPredictor(model, device).predict(rollouts.observations[:1], rollouts.actions[:1], args.eval_tau)
-    step_size = int(rollouts.metadata.get("step_size", 3))
     plot_prediction_figure(rollouts.images[0], rollouts.positions[0], rollouts.observations[0], predicted[0],
-                           args.eval_tau, step_size, out_dir / "prediction.png")
+                           args.eval_tau, world.step_size, out_dir / "prediction.png")
     import torch
 
     with torch.no_grad():
@@ -218,13 +266,10 @@ def resume_hint(argv: list[str]) -> str:
 
 def check_final_evaluation(args: argparse.Namespace, config: TrainConfig) -> None:
     """``run``'s evaluation inputs, before training: the held-out images and the memory it takes."""
-    from gtmsm_model.train import world_kwargs
-
-    image_size = world_kwargs(config)["image_size"]
-    check_image_source("--eval-image-source", args.eval_image_source, image_size)
+    check_image_source("--eval-image-source", args.eval_image_source, config.world.image_size)
     check_memory({"--final-eval-sequences": ("the final evaluation", eval_memory_need(
-        args.final_eval_sequences, config.eval_tau + config.eval_horizon, image_size, config.crop_size,
-        config.z_dim))})
+        args.final_eval_sequences, config.schedule.eval_tau + config.schedule.eval_horizon, config.world,
+        config.model.z_dim))})
 
 
 def run_or_train(args: argparse.Namespace, argv: list[str]) -> None:
@@ -234,15 +279,16 @@ def run_or_train(args: argparse.Namespace, argv: list[str]) -> None:
     from gtmsm_model.distributed import DistributedContext
 
     config = config_from_args(args)
+    run, schedule = config.run, config.schedule
     main = DistributedContext.from_environment().is_main  # under torchrun only rank 0 reports
     say = print if main else (lambda *a, **k: None)
     if args.command == "run":
         check_final_evaluation(args, config)
     checked = training.preflight(config, claim=main)  # every input checked before the first step
-    if config.resume and not (Path(config.out_dir) / "checkpoint.pt").exists():
-        say(f"note: --resume: {config.out_dir} holds no checkpoint yet, so this starts the run")
-    say(f"training GTM-SM, preset {config.preset}, seed {config.seed}, device {config.device}, "
-        f"torch threads {config.threads or torch.get_num_threads()} → {config.out_dir}")
+    if run.resume and not (Path(run.out_dir) / "checkpoint.pt").exists():
+        say(f"note: --resume: {run.out_dir} holds no checkpoint yet, so this starts the run")
+    say(f"training GTM-SM, preset {config.preset}, seed {run.seed}, device {run.device}, "
+        f"torch threads {run.threads or torch.get_num_threads()} → {run.out_dir}")
     started = time.perf_counter()
     try:
         result = training.train(config, checked=checked)
@@ -250,22 +296,22 @@ def run_or_train(args: argparse.Namespace, argv: list[str]) -> None:
         say(f"\ngtmsm {args.command}: interrupted by {stop.signal_name} at step {stop.step}; checkpoint "
             f"written to {stop.checkpoint}\nresume with: {resume_hint(argv)}", file=sys.stderr)
         raise
-    checkpoint = Path(config.out_dir) / "checkpoint.pt"
-    warmup = min(result.iterations, config.vae_warmup_iters)
+    checkpoint = Path(run.out_dir) / "checkpoint.pt"
+    warmup = min(result.iterations, schedule.vae_warmup_iters)
     say(f"trained {result.iterations} steps ({warmup} VAE warm-up + {result.iterations - warmup} main) in "
         f"{result.seconds:.0f} s (this call: {time.perf_counter() - started:.0f} s); checkpoint {checkpoint}")
     if args.command == "run" and main:
         args.eval_sequences, args.eval_tau, args.eval_horizon = (
-            args.final_eval_sequences, config.eval_tau, config.eval_horizon)
-        if args.eval_image_source is None and config.image_source is not None:
-            args.eval_image_source = config.image_source
+            args.final_eval_sequences, schedule.eval_tau, schedule.eval_horizon)
+        if args.eval_image_source is None and run.image_source is not None:
+            args.eval_image_source = run.image_source
             print("note: evaluating on the training image source (another seed stream); for a "
                   "finite folder/array that reuses training images: pass --eval-image-source")
         try:
-            evaluate_and_report(result.model, args, Path(config.out_dir), config.device,
-                                eval_world(args, dataclasses.asdict(config)),
+            evaluate_and_report(result.model, args, Path(run.out_dir), run.device,
+                                eval_world(args, config.to_dict()),
                                 {"train_seconds": result.seconds,
-                                 "provenance": provenance(args, checkpoint, dataclasses.asdict(config))})
+                                 "provenance": provenance(args, checkpoint, config.to_dict())})
         except KeyboardInterrupt:  # Ctrl-C, or SIGTERM (flags.Interrupted)
             print(f"\ngtmsm run: interrupted during the final evaluation; training is complete and saved in "
                   f"{checkpoint}\nevaluate it with: gtmsm evaluate --checkpoint {checkpoint}", file=sys.stderr)
@@ -291,13 +337,14 @@ def evaluate_or_predict(args: argparse.Namespace) -> None:
     payload = load_checkpoint(checkpoint, map_location=device)
     model = model_from_checkpoint(payload, checkpoint).to(device)
     train_config = payload.get("train_config", {})
+    schedule = (train_config or {}).get("schedule") or {}
     for name in ("eval_tau", "eval_horizon"):  # unset: what the checkpoint was evaluated with in training
         if getattr(args, name) is None:
-            setattr(args, name, int(train_config.get(name, 256)))
+            setattr(args, name, int(schedule.get(name, getattr(Schedule, name))))
     world = eval_world(args, train_config)
-    check_image_source("--eval-image-source", args.eval_image_source, world["image_size"])
+    check_image_source("--eval-image-source", args.eval_image_source, world.image_size)
     check_memory({"--eval-sequences/--eval-tau/--eval-horizon": ("the evaluation", eval_memory_need(
-        args.eval_sequences, args.eval_tau + args.eval_horizon, world["image_size"], model.config.crop_size,
+        args.eval_sequences, args.eval_tau + args.eval_horizon, world.replace(crop_size=model.config.crop_size),
         model.config.z_dim))})
     if args.command == "evaluate":
         evaluate_and_report(model, args, out_dir, args.device, world,
@@ -335,6 +382,9 @@ def main(argv: list[str] | None = None) -> int:
         name = interrupt_signal(stop)
         report(f"\n{prog}: interrupted by {name}", file=sys.stderr)
         return signal_exit_status(name)
+    except ConfigError as error:  # a library's error names fields: say the flags
+        report(f"{prog}: error: {flag_text(error_text(error))}", file=sys.stderr)
+        return EXIT_ERROR
     except (ValueError, TypeError, OSError, RuntimeError, CheckpointError) as error:
         report(f"{prog}: error: {error_text(error)}", file=sys.stderr)
         return EXIT_ERROR

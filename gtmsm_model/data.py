@@ -22,6 +22,7 @@ import torch
 
 from gtmsm_env.images import make_image_source
 from gtmsm_env.rollouts import Rollouts, collect_rollouts
+from gtmsm_env.world import World
 
 HELDOUT_SEED_OFFSET = 1_000_003
 
@@ -59,8 +60,8 @@ class RolloutSampler:
             rollouts with the native vector env and the reference random walk.
         image_source: image source for live rollouts (``None`` = the procedural default); built
             once here (a folder is decoded once, into one uint8 array), then reused by every batch.
-        env_kwargs: ``image_size``, ``crop_size``, ``step_size``, ``start``, ``walls``,
-            ``wall_density``, ``mean_hold``.
+        world: the :class:`~gtmsm_env.world.World` of live rollouts (default: ``World()``).
+        rollout_kwargs: further ``collect_rollouts`` settings of live rollouts (``mean_hold``).
     """
 
     def __init__(
@@ -68,14 +69,16 @@ class RolloutSampler:
         seed: int,
         dataset: str | Path | None = None,
         image_source: Any = None,
-        **env_kwargs: Any,
+        world: World | None = None,
+        **rollout_kwargs: Any,
     ) -> None:
         self.seed = seed
-        self.env_kwargs = env_kwargs
+        self.world = World() if world is None else world
+        self.rollout_kwargs = rollout_kwargs
         self.rollouts = Rollouts.load(dataset) if dataset is not None else None
         # Built once: a folder is decoded here, not again for every batch (one uint8 array).
         self.image_source = (None if self.rollouts is not None
-                             else make_image_source(image_source, env_kwargs.get("image_size", 32)))
+                             else make_image_source(image_source, self.world.image_size))
 
     @property
     def max_length(self) -> int | None:
@@ -90,7 +93,8 @@ class RolloutSampler:
         if self.rollouts is None:
             seed = int(rng.integers(2**31 - 1))
             rollouts = collect_rollouts(
-                batch_size, length, seed=seed, image_source=self.image_source, **self.env_kwargs
+                batch_size, length, seed=seed, image_source=self.image_source, world=self.world,
+                **self.rollout_kwargs
             )
             return rollouts_to_batch(rollouts)
         if length > self.rollouts.actions.shape[1]:
@@ -107,9 +111,12 @@ def heldout_rollouts(
     length: int,
     seed: int,
     image_source: Any = None,
+    world: World | None = None,
     **env_kwargs: Any,
 ) -> Rollouts:
-    """Evaluation rollouts from a seed stream disjoint from training's (see module docstring)."""
+    """Evaluation rollouts from a seed stream disjoint from training's (see module docstring), in
+    ``world`` (or the loose ``collect_rollouts`` settings ``env_kwargs``)."""
     return collect_rollouts(
-        num_sequences, length, seed=seed + HELDOUT_SEED_OFFSET, image_source=image_source, **env_kwargs
+        num_sequences, length, seed=seed + HELDOUT_SEED_OFFSET, image_source=image_source, world=world,
+        **env_kwargs
     )

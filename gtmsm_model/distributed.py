@@ -19,8 +19,11 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
+
+from gtmsm_model.config import ConfigError
 
 
 @dataclass
@@ -124,3 +127,29 @@ def wrap(model: nn.Module, context: DistributedContext, device: torch.device) ->
 
     return DistributedDataParallel(module, device_ids=[device.index] if device.type == "cuda" else None,
                                    find_unused_parameters=True)
+
+
+@dataclass
+class Shards:
+    """Which rollout streams this process draws each step, out of how many in all."""
+
+    local: list[int]
+    total: int
+
+    @classmethod
+    def for_run(cls, data_shards: int, batch_sizes: dict[str, int], context: DistributedContext) -> Shards:
+        """``data_shards`` streams (0: one per process); every batch size in ``batch_sizes``
+        (field name → size) must divide among them. ``ConfigError`` naming the field otherwise."""
+        total = data_shards or context.world_size
+        if context.enabled and total != context.world_size:
+            raise ConfigError(f"`data_shards` {data_shards} must equal the number of processes "
+                             f"({context.world_size}) under torchrun (or be 0)")
+        for name, size in batch_sizes.items():
+            if size % total:
+                raise ConfigError(f"`{name}` {size} must be divisible by the {total} data shards/processes")
+        return cls([context.rank] if context.enabled else list(range(total)), total)
+
+
+def shard_seed(seed: int, step: int, shard: int) -> int:
+    """The torch seed of one shard's sampling noise at one step (same in every process layout)."""
+    return int(np.random.default_rng([seed, step, shard, 3]).integers(2**62))

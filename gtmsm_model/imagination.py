@@ -146,6 +146,9 @@ def checkpoint_world(payload: dict[str, Any]) -> dict[str, Any]:
     model_config = payload.get("model_config") or {}
     if not isinstance(train_config, dict) or not isinstance(model_config, dict):
         raise CheckpointError("the checkpoint's train_config/model_config are not mappings")
+    from gtmsm_model.config import flatten
+
+    train_config = flatten(train_config)
 
     def size(name: str, value: Any) -> int:
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -192,7 +195,9 @@ def load_imagination(checkpoint: str | Path, tau: int | None = None, device: str
     model = model_from_checkpoint(payload)
     world = checkpoint_world(payload)
     if tau is None:
-        tau = int((payload.get("train_config") or {}).get("tau", 256))
+        from gtmsm_model.config import Schedule, flatten
+
+        tau = int(flatten(payload.get("train_config") or {}).get("tau", Schedule.tau))
     imagination = Imagination(model, tau, device=target)
     imagination.world = world
     return imagination

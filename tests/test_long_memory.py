@@ -12,7 +12,7 @@ from gtmsm_model.train import make_config
 
 def tiny_model() -> GTMSM:
     torch.manual_seed(0)
-    return GTMSM(make_config("debug").model_config())
+    return GTMSM(make_config("debug").model)
 
 
 def test_a_memory_of_4096_entries_predicts_every_step() -> None:

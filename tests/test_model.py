@@ -178,14 +178,14 @@ def test_bad_tau_and_config_raise() -> None:
 def test_model_config_defaults_are_the_quick_preset() -> None:
     from gtmsm_model.train import make_config
 
-    assert make_config("quick").model_config() == GTMSMConfig()
+    assert make_config("quick").model == GTMSMConfig()
 
 
 def test_the_seeds_absolute_gate_still_trains_on_the_debug_preset(tmp_path) -> None:
     from gtmsm_model.train import make_config, train
 
     config = make_config("debug", out_dir=str(tmp_path), progress=False, wall_model="absolute", novel_view="knn")
-    model = GTMSM(config.model_config())
+    model = GTMSM(config.model)
     initial_gate = [p.detach().clone() for p in model.transition.gate_net.parameters()]
     result = train(config)
     assert result.model.config.wall_model == "absolute"
@@ -289,15 +289,15 @@ def test_transition_noise_does_not_stretch_the_learned_world_span() -> None:
 def test_resuming_a_run_from_before_the_span_prior_names_the_changed_settings(tmp_path) -> None:
     from dataclasses import asdict
 
-    from gtmsm_model.checkpoint import CheckpointError
+    from gtmsm_model.checkpoint import CheckpointError, upgrade_v1
     from gtmsm_model.train import check_resumable, make_config
 
     config = make_config("debug", out_dir=str(tmp_path))
-    old_train, old_model = asdict(config), asdict(config.model_config())
+    old_train, old_model = config.flat(), asdict(config.model)  # a version-1 checkpoint's flat config
     for saved in (old_train, old_model):
         for name in ("untried_edges", "refine_steps", "refine_lr"):
             saved.pop(name, None)
-    payload = {"train_config": old_train, "model_config": old_model, "step": 3}
+    payload = upgrade_v1({"version": 1, "train_config": old_train, "model_config": old_model, "step": 3})
     with pytest.raises(CheckpointError, match="--untried-edges extent .this run: span.*--refine-steps 0"):
         check_resumable(payload, config, tmp_path / "checkpoint.pt")
     # Resumed with the settings it was trained with: fine.

@@ -329,14 +329,13 @@ def test_gtmsm_debug_preset_trains_and_evaluates(tmp_path, capsys, flags, image_
     import torch
 
     from gtmsm_model.cli import main as cli_main
-    from gtmsm_model.train import TrainConfig, world_kwargs
+    from gtmsm_model.train import TrainConfig
 
     out = tmp_path / "run"
     assert cli_main(["train", "--preset", "debug", *flags, "--out-dir", str(out), "--no-progress",
                      "--threads", "1"]) == 0
     payload = torch.load(out / "checkpoint.pt", map_location="cpu", weights_only=False)
-    world = world_kwargs(TrainConfig(**{k: v for k, v in payload["train_config"].items()
-                                        if k in TrainConfig.__dataclass_fields__}))
+    world = TrainConfig.from_dict(payload["train_config"]).world.env_kwargs()
     assert ImageNavEnv(**world).image_shape == image_shape
     capsys.readouterr()
     assert cli_main(["evaluate", "--checkpoint", str(out / "checkpoint.pt"), "--eval-sequences", "4",
@@ -351,12 +350,12 @@ def test_gtmsm_debug_preset_trains_and_evaluates(tmp_path, capsys, flags, image_
 
 
 def test_train_config_checks_the_crop_fits_both_sides():
-    from gtmsm_model.train import make_config, world_kwargs
+    from gtmsm_model.train import make_config
 
     config = make_config("debug", image_size=32, image_width=48)
     config.validate()
-    assert world_kwargs(config)["image_size"] == (32, 48)
-    assert world_kwargs(make_config("debug"))["image_size"] == 32
+    assert config.world.image_size == (32, 48)
+    assert make_config("debug").world.image_size == 32
     with pytest.raises(ValueError, match=r"--crop-size \(8\) must not exceed --image-width \(6\)"):
         make_config("debug", image_width=6).validate()
     with pytest.raises(ValueError, match=r"--crop-size \(8\) must not exceed --image-size \(6\)"):

@@ -319,7 +319,7 @@ def test_dataset_sets_the_world_and_contradicting_world_flags_are_refused(tmp_pa
     one_error_line(capsys.readouterr().err, "--image-source", "--dataset")
     config = debug_config(tmp_path / "c", dataset=str(data))
     train_module.preflight(config)
-    assert (config.image_size, config.step_size, config.image_width) == (40, 4, None)
+    assert (config.world.image_size, config.world.step_size) == (40, 4)
 
 
 def test_resume_with_other_model_settings_names_the_flag(tmp_path: Path, capsys, no_training) -> None:
@@ -346,7 +346,7 @@ def test_evaluate_defaults_to_the_checkpoints_memorise_and_predict_lengths(tmp_p
     out = tmp_path / "eval"
     assert cli_main(["evaluate", "--checkpoint", str(trained), "--eval-sequences", "2", "--out-dir", str(out)]) == 0
     provenance = json.loads((out / "metrics.json").read_text())["provenance"]
-    saved = load_checkpoint(trained)["train_config"]
+    saved = load_checkpoint(trained)["train_config"]["schedule"]
     assert (provenance["eval_tau"], provenance["eval_horizon"]) == (saved["eval_tau"], saved["eval_horizon"])
 
 

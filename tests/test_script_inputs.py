@@ -68,14 +68,18 @@ def write_checkpoint(path: Path, *, train_overrides: dict | None = None, **world
     import torch
 
     from gtmsm_model.checkpoint import save_checkpoint
+    from gtmsm_model.config import SECTIONS
     from gtmsm_model.model import GTMSM
     from gtmsm_model.train import make_config
 
     config = make_config("debug", **world)
     torch.manual_seed(0)
-    model = GTMSM(config.model_config())
+    model = GTMSM(config.model)
+    train_config = config.to_dict()
+    for name, value in (train_overrides or {}).items():
+        train_config[SECTIONS[name]][name] = value
     save_checkpoint(path, {"model_config": asdict(model.config),
-                           "train_config": {**asdict(config), **(train_overrides or {})},
+                           "train_config": train_config,
                            "model": model.state_dict(), "step": 0})
     return path
 

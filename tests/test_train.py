@@ -33,8 +33,8 @@ def test_tiny_training_lowers_the_loss(tmp_path: Path) -> None:
         with torch.no_grad():
             return model.loss(batch.observations, batch.actions, tau=16)["loss"].item()
 
-    torch.manual_seed(config.seed)
-    before = loss_of(GTMSM(config.model_config()))
+    torch.manual_seed(config.run.seed)
+    before = loss_of(GTMSM(config.model))
     result = train(config)
     after = loss_of(result.model)
     assert after < before - 20, (before, after)
@@ -55,7 +55,7 @@ def test_resume_after_interruption_equals_an_uninterrupted_run(tmp_path: Path) -
     # "Interrupted": the same run stopped after 15 of its 22 steps, then resumed.
     interrupted_dir = tmp_path / "interrupted"
     config = debug_config(interrupted_dir)
-    partial = debug_config(interrupted_dir, iterations=config.iterations - 7)
+    partial = debug_config(interrupted_dir, iterations=config.schedule.iterations - 7)
     train(partial)
     # The partial run's config differs only in length; resuming continues from its step.
     resumed = train(debug_config(interrupted_dir, resume=True))
@@ -175,9 +175,10 @@ def test_evaluate_gtmsm_reports_every_protocol_metric(tmp_path: Path) -> None:
 
 def test_curriculum_grows_to_the_full_length() -> None:
     config = make_config("quick")
-    assert sequence_length(config, 0) == config.curriculum_start
-    assert sequence_length(config, config.curriculum_iters) == config.seq_len
-    assert sequence_length(config, 10 * config.curriculum_iters) == config.seq_len
+    schedule = config.schedule
+    assert sequence_length(config, 0) == schedule.curriculum_start
+    assert sequence_length(config, schedule.curriculum_iters) == schedule.seq_len
+    assert sequence_length(config, 10 * schedule.curriculum_iters) == schedule.seq_len
 
 
 def test_presets_and_overrides_are_validated() -> None:
@@ -311,7 +312,62 @@ def test_sequence_augmentation_keeps_blocked_moves_and_revisits_exact() -> None:
 
 
 def test_augmentation_is_on_for_quick_and_off_for_the_seed_presets() -> None:
-    assert make_config("quick").augment_crops and make_config("quick").augment_sequences
+    assert make_config("quick").schedule.augment_crops and make_config("quick").schedule.augment_sequences
     for preset in ("paper", "seed-gate"):
-        config = make_config(preset)
-        assert not config.augment_crops and not config.augment_sequences
+        schedule = make_config(preset).schedule
+        assert not schedule.augment_crops and not schedule.augment_sequences
+
+
+def test_quick_states_the_defaults_and_every_preset_is_nested() -> None:
+    from gtmsm_model.config import TrainConfig, merge
+    from gtmsm_model.presets import PRESETS
+
+    assert merge(TrainConfig(), PRESETS["quick"]) == TrainConfig()  # quick is explicit, and the defaults
+    for name, preset in PRESETS.items():
+        assert set(preset) <= {"world", "model", "schedule", "run"}, name
+        make_config(name)  # every preset is a valid config
+
+
+def test_config_json_and_the_checkpoint_hold_the_nested_config(tmp_path: Path) -> None:
+    import json
+
+    from gtmsm_model.config import TrainConfig
+
+    config = debug_config(tmp_path, iterations=2, eval_every=0)
+    train(config)
+    written = json.loads((tmp_path / "config.json").read_text())["config"]
+    assert set(written) == {"preset", "world", "model", "schedule", "run"}
+    assert written["schedule"]["iterations"] == 2 and written["world"]["step_size"] == 3
+    payload = load_checkpoint(tmp_path / "checkpoint.pt")
+    assert payload["version"] == 2 and TrainConfig.from_dict(payload["train_config"]) == config
+
+
+def test_a_version_1_checkpoint_with_a_flat_config_still_loads_and_resumes(tmp_path: Path) -> None:
+    from dataclasses import asdict
+
+    from gtmsm_model.train import check_resumable
+
+    config = debug_config(tmp_path)
+    result = train(config)
+    payload = load_checkpoint(tmp_path / "checkpoint.pt")
+    flat = {**config.flat(), "image_width": None}
+    v1 = {**payload, "version": 1, "train_config": flat, "model_config": asdict(result.model.config)}
+    torch.save(v1, tmp_path / "v1.pt")
+    loaded = load_checkpoint(tmp_path / "v1.pt")
+    assert loaded["version"] == 2 and loaded["train_config"]["schedule"]["tau"] == config.schedule.tau
+    assert loaded["train_config"]["world"]["image_size"] == 32
+    check_resumable(loaded, config, tmp_path / "v1.pt")  # the same run
+    model = load_model(tmp_path / "v1.pt")
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(),
+                                                 result.model.state_dict().values(), strict=True))
+
+
+def test_help_groups_the_flags_by_world_model_schedule_and_run(capsys) -> None:
+    with pytest.raises(SystemExit):
+        cli_main(["train", "--help"])
+    text = capsys.readouterr().out
+    text = text[text.index("\nworld:"):]  # past the usage line
+    positions = [text.index(f"\n{group}:") for group in ("world", "model", "schedule", "run")]
+    assert positions == sorted(positions)
+    assert text.index("--image-size") < positions[1] < text.index("--z-dim") < positions[2]
+    assert positions[2] < text.index("--iterations") < positions[3] < text.index("--out-dir")

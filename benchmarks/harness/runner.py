@@ -146,8 +146,8 @@ class Harness:
         model = trained.model.to(plan.device).eval()
         one_x = trained.seconds
         _log(f"[seed {seed}] GTM-SM trained in {one_x:.0f} s ({trained.iterations} steps)")
-        gtmsm_trained_on = (f"{TRAINING_DISTRIBUTION}; preset {config.preset}: {config.vae_warmup_iters} VAE "
-                            f"warm-up + {config.iterations} main steps")
+        gtmsm_trained_on = (f"{TRAINING_DISTRIBUTION}; preset {config.preset}: {config.schedule.vae_warmup_iters} VAE "
+                            f"warm-up + {config.schedule.iterations} main steps")
         predictor = GTMSMPredictor(model, device=plan.device)
         self.evaluate(predictor, GTMSM_NAME, seed, "GTM-SM", gtmsm_trained_on, one_x, trained.iterations)
         if self.ppo is not None:
@@ -167,8 +167,9 @@ class Harness:
         config, one_x = self.gtmsm_rows(seed)
 
         sampler = make_sampler(config)
-        budget = Budget(iterations=10**9, batch_size=config.batch_size, seq_len=config.seq_len, tau=config.tau,
-                        device=plan.device, seed=seed, first_key=config.vae_warmup_iters)
+        budget = Budget(iterations=10**9, batch_size=config.schedule.batch_size, seq_len=config.schedule.seq_len,
+                        tau=config.schedule.tau, device=plan.device, seed=seed,
+                        first_key=config.schedule.vae_warmup_iters)
         if not any(row.model == DatasetMean.name for row in self.rows):
             self.bounds(sampler, budget)
 
@@ -201,7 +202,7 @@ class Harness:
             kind = "oracle" if plugin.uses_true_positions else "learned"
             self.evaluate(plugin, f"{plugin.name} @1×", seed, kind, f"{TRAINING_DISTRIBUTION} (plug-in {spec})",
                           time.perf_counter() - start, getattr(plugin, "iterations_done", None))
-        self.seeds_info.append({"seed": seed, "gtmsm_seconds": one_x, "gtmsm_config": dataclasses.asdict(config),
+        self.seeds_info.append({"seed": seed, "gtmsm_seconds": one_x, "gtmsm_config": config.flat(),
                                 "budget": dataclasses.asdict(budget)})
         self.save_progress()
 

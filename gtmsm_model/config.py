@@ -1,0 +1,386 @@
+"""One training configuration: the world, the model, the schedule and the run, nested.
+
+``TrainConfig`` holds four parts, each a dataclass that validates its own fields:
+
+- ``world``: a :class:`gtmsm_env.world.World` (image size, crop, step, start, walls), validated by
+  ``World.validated()``;
+- ``model``: a :class:`gtmsm_model.model.GTMSMConfig` (its ``crop_size`` is the world's), which
+  checks its own choices;
+- ``schedule``: :class:`Schedule`, what the optimisation does step by step;
+- ``run``: :class:`RunConfig`, where and how it runs (folder, device, threads, checkpoints, data).
+
+Presets (``gtmsm_model.presets``) are nested overrides over these defaults. ``config.json`` and
+the checkpoint store :meth:`TrainConfig.to_dict`, the same nesting.
+
+Errors name fields, never flags: a :class:`ConfigError` writes each field it names between
+backticks (```tau` (400) must not exceed `seq_len` (288)``), and :func:`flag_text` turns those into
+the command-line flags through :data:`FLAGS`, the one field-to-flag map. The flat entry point
+:func:`make_config` (keyword names as the flags, dashes as underscores) speaks in flags.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from gtmsm_cli.checks import threads_problem
+from gtmsm_cli.flags import SEED_MAX, Bounds, bounded, check_fields, error_text
+from gtmsm_env.geometry import single_position_problem
+from gtmsm_env.world import World
+from gtmsm_model.model import GTMSMConfig
+
+# --------------------------------------------------------------------------- errors and flags
+
+
+class ConfigError(ValueError):
+    """A setting that cannot be used; every field it names is written `like_this`."""
+
+
+FIELD_MARK = re.compile(r"`(\w+)`")
+
+
+def flag_of(name: str) -> str:
+    """The command-line flag of a (flat) field name: ``z_dim`` → ``--z-dim``."""
+    return FLAGS.get(name, "--" + name.replace("_", "-"))
+
+
+def flag_text(message: str) -> str:
+    """``message`` with every `field` replaced by its flag."""
+    return FIELD_MARK.sub(lambda match: flag_of(match.group(1)), message)
+
+
+def field_text(message: str) -> str:
+    """``message`` with the backticks around field names dropped."""
+    return FIELD_MARK.sub(lambda match: match.group(1), message)
+
+
+@contextmanager
+def flag_errors() -> Iterator[None]:
+    """Re-raise a ``ConfigError`` raised inside as a ``ValueError`` that names flags (entry points)."""
+    try:
+        yield
+    except ConfigError as error:
+        raise ValueError(flag_text(str(error))) from None
+
+
+def _bounds_problem(name: str, value: Any, bounds: Bounds) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigError(f"`{name}` must be a number, got {value!r}")
+    problem = bounds.problem(value)
+    if problem is not None:
+        raise ConfigError(f"`{name}` {problem}, got {value}")
+
+
+def _check_bounded(obj: Any) -> None:
+    """``flags.check_fields`` for one part, its error naming the field."""
+    try:
+        check_fields(obj)
+    except (TypeError, ValueError) as error:
+        raise ConfigError(FLAG_MARK.sub(lambda m: f"`{m.group(1).replace('-', '_')}`", str(error))) from None
+
+
+FLAG_MARK = re.compile(r"--([a-z][a-z0-9-]*)")
+# A world field as the env library words it in a message: `crop_size` or `crop_size=8`.
+WORLD_FIELD_MARK = re.compile(r"(?<![\w`])(crop_size|step_size)(?:=(\S+))?(?![\w`])")
+
+# --------------------------------------------------------------------------- the parts
+
+
+@dataclass
+class Schedule:
+    """What training does step by step: warm-up, curriculum, learning rates, evaluations."""
+
+    vae_warmup_iters: int = bounded(2000, ge=0)
+    """VAE-only iterations on random crops before the main phase."""
+    vae_batch_size: int = bounded(256, ge=1)
+    """Crops per VAE warm-up iteration."""
+    iterations: int = bounded(700, ge=0)
+    """Main-phase iterations (whole model, whole sequences)."""
+    batch_size: int = bounded(16, ge=1)
+    """Sequences per main-phase iteration."""
+    seq_len: int = bounded(288, ge=2)
+    """Full training sequence length T (memorisation tau + prediction steps)."""
+    tau: int = bounded(256, ge=1)
+    """Memorisation steps tau of a training sequence."""
+    curriculum_start: int = bounded(24, ge=2)
+    """Sequence length at the first main-phase iteration."""
+    curriculum_iters: int = bounded(500, ge=0)
+    """Iterations over which the sequence length grows to seq_len."""
+    gate_open_iters: int = bounded(100, ge=0)
+    """Main-phase iterations with the wall gate bypassed (every move succeeds)."""
+    kl_start: float = bounded(0.1, ge=0, le=1)
+    """KL weight at the start of the main phase."""
+    kl_warmup_iters: int = bounded(300, ge=0)
+    """Iterations over which the KL weight ramps to 1."""
+    lr_vae: float = bounded(2e-3, gt=0, le=1)
+    """Adam learning rate of the VAE."""
+    lr_state: float = bounded(1e-2, gt=0, le=1)
+    """Adam learning rate of M and the wall gate."""
+    grad_clip: float = bounded(10.0, gt=0)
+    """Global gradient-norm clip."""
+    augment_crops: bool = True
+    """Give each VAE warm-up crop a random symmetry of the square (flips, 90° turns), channel order,
+    negation and brightness/contrast jitter (``augment_pixels``). Costs no measurable time and makes
+    the codec generalise beyond the procedural training images (natural photos' reconstruction MSE
+    ~0.00105 → ~0.0009)."""
+    augment_sequences: bool = True
+    """Give each main-phase sequence one random colour transform for all its steps (channel order,
+    negation, brightness/contrast): the same pixelwise map at every step, so moves, walls and
+    revisits read exactly as before, while the codec keeps seeing more colours than the procedural
+    images have."""
+    eval_every: int = bounded(350, ge=0)
+    """Main-phase iterations between held-out evaluations (0: only at the end)."""
+    eval_sequences: int = bounded(32, ge=1)
+    """Held-out sequences per periodic evaluation."""
+    eval_tau: int = bounded(256, ge=1)
+    """Memorisation steps of evaluation rollouts."""
+    eval_horizon: int = bounded(256, ge=1)
+    """Predicted steps of evaluation rollouts."""
+
+    @property
+    def total_steps(self) -> int:
+        """Optimisation steps of the whole run: the warm-up's and the main phase's."""
+        return self.vae_warmup_iters + self.iterations
+
+    def sequence_length(self, iteration: int) -> int:
+        """The curriculum: linear growth from curriculum_start to seq_len."""
+        if self.curriculum_iters == 0:
+            return self.seq_len
+        fraction = min(1.0, iteration / self.curriculum_iters)
+        return int(round(self.curriculum_start + (self.seq_len - self.curriculum_start) * fraction))
+
+    def kl_weight(self, iteration: int) -> float:
+        """The KL terms' weight at main-phase ``iteration``: kl_start ramping to 1."""
+        if self.kl_warmup_iters == 0:
+            return 1.0
+        return min(1.0, self.kl_start + (1.0 - self.kl_start) * iteration / self.kl_warmup_iters)
+
+    def validate(self) -> None:
+        _check_bounded(self)
+        if self.tau > self.seq_len:
+            raise ConfigError(f"`tau` ({self.tau}) must not exceed `seq_len` ({self.seq_len})")
+        if self.curriculum_start > self.seq_len:
+            raise ConfigError(f"`curriculum_start` ({self.curriculum_start}) must not exceed "
+                              f"`seq_len` ({self.seq_len})")
+
+
+@dataclass
+class RunConfig:
+    """Where and how a run happens: its folder, device, threads, checkpoints, seed and data."""
+
+    seed: int = bounded(0, ge=0, le=SEED_MAX)
+    """Seeds torch, numpy and the training data stream."""
+    device: str = "cpu"
+    """Torch device: cpu, cuda, cuda:1, ..."""
+    threads: int = bounded(1, ge=0)
+    """Torch CPU threads (0: torch's default, one per core). 1 by default: this small model gains little from a second thread on a quiet machine and loses badly when another job shares the cores (benchmarks/results/scaling.md)."""
+    out_dir: str = "runs/gtmsm"
+    """Folder for checkpoint.pt, history.json and evaluation outputs."""
+    dataset: str | None = None
+    """An .npz written by gtmsm-rollouts to train on; unset: fresh rollouts generated on the fly."""
+    image_source: str | None = None
+    """Image source for on-the-fly rollouts: a folder or .npz/.npy path; unset: procedural default."""
+    resume: bool = False
+    """Continue from out_dir/checkpoint.pt if it exists."""
+    overwrite: bool = False
+    """Start afresh in an out_dir that already holds a run (its checkpoint, logs, metrics and plots are removed)."""
+    progress: bool = True
+    """Show a tqdm progress bar."""
+    checkpoint_every: int = bounded(100, ge=1)
+    """Iterations (either phase) between checkpoints."""
+    data_shards: int = bounded(0, ge=0)
+    """Independent rollout streams each batch is split over (0: one per process, i.e. 1 without torchrun). A single process with N reproduces the steps of N DDP processes."""
+
+    def validate(self) -> None:
+        _check_bounded(self)
+        if not str(self.out_dir).strip():
+            raise ConfigError("`out_dir` must name a folder, got ''")
+        problem = threads_problem(self.threads)
+        if problem is not None:
+            raise ConfigError(FLAG_MARK.sub(lambda m: f"`{m.group(1).replace('-', '_')}`", problem))
+        if self.resume and self.overwrite:
+            raise ConfigError("`resume` and `overwrite` contradict each other: pick one")
+
+
+# The model settings a run chooses (the other GTMSMConfig fields are fixed by the model's design,
+# and crop_size is the world's), with the range each flag accepts when parsed.
+MODEL_FIELDS: dict[str, Bounds | None] = {
+    "z_dim": Bounds(ge=1), "vae_hidden": Bounds(ge=1), "wall_model": None, "gate_hidden": Bounds(ge=1),
+    "ambiguity_margin": Bounds(ge=0), "loop_closure_threshold": Bounds(ge=0), "edge_radius": Bounds(gt=0),
+    "untried_edges": None, "refine_steps": Bounds(ge=0, le=10_000), "refine_lr": Bounds(gt=0),
+    "novel_view": None, "canvas_radius": Bounds(ge=0), "knn_k": Bounds(ge=1), "pixel_sigma": Bounds(gt=0),
+    "state_noise": Bounds(ge=0),
+}
+# The world settings a run chooses; image_width is the flag that makes images non-square.
+WORLD_FIELDS: dict[str, Bounds | None] = {
+    "image_size": Bounds(ge=2), "image_width": Bounds(ge=2), "crop_size": Bounds(ge=1),
+    "step_size": Bounds(ge=1), "start": None, "walls": None, "wall_density": Bounds(ge=0, le=1),
+}
+
+
+@dataclass
+class TrainConfig:
+    """Everything a training run needs: the world, the model, the schedule, the run."""
+
+    world: World = field(default_factory=World)
+    model: GTMSMConfig = field(default_factory=GTMSMConfig)
+    schedule: Schedule = field(default_factory=Schedule)
+    run: RunConfig = field(default_factory=RunConfig)
+    preset: str = "quick"
+    """Named preset the other fields were taken from."""
+
+    def validate(self) -> None:
+        """Raise ``ConfigError`` naming the field for a setting that cannot be trained."""
+        from gtmsm_model.presets import PRESETS
+
+        if self.preset not in PRESETS:
+            raise ConfigError(f"`preset` must be one of {sorted(PRESETS)}, got {self.preset!r}")
+        self.schedule.validate()
+        self.run.validate()
+        self.check_world()
+        if self.model.crop_size != self.world.crop_size:
+            raise ConfigError(f"the model reads {self.model.crop_size}-pixel crops but `crop_size` is "
+                              f"{self.world.crop_size}")
+        for name, bounds in MODEL_FIELDS.items():
+            if bounds is not None:
+                _bounds_problem(name, getattr(self.model, name), bounds)
+        if self.model.wall_model == "absolute" and self.world.start != "center":
+            raise ConfigError("`wall_model` absolute needs `start` center: its gate is a function of the "
+                              "absolute state, which means a different cell every episode with random "
+                              "starts (use `wall_model` edges)")
+
+    def check_world(self) -> None:
+        """The world: the window fits and can move, and the walls' settings fit its grid."""
+        world = self.world
+        height, width = world.image_shape
+        for name, value in (("image_size", height), ("image_width", width), ("crop_size", world.crop_size),
+                            ("step_size", world.step_size)):
+            _bounds_problem(name, value, WORLD_FIELDS[name])
+        if world.crop_size > height:
+            raise ConfigError(f"`crop_size` ({world.crop_size}) must not exceed `image_size` ({height})")
+        if world.crop_size > width:
+            raise ConfigError(f"`crop_size` ({world.crop_size}) must not exceed `image_width` ({width})")
+        if world.start not in ("center", "random"):
+            raise ConfigError(f"`start` must be center or random, got {world.start!r}")
+        if world.walls not in ("border", "maze"):
+            raise ConfigError(f"`walls` must be border or maze, got {world.walls!r}")
+        problem = single_position_problem(world.image_size, world.crop_size, world.step_size)
+        if problem is not None:
+            raise ConfigError(WORLD_FIELD_MARK.sub(
+                lambda m: f"`{m.group(1)}`" + (f" {m.group(2)}" if m.group(2) else ""), problem))
+        if world.walls == "border" and world.wall_density is not None:
+            raise ConfigError("`wall_density` applies only to `walls` maze")
+        try:
+            self.world = world.validated()
+        except (TypeError, ValueError) as error:
+            raise ConfigError(f"`wall_density`: {error_text(error)}") from None
+
+    # ----------------------------------------------------------------------- plain data
+
+    def to_dict(self) -> dict[str, Any]:
+        """The nested plain-JSON form ``config.json`` and checkpoints store."""
+        return {"preset": self.preset, "world": self.world.to_dict(), "model": dataclasses.asdict(self.model),
+                "schedule": dataclasses.asdict(self.schedule), "run": dataclasses.asdict(self.run)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        """The inverse of :meth:`to_dict` (not validated); missing fields take their defaults."""
+        model = dict(data.get("model", {}))
+        if isinstance(model.get("opposite_actions"), list):
+            model["opposite_actions"] = tuple(tuple(pair) for pair in model["opposite_actions"])
+        return cls(world=World.from_dict(data.get("world", {})), model=GTMSMConfig(**model),
+                   schedule=Schedule(**data.get("schedule", {})), run=RunConfig(**data.get("run", {})),
+                   preset=data.get("preset", "quick"))
+
+    def flat(self) -> dict[str, Any]:
+        """Every settable field by its flat (flag) name, plain JSON values (for comparing runs)."""
+        return flatten(self.to_dict())
+
+
+SECTIONS: dict[str, str] = {
+    **{name: "world" for name in WORLD_FIELDS},
+    **{name: "model" for name in MODEL_FIELDS},
+    **{f.name: "schedule" for f in dataclasses.fields(Schedule)},
+    **{f.name: "run" for f in dataclasses.fields(RunConfig)},
+}
+"""Which part each flat (flag) name belongs to."""
+
+FLAGS: dict[str, str] = {name: "--" + name.replace("_", "-") for name in [*SECTIONS, "preset"]}
+"""The command-line flag of every field: the one map from fields to flags."""
+
+# What may differ between a run and its --resume: where and how it runs, not what it computes —
+# and the main phase's length, which only says where to stop (a longer run continues the same steps).
+RESUMABLE_CHANGES = frozenset({"out_dir", "resume", "overwrite", "progress", "device", "threads",
+                               "checkpoint_every", "iterations"})
+
+
+def nest(flat: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Flat (flag-named) settings grouped by part (``image_width`` stays a world key: see
+    :func:`merge`). Unknown names raise ``ConfigError``."""
+    unknown = sorted(set(flat) - set(SECTIONS))
+    if unknown:
+        raise ConfigError(f"unknown TrainConfig fields: {unknown}")
+    parts: dict[str, dict[str, Any]] = {"world": {}, "model": {}, "schedule": {}, "run": {}}
+    for name, value in flat.items():
+        parts[SECTIONS[name]][name] = value
+    return parts
+
+
+def merge(base: TrainConfig, overrides: dict[str, Any]) -> TrainConfig:
+    """``base`` with nested ``overrides`` ({"world": {...}, "model": {...}, "schedule": {...},
+    "run": {...}, "preset": ...}) applied (not validated).
+
+    In the world part, an int ``image_size`` sets the height and, unless ``image_width`` is given or
+    ``base`` is non-square, the width too; ``image_width`` sets the width (``None``: square).
+    ``crop_size`` sets the world's and the model's alike."""
+    world = dict(overrides.get("world", {}))
+    if "image_size" in world or "image_width" in world:
+        height, width = base.world.image_shape
+        size = world.pop("image_size", height)
+        if isinstance(size, (tuple, list)):
+            height, width = (int(side) for side in size)
+        else:
+            width = width if height != width and "image_width" not in world else size
+            height = size
+        if "image_width" in world:
+            width = world.pop("image_width")
+            width = height if width is None else width
+        world["image_size"] = height if width == height else (height, width)
+    new_world = dataclasses.replace(base.world, **world)
+    model = {**overrides.get("model", {}), "crop_size": new_world.crop_size}
+    return TrainConfig(world=new_world, model=dataclasses.replace(base.model, **model),
+                       schedule=dataclasses.replace(base.schedule, **overrides.get("schedule", {})),
+                       run=dataclasses.replace(base.run, **overrides.get("run", {})),
+                       preset=overrides.get("preset", base.preset))
+
+
+def make_config(preset: str = "quick", **overrides: Any) -> TrainConfig:
+    """A validated TrainConfig: ``preset`` over the defaults, then flat ``overrides`` by flag name
+    (``z_dim=8``, ``out_dir=...``; unknown names are an error). Errors name the flags."""
+    from gtmsm_model.presets import PRESETS
+
+    if preset not in PRESETS:
+        raise ValueError(f"unknown preset {preset!r}; choose from {sorted(PRESETS)}")
+    with flag_errors():
+        config = merge(merge(TrainConfig(), {**PRESETS[preset], "preset": preset}), nest(overrides))
+        config.validate()
+    return config
+
+
+def flatten(nested: dict[str, Any]) -> dict[str, Any]:
+    """A nested config record (:meth:`TrainConfig.to_dict`, or part of one) by flat (flag) names:
+    the settable fields it holds, the world's ``image_size`` as ``image_size``/``image_width``."""
+    values: dict[str, Any] = {"preset": nested["preset"]} if "preset" in nested else {}
+    for part in ("world", "model", "schedule", "run"):
+        for name, value in (nested.get(part) or {}).items():
+            if SECTIONS.get(name) == part:
+                values[name] = value
+    if "image_size" in values:
+        size = values["image_size"]
+        height, width = (size, size) if not isinstance(size, (list, tuple)) else size
+        values.update(image_size=height, image_width=None if height == width else width)
+    return values
