@@ -202,6 +202,7 @@ class TrainConfig:
             vae_hidden=self.vae_hidden,
             wall_model=self.wall_model,
             gate_hidden=self.gate_hidden,
+            gate_open_iters=self.gate_open_iters,
             ambiguity_margin=self.ambiguity_margin,
             loop_closure_threshold=self.loop_closure_threshold,
             edge_radius=self.edge_radius,
@@ -715,7 +716,7 @@ def train_step(state: TrainState, sampler: RolloutSampler, config: TrainConfig, 
     state.optimizer.zero_grad(set_to_none=True)
     totals: dict[str, torch.Tensor] = {}
     phase = "vae" if step < config.vae_warmup_iters else "main"
-    spans_before = model.span_counts.clone() if context.enabled else None  # the same on every rank
+    walks = []  # the main phase's walks, for the wall model's world-span prior
     for shard in shards.local:
         if shards.total > 1:
             torch.manual_seed(shard_seed(config.seed, step, shard))
@@ -733,15 +734,15 @@ def train_step(state: TrainState, sampler: RolloutSampler, config: TrainConfig, 
             observations = batch.observations
             if config.augment_sequences:
                 observations = augment_pixels(model.to_pixels(observations), geometric=False)
-            parts = loss_module(
-                "main", observations, batch.actions, tau=min(config.tau, length),
-                gate_open=iteration < config.gate_open_iters, kl_weight=kl_weight(config, iteration),
-            )
+            model.set_iteration(iteration)
+            parts, states = loss_module("main", observations, batch.actions, tau=min(config.tau, length),
+                                        kl_weight=kl_weight(config, iteration))
+            walks.append(states.detach())
         (parts["loss"] / len(shards.local)).backward()
         for name, value in parts.items():
             totals[name] = totals.get(name, 0) + value.detach() / len(shards.local)
-    if context.enabled:  # every rank counts the walks of all shards, as one process would
-        model.span_counts.copy_(spans_before + context.sum(model.span_counts - spans_before))
+    if walks:  # every rank counts the walks of all shards, as one process would
+        model.count_spans(torch.cat(walks), reduce=context.sum)
     torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
     state.optimizer.step()
     state.step += 1

@@ -39,7 +39,7 @@ def test_shapes_and_dtypes_through_every_module() -> None:
     decoded = model.vae.decode(posterior.mean)
     assert decoded.shape == (3, 20, 8, 8, 3) and decoded.dtype == torch.float32
     assert model.vae.log_likelihood(pixels, decoded).shape == (3, 20)
-    states, gates = model.transition(actions)
+    states, gates = model.infer_states(pixels, actions)
     assert states.shape == (3, 20, 2) and gates.shape == (3, 20)
     assert torch.all(states[:, 0] == 0)
     parts = model.loss(observations, actions, tau=12)
@@ -61,12 +61,20 @@ def test_action_vectors_are_tied_and_unit_length() -> None:
 
 
 def test_open_gate_states_are_the_sum_of_move_vectors() -> None:
-    transition = GTMSM(GTMSMConfig(**TINY)).transition
+    model = GTMSM(GTMSMConfig(**TINY, wall_model="absolute", gate_open_iters=2))
     actions = torch.tensor([[0, 4, 4, 2, 0, 3]])
-    states, _ = transition(actions, gate_open=True)
-    matrix = transition.action_matrix()
+    pixels = torch.rand(1, 6, 8, 8, 3)
+    matrix = model.transition.action_matrix()
     expected = torch.cumsum(matrix[actions[0, 1:]], 0)
-    torch.testing.assert_close(states[0, 1:], expected)
+    model.set_iteration(1)  # within the warm-up: the training walk's gate is held open ...
+    walk = model.wall_model.infer(model.transition, pixels, actions, for_training=True)
+    torch.testing.assert_close(walk.states[0, 1:], expected)
+    assert torch.equal(walk.gates, torch.ones(1, 6))
+    gated, gates = model.infer_states(pixels, actions)  # ... an observed walk's is not
+    assert (gates[0, 1:] < 1).all() and not torch.allclose(gated[0, 1:], expected)
+    model.set_iteration(2)  # after the warm-up the training walk is gated too
+    torch.testing.assert_close(model.wall_model.infer(model.transition, pixels, actions, for_training=True).states,
+                               gated)
 
 
 def test_retrieval_returns_the_right_neighbours_on_hand_built_keys() -> None:
@@ -228,10 +236,10 @@ def test_checkpoints_from_before_the_span_prior_and_refined_codes_load_unchanged
     config = GTMSMConfig.from_dict(saved)
     assert config.untried_edges == "extent" and config.refine_steps == 0  # as they were trained and measured
     state = GTMSM(config).state_dict()
-    state.pop("span_counts")
+    state.pop("wall_model.span_counts")
     model = GTMSM(config)
     model.load_state_dict(state)  # no span counts saved: the span is unknown
-    assert not model.span_counts.any() and model.world_span() is None
+    assert not model.wall_model.span_counts.any() and model.world_span() is None
 
 
 def test_refined_codes_reconstruct_better_than_the_encoders_mean() -> None:
@@ -261,17 +269,23 @@ def test_training_counts_the_world_span_and_evaluation_does_not() -> None:
     rollouts = collect_rollouts(4, 300, seed=5)
     observations, actions = torch.as_tensor(rollouts.observations), torch.as_tensor(rollouts.actions)
     model = GTMSM(GTMSMConfig(**TINY))
-    model.loss(observations, actions, tau=200)
-    assert model.span_counts.sum(1).tolist() == [4, 4]  # one walk per axis
+    counts = model.wall_model.span_counts
+    _, states = model.loss_and_states(observations, actions, tau=200)
+    assert not counts.any()  # the loss changes nothing: the trainer counts the walks it returns
+    model.count_spans(states)
+    assert counts.sum(1).tolist() == [4, 4]  # one walk per axis
     spans = rollouts.positions.max(1) - rollouts.positions.min(1)  # (walks, (row, column)): the true spans
-    expected = torch.zeros_like(model.span_counts)
+    expected = torch.zeros_like(counts)
     for walk_spans in spans:  # pair 0 moves up/down (rows), pair 1 left/right (columns)
         expected[0, walk_spans[0]] += 1
         expected[1, walk_spans[1]] += 1
-    assert torch.equal(model.span_counts, expected)
+    assert torch.equal(counts, expected)
     model.eval()
     model.loss(observations, actions, tau=200)
-    assert model.span_counts.sum().item() == 8
+    model.predict(observations, actions, tau=200)
+    assert counts.sum().item() == 8
+    model.count_spans(states, reduce=lambda c: 2 * c)  # as if summed over two processes
+    assert torch.equal(counts, 3 * expected)
 
 
 def test_transition_noise_does_not_stretch_the_learned_world_span() -> None:
@@ -281,9 +295,11 @@ def test_transition_noise_does_not_stretch_the_learned_world_span() -> None:
     observations, actions = torch.as_tensor(rollouts.observations), torch.as_tensor(rollouts.actions)
     quiet, noisy = GTMSM(GTMSMConfig(**TINY)), GTMSM(GTMSMConfig(**TINY, state_noise=0.2))
     noisy.load_state_dict(quiet.state_dict())
-    quiet.loss(observations, actions, tau=200)
-    noisy.loss(observations, actions, tau=200)
-    assert torch.equal(noisy.span_counts, quiet.span_counts)
+    for model in (quiet, noisy):
+        parts, states = model.loss_and_states(observations, actions, tau=200)
+        model.count_spans(states)
+    assert torch.equal(noisy.wall_model.span_counts, quiet.wall_model.span_counts)
+    assert quiet.wall_model.span_counts.any()
 
 
 def test_resuming_a_run_from_before_the_span_prior_names_the_changed_settings(tmp_path) -> None:
