@@ -11,7 +11,6 @@ Two sets of latents disentangle *what* is seen from *where* the agent is:
   ``GTMSMConfig.wall_model``): "edges" (default; blocked moves read off the observations, an
   edge memory and an extent/span prior while imagining; any start, walls anywhere) or
   "absolute" (the seed's learned sigmoid gate of the absolute state; needs a fixed start);
-
 * a key memory (a differentiable neural dictionary) of (s_t, q(z_t | x_t)) pairs written during
   the memorisation steps t < tau, read through a nearest-neighbour mixture prior
   ``p(z_t | s_t, m) = sum_k w_k N(z_t | mu_k, sigma_k^2)`` with ``w_k ∝ 1 / (d_k^2 + delta)``;
@@ -19,11 +18,12 @@ Two sets of latents disentangle *what* is seen from *where* the agent is:
   crops pasted at their pixel offsets A·s_k, read at A·s_t (``novel_view="canvas"``).
 
 The memories and their math live in ``memory.py`` and ``canvas.py``, the crop VAE in ``vae.py``,
-the move vectors and wall models in ``wall_models.py``; this file holds the config and the model's verbs: ``loss`` (training), ``observe`` / ``imagine`` (incremental, dreamerv3-style:
+the move vectors and the wall models in ``wall_models.py``. This file holds the config and the
+model's verbs: ``loss`` (training), ``observe`` / ``imagine`` (incremental, dreamerv3-style:
 write observed steps into memory, then predict step by step from actions alone), ``predict``
-(both at once), ``reconstruct`` and, for the trainer, ``set_iteration`` / ``count_spans``.
-Training schedules live in ``train.py``, metrics in
-``evaluate.py``; nothing here does I/O.
+(both at once), ``reconstruct``, and the trainer's hooks ``set_iteration`` (the wall model's
+warm-up) and ``count_spans`` (what the wall model learns from the training walks). Training
+schedules live in ``train.py``, metrics in ``evaluate.py``; nothing here does I/O.
 
 Tensor conventions: observations are ``(B, T, H, W, C)`` uint8 exactly as the environment emits
 them; ``actions[:, t]`` is the action whose step produced ``observations[:, t]`` (``actions[:, 0]``
@@ -33,7 +33,7 @@ is the reset and is ignored, since s_0 = 0).
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 
 import torch
 from torch import Tensor, nn
@@ -66,6 +66,7 @@ from gtmsm_model.wall_models import (
     WallModel,
     make_wall_model,
 )
+from gtmsm_model.world_memory import Prediction, WorldMemory
 
 __all__ = [
     "GTMSM", "GTMSMConfig", "CropVAE", "StateTransition", "WallModel", "WALL_MODELS", "SPAN_BINS", "Prediction",
@@ -198,49 +199,6 @@ class GTMSMConfig:
 
 
 # --------------------------------------------------------------------------- modules
-
-
-@dataclass
-class Prediction:
-    """What GTM-SM predicts for the steps t >= tau of a batch of sequences."""
-
-    pixels: Tensor  # (B, T - tau, H, W, C) in [0, 1]
-    states: Tensor  # (B, T, s_dim), all steps
-    gates: Tensor  # (B, T): 1 where the move went through (inferred before tau, decided after)
-    neighbours: Tensor  # (B, T - tau, K) indices of the memory keys used, nearest first
-    log_weights: Tensor  # (B, T - tau, K)
-    distances: Tensor | None = None  # (B, T - tau, K) to those keys
-    from_canvas: Tensor | None = None  # (B, T - tau) bool: the crop was (partly) read from the canvas
-    values: Gaussian | None = None  # (B, M, Z) the memorised codes ``neighbours`` index
-
-
-@dataclass
-class WorldMemory:
-    """Everything GTM-SM knows about one batch of walks so far (the state of observe / imagine).
-
-    keys / values: the key memory (states and posteriors of the observed steps); edges: the edge
-    memory; visited: every state so far, observed and imagined (the extent prior reads it);
-    state: the current s_t. ``observed_pixels`` / ``observed_actions`` / ``moved`` keep what
-    the canvas needs to estimate the pixel map (and ``best_shifts`` what the wall model already
-    measured of it while observing). Caches are rebuilt when new steps are observed.
-    """
-
-    keys: Tensor  # (B, M, S)
-    values: Gaussian  # (B, M, Z)
-    edges: EdgeMemory
-    visited: Tensor  # (B, N, S)
-    state: Tensor  # (B, S)
-    observed_pixels: Tensor  # (B, M, H, W, C)
-    observed_actions: Tensor  # (B, M)
-    moved: Tensor  # (B, M) bool: a move that went through (not stay, not blocked)
-    gates: Tensor  # (B, N): 1 where the move went through, all steps so far
-    steps: int = 0
-    best_shifts: Tensor | None = None  # (B, M-1): each observed step's best-aligning pixel shift, if measured
-    _canvas_cache: tuple[int, Tensor, Tensor, Canvas | None] | None = field(default=None, repr=False)
-
-    @property
-    def observed(self) -> int:
-        return self.keys.shape[1]
 
 
 class GTMSM(nn.Module):

@@ -319,3 +319,86 @@ def test_resuming_a_run_from_before_the_span_prior_names_the_changed_settings(tm
     # Resumed with the settings it was trained with: fine.
     check_resumable(payload, make_config("debug", out_dir=str(tmp_path), untried_edges="extent", refine_steps=0),
                     tmp_path / "checkpoint.pt")
+
+
+@pytest.mark.parametrize("wall_model", ["edges", "absolute"])
+def test_checkpoints_with_the_older_state_dict_names_load_and_predict_the_same(wall_model: str) -> None:
+    torch.manual_seed(0)
+    config = GTMSMConfig(**TINY, wall_model=wall_model, refine_steps=0)
+    model = GTMSM(config).eval()
+    if wall_model == "edges":
+        model.wall_model.span_counts[:, 3] = 2
+    observations, actions = random_batch(steps=20)
+    old_layout = {name: tensor for name, tensor in model.state_dict().items() if not name.startswith("wall_model.")}
+    old_layout["span_counts"] = getattr(model.wall_model, "span_counts", torch.zeros(2, 256, dtype=torch.long))
+    assert set(old_layout) == {"span_counts", "transition.directions", *(f"transition.gate_net.{i}.{p}" for i in (0, 2, 4)
+                               for p in ("weight", "bias")), *(f"vae.{part}.{i}.{p}" for part in ("encoder", "decoder")
+                               for i in (0, 2, 4) for p in ("weight", "bias"))}
+    loaded = GTMSM(config).eval()
+    loaded.load_state_dict(old_layout)  # strict: every name maps
+    assert loaded.state_dict().keys() == model.state_dict().keys()
+    for name, tensor in model.state_dict().items():
+        assert torch.equal(loaded.state_dict()[name], tensor), name
+    expected, got = (m.predict(observations, actions, tau=12) for m in (model, loaded))
+    assert torch.equal(expected.pixels, got.pixels) and torch.equal(expected.gates, got.gates)
+
+
+def test_a_third_wall_model_is_one_registered_class() -> None:
+    from gtmsm_model.wall_models import WALL_MODELS, ObservedWalk, WallModel, register_wall_model
+
+    @register_wall_model("open")
+    class OpenWalls(WallModel):
+        """Every move goes through."""
+
+        def infer(self, moves, pixels, actions, *, for_training=False):
+            states = moves.action_matrix()[actions]
+            states[:, 0] = 0
+            return ObservedWalk(states.cumsum(1), torch.ones(actions.shape, dtype=states.dtype))
+
+        def move_rule(self, moves):
+            return lambda state, move, moving, edges, visited: (torch.ones(state.shape[0]), edges)
+
+    try:
+        model = GTMSM(GTMSMConfig(**TINY, wall_model="open"))
+        assert isinstance(model.wall_model, OpenWalls) and model.wall_model.name == "open"
+        observations, actions = random_batch(steps=20)
+        prediction = model.predict(observations, actions, tau=12)
+        assert torch.equal(prediction.gates, torch.ones(3, 20))
+        parts, states = model.loss_and_states(observations, actions, tau=12)
+        model.count_spans(states)  # the default wall model keeps nothing
+        assert torch.isfinite(parts["loss"]) and model.world_span() is None
+        with pytest.raises(ValueError, match="already registered"):
+            register_wall_model("open")(OpenWalls)
+    finally:
+        WALL_MODELS.pop("open")
+    with pytest.raises(ValueError, match="wall_model must be one of"):
+        GTMSMConfig(wall_model="open")
+
+
+@pytest.mark.parametrize("wall_model", ["edges", "absolute"])
+def test_each_observed_moves_pixel_shift_is_fitted_once(wall_model: str, monkeypatch) -> None:
+    from gtmsm_model import canvas, memory
+
+    calls = []
+    fit = canvas.shift_errors
+
+    def counted(previous, current, max_shift):
+        calls.append(previous.shape)
+        return fit(previous, current, max_shift)
+
+    monkeypatch.setattr(canvas, "shift_errors", counted)
+    monkeypatch.setattr(memory, "shift_errors", counted)
+    model = GTMSM(GTMSMConfig(**TINY, wall_model=wall_model, novel_view="canvas", refine_steps=0)).eval()
+    observations, actions = random_batch(steps=20)
+    prediction = model.predict(observations, actions, tau=12)  # observe, then imagine with the canvas
+    assert len(calls) == 1  # the edge model's fit serves the pixel map; the absolute gate fits none itself
+    monkeypatch.setattr(canvas, "shift_errors", fit)
+    monkeypatch.setattr(memory, "shift_errors", fit)
+    memory_now = model.observe(observations[:, :12], actions[:, :12])
+    if wall_model == "edges":
+        assert memory_now.best_shifts is not None
+        fitted = model.pixel_map(memory_now)
+        memory_now.best_shifts = None  # measured afresh: the same map
+        for a, b in zip(fitted, model.pixel_map(memory_now), strict=True):
+            assert torch.equal(a, b)
+    assert torch.isfinite(prediction.pixels).all()
