@@ -127,6 +127,8 @@ def upgrade_v1(payload: dict[str, Any]) -> dict[str, Any]:
     if "wall_model" not in model:
         model.update(wall_model="absolute", novel_view="knn")
     model.pop("blocked_threshold", None)  # an interim name of ambiguity_margin
+    if isinstance(flat, dict) and "gate_open_iters" in flat:  # a schedule setting in version 1
+        model.setdefault("gate_open_iters", flat["gate_open_iters"])
     payload["model_config"] = {**BEFORE_SPAN_AND_REFINEMENT, **model}
     payload["version"] = CHECKPOINT_VERSION
     return payload

@@ -110,8 +110,6 @@ class Schedule:
     """Sequence length at the first main-phase iteration."""
     curriculum_iters: int = bounded(500, ge=0)
     """Iterations over which the sequence length grows to seq_len."""
-    gate_open_iters: int = bounded(100, ge=0)
-    """Main-phase iterations with the wall gate bypassed (every move succeeds)."""
     kl_start: float = bounded(0.1, ge=0, le=1)
     """KL weight at the start of the main phase."""
     kl_warmup_iters: int = bounded(300, ge=0)
@@ -213,7 +211,7 @@ MODEL_FIELDS: dict[str, Bounds | None] = {
     "ambiguity_margin": Bounds(ge=0), "loop_closure_threshold": Bounds(ge=0), "edge_radius": Bounds(gt=0),
     "untried_edges": None, "refine_steps": Bounds(ge=0, le=10_000), "refine_lr": Bounds(gt=0),
     "novel_view": None, "canvas_radius": Bounds(ge=0), "knn_k": Bounds(ge=1), "pixel_sigma": Bounds(gt=0),
-    "state_noise": Bounds(ge=0),
+    "state_noise": Bounds(ge=0), "gate_open_iters": Bounds(ge=0),
 }
 # The world settings a run chooses; image_width is the flag that makes images non-square.
 WORLD_FIELDS: dict[str, Bounds | None] = {

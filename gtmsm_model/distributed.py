@@ -102,23 +102,28 @@ class DistributedContext:
 
 
 class LossModule(nn.Module):
-    """The model's two training objectives behind ``forward``, so DDP can wrap them."""
+    """The model's two training objectives behind ``forward``, so DDP can wrap them.
+
+    Phase "vae": the VAE warm-up's loss parts (``GTMSM.vae_loss``). Phase "main": the loss parts
+    and the walks' states (``GTMSM.loss_and_states``), which the trainer hands to ``count_spans``.
+    """
 
     def __init__(self, model: nn.Module) -> None:
         super().__init__()
         self.model = model
 
-    def forward(self, phase: str, *args: Any, **kwargs: Any) -> dict[str, torch.Tensor]:
+    def forward(self, phase: str, *args: Any, **kwargs: Any) -> Any:
         if phase == "vae":
             return self.model.vae_loss(*args, **kwargs)
-        return self.model.loss(*args, **kwargs)
+        return self.model.loss_and_states(*args, **kwargs)
 
 
 def wrap(model: nn.Module, context: DistributedContext, device: torch.device) -> nn.Module:
     """``LossModule(model)``, inside DDP when there are several processes.
 
-    ``find_unused_parameters``: the VAE warm-up and the gate-open phase leave parameters without
-    gradients, which plain DDP treats as an error.
+    ``find_unused_parameters``: the VAE warm-up, the absolute gate's warm-up and the edge wall
+    model (which never reads the gate network) leave parameters without gradients, which plain
+    DDP treats as an error.
     """
     module = LossModule(model)
     if not context.enabled:

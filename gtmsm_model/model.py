@@ -7,31 +7,23 @@ Two sets of latents disentangle *what* is seen from *where* the agent is:
   semi-amortised inference: the decoder reproduces a crop from the refined code with 0.3–0.4×
   the error; ``reconstruct`` uses the same codes, so the VAE floor is that of the codes memory holds);
 * a 2-D (configurable) state s_t, s_0 = 0, moved by the actions: ``s_t = s_{t-1} + M a_t`` unless
-  the move was blocked by a wall. Two wall models (``GTMSMConfig.wall_model``):
-
-  - ``"edges"`` (default, any start, walls anywhere): whether a memorised move was blocked is
-    read off the observations (the view stayed rather than slid), so the state is the cumulative sum of
-    the unblocked moves; an *edge memory* remembers each tried move by its midpoint, and while
-    imagining a move is blocked iff the remembered edge says so (an edge never tried falls back
-    to the extent prior: blocked iff the target lies beyond everything visited along that
-    direction, unless the world span learned from the training walks says the walk stopped short
-    on this side, ``untried_edges="span"``). Each decision is written back. Nothing depends on the
-    absolute state.
-  - ``"absolute"`` (the seed's): ``s_t = s_{t-1} + M a_t * gate(s_{t-1} + M a_t)`` with a small
-    learned sigmoid network of the absolute state. Exact when every episode starts on the same
-    cell; wrong when the start moves, because s_0 = 0 then names a different cell.
-
+  the move was blocked by a wall. Whether it was is the *wall model*'s (``wall_models.py``,
+  ``GTMSMConfig.wall_model``): "edges" (default; blocked moves read off the observations, an
+  edge memory and an extent/span prior while imagining; any start, walls anywhere) or
+  "absolute" (the seed's learned sigmoid gate of the absolute state; needs a fixed start);
 * a key memory (a differentiable neural dictionary) of (s_t, q(z_t | x_t)) pairs written during
   the memorisation steps t < tau, read through a nearest-neighbour mixture prior
   ``p(z_t | s_t, m) = sum_k w_k N(z_t | mu_k, sigma_k^2)`` with ``w_k ∝ 1 / (d_k^2 + delta)``;
 * for a state far from every key (a novel view), optionally a *canvas*: the decoded memorised
   crops pasted at their pixel offsets A·s_k, read at A·s_t (``novel_view="canvas"``).
 
-The memories and their math live in ``memory.py``; this file holds the config, the modules and
-the model's verbs: ``loss`` (training), ``observe`` / ``imagine`` (incremental, dreamerv3-style:
+The memories and their math live in ``memory.py`` and ``canvas.py``, the crop VAE in ``vae.py``,
+the move vectors and the wall models in ``wall_models.py``. This file holds the config and the
+model's verbs: ``loss`` (training), ``observe`` / ``imagine`` (incremental, dreamerv3-style:
 write observed steps into memory, then predict step by step from actions alone), ``predict``
-(both at once) and ``reconstruct``. Training schedules live in ``train.py``, metrics in
-``evaluate.py``; nothing here does I/O.
+(both at once), ``reconstruct``, and the trainer's hooks ``set_iteration`` (the wall model's
+warm-up) and ``count_spans`` (what the wall model learns from the training walks). Training
+schedules live in ``train.py``, metrics in ``evaluate.py``; nothing here does I/O.
 
 Tensor conventions: observations are ``(B, T, H, W, C)`` uint8 exactly as the environment emits
 them; ``actions[:, t]`` is the action whose step produced ``observations[:, t]`` (``actions[:, 0]``
@@ -40,50 +32,53 @@ is the reset and is ignored, since s_0 = 0).
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
-from gtmsm_model.memory import (
+from gtmsm_model.canvas import (
     Canvas,
+    compose_canvas,
+    estimate_pixel_map,
+    read_canvas,
+    to_pixel_offsets,
+)
+from gtmsm_model.memory import (
     EdgeMemory,
     Gaussian,
     all_key_memory_kl,
     cat_gaussians,
-    compose_canvas,
-    crop_change,
-    estimate_pixel_map,
-    extent_prior,
     gather_memory,
     gaussian_kl,
-    infer_blocked,
     memory_log_weights,
     mixture_kl_bound,
     nearest_keys,
     pairwise_gaussian_kl,
-    read_canvas,
     read_key_memory,
-    resolve_ambiguous_moves,
-    span_from_counts,
-    to_pixel_offsets,
-    world_span_counts,
 )
+from gtmsm_model.vae import CropVAE
+from gtmsm_model.wall_models import (
+    SPAN_BINS,
+    WALL_MODELS,
+    StateTransition,
+    WallModel,
+    make_wall_model,
+)
+from gtmsm_model.world_memory import Prediction, WorldMemory
 
 __all__ = [
-    "GTMSM", "GTMSMConfig", "CropVAE", "StateTransition", "Prediction", "WorldMemory", "Gaussian",
+    "GTMSM", "GTMSMConfig", "CropVAE", "StateTransition", "WallModel", "WALL_MODELS", "SPAN_BINS", "Prediction",
+    "WorldMemory", "Gaussian",
     "gaussian_kl", "pairwise_gaussian_kl", "mixture_kl_bound", "memory_log_weights", "nearest_keys",
     "gather_memory",
 ]
 
-WALL_MODELS = ("edges", "absolute")
 NOVEL_VIEWS = ("canvas", "knn")
 UNTRIED_EDGES = ("span", "extent")
 # What a checkpoint that predates a setting was trained and measured with.
 BEFORE_SPAN_AND_REFINEMENT = {"untried_edges": "extent", "refine_steps": 0}
-SPAN_BINS = 256  # the world-span histogram's bins: spans of up to 255 moves
 
 
 @dataclass
@@ -108,6 +103,9 @@ class GTMSMConfig:
     """Width of the absolute wall gate's hidden layers (wall_model "absolute")."""
     gate_init_bias: float = 3.0
     """Initial bias of the gate's output logit: sigmoid(3) ≈ 0.95, so every move starts open."""
+    gate_open_iters: int = 100
+    """Main-phase training iterations with the absolute gate held open (every move succeeds), so M
+    first learns which way each action points (wall_model "absolute")."""
     ambiguity_margin: float = 1e-5
     """A move whose two explanations ("the view stayed", "the view slid by the action's shift") fit
     the crop to within this mean squared error (pixels in [0, 1]) is ambiguous: decided by loop
@@ -172,7 +170,9 @@ class GTMSMConfig:
         if self.delta <= 0 or self.pixel_sigma <= 0 or self.state_noise < 0:
             raise ValueError("delta and pixel_sigma must be > 0 and state_noise >= 0")
         if self.wall_model not in WALL_MODELS:
-            raise ValueError(f"wall_model must be one of {WALL_MODELS}, got {self.wall_model!r}")
+            raise ValueError(f"wall_model must be one of {tuple(WALL_MODELS)}, got {self.wall_model!r}")
+        if self.gate_open_iters < 0:
+            raise ValueError(f"gate_open_iters must be >= 0, got {self.gate_open_iters}")
         if self.untried_edges not in UNTRIED_EDGES:
             raise ValueError(f"untried_edges must be one of {UNTRIED_EDGES}, got {self.untried_edges!r}")
         if self.refine_steps < 0 or self.refine_lr <= 0:
@@ -201,179 +201,6 @@ class GTMSMConfig:
 # --------------------------------------------------------------------------- modules
 
 
-class CropVAE(nn.Module):
-    """Encoder q(z | x) and decoder p(x | z) over single crops.
-
-    MLPs rather than convolutions: an 8×8 crop is only 192 numbers, and at this size a
-    two-layer MLP is both sharper and faster on a CPU than the seed's 2-conv VAE.
-    """
-
-    def __init__(self, config: GTMSMConfig) -> None:
-        super().__init__()
-        self.config = config
-        width = config.vae_hidden
-        self.encoder = nn.Sequential(
-            nn.Linear(config.pixels, width),
-            nn.ELU(),
-            nn.Linear(width, width),
-            nn.ELU(),
-            nn.Linear(width, 2 * config.z_dim),
-        )
-        self.decoder = nn.Sequential(
-            nn.Linear(config.z_dim, width),
-            nn.ELU(),
-            nn.Linear(width, width),
-            nn.ELU(),
-            nn.Linear(width, config.pixels),
-        )
-
-    def encode(self, pixels: Tensor) -> Gaussian:
-        """pixels (..., H, W, C) in [0, 1] → q(z | x) with tensors (..., z_dim)."""
-        flat = pixels.flatten(-3) * 2.0 - 1.0
-        mean, log_std = self.encoder(flat).chunk(2, dim=-1)
-        return Gaussian(mean, log_std.clamp(-7.0, 2.0))
-
-    def decode(self, z: Tensor) -> Tensor:
-        """z (..., z_dim) → mean pixels (..., H, W, C) in [0, 1]."""
-        c = self.config
-        return torch.sigmoid(self.decoder(z)).unflatten(-1, (c.crop_size, c.crop_size, c.channels))
-
-    def infer(self, pixels: Tensor, chunk: int = 8192) -> Gaussian:
-        """q(z | x) for memory: the encoder's Gaussian with its mean refined towards the posterior's
-        mode by ``refine_steps`` Adam steps on -log p(x | z) - log p(z) (decoder fixed; each crop on
-        its own, so chunking — ``chunk`` crops at a time, to bound memory — changes nothing)."""
-        posterior = self.encode(pixels)
-        c = self.config
-        if c.refine_steps == 0:
-            return posterior
-        flat_pixels, flat_mean = pixels.reshape(-1, *pixels.shape[-3:]), posterior.mean.reshape(-1, c.z_dim)
-        refined = [self._refine(flat_pixels[i:i + chunk], flat_mean[i:i + chunk]) for i in range(0, len(flat_mean), chunk)]
-        mean = torch.cat(refined).reshape(posterior.mean.shape) if refined else posterior.mean
-        return Gaussian(mean, posterior.log_std)
-
-    def _refine(self, pixels: Tensor, start: Tensor) -> Tensor:
-        c = self.config
-        # Gradients w.r.t. z only, also when the caller runs under no_grad or inference_mode.
-        with torch.inference_mode(False), torch.enable_grad():
-            pixels = pixels.clone()
-            z = start.detach().clone().requires_grad_(True)
-            optimiser = torch.optim.Adam([z], lr=c.refine_lr)
-            for _ in range(c.refine_steps):
-                # -log p(x | z) - log p(z), up to constants, times 2 sigma^2.
-                objective = ((self.decode(z) - pixels).square().sum() + c.pixel_sigma**2 * z.square().sum())
-                (z.grad,) = torch.autograd.grad(objective, z)
-                optimiser.step()
-        return z.detach()
-
-    def log_likelihood(self, pixels: Tensor, decoded: Tensor) -> Tensor:
-        """log p(x | z) under the Gaussian pixel model, summed over the crop → (...)."""
-        sigma = self.config.pixel_sigma
-        sq = (pixels - decoded).square().flatten(-3).sum(-1)
-        return -0.5 * sq / sigma**2 - self.config.pixels * math.log(sigma * math.sqrt(2 * math.pi))
-
-
-class StateTransition(nn.Module):
-    """The move vectors M, and the seed's absolute wall gate:
-    s_t = s_{t-1} + M a_t · gate(s_{t-1} + M a_t) (+ eps_t while training).
-
-    M's columns are tied by two priors that hold in any grid world: the stay action does not
-    move (its column is 0), and each opposite pair cancels (left = −right). Each move vector is
-    normalised to unit length; this fixes the gauge (one grid cell = one unit of s) so the scale
-    of the state cannot collapse or drift, and leaves the gate as the only way to stand still.
-    """
-
-    def __init__(self, config: GTMSMConfig) -> None:
-        super().__init__()
-        self.config = config
-        pairs = config.opposite_actions
-        # Random initial directions; the model learns which way each pair points.
-        self.directions = nn.Parameter(torch.randn(len(pairs), config.s_dim))
-        sign = torch.zeros(config.num_actions, len(pairs))
-        for i, (negative, positive) in enumerate(pairs):
-            sign[negative, i], sign[positive, i] = -1.0, 1.0
-        self.register_buffer("action_signs", sign, persistent=False)
-        width = config.gate_hidden
-        self.gate_net = nn.Sequential(
-            nn.Linear(config.s_dim, width),
-            nn.ReLU(),
-            nn.Linear(width, width),
-            nn.ReLU(),
-            nn.Linear(width, 1),
-        )
-        nn.init.constant_(self.gate_net[-1].bias, config.gate_init_bias)
-
-    def action_matrix(self) -> Tensor:
-        """M as a (num_actions, s_dim) table: row a is the move vector of action a."""
-        unit = F.normalize(self.directions, dim=-1)
-        return self.action_signs @ unit
-
-    def gate(self, proposed: Tensor) -> Tensor:
-        """The wall gate σ_d: probability that a move ending at ``proposed`` is allowed."""
-        return torch.sigmoid(self.gate_net(proposed)).squeeze(-1)
-
-    def forward(self, actions: Tensor, gate_open: bool = False) -> tuple[Tensor, Tensor]:
-        """actions (B, T) long → states (B, T, s_dim) with s_0 = 0, and gate values (B, T).
-
-        ``gate_open`` bypasses the gate (every move succeeds): used early in training.
-        gates[:, 0] is 1 (no move happens at the reset).
-        """
-        batch, steps = actions.shape
-        moves = self.action_matrix()[actions]  # (B, T, S)
-        state = moves.new_zeros(batch, self.config.s_dim)
-        states, gates = [state], [moves.new_ones(batch)]
-        noise = self.config.state_noise if self.training else 0.0
-        for t in range(1, steps):
-            proposed = state + moves[:, t]
-            gate = moves.new_ones(batch) if gate_open else self.gate(proposed)
-            state = state + moves[:, t] * gate.unsqueeze(-1)
-            if noise > 0:
-                state = state + noise * torch.randn_like(state)
-            states.append(state)
-            gates.append(gate)
-        return torch.stack(states, 1), torch.stack(gates, 1)
-
-
-@dataclass
-class Prediction:
-    """What GTM-SM predicts for the steps t >= tau of a batch of sequences."""
-
-    pixels: Tensor  # (B, T - tau, H, W, C) in [0, 1]
-    states: Tensor  # (B, T, s_dim), all steps
-    gates: Tensor  # (B, T): 1 where the move went through (inferred before tau, decided after)
-    neighbours: Tensor  # (B, T - tau, K) indices of the memory keys used, nearest first
-    log_weights: Tensor  # (B, T - tau, K)
-    distances: Tensor | None = None  # (B, T - tau, K) to those keys
-    from_canvas: Tensor | None = None  # (B, T - tau) bool: the crop was (partly) read from the canvas
-    values: Gaussian | None = None  # (B, M, Z) the memorised codes ``neighbours`` index
-
-
-@dataclass
-class WorldMemory:
-    """Everything GTM-SM knows about one batch of walks so far (the state of observe / imagine).
-
-    keys / values: the key memory (states and posteriors of the observed steps); edges: the edge
-    memory; visited: every state so far, observed and imagined (the extent prior reads it);
-    state: the current s_t. ``observed_pixels`` / ``observed_actions`` / ``moved`` keep what
-    the canvas needs to estimate the pixel map. Caches are rebuilt when new steps are observed.
-    """
-
-    keys: Tensor  # (B, M, S)
-    values: Gaussian  # (B, M, Z)
-    edges: EdgeMemory
-    visited: Tensor  # (B, N, S)
-    state: Tensor  # (B, S)
-    observed_pixels: Tensor  # (B, M, H, W, C)
-    observed_actions: Tensor  # (B, M)
-    moved: Tensor  # (B, M) bool: a move that went through (not stay, not blocked)
-    gates: Tensor  # (B, N): 1 where the move went through, all steps so far
-    steps: int = 0
-    _canvas_cache: tuple[int, Tensor, Tensor, Canvas | None] | None = field(default=None, repr=False)
-
-    @property
-    def observed(self) -> int:
-        return self.keys.shape[1]
-
-
 class GTMSM(nn.Module):
     """The full model: VAE + state transition + memories, with its loss and its verbs."""
 
@@ -382,24 +209,34 @@ class GTMSM(nn.Module):
         self.config = config
         self.vae = CropVAE(config)
         self.transition = StateTransition(config)
-        # How many training walks spanned 0, 1, ... moves along each lattice axis (the world-span prior).
-        self.register_buffer("span_counts", torch.zeros(len(config.opposite_actions), SPAN_BINS, dtype=torch.long))
+        self.wall_model: WallModel = make_wall_model(config)
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:
-        # Checkpoints from before the world-span prior have no counts: the span is unknown.
-        state_dict.setdefault(prefix + "span_counts", torch.zeros_like(self.span_counts))
+        # The one place where an older checkpoint's names are mapped: the world-span counts were the
+        # model's own buffer ``span_counts`` and are now the edge wall model's; checkpoints from before
+        # the world-span prior have none (the span is unknown); the absolute gate keeps no counts.
+        legacy = state_dict.pop(prefix + "span_counts", None)
+        counts = getattr(self.wall_model, "span_counts", None)
+        if counts is not None:
+            state_dict.setdefault(prefix + "wall_model.span_counts",
+                                  legacy if legacy is not None else torch.zeros_like(counts))
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
-    def lattice_basis(self) -> Tensor:
-        """(P, S): the unit move vector of each opposite-action pair."""
-        return F.normalize(self.transition.directions, dim=-1)
-
     def world_span(self) -> Tensor | None:
-        """(P,) the world's span along each lattice axis in moves, learned from the training walks;
-        None with untried_edges "extent" or before any training walk was counted."""
-        if self.config.untried_edges != "span" or not bool(self.span_counts.any()):
-            return None
-        return span_from_counts(self.span_counts)
+        """(P,) the world's span along each lattice axis in moves, as the wall model learned it from
+        the training walks (None when it learns none, or before any walk was counted)."""
+        return self.wall_model.world_span()
+
+    # ------------------------------------------------------------------ the trainer's hooks
+
+    def set_iteration(self, iteration: int) -> None:
+        """The main-phase training iteration about to run (0, 1, ...): the wall model's warm-up schedule."""
+        self.wall_model.set_iteration(iteration)
+
+    def count_spans(self, states: Tensor, reduce: Callable[[Tensor], Tensor] | None = None) -> None:
+        """Let the wall model learn from training walks: ``states`` (B, T, S) as ``loss_and_states``
+        returns them. ``reduce`` sums over processes under DDP (``DistributedContext.sum``)."""
+        self.wall_model.count_spans(self.transition, states, reduce)
 
     @staticmethod
     def to_pixels(observations: Tensor) -> Tensor:
@@ -434,37 +271,11 @@ class GTMSM(nn.Module):
 
     # ------------------------------------------------------------------ states
 
-    def infer_states(self, pixels: Tensor, actions: Tensor, *, gate_open: bool = False) -> tuple[Tensor, Tensor]:
-        """States (B, T, S) and gates (B, T) of an *observed* walk, pixels (B, T, H, W, C) in [0, 1].
-
-        "edges": a move is blocked iff "the view stayed" explains the crop better than "the
-        view slid by the action's pixel shift" (``memory.infer_blocked``); a move the pixels
-        cannot decide (a flat view) is decided by loop closure (``memory.resolve_ambiguous_moves``);
-        s_t is the cumulative sum of the unblocked moves.
-        "absolute": the learned gate; ``gate_open`` bypasses it (early training). Step 0 is the
-        reset: s_0 = 0, gate 1.
-        """
-        actions = actions.long()
-        c = self.config
-        if c.wall_model == "absolute":
-            return self.transition(actions, gate_open=gate_open)
-        moves = self.transition.action_matrix()[actions]  # (B, T, S)
-        with torch.no_grad():
-            signs = self.transition.action_signs
-            evidence = infer_blocked(pixels, actions, signs, c.stay_action, c.ambiguity_margin, c.crop_size - 2)
-            blocked = evidence.blocked
-            if evidence.ambiguous.any():
-                # Same cell, same crop up to noise: twice the noise variance, measured on stay steps.
-                change = crop_change(pixels)
-                stay = actions == c.stay_action
-                stay[:, 0] = False
-                noise = torch.where(stay, change, torch.full_like(change, float("nan"))).nanmedian(1).values
-                threshold = c.loop_closure_threshold + 2 * torch.nan_to_num(noise, nan=0.0)
-                blocked = resolve_ambiguous_moves(pixels, actions, blocked, evidence.ambiguous, signs, threshold)
-        free = (~blocked).to(moves.dtype)
-        free[:, 0] = 0.0  # the reset does not move
-        steps = moves * free.unsqueeze(-1)
-        return steps.cumsum(1), 1.0 - blocked.to(moves.dtype)
+    def infer_states(self, pixels: Tensor, actions: Tensor) -> tuple[Tensor, Tensor]:
+        """States (B, T, S) and gates (B, T) of an *observed* walk, pixels (B, T, H, W, C) in [0, 1],
+        as the wall model infers them (``WallModel.infer``). Step 0 is the reset: s_0 = 0, gate 1."""
+        walk = self.wall_model.infer(self.transition, pixels, actions.long())
+        return walk.states, walk.gates
 
     # ------------------------------------------------------------------ training
 
@@ -483,17 +294,16 @@ class GTMSM(nn.Module):
         return {"loss": nll + kl_weight * kl, "nll": nll, "kl_prior": kl,
                 "mse": (decoded - pixels).square().mean()}
 
-    def loss(
-        self,
-        observations: Tensor,
-        actions: Tensor,
-        tau: int,
-        *,
-        gate_open: bool = False,
-        kl_weight: float = 1.0,
-        memory_kl_weight: float = 1.0,
-    ) -> dict[str, Tensor]:
-        """The training objective, averaged per step.
+    def loss(self, observations: Tensor, actions: Tensor, tau: int, *, kl_weight: float = 1.0,
+             memory_kl_weight: float = 1.0) -> dict[str, Tensor]:
+        """The training objective, averaged per step, and its parts (see ``loss_and_states``)."""
+        return self.loss_and_states(observations, actions, tau, kl_weight=kl_weight,
+                                    memory_kl_weight=memory_kl_weight)[0]
+
+    def loss_and_states(self, observations: Tensor, actions: Tensor, tau: int, *, kl_weight: float = 1.0,
+                        memory_kl_weight: float = 1.0) -> tuple[dict[str, Tensor], Tensor]:
+        """The training objective, averaged per step, with its parts; and the walks' states (B, T, S)
+        as the wall model inferred them (before transition noise), for ``count_spans``.
 
         Every step t pays the reconstruction term -E_q[log p(x_t | z_t)]. Step t then pays the
         KL from q(z_t | x_t) to the memory prior built from the keys written *before* it:
@@ -508,6 +318,7 @@ class GTMSM(nn.Module):
           pulls towards look-alikes. Prediction uses the top K, as in the paper.
         The mixture KL uses the bound of ``mixture_kl_bound``. Training sees every observation,
         so with wall_model "edges" the states of all steps come from the inferred blocked moves.
+        Nothing here changes the model: the trainer passes the states on to ``count_spans``.
         """
         self.check_inputs(observations, actions)
         if not 1 <= tau <= observations.shape[1]:
@@ -518,12 +329,8 @@ class GTMSM(nn.Module):
         decoded = self.vae.decode(posterior.rsample())
         nll = -self.vae.log_likelihood(pixels, decoded)  # (B, T)
 
-        states, gates = self.infer_states(pixels, actions, gate_open=gate_open)
-        if self.training and self.config.wall_model == "edges":
-            with torch.no_grad():  # the walks' spans, before any transition noise
-                self.span_counts += world_span_counts(states.detach(), self.lattice_basis(), SPAN_BINS)
-            if self.config.state_noise > 0:  # eps_t on every step, accumulated along the walk
-                states = states + (self.config.state_noise * torch.randn_like(states)).cumsum(1)
+        walk = self.wall_model.infer(self.transition, pixels, actions.long(), for_training=True)
+        states, gates = walk.loss_states, walk.gates
         # Queries are steps 1..T-1 (step 0 has no memory yet); keys and values are steps < tau.
         keys = states[:, :tau]
         values = posterior[:, :tau]
@@ -541,7 +348,7 @@ class GTMSM(nn.Module):
             + kl_weight * predict.sum(1)
         ).mean() / steps
         moving = actions[:, 1:] != self.config.stay_action
-        return {
+        parts = {
             "loss": total,
             "nll": nll.mean(),
             "kl_prior": prior_kl.mean(),
@@ -550,6 +357,7 @@ class GTMSM(nn.Module):
             "mse": (decoded - pixels).square().mean(),
             "gate_moving": (gates[:, 1:][moving].mean() if moving.any() else nll.new_ones(())).detach(),
         }
+        return parts, walk.states
 
     # ------------------------------------------------------------------ observe / imagine
 
@@ -573,7 +381,8 @@ class GTMSM(nn.Module):
             pixels = torch.cat([memory.observed_pixels, pixels], 1)
             actions = torch.cat([memory.observed_actions, actions], 1)
             values = cat_gaussians([memory.values, values], 1)
-        states, gates = self.infer_states(pixels, actions)
+        walk = self.wall_model.infer(self.transition, pixels, actions)
+        states, gates = walk.states, walk.gates
         moving = actions != c.stay_action
         moving[:, 0] = False  # the reset is not a move
         previous_states = torch.cat([states[:, :1], states[:, :-1]], 1)
@@ -581,48 +390,27 @@ class GTMSM(nn.Module):
         return WorldMemory(
             keys=states, values=values, edges=EdgeMemory(midpoints, gates < 0.5, moving), visited=states,
             state=states[:, -1], observed_pixels=pixels, observed_actions=actions,
-            moved=moving & (gates > 0.5), gates=gates, steps=states.shape[1])
+            moved=moving & (gates > 0.5), gates=gates, steps=states.shape[1], best_shifts=walk.best_shifts)
 
     @torch.no_grad()
     def imagine(self, actions: Tensor, memory: WorldMemory, *, mode: str = "mean",
                 k: int | None = None) -> tuple[Prediction, WorldMemory]:
         """Predict the crops of the next steps from actions (B, n) alone, one step at a time.
 
-        Each step moves the state (with "edges", a move is blocked iff the edge memory or, for an
-        edge never tried, the extent prior says so; the decision is written back), then reads the
-        key memory (and the canvas for novel views). Returns the prediction of these n steps
-        (``states`` and ``gates`` of these steps only) and the updated memory.
+        Each step moves the state as the wall model decides (``WallModel.imagine``; with "edges", a
+        move is blocked iff the edge memory or, for an edge never tried, the extent prior says so,
+        and the decision is written back), then reads the key memory (and the canvas for novel
+        views). Returns the prediction of these n steps (``states`` and ``gates`` of these steps
+        only) and the updated memory.
         """
         self.check_actions(actions)
         if memory.observed == 0:
             raise ValueError("imagine needs at least one observed step in memory")
         c = self.config
-        actions = actions.long()
-        moves_table = self.transition.action_matrix()
-        basis = self.lattice_basis()
-        span = self.world_span()
-        state, edges, visited = memory.state, memory.edges, memory.visited
-        states, gates = [], []
-        for t in range(actions.shape[1]):
-            move = moves_table[actions[:, t]]
-            if c.wall_model == "absolute":
-                gate = self.transition.gate(state + move)
-            else:
-                midpoint = state + 0.5 * move
-                known, remembered = edges.lookup(midpoint, c.edge_radius)
-                moving = actions[:, t] != c.stay_action
-                blocked = torch.where(known, remembered, extent_prior(visited, state, move, basis,
-                                                                        edges=edges, world_span=span)) & moving
-                edges = edges.write(midpoint.unsqueeze(1), blocked.unsqueeze(1), moving.unsqueeze(1))
-                gate = 1.0 - blocked.to(move.dtype)
-            state = state + move * gate.unsqueeze(-1)
-            visited = torch.cat([visited, state.unsqueeze(1)], 1)
-            states.append(state)
-            gates.append(gate)
-        states_t, gates_t = torch.stack(states, 1), torch.stack(gates, 1)
-        memory = WorldMemory(memory.keys, memory.values, edges, visited, state, memory.observed_pixels,
-                             memory.observed_actions, memory.moved, torch.cat([memory.gates, gates_t], 1),
-                             memory.steps + actions.shape[1], memory._canvas_cache)
+        states_t, gates_t, edges, visited = self.wall_model.imagine(self.transition, actions.long(), memory.state,
+                                                                    memory.edges, memory.visited)
+        memory = replace(memory, edges=edges, visited=visited, state=states_t[:, -1],
+                         gates=torch.cat([memory.gates, gates_t], 1), steps=memory.steps + actions.shape[1])
         readout = read_key_memory(memory.keys, memory.values, states_t, k or c.knn_k, c.delta, mode)
         pixels = self.vae.decode(readout.z)
         from_canvas = torch.zeros(pixels.shape[:2], dtype=torch.bool, device=pixels.device)
@@ -634,10 +422,10 @@ class GTMSM(nn.Module):
 
     def pixel_map(self, memory: WorldMemory) -> tuple[Tensor, Tensor]:
         """A (B, 2, S): state units → pixel offsets of the view, estimated from the observed moves
-        (``memory.estimate_pixel_map``), and (B,) whether it could be estimated."""
+        (``canvas.estimate_pixel_map``), and (B,) whether it could be estimated."""
         c = self.config
         return estimate_pixel_map(memory.observed_pixels, memory.observed_actions, memory.keys, memory.moved,
-                                  c.num_actions, max_shift=c.crop_size - 2)
+                                  c.num_actions, max_shift=c.crop_size - 2, best_shifts=memory.best_shifts)
 
     def canvas(self, memory: WorldMemory) -> tuple[Tensor, Tensor, Canvas | None]:
         """The pixel map, where it holds, and the canvas of decoded memories (cached per memory size)."""

@@ -13,9 +13,9 @@ from typing import Any
 PRESETS: dict[str, dict[str, Any]] = {
     # Seconds: a smoke test of every code path, not a trained model.
     "debug": {
-        "model": dict(z_dim=8, vae_hidden=32, gate_hidden=8, knn_k=3),
+        "model": dict(z_dim=8, vae_hidden=32, gate_hidden=8, knn_k=3, gate_open_iters=3),
         "schedule": dict(vae_warmup_iters=10, vae_batch_size=32, iterations=12, batch_size=4, seq_len=40,
-                         tau=32, curriculum_start=12, curriculum_iters=6, gate_open_iters=3,
+                         tau=32, curriculum_start=12, curriculum_iters=6,
                          kl_warmup_iters=5, eval_every=6, eval_sequences=4, eval_tau=32, eval_horizon=16),
         "run": dict(checkpoint_every=5),
     },
@@ -29,9 +29,9 @@ PRESETS: dict[str, dict[str, Any]] = {
         "model": dict(z_dim=128, vae_hidden=512, wall_model="edges", gate_hidden=32, ambiguity_margin=1e-5,
                       loop_closure_threshold=1e-6, edge_radius=0.25, untried_edges="span", refine_steps=10,
                       refine_lr=0.1, novel_view="canvas", canvas_radius=0.0, knn_k=5, pixel_sigma=0.007,
-                      state_noise=0.0),
+                      state_noise=0.0, gate_open_iters=100),
         "schedule": dict(vae_warmup_iters=2000, vae_batch_size=256, iterations=700, batch_size=16, seq_len=288,
-                         tau=256, curriculum_start=24, curriculum_iters=500, gate_open_iters=100, kl_start=0.1,
+                         tau=256, curriculum_start=24, curriculum_iters=500, kl_start=0.1,
                          kl_warmup_iters=300, lr_vae=2e-3, lr_state=1e-2, grad_clip=10.0, augment_crops=True,
                          augment_sequences=True, eval_every=350, eval_sequences=32, eval_tau=256,
                          eval_horizon=256),

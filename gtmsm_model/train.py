@@ -115,7 +115,7 @@ def train_step(state: TrainState, sampler: RolloutSampler, config: TrainConfig, 
     state.optimizer.zero_grad(set_to_none=True)
     totals: dict[str, torch.Tensor] = {}
     phase = "vae" if step < schedule.vae_warmup_iters else "main"
-    spans_before = model.span_counts.clone() if context.enabled else None  # the same on every rank
+    walks = []  # the main phase's walks, for the wall model's world-span prior
     for shard in shards.local:
         if shards.total > 1:
             torch.manual_seed(shard_seed(config.run.seed, step, shard))
@@ -133,15 +133,15 @@ def train_step(state: TrainState, sampler: RolloutSampler, config: TrainConfig, 
             observations = batch.observations
             if schedule.augment_sequences:
                 observations = augment_pixels(model.to_pixels(observations), geometric=False)
-            parts = loss_module(
-                "main", observations, batch.actions, tau=min(schedule.tau, length),
-                gate_open=iteration < schedule.gate_open_iters, kl_weight=schedule.kl_weight(iteration),
-            )
+            model.set_iteration(iteration)
+            parts, states = loss_module("main", observations, batch.actions, tau=min(schedule.tau, length),
+                                        kl_weight=schedule.kl_weight(iteration))
+            walks.append(states.detach())
         (parts["loss"] / len(shards.local)).backward()
         for name, value in parts.items():
             totals[name] = totals.get(name, 0) + value.detach() / len(shards.local)
-    if context.enabled:  # every rank counts the walks of all shards, as one process would
-        model.span_counts.copy_(spans_before + context.sum(model.span_counts - spans_before))
+    if walks:  # every rank counts the walks of all shards, as one process would
+        model.count_spans(torch.cat(walks), reduce=context.sum)
     torch.nn.utils.clip_grad_norm_(model.parameters(), schedule.grad_clip)
     state.optimizer.step()
     state.step += 1

@@ -338,7 +338,7 @@ def test_a_walk_that_stopped_one_cell_short_is_predicted_exactly_with_the_world_
     results = {}
     for rule in ("extent", "span"):
         model = perfect_model(novel_view="knn", knn_k=1, untried_edges=rule)
-        model.span_counts[:, 8] = 1  # as if trained on 9x9 grids
+        model.wall_model.span_counts[:, 8] = 1  # as if trained on 9x9 grids
         prediction = model.predict(pixels, actions, tau)
         results[rule] = (prediction.gates[0, tau:].tolist(), prediction.pixels[0, -1])
     assert results["span"][0] == [1.0, 1.0]  # both moves went through
@@ -357,7 +357,7 @@ def test_a_wall_only_guessed_while_imagining_is_not_evidence_for_the_span_prior(
     actions = torch.tensor([[STAY] + [RIGHT] * 6 + imagined])
     pixels = walk(image, cells)
     model = perfect_model(novel_view="knn", knn_k=1, untried_edges="span")
-    model.span_counts[:, 8] = 1
+    model.wall_model.span_counts[:, 8] = 1
     gates = model.predict(pixels, actions, len(cells)).gates[0, len(cells):]
     assert gates[6] == 0  # 2 -> 1 guessed a wall (nothing observed beyond column 2)
     assert gates[-1] == 0  # so the guess must not let 8 -> 9 through the real border

@@ -39,7 +39,7 @@ def test_shapes_and_dtypes_through_every_module() -> None:
     decoded = model.vae.decode(posterior.mean)
     assert decoded.shape == (3, 20, 8, 8, 3) and decoded.dtype == torch.float32
     assert model.vae.log_likelihood(pixels, decoded).shape == (3, 20)
-    states, gates = model.transition(actions)
+    states, gates = model.infer_states(pixels, actions)
     assert states.shape == (3, 20, 2) and gates.shape == (3, 20)
     assert torch.all(states[:, 0] == 0)
     parts = model.loss(observations, actions, tau=12)
@@ -61,12 +61,20 @@ def test_action_vectors_are_tied_and_unit_length() -> None:
 
 
 def test_open_gate_states_are_the_sum_of_move_vectors() -> None:
-    transition = GTMSM(GTMSMConfig(**TINY)).transition
+    model = GTMSM(GTMSMConfig(**TINY, wall_model="absolute", gate_open_iters=2))
     actions = torch.tensor([[0, 4, 4, 2, 0, 3]])
-    states, _ = transition(actions, gate_open=True)
-    matrix = transition.action_matrix()
+    pixels = torch.rand(1, 6, 8, 8, 3)
+    matrix = model.transition.action_matrix()
     expected = torch.cumsum(matrix[actions[0, 1:]], 0)
-    torch.testing.assert_close(states[0, 1:], expected)
+    model.set_iteration(1)  # within the warm-up: the training walk's gate is held open ...
+    walk = model.wall_model.infer(model.transition, pixels, actions, for_training=True)
+    torch.testing.assert_close(walk.states[0, 1:], expected)
+    assert torch.equal(walk.gates, torch.ones(1, 6))
+    gated, gates = model.infer_states(pixels, actions)  # ... an observed walk's is not
+    assert (gates[0, 1:] < 1).all() and not torch.allclose(gated[0, 1:], expected)
+    model.set_iteration(2)  # after the warm-up the training walk is gated too
+    torch.testing.assert_close(model.wall_model.infer(model.transition, pixels, actions, for_training=True).states,
+                               gated)
 
 
 def test_retrieval_returns_the_right_neighbours_on_hand_built_keys() -> None:
@@ -228,10 +236,10 @@ def test_checkpoints_from_before_the_span_prior_and_refined_codes_load_unchanged
     config = GTMSMConfig.from_dict(saved)
     assert config.untried_edges == "extent" and config.refine_steps == 0  # as they were trained and measured
     state = GTMSM(config).state_dict()
-    state.pop("span_counts")
+    state.pop("wall_model.span_counts")
     model = GTMSM(config)
     model.load_state_dict(state)  # no span counts saved: the span is unknown
-    assert not model.span_counts.any() and model.world_span() is None
+    assert not model.wall_model.span_counts.any() and model.world_span() is None
 
 
 def test_refined_codes_reconstruct_better_than_the_encoders_mean() -> None:
@@ -261,17 +269,23 @@ def test_training_counts_the_world_span_and_evaluation_does_not() -> None:
     rollouts = collect_rollouts(4, 300, seed=5)
     observations, actions = torch.as_tensor(rollouts.observations), torch.as_tensor(rollouts.actions)
     model = GTMSM(GTMSMConfig(**TINY))
-    model.loss(observations, actions, tau=200)
-    assert model.span_counts.sum(1).tolist() == [4, 4]  # one walk per axis
+    counts = model.wall_model.span_counts
+    _, states = model.loss_and_states(observations, actions, tau=200)
+    assert not counts.any()  # the loss changes nothing: the trainer counts the walks it returns
+    model.count_spans(states)
+    assert counts.sum(1).tolist() == [4, 4]  # one walk per axis
     spans = rollouts.positions.max(1) - rollouts.positions.min(1)  # (walks, (row, column)): the true spans
-    expected = torch.zeros_like(model.span_counts)
+    expected = torch.zeros_like(counts)
     for walk_spans in spans:  # pair 0 moves up/down (rows), pair 1 left/right (columns)
         expected[0, walk_spans[0]] += 1
         expected[1, walk_spans[1]] += 1
-    assert torch.equal(model.span_counts, expected)
+    assert torch.equal(counts, expected)
     model.eval()
     model.loss(observations, actions, tau=200)
-    assert model.span_counts.sum().item() == 8
+    model.predict(observations, actions, tau=200)
+    assert counts.sum().item() == 8
+    model.count_spans(states, reduce=lambda c: 2 * c)  # as if summed over two processes
+    assert torch.equal(counts, 3 * expected)
 
 
 def test_transition_noise_does_not_stretch_the_learned_world_span() -> None:
@@ -281,9 +295,11 @@ def test_transition_noise_does_not_stretch_the_learned_world_span() -> None:
     observations, actions = torch.as_tensor(rollouts.observations), torch.as_tensor(rollouts.actions)
     quiet, noisy = GTMSM(GTMSMConfig(**TINY)), GTMSM(GTMSMConfig(**TINY, state_noise=0.2))
     noisy.load_state_dict(quiet.state_dict())
-    quiet.loss(observations, actions, tau=200)
-    noisy.loss(observations, actions, tau=200)
-    assert torch.equal(noisy.span_counts, quiet.span_counts)
+    for model in (quiet, noisy):
+        parts, states = model.loss_and_states(observations, actions, tau=200)
+        model.count_spans(states)
+    assert torch.equal(noisy.wall_model.span_counts, quiet.wall_model.span_counts)
+    assert quiet.wall_model.span_counts.any()
 
 
 def test_resuming_a_run_from_before_the_span_prior_names_the_changed_settings(tmp_path) -> None:
@@ -303,3 +319,86 @@ def test_resuming_a_run_from_before_the_span_prior_names_the_changed_settings(tm
     # Resumed with the settings it was trained with: fine.
     check_resumable(payload, make_config("debug", out_dir=str(tmp_path), untried_edges="extent", refine_steps=0),
                     tmp_path / "checkpoint.pt")
+
+
+@pytest.mark.parametrize("wall_model", ["edges", "absolute"])
+def test_checkpoints_with_the_older_state_dict_names_load_and_predict_the_same(wall_model: str) -> None:
+    torch.manual_seed(0)
+    config = GTMSMConfig(**TINY, wall_model=wall_model, refine_steps=0)
+    model = GTMSM(config).eval()
+    if wall_model == "edges":
+        model.wall_model.span_counts[:, 3] = 2
+    observations, actions = random_batch(steps=20)
+    old_layout = {name: tensor for name, tensor in model.state_dict().items() if not name.startswith("wall_model.")}
+    old_layout["span_counts"] = getattr(model.wall_model, "span_counts", torch.zeros(2, 256, dtype=torch.long))
+    assert set(old_layout) == {"span_counts", "transition.directions", *(f"transition.gate_net.{i}.{p}" for i in (0, 2, 4)
+                               for p in ("weight", "bias")), *(f"vae.{part}.{i}.{p}" for part in ("encoder", "decoder")
+                               for i in (0, 2, 4) for p in ("weight", "bias"))}
+    loaded = GTMSM(config).eval()
+    loaded.load_state_dict(old_layout)  # strict: every name maps
+    assert loaded.state_dict().keys() == model.state_dict().keys()
+    for name, tensor in model.state_dict().items():
+        assert torch.equal(loaded.state_dict()[name], tensor), name
+    expected, got = (m.predict(observations, actions, tau=12) for m in (model, loaded))
+    assert torch.equal(expected.pixels, got.pixels) and torch.equal(expected.gates, got.gates)
+
+
+def test_a_third_wall_model_is_one_registered_class() -> None:
+    from gtmsm_model.wall_models import WALL_MODELS, ObservedWalk, WallModel, register_wall_model
+
+    @register_wall_model("open")
+    class OpenWalls(WallModel):
+        """Every move goes through."""
+
+        def infer(self, moves, pixels, actions, *, for_training=False):
+            states = moves.action_matrix()[actions]
+            states[:, 0] = 0
+            return ObservedWalk(states.cumsum(1), torch.ones(actions.shape, dtype=states.dtype))
+
+        def move_rule(self, moves):
+            return lambda state, move, moving, edges, visited: (torch.ones(state.shape[0]), edges)
+
+    try:
+        model = GTMSM(GTMSMConfig(**TINY, wall_model="open"))
+        assert isinstance(model.wall_model, OpenWalls) and model.wall_model.name == "open"
+        observations, actions = random_batch(steps=20)
+        prediction = model.predict(observations, actions, tau=12)
+        assert torch.equal(prediction.gates, torch.ones(3, 20))
+        parts, states = model.loss_and_states(observations, actions, tau=12)
+        model.count_spans(states)  # the default wall model keeps nothing
+        assert torch.isfinite(parts["loss"]) and model.world_span() is None
+        with pytest.raises(ValueError, match="already registered"):
+            register_wall_model("open")(OpenWalls)
+    finally:
+        WALL_MODELS.pop("open")
+    with pytest.raises(ValueError, match="wall_model must be one of"):
+        GTMSMConfig(wall_model="open")
+
+
+@pytest.mark.parametrize("wall_model", ["edges", "absolute"])
+def test_each_observed_moves_pixel_shift_is_fitted_once(wall_model: str, monkeypatch) -> None:
+    from gtmsm_model import canvas, memory
+
+    calls = []
+    fit = canvas.shift_errors
+
+    def counted(previous, current, max_shift):
+        calls.append(previous.shape)
+        return fit(previous, current, max_shift)
+
+    monkeypatch.setattr(canvas, "shift_errors", counted)
+    monkeypatch.setattr(memory, "shift_errors", counted)
+    model = GTMSM(GTMSMConfig(**TINY, wall_model=wall_model, novel_view="canvas", refine_steps=0)).eval()
+    observations, actions = random_batch(steps=20)
+    prediction = model.predict(observations, actions, tau=12)  # observe, then imagine with the canvas
+    assert len(calls) == 1  # the edge model's fit serves the pixel map; the absolute gate fits none itself
+    monkeypatch.setattr(canvas, "shift_errors", fit)
+    monkeypatch.setattr(memory, "shift_errors", fit)
+    memory_now = model.observe(observations[:, :12], actions[:, :12])
+    if wall_model == "edges":
+        assert memory_now.best_shifts is not None
+        fitted = model.pixel_map(memory_now)
+        memory_now.best_shifts = None  # measured afresh: the same map
+        for a, b in zip(fitted, model.pixel_map(memory_now), strict=True):
+            assert torch.equal(a, b)
+    assert torch.isfinite(prediction.pixels).all()

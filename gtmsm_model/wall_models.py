@@ -1,0 +1,306 @@
+"""How walls stop moves: the move vectors M, and the wall models that decide which moves go through.
+
+The state moves by ``s_t = s_{t-1} + M a_t · g_t``: M (``StateTransition``) says where an action
+points, the gate g_t (1: the move went through, 0: a wall stopped it) is the *wall model*'s. A
+wall model (``WallModel``) owns everything about walls:
+
+* its state inference on an observed walk (``infer``: states and gates, plus what it measured on the way);
+* its decisions while imagining (``imagine``: a move from actions alone);
+* its training-time state (``count_spans``: statistics of the training walks it keeps) and its
+  warm-up schedule (``set_iteration``: the trainer says which main-phase iteration is next).
+
+Two are registered by name (``GTMSMConfig.wall_model``):
+
+* ``"edges"`` (``EdgeWalls``, the default; any start, walls anywhere): blocked moves are read off
+  the observations, an edge memory remembers each tried move, an extent/span prior decides the
+  edges never tried while imagining. Nothing depends on the absolute state.
+* ``"absolute"`` (``AbsoluteGate``, the seed's): a learned sigmoid gate of the absolute state,
+  actions trusted, the gate held open for the first ``gate_open_iters`` training iterations.
+
+A new wall model is one subclass decorated with ``@register_wall_model("name")``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from gtmsm_model.memory import (
+    EdgeMemory,
+    crop_change,
+    extent_prior,
+    infer_blocked,
+    resolve_ambiguous_moves,
+    span_from_counts,
+    world_span_counts,
+)
+
+if TYPE_CHECKING:
+    from gtmsm_model.model import GTMSMConfig
+
+SPAN_BINS = 256  # the world-span histogram's bins: spans of up to 255 moves
+
+# One move decision while imagining: (state (B, S), move (B, S), moving (B,) bool, edges, visited (B, N, S))
+# → (gate (B,), the edge memory after the decision).
+MoveRule = Callable[[Tensor, Tensor, Tensor, EdgeMemory, Tensor], tuple[Tensor, EdgeMemory]]
+
+
+class StateTransition(nn.Module):
+    """The move vectors M, and the parameters of the absolute wall gate.
+
+    M's columns are tied by two priors that hold in any grid world: the stay action does not
+    move (its column is 0), and each opposite pair cancels (left = −right). Each move vector is
+    normalised to unit length; this fixes the gauge (one grid cell = one unit of s) so the scale
+    of the state cannot collapse or drift, and leaves the wall model as the only way to stand still.
+
+    ``gate_net`` is the absolute gate's network (``AbsoluteGate``; the edge model never reads
+    it). Every model carries it, so the parameters — checkpoint keys, optimiser groups and the
+    seeded initial draw — are the same whichever wall model is chosen.
+    """
+
+    def __init__(self, config: GTMSMConfig) -> None:
+        super().__init__()
+        self.config = config
+        pairs = config.opposite_actions
+        # Random initial directions; the model learns which way each pair points.
+        self.directions = nn.Parameter(torch.randn(len(pairs), config.s_dim))
+        sign = torch.zeros(config.num_actions, len(pairs))
+        for i, (negative, positive) in enumerate(pairs):
+            sign[negative, i], sign[positive, i] = -1.0, 1.0
+        self.register_buffer("action_signs", sign, persistent=False)
+        width = config.gate_hidden
+        self.gate_net = nn.Sequential(
+            nn.Linear(config.s_dim, width),
+            nn.ReLU(),
+            nn.Linear(width, width),
+            nn.ReLU(),
+            nn.Linear(width, 1),
+        )
+        nn.init.constant_(self.gate_net[-1].bias, config.gate_init_bias)
+
+    def action_matrix(self) -> Tensor:
+        """M as a (num_actions, s_dim) table: row a is the move vector of action a."""
+        return self.action_signs @ self.lattice_basis()
+
+    def lattice_basis(self) -> Tensor:
+        """(P, S): the unit move vector of each opposite-action pair."""
+        return F.normalize(self.directions, dim=-1)
+
+
+@dataclass
+class ObservedWalk:
+    """What a wall model infers from an observed walk of T steps (step 0 is the reset: s_0 = 0, gate 1)."""
+
+    states: Tensor  # (B, T, S), before any training noise
+    gates: Tensor  # (B, T): 1 where the move went through (a soft value for a learned gate)
+    best_shifts: Tensor | None = None  # (B, T-1) the best-aligning pixel shift per step, if it was measured
+    noisy_states: Tensor | None = None  # (B, T, S) with the transition noise eps_t, when the loss adds it
+
+    @property
+    def loss_states(self) -> Tensor:
+        """The states the training objective reads."""
+        return self.states if self.noisy_states is None else self.noisy_states
+
+
+class WallModel(nn.Module):
+    """How walls stop moves: one implementation per ``GTMSMConfig.wall_model`` name.
+
+    ``moves`` (the model's ``StateTransition``) is passed to each call rather than held, so the
+    wall model's own parameters and buffers (if any) are all that it adds to the state dict.
+    """
+
+    name: ClassVar[str]
+
+    def __init__(self, config: GTMSMConfig) -> None:
+        super().__init__()
+        self.config = config
+
+    def set_iteration(self, iteration: int) -> None:
+        """The trainer calls this before each main-phase iteration (0, 1, ...): the warm-up hook.
+        The default has no schedule."""
+
+    def infer(self, moves: StateTransition, pixels: Tensor, actions: Tensor, *,
+              for_training: bool = False) -> ObservedWalk:
+        """States and gates of an observed walk: pixels (B, T, H, W, C) in [0, 1], actions (B, T) long.
+        ``for_training``: the walk the training objective reads (warm-up and transition noise apply)."""
+        raise NotImplementedError
+
+    def move_rule(self, moves: StateTransition) -> MoveRule:
+        """How a move is decided while imagining (built once per ``imagine`` call)."""
+        raise NotImplementedError
+
+    def imagine(self, moves: StateTransition, actions: Tensor, state: Tensor, edges: EdgeMemory,
+                visited: Tensor) -> tuple[Tensor, Tensor, EdgeMemory, Tensor]:
+        """Move from ``state`` (B, S) by actions (B, n) alone, one step at a time, each move decided
+        by ``move_rule``. Returns the states (B, n, S), gates (B, n), the edge memory and every
+        visited state (``visited`` with the n new states appended)."""
+        table = moves.action_matrix()
+        decide = self.move_rule(moves)
+        states, gates = [], []
+        for t in range(actions.shape[1]):
+            move = table[actions[:, t]]
+            gate, edges = decide(state, move, actions[:, t] != self.config.stay_action, edges, visited)
+            state = state + move * gate.unsqueeze(-1)
+            visited = torch.cat([visited, state.unsqueeze(1)], 1)
+            states.append(state)
+            gates.append(gate)
+        return torch.stack(states, 1), torch.stack(gates, 1), edges, visited
+
+    def count_spans(self, moves: StateTransition, states: Tensor,
+                    reduce: Callable[[Tensor], Tensor] | None = None) -> None:
+        """Learn from the training walks' states (B, T, S) (``ObservedWalk.states``). ``reduce`` sums
+        a statistic over processes (DDP), so every process keeps the same. The default keeps nothing."""
+
+    def world_span(self) -> Tensor | None:
+        """(P,) the world's span along each lattice axis in moves, if this wall model learns it."""
+        return None
+
+
+WALL_MODELS: dict[str, type[WallModel]] = {}
+"""The wall models by name (``GTMSMConfig.wall_model``), in registration order (the first is the default)."""
+
+
+def register_wall_model(name: str) -> Callable[[type[WallModel]], type[WallModel]]:
+    """Class decorator: make a ``WallModel`` subclass available as ``GTMSMConfig(wall_model=name)``."""
+
+    def register(cls: type[WallModel]) -> type[WallModel]:
+        if name in WALL_MODELS:
+            raise ValueError(f"wall model {name!r} is already registered ({WALL_MODELS[name].__name__})")
+        cls.name = name
+        WALL_MODELS[name] = cls
+        return cls
+
+    return register
+
+
+def make_wall_model(config: GTMSMConfig) -> WallModel:
+    return WALL_MODELS[config.wall_model](config)
+
+
+@register_wall_model("edges")
+class EdgeWalls(WallModel):
+    """Blocked moves read off the observations; an edge memory and an extent/span prior while imagining.
+
+    Observing: a move is blocked iff "the view stayed" explains the crop better than "the view
+    slid by the action's pixel shift" (``memory.infer_blocked``); a move the pixels cannot decide
+    (a flat view) is decided by loop closure (``memory.resolve_ambiguous_moves``); s_t is the
+    cumulative sum of the unblocked moves. Imagining: a move is blocked iff the edge memory says
+    so or, for an edge never tried, the extent prior (corrected by the world span learned from the
+    training walks with ``untried_edges="span"``); each decision is written back.
+
+    ``span_counts`` (P, SPAN_BINS): how many training walks spanned 0, 1, ... moves along each
+    lattice axis (the world-span prior), counted by ``count_spans``.
+    """
+
+    def __init__(self, config: GTMSMConfig) -> None:
+        super().__init__(config)
+        self.register_buffer("span_counts", torch.zeros(len(config.opposite_actions), SPAN_BINS, dtype=torch.long))
+
+    def infer(self, moves: StateTransition, pixels: Tensor, actions: Tensor, *,
+              for_training: bool = False) -> ObservedWalk:
+        c = self.config
+        step_moves = moves.action_matrix()[actions]  # (B, T, S)
+        with torch.no_grad():
+            signs = moves.action_signs
+            evidence = infer_blocked(pixels, actions, signs, c.stay_action, c.ambiguity_margin, c.crop_size - 2)
+            blocked = evidence.blocked
+            if evidence.ambiguous.any():
+                # Same cell, same crop up to noise: twice the noise variance, measured on stay steps.
+                change = crop_change(pixels)
+                stay = actions == c.stay_action
+                stay[:, 0] = False
+                noise = torch.where(stay, change, torch.full_like(change, float("nan"))).nanmedian(1).values
+                threshold = c.loop_closure_threshold + 2 * torch.nan_to_num(noise, nan=0.0)
+                blocked = resolve_ambiguous_moves(pixels, actions, blocked, evidence.ambiguous, signs, threshold)
+        free = (~blocked).to(step_moves.dtype)
+        free[:, 0] = 0.0  # the reset does not move
+        states = (step_moves * free.unsqueeze(-1)).cumsum(1)
+        noisy = None
+        if for_training and self.training and c.state_noise > 0:  # eps_t on every step, accumulated along the walk
+            noisy = states + (c.state_noise * torch.randn_like(states)).cumsum(1)
+        return ObservedWalk(states, 1.0 - blocked.to(step_moves.dtype), evidence.best_shifts, noisy)
+
+    def move_rule(self, moves: StateTransition) -> MoveRule:
+        radius, basis, span = self.config.edge_radius, moves.lattice_basis(), self.world_span()
+
+        def decide(state: Tensor, move: Tensor, moving: Tensor, edges: EdgeMemory,
+                   visited: Tensor) -> tuple[Tensor, EdgeMemory]:
+            midpoint = state + 0.5 * move
+            known, remembered = edges.lookup(midpoint, radius)
+            blocked = torch.where(known, remembered, extent_prior(visited, state, move, basis,
+                                                                    edges=edges, world_span=span)) & moving
+            edges = edges.write(midpoint.unsqueeze(1), blocked.unsqueeze(1), moving.unsqueeze(1))
+            return 1.0 - blocked.to(move.dtype), edges
+
+        return decide
+
+    @torch.no_grad()
+    def count_spans(self, moves: StateTransition, states: Tensor,
+                    reduce: Callable[[Tensor], Tensor] | None = None) -> None:
+        counts = world_span_counts(states.detach(), moves.lattice_basis(), SPAN_BINS)
+        self.span_counts += counts if reduce is None else reduce(counts)
+
+    def world_span(self) -> Tensor | None:
+        """None with untried_edges "extent" or before any training walk was counted."""
+        if self.config.untried_edges != "span" or not bool(self.span_counts.any()):
+            return None
+        return span_from_counts(self.span_counts)
+
+
+@register_wall_model("absolute")
+class AbsoluteGate(WallModel):
+    """The seed's wall model: ``g_t = gate(s_{t-1} + M a_t)``, a small learned sigmoid network of the
+    absolute state (``StateTransition.gate_net``); the actions are trusted.
+
+    Exact when every episode starts on the same cell; wrong when the start moves, because s_0 = 0
+    then names a different cell. Warm-up: for the first ``gate_open_iters`` training iterations the
+    gate is held open (every move succeeds), so M first learns which way each action points.
+    """
+
+    def __init__(self, config: GTMSMConfig) -> None:
+        super().__init__(config)
+        self.held_open = False
+
+    def set_iteration(self, iteration: int) -> None:
+        self.held_open = iteration < self.config.gate_open_iters
+
+    @staticmethod
+    def gate(moves: StateTransition, proposed: Tensor) -> Tensor:
+        """σ_d: probability that a move ending at ``proposed`` (..., S) is allowed → (...)."""
+        return torch.sigmoid(moves.gate_net(proposed)).squeeze(-1)
+
+    def infer(self, moves: StateTransition, pixels: Tensor, actions: Tensor, *,
+              for_training: bool = False) -> ObservedWalk:
+        """The gated rollout of the actions alone (the pixels are not read); transition noise in
+        train mode. The warm-up hold applies to the training walk only."""
+        return ObservedWalk(*self.rollout(moves, actions, gate_open=for_training and self.held_open))
+
+    def rollout(self, moves: StateTransition, actions: Tensor, gate_open: bool = False) -> tuple[Tensor, Tensor]:
+        """actions (B, T) long → states (B, T, S) with s_0 = 0, and gate values (B, T) (gates[:, 0] = 1).
+        ``gate_open`` bypasses the gate (every move succeeds)."""
+        batch, steps = actions.shape
+        step_moves = moves.action_matrix()[actions]  # (B, T, S)
+        state = step_moves.new_zeros(batch, self.config.s_dim)
+        states, gates = [state], [step_moves.new_ones(batch)]
+        noise = self.config.state_noise if self.training else 0.0
+        for t in range(1, steps):
+            proposed = state + step_moves[:, t]
+            gate = step_moves.new_ones(batch) if gate_open else self.gate(moves, proposed)
+            state = state + step_moves[:, t] * gate.unsqueeze(-1)
+            if noise > 0:
+                state = state + noise * torch.randn_like(state)
+            states.append(state)
+            gates.append(gate)
+        return torch.stack(states, 1), torch.stack(gates, 1)
+
+    def move_rule(self, moves: StateTransition) -> MoveRule:
+        def decide(state: Tensor, move: Tensor, moving: Tensor, edges: EdgeMemory,
+                   visited: Tensor) -> tuple[Tensor, EdgeMemory]:
+            return self.gate(moves, state + move), edges
+
+        return decide
