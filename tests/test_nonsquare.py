@@ -26,7 +26,7 @@ from gtmsm_env.images import (
 )
 from gtmsm_env.maze import generate_maze, interior_edges, max_interior_walls, reachable_cells
 from gtmsm_env.rollouts import collect_rollouts
-from gtmsm_env.rollouts import main as rollouts_main
+from gtmsm_env.rollouts_cli import main as rollouts_main
 from gtmsm_env.vector_env import ImageNavVectorEnv
 
 os.environ.setdefault("SDL_VIDEODRIVER", "dummy")  # human render checks need no display

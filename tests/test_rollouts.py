@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from gtmsm_env import STAY, Rollouts, collect_rollouts, random_walk_actions
-from gtmsm_env.rollouts import main
+from gtmsm_env.rollouts_cli import main
 
 
 def test_random_walk_holds_directions_and_stays_on_zero_draws():
@@ -223,7 +223,7 @@ def test_cli_rejects_each_bad_flag_before_any_work(flags, message, tmp_path):
 def test_cli_rejects_an_unwritable_folder_before_any_work(tmp_path, monkeypatch, capsys):
     import os
 
-    from gtmsm_env import rollouts as module
+    from gtmsm_env import rollouts_cli as module
 
     locked = tmp_path / "locked"
     locked.mkdir()
@@ -280,7 +280,7 @@ def test_saved_file_follows_the_umask(rollouts, tmp_path):
 def test_cli_refuses_impossible_or_contradictory_runs_before_any_work(flags, message, tmp_path, monkeypatch,
                                                                       capsys):
     from gtmsm_cli import checks as flags_module
-    from gtmsm_env import rollouts as module
+    from gtmsm_env import rollouts_cli as module
 
     monkeypatch.setattr(module, "collect_rollouts", lambda *a, **k: pytest.fail("collected before the check"))
     monkeypatch.setattr(flags_module, "physical_memory", lambda: 64 * 10**9)  # the same verdict on any machine

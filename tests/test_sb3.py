@@ -124,7 +124,7 @@ def saved_policy(tmp_path_factory):
 
 
 def test_rollouts_from_an_sb3_policy_load_in_the_model_data_pipeline(saved_policy, tmp_path):
-    from gtmsm_env.rollouts import main
+    from gtmsm_env.rollouts_cli import main
     from gtmsm_model.data import RolloutSampler
 
     out = tmp_path / "ppo.npz"
@@ -143,7 +143,7 @@ def test_rollouts_from_an_sb3_policy_load_in_the_model_data_pipeline(saved_polic
 
 
 def test_a_policy_for_another_grid_or_a_junk_file_is_rejected(saved_policy, tmp_path, capsys):
-    from gtmsm_env.rollouts import main
+    from gtmsm_env.rollouts_cli import main
 
     with pytest.raises(ValueError, match="grid"):
         collect_rollouts(2, 5, seed=0, image_size=20, policy=saved_policy)

@@ -1,0 +1,205 @@
+"""``gtmsm-rollouts``: collect rollouts of ImageNav-v0 and write them to an ``.npz`` dataset.
+
+``gtmsm-rollouts --num-sequences 256 --seq-len 512 --seed 0 --out data/train.npz`` (also
+``python -m gtmsm_env.rollouts``). Every flag is checked before any rollout is collected; a bad
+one exits with one ``gtmsm-rollouts: error: ...`` line naming it (status 2).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from gtmsm_cli.checks import memory_problem, output_file_problem
+from gtmsm_cli.flags import (
+    SEED_MAX,
+    ArgumentParser,
+    add_dataclass_flags,
+    bounded,
+    dataclass_values,
+    error_text,
+    fail,
+    flag_text,
+)
+from gtmsm_env.images import ImageSize, ImageSizeError, canonical_image_size
+from gtmsm_env.rollouts import MAX_MEAN_HOLD, collect_rollouts
+from gtmsm_env.world import START_MODES, WALL_MODES, World
+
+PROG = "gtmsm-rollouts"
+
+
+@dataclass
+class RolloutArgs:
+    """The flags of ``gtmsm-rollouts`` (one flag per field, ``--num-sequences`` for
+    ``num_sequences``; the docstring under each field is its help text)."""
+
+    out: str
+    """output .npz path (its folder is created if missing)"""
+    num_sequences: int = bounded(256, ge=1)
+    """number of sequences (one image each)"""
+    seq_len: int = bounded(512, ge=2)
+    """steps per sequence, reset observation included"""
+    seed: int = bounded(0, ge=0, le=SEED_MAX)
+    """seed of images, wall layouts, starts and the policy"""
+    image_source: str = "procedural"
+    """'procedural' (embedded default), a folder of images, or a .npz/.npy file"""
+    image_size: int = bounded(32, ge=1)
+    """image side in pixels (the height when --image-width is given)"""
+    image_width: int | None = bounded(None, ge=1)
+    """image width in pixels for rectangular images (unset: square, --image-size)"""
+    crop_size: int = bounded(8, ge=1)
+    """window side in pixels (at most --image-size and --image-width)"""
+    step_size: int = bounded(3, ge=1)
+    """pixels per grid move"""
+    start: str = "center"
+    """start position: center or random"""
+    mean_hold: float = bounded(2.0, gt=0, le=MAX_MEAN_HOLD)
+    """random walk: Poisson mean of how long a direction is held"""
+    walls: str = "border"
+    """'border' (only the image border blocks moves) or 'maze' (interior walls too)"""
+    wall_density: float | None = bounded(None, ge=0, le=1)
+    """fraction of interior edges walled with --walls maze (unset: 0.05)"""
+    policy: str | None = None
+    """a saved SB3 model (.zip, e.g. benchmarks/results/ppo_coverage.zip) that chooses the actions
+    instead of the random walk"""
+    policy_steps: int | None = bounded(None, ge=1)
+    """with --policy: it drives only the first N steps of each sequence (e.g. 256 = the
+    memorisation phase); the rest is the random walk (unset: all steps)"""
+    policy_deterministic: bool = True
+    """with --policy: greedy actions (--no-policy-deterministic samples them)"""
+
+    @property
+    def world(self) -> World:
+        """The world these flags ask for (not validated)."""
+        return World(rollout_image_size(self), self.crop_size, self.step_size, self.start,
+                     self.walls, self.wall_density)
+
+
+_WORLD_FIELDS = ("image_size", "crop_size", "step_size", "start", "walls", "wall_density")
+
+
+def image_source_text(error: BaseException) -> str:
+    """The ``--image-source`` problem as the library words it; for images of another size, with
+    the flags that would match them added to its advice."""
+    text = error_text(error)
+    if isinstance(error, ImageSizeError) and text.endswith(")"):
+        height, width = error.image_shape
+        flags = f"--image-size {height}" + ("" if height == width else f" --image-width {width}")
+        text = f"{text[:-1]} in Python, {flags} on the command line)"
+    return text
+
+
+_CHOICES = {"start": START_MODES, "walls": WALL_MODES}
+
+
+def rollout_image_size(args: RolloutArgs) -> ImageSize:
+    """``--image-size`` alone (square), or ``(--image-size, --image-width)``."""
+    if args.image_width is None:
+        return args.image_size
+    return canonical_image_size((args.image_size, args.image_width))
+
+
+def rollouts_memory_needs(num_sequences: int, seq_len: int, image_shape: tuple[int, int], crop_size: int,
+                          grid_shape: tuple[int, int], walls: str = "border") -> dict[str, tuple[str, float]]:
+    """Bytes :func:`collect_rollouts` holds at once, by the flags that ask for them: per step a crop
+    (uint8 RGB), an action, a position, a wall hit and the random walk's draws (a few int64); per
+    sequence its image (in the env and the dataset's copy) and, in a maze, its wall layout."""
+    per_step = crop_size * crop_size * 3 + 8 + 16 + 1 + 4 * 8
+    per_sequence = 2 * image_shape[0] * image_shape[1] * 3 + 4096
+    if walls == "maze":
+        per_sequence += 2 * grid_shape[0] * grid_shape[1] * 5
+    return {
+        "--num-sequences/--seq-len": ("the crops, actions and positions", num_sequences * seq_len * per_step),
+        "--num-sequences/--image-size": ("the images", num_sequences * per_sequence),
+    }
+
+
+def parse_args(argv: list[str] | None = None) -> tuple[RolloutArgs, Any, Any]:
+    """Parse and check every flag; returns the arguments, the image source built from
+    ``--image-source`` and the loaded ``--policy`` (or ``None``). Any problem exits with one ``gtmsm-rollouts: error: ...`` line naming the
+    flag (status 2) before any rollout is collected."""
+    from gtmsm_env.geometry import single_position_problem
+    from gtmsm_env.images import make_image_source
+    from gtmsm_env.maze import validate_walls
+
+    parser = ArgumentParser(
+        prog=PROG,
+        description="Collect rollouts of ImageNav-v0 (the reference random walk, or a saved SB3 "
+        "policy with --policy) and write them to an .npz dataset.",
+    )
+    add_dataclass_flags(parser, RolloutArgs, choices=_CHOICES)
+    args = RolloutArgs(**dataclass_values(parser.parse_args(argv), RolloutArgs))
+    if args.crop_size > args.image_size:
+        fail(PROG, f"--crop-size {args.crop_size} is larger than --image-size {args.image_size}")
+    if args.image_width is not None and args.crop_size > args.image_width:
+        fail(PROG, f"--crop-size {args.crop_size} is larger than --image-width {args.image_width}")
+    world = args.world
+    image_size, (height, width), grid_shape = world.image_size, world.image_shape, world.grid_shape
+    problem = single_position_problem(image_size, args.crop_size, args.step_size)
+    if problem is not None:
+        fail(PROG, flag_text(problem, _WORLD_FIELDS))
+    if args.walls == "border" and args.wall_density is not None:
+        fail(PROG, "--wall-density applies only to --walls maze")
+    try:
+        validate_walls(args.walls, args.wall_density, grid_shape)
+    except (TypeError, ValueError) as error:
+        fail(PROG, f"--wall-density: {error_text(error)}")
+    problem = memory_problem(rollouts_memory_needs(args.num_sequences, args.seq_len, (height, width),
+                                                   args.crop_size, grid_shape, args.walls))
+    if problem is not None:
+        fail(PROG, problem)
+    if args.policy is None and not args.policy_deterministic:
+        fail(PROG, "--no-policy-deterministic needs --policy (the random walk has no greedy actions)")
+    drives_all = args.policy is not None and (args.policy_steps is None or args.policy_steps >= args.seq_len)
+    if drives_all and args.mean_hold != RolloutArgs.mean_hold:
+        fail(PROG, "--mean-hold shapes the random walk, but --policy drives every step (give --policy-steps N "
+                   "below --seq-len to leave the later steps to the walk, or drop --mean-hold)")
+    problem = output_file_problem(args.out, (".npz",))
+    if problem is not None:
+        fail(PROG, f"--out: {problem}")
+    try:
+        source = make_image_source(args.image_source, image_size)
+    except (ValueError, TypeError, OSError) as error:
+        fail(PROG, f"--image-source: {image_source_text(error)}")
+    if args.policy is None:
+        for name in ("policy_steps",):
+            if getattr(args, name) is not None:
+                fail(PROG, f"--{name.replace('_', '-')} needs --policy")
+        return args, source, None
+    if args.policy_steps is not None and args.policy_steps > args.seq_len:
+        fail(PROG, f"--policy-steps {args.policy_steps} is more than --seq-len {args.seq_len}")
+    from gtmsm_env.policies import load_sb3_policy
+
+    try:
+        policy = load_sb3_policy(args.policy, deterministic=args.policy_deterministic, seed=args.seed)
+        policy.check_geometry(args.crop_size, grid_shape)
+    except (ValueError, TypeError, OSError) as error:
+        fail(PROG, f"--policy: {error_text(error)}")
+    return args, source, policy
+
+
+def main(argv: list[str] | None = None) -> None:
+    args, source, policy = parse_args(argv)
+    rollouts = collect_rollouts(
+        args.num_sequences,
+        args.seq_len,
+        seed=args.seed,
+        world=args.world,
+        image_source=source,
+        mean_hold=args.mean_hold,
+        policy=policy,
+        policy_steps=args.policy_steps,
+    )
+    out = Path(args.out)
+    try:
+        rollouts.save(out)
+    except OSError as error:  # e.g. the disk filled up: nothing was half-written (atomic save)
+        fail(PROG, f"--out: could not write {out}: {error_text(error)}")
+    print(rollouts.summary())
+    print(f"image source: {rollouts.metadata['image_source']}; seed {args.seed}")
+    print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB)")
+
+
+if __name__ == "__main__":
+    main()
