@@ -60,10 +60,12 @@ def configure_env(
     wall_density: object = None,
     observation: object = "crop",
     terminate_when_covered: object = False,
-) -> None:
+) -> tuple[spaces.Discrete, spaces.Space]:
     """Validate the constructor kwargs shared by the single and the vector env and set them on
     ``env``: the world (``world=``, or its loose fields) becomes ``env.world``, validated, and its
-    parts ``env.geometry``, ``env.image_size``, ``env.grid_shape``, ... for fast access."""
+    parts ``env.geometry``, ``env.image_size``, ``env.grid_shape``, ... for fast access.
+
+    Returns one env's action and observation spaces."""
     world = resolve_world(world, image_size=image_size, crop_size=crop_size, step_size=step_size,
                           start=start, walls=walls, wall_density=wall_density).validated()
     geometry = world.geometry
@@ -93,6 +95,7 @@ def configure_env(
         max_episode_steps = check_int("max_episode_steps", max_episode_steps, 1)
     env.max_episode_steps = max_episode_steps
     env.image_source = make_image_source(image_source, geometry.image_size)
+    return spaces.Discrete(NUM_ACTIONS), observation_space_for(env.observation_parts, env.crop_size, env.grid_shape)
 
 
 def validate_action(action: object) -> int:
@@ -319,7 +322,7 @@ class ImageNavEnv(gym.Env[np.ndarray, np.int64]):
         terminate_when_covered: bool = False,
         world: World | None = None,
     ) -> None:
-        configure_env(
+        self.action_space, self.observation_space = configure_env(
             self, world=world, image_size=image_size, crop_size=crop_size, step_size=step_size, start=start,
             image_source=image_source, task=task, render_mode=render_mode,
             render_scale=render_scale, max_episode_steps=max_episode_steps, walls=walls,
@@ -327,10 +330,6 @@ class ImageNavEnv(gym.Env[np.ndarray, np.int64]):
             terminate_when_covered=terminate_when_covered,
         )
         self.image_source: ImageSource
-        self.action_space = spaces.Discrete(NUM_ACTIONS)
-        self.observation_space = observation_space_for(
-            self.observation_parts, self.crop_size, self.grid_shape
-        )
         rows, cols = self.grid_shape
         self._position_scale = (1.0 / max(rows - 1, 1), 1.0 / max(cols - 1, 1))
 

@@ -1,8 +1,9 @@
 """The one interface every model in the comparison answers, the training budget, and the shared
 training loop of the learned peers.
 
-Every model answers the SPEC's question the same way: given the memorisation phase (the first
-``tau`` observations) and all actions, predict the crops of steps ``tau..T-1``.
+Every model answers the benchmark's one question (docs/results.md) the same way: given the
+memorisation phase (the first ``tau`` observations) and all actions, predict the crops of steps
+``tau..T-1``.
 """
 
 from __future__ import annotations
@@ -131,14 +132,24 @@ class TrainedModel:
 
     A second ``fit`` call continues the same run (same optimiser, next data keys), so a model
     trained to 1× a budget and then to 4× is one run, not two.
+
+    A subclass names its sizes' dataclass in ``config_class``; ``config`` (default: that class's
+    defaults) becomes ``self.config``, and its ``num_actions`` and ``grad_clip`` drive the loop.
     """
 
     name = "trained"
     uses_true_positions = False
     grad_clip = 100.0
     num_actions = 5
+    config_class: type | None = None
 
-    def __init__(self) -> None:
+    def __init__(self, config: Any = None) -> None:
+        if config is None and self.config_class is not None:
+            config = self.config_class()
+        self.config = config
+        if config is not None:
+            self.num_actions = config.num_actions
+            self.grad_clip = config.grad_clip
         self.net: nn.Module | None = None
         self.optimiser: torch.optim.Optimizer | None = None
         self.device = torch.device("cpu")
@@ -152,6 +163,14 @@ class TrainedModel:
 
     def loss(self, pixels: Tensor, actions: Tensor, tau: int) -> Tensor:
         raise NotImplementedError
+
+    def prediction_inputs(self, observations: np.ndarray, actions: np.ndarray, tau: int) -> tuple[np.ndarray, Tensor]:
+        """``predict``'s checked arguments: the memorisation-phase observations and the actions
+        as a long tensor on the model's device (raises before ``fit``)."""
+        memorised = check_prediction_inputs(observations, actions, tau)
+        if self.net is None:
+            raise RuntimeError("call fit() before predict()")
+        return memorised, torch.as_tensor(np.asarray(actions), device=self.device).long()
 
     def _snapshot(self) -> dict[str, Any]:
         return {"state": copy.deepcopy(self.net.state_dict()), "iterations": self.iterations_done,

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from gtmsm_model.baselines.base import Budget, TrainedModel, check_prediction_inputs, mlp, to_pixels
+from gtmsm_model.baselines.base import Budget, TrainedModel, mlp, to_pixels
 from gtmsm_model.data import RolloutSampler
 
 
@@ -69,11 +69,7 @@ class ActionLSTM(TrainedModel):
 
     name = "action LSTM"
 
-    def __init__(self, config: ActionLSTMConfig | None = None) -> None:
-        super().__init__()
-        self.config = config or ActionLSTMConfig()
-        self.num_actions = self.config.num_actions
-        self.grad_clip = self.config.grad_clip
+    config_class = ActionLSTMConfig
 
     def build(self, crop_shape) -> nn.Module:
         return _ActionLSTMNet(self.config, crop_shape)
@@ -88,12 +84,9 @@ class ActionLSTM(TrainedModel):
 
     @torch.no_grad()
     def predict(self, observations, actions, tau, positions=None) -> np.ndarray:
-        memorised = check_prediction_inputs(observations, actions, tau)
-        if self.net is None:
-            raise RuntimeError("call fit() before predict()")
+        memorised, actions = self.prediction_inputs(observations, actions, tau)
         if tau < 2:
             raise ValueError("the LSTM needs tau >= 2 (one observed transition)")
-        actions = torch.as_tensor(np.asarray(actions), device=self.device).long()
         predicted = self.net.run(to_pixels(memorised, self.device), actions, tau)
         return predicted[:, tau - 1 :].cpu().numpy().astype(np.float32)
 

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from gtmsm_model.baselines.base import TrainedModel, check_prediction_inputs, mlp, to_pixels
+from gtmsm_model.baselines.base import TrainedModel, mlp, to_pixels
 
 
 @dataclass
@@ -86,11 +86,7 @@ class RSSM(TrainedModel):
 
     name = "RSSM"
 
-    def __init__(self, config: RSSMConfig | None = None) -> None:
-        super().__init__()
-        self.config = config or RSSMConfig()
-        self.num_actions = self.config.num_actions
-        self.grad_clip = self.config.grad_clip
+    config_class = RSSMConfig
 
     def build(self, crop_shape) -> nn.Module:
         return _RSSMNet(self.config, crop_shape)
@@ -145,10 +141,7 @@ class RSSM(TrainedModel):
 
     @torch.no_grad()
     def predict(self, observations, actions, tau, positions=None) -> np.ndarray:
-        memorised = check_prediction_inputs(observations, actions, tau)
-        if self.net is None:
-            raise RuntimeError("call fit() before predict()")
-        actions = torch.as_tensor(np.asarray(actions), device=self.device).long()
+        memorised, actions = self.prediction_inputs(observations, actions, tau)
         h, z, _, _ = self._filter(self.net, to_pixels(memorised, self.device), actions[:, :tau], sample=False)
         h, z = self._imagine(self.net, h[:, -1], z[:, -1], actions[:, tau:], sample=False)
         return self.net.decode(h, z).cpu().numpy().astype(np.float32)

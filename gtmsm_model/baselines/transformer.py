@@ -41,7 +41,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from gtmsm_model.baselines.base import TrainedModel, check_prediction_inputs, mlp, to_pixels
+from gtmsm_model.baselines.base import TrainedModel, mlp, to_pixels
 
 
 @dataclass
@@ -103,11 +103,10 @@ class TransformerWorldModel(TrainedModel):
 
     name = "transformer"
 
+    config_class = TransformerConfig
+
     def __init__(self, config: TransformerConfig | None = None) -> None:
-        super().__init__()
-        self.config = config or TransformerConfig()
-        self.num_actions = self.config.num_actions
-        self.grad_clip = self.config.grad_clip
+        super().__init__(config)
         self._rng = np.random.default_rng(0)
 
     def build(self, crop_shape) -> nn.Module:
@@ -122,10 +121,7 @@ class TransformerWorldModel(TrainedModel):
 
     @torch.no_grad()
     def predict(self, observations, actions, tau, positions=None) -> np.ndarray:
-        memorised = check_prediction_inputs(observations, actions, tau)
-        if self.net is None:
-            raise RuntimeError("call fit() before predict()")
-        actions = torch.as_tensor(np.asarray(actions), device=self.device).long()
+        memorised, actions = self.prediction_inputs(observations, actions, tau)
         parts = []
         for start in range(0, len(actions), self.config.eval_chunk):
             end = start + self.config.eval_chunk
