@@ -98,6 +98,24 @@ def configure_env(
     return spaces.Discrete(NUM_ACTIONS), observation_space_for(env.observation_parts, env.crop_size, env.grid_shape)
 
 
+def movement_keys() -> dict[int, Action]:
+    """pygame key → action: arrows and WASD move, space stays (the keys of ``get_keys_to_action``
+    and of ``gtmsm-play``). Imports pygame, so call it only where a window is wanted."""
+    import pygame
+
+    return {
+        pygame.K_UP: UP,
+        pygame.K_DOWN: DOWN,
+        pygame.K_LEFT: LEFT,
+        pygame.K_RIGHT: RIGHT,
+        pygame.K_w: UP,
+        pygame.K_s: DOWN,
+        pygame.K_a: LEFT,
+        pygame.K_d: RIGHT,
+        pygame.K_SPACE: STAY,
+    }
+
+
 def validate_action(action: object) -> int:
     """``action`` as an int in ``0..4``; anything else raises a ``TypeError``/``ValueError``.
 
@@ -440,19 +458,7 @@ class ImageNavEnv(gym.Env[np.ndarray, np.int64]):
 
     def get_keys_to_action(self) -> dict[tuple[int, ...], int]:
         """Key mapping for ``gymnasium.utils.play.play`` (use ``noop=STAY``): arrows/WASD move."""
-        import pygame
-
-        return {
-            (pygame.K_UP,): UP,
-            (pygame.K_DOWN,): DOWN,
-            (pygame.K_LEFT,): LEFT,
-            (pygame.K_RIGHT,): RIGHT,
-            (pygame.K_w,): UP,
-            (pygame.K_s,): DOWN,
-            (pygame.K_a,): LEFT,
-            (pygame.K_d,): RIGHT,
-            (pygame.K_SPACE,): STAY,
-        }
+        return {(key,): action for key, action in movement_keys().items()}
 
     # -- rendering -----------------------------------------------------------------------------
 
