@@ -9,6 +9,7 @@ memorisation phase (the first ``tau`` observations) and all actions, predict the
 from __future__ import annotations
 
 import copy
+import math
 import time
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
@@ -124,6 +125,26 @@ def mlp(inputs: int, hidden: int, outputs: int) -> nn.Sequential:
     return nn.Sequential(
         nn.Linear(inputs, hidden), nn.ELU(), nn.Linear(hidden, hidden), nn.ELU(), nn.Linear(hidden, outputs)
     )
+
+
+class CropNet(nn.Module):
+    """Base of the learned peers' networks: crops go in flattened and scaled to [-1, 1]
+    (``flat_input``) and come out through a sigmoid, reshaped to ``crop_shape`` (``to_crops``)."""
+
+    def __init__(self, config: Any, crop_shape: tuple[int, int, int]) -> None:
+        super().__init__()
+        self.config = config
+        self.crop_shape = crop_shape
+        self.pixels = math.prod(crop_shape)  # values per flattened crop
+
+    @staticmethod
+    def flat_input(pixels: Tensor) -> Tensor:
+        """(..., H, W, C) pixels in [0, 1] → (..., H * W * C) in [-1, 1]."""
+        return pixels.flatten(-3) * 2.0 - 1.0
+
+    def to_crops(self, logits: Tensor) -> Tensor:
+        """(..., H * W * C) decoder outputs → (..., H, W, C) pixels in (0, 1)."""
+        return torch.sigmoid(logits).unflatten(-1, self.crop_shape)
 
 
 class TrainedModel:

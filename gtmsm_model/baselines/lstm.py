@@ -3,7 +3,6 @@ after the memorisation phase."""
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -11,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from gtmsm_model.baselines.base import Budget, TrainedModel, mlp, to_pixels
+from gtmsm_model.baselines.base import Budget, CropNet, TrainedModel, mlp, to_pixels
 from gtmsm_model.data import RolloutSampler
 
 
@@ -29,22 +28,20 @@ class ActionLSTMConfig:
     """Gradient-norm clip."""
 
 
-class _ActionLSTMNet(nn.Module):
+class _ActionLSTMNet(CropNet):
     def __init__(self, config: ActionLSTMConfig, crop_shape: tuple[int, int, int]) -> None:
-        super().__init__()
-        self.config = config
-        self.crop_shape = crop_shape
-        pixels = math.prod(crop_shape)
+        super().__init__(config, crop_shape)
+        pixels = self.pixels
         self.encoder = mlp(pixels, config.hidden, config.embed)
         self.lstm = nn.LSTM(config.embed + config.num_actions, config.hidden, batch_first=True)
         self.decoder = mlp(config.hidden, config.hidden, pixels)
 
     def inputs(self, pixels: Tensor, actions: Tensor) -> Tensor:
         one_hot = F.one_hot(actions, self.config.num_actions).float()
-        return torch.cat([self.encoder(pixels.flatten(-3) * 2.0 - 1.0), one_hot], -1)
+        return torch.cat([self.encoder(self.flat_input(pixels)), one_hot], -1)
 
     def decode(self, out: Tensor) -> Tensor:
-        return torch.sigmoid(self.decoder(out)).unflatten(-1, self.crop_shape)
+        return self.to_crops(self.decoder(out))
 
     def run(self, pixels: Tensor, actions: Tensor, tau: int) -> Tensor:
         """Predictions of steps 1..T-1: teacher-forced from observed x_{t-1} for t < tau, then

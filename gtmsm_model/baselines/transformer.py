@@ -33,7 +33,6 @@ mean, as for the other deterministic peers).
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -41,7 +40,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from gtmsm_model.baselines.base import TrainedModel, mlp, to_pixels
+from gtmsm_model.baselines.base import CropNet, TrainedModel, mlp, to_pixels
 
 
 @dataclass
@@ -70,12 +69,10 @@ class TransformerConfig:
     """Sequences per forward pass at prediction time (attention memory grows with T²)."""
 
 
-class _TransformerNet(nn.Module):
+class _TransformerNet(CropNet):
     def __init__(self, config: TransformerConfig, crop_shape: tuple[int, int, int]) -> None:
-        super().__init__()
-        c = self.config = config
-        self.crop_shape = crop_shape
-        pixels = math.prod(crop_shape)
+        super().__init__(config, crop_shape)
+        c, pixels = config, self.pixels
         self.crop_embed = mlp(pixels, c.hidden, c.d_model)
         self.action_embed = nn.Embedding(c.num_actions, c.d_model)
         self.count_embed = nn.Linear(c.num_actions, c.d_model)
@@ -92,10 +89,10 @@ class _TransformerNet(nn.Module):
         steps = actions.shape[1]
         one_hot = F.one_hot(actions, self.config.num_actions).float()
         tokens = self.action_embed(actions) + self.count_embed(one_hot.cumsum(1) / self.config.count_scale)
-        content = torch.cat([self.crop_embed(memorised.flatten(-3) * 2.0 - 1.0),
+        content = torch.cat([self.crop_embed(self.flat_input(memorised)),
                              self.mask.expand(batch, steps - tau, -1)], 1)
         out = self.norm(self.encoder(tokens + content))[:, tau:]
-        return torch.sigmoid(self.decoder(out)).unflatten(-1, self.crop_shape)
+        return self.to_crops(self.decoder(out))
 
 
 class TransformerWorldModel(TrainedModel):
