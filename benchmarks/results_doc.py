@@ -144,35 +144,41 @@ def table(header: list[str], rows: list[list[Any]], align: str | None = None) ->
 # --------------------------------------------------------------------------- sections
 
 
-def section_train_gtmsm() -> str | None:
-    data = load_json("train_gtmsm.json")
-    if data is None or not (RESULTS / "train_gtmsm.md").exists():
+def recorded_run(data: dict[str, Any]) -> tuple[Any, Any, list[str]]:
+    """The machine, date and extra provenance lines most result files record (top-level fields)."""
+    return data.get("machine"), data.get("date"), []
+
+
+def report_section(stem: str, title: str, *, run: Callable[[dict[str, Any]], tuple[Any, Any, list[str]]] = recorded_run,
+                   command_in_report: bool = False) -> str | None:
+    """A section quoting the benchmark report ``stem.md`` under the provenance recorded in
+    ``stem.json`` (None unless both exist). ``run(data)`` reads the machine, date and extra lines
+    from the JSON; ``command_in_report``: the report's lines may open with the recorded command."""
+    data = load_json(f"{stem}.json")
+    if data is None or not (RESULTS / f"{stem}.md").exists():
         return None
-    head = "## GTM-SM training benchmark (`quick` preset, several seeds)\n\n"
-    return head + provenance(["train_gtmsm.md", "train_gtmsm.json"], data.get("command"), data.get("machine"),
-                             data.get("date")) + "\n" + quote_markdown("train_gtmsm.md")
+    machine, date, extra = run(data)
+    command = data.get("command")
+    return f"## {title}\n\n" + provenance([f"{stem}.md", f"{stem}.json"], command, machine, date, extra) \
+        + "\n" + quote_markdown(f"{stem}.md", command if command_in_report else None)
+
+
+def section_train_gtmsm() -> str | None:
+    return report_section("train_gtmsm", "GTM-SM training benchmark (`quick` preset, several seeds)")
+
+
+def _compare_run(data: dict[str, Any]) -> tuple[Any, Any, list[str]]:
+    extra = [f"- wall-clock recorded: {data['wall_seconds'] / 60:.1f} min"] if data.get("wall_seconds") else []
+    return data.get("machine_line") or data.get("machine"), data.get("date"), extra
 
 
 def section_compare() -> str | None:
-    data = load_json("compare.json")
-    if data is None or not (RESULTS / "compare.md").exists():
-        return None
-    extra = []
-    if data.get("wall_seconds"):
-        extra.append(f"- wall-clock recorded: {data['wall_seconds'] / 60:.1f} min")
-    head = "## Model comparison: GTM-SM, learned peers and bounds, seven conditions\n\n"
-    return head + provenance(["compare.md", "compare.json"], data.get("command"),
-                             data.get("machine_line") or data.get("machine"), data.get("date"), extra) \
-        + "\n" + quote_markdown("compare.md")
+    return report_section("compare", "Model comparison: GTM-SM, learned peers and bounds, seven conditions",
+                          run=_compare_run)
 
 
 def section_peer_sweep() -> str | None:
-    data = load_json("peer_sweep.json")
-    if data is None or not (RESULTS / "peer_sweep.md").exists():
-        return None
-    head = "## Peer sweep: the RSSM's and LSTM's settings for the comparison\n\n"
-    return head + provenance(["peer_sweep.md", "peer_sweep.json"], data.get("command"), data.get("machine"),
-                             data.get("date")) + "\n" + quote_markdown("peer_sweep.md")
+    return report_section("peer_sweep", "Peer sweep: the RSSM's and LSTM's settings for the comparison")
 
 
 def section_large() -> str | None:
@@ -196,15 +202,14 @@ def section_large() -> str | None:
         + text + table(["metric", "value"], rows)
 
 
-def section_scaling() -> str | None:
-    data = load_json("scaling.json")
-    if data is None or not (RESULTS / "scaling.md").exists():
-        return None
+def _scaling_run(data: dict[str, Any]) -> tuple[Any, Any, list[str]]:
     machine = data.get("machine", {})
-    head = "## Scaling: data path, torch threads, longer memories\n\n"
-    return head + provenance(["scaling.md", "scaling.json"], data.get("command"), machine,
-                             machine.get("date") if isinstance(machine, dict) else None) \
-        + "\n" + quote_markdown("scaling.md", data.get("command"))
+    return machine, machine.get("date") if isinstance(machine, dict) else None, []
+
+
+def section_scaling() -> str | None:
+    return report_section("scaling", "Scaling: data path, torch threads, longer memories", run=_scaling_run,
+                          command_in_report=True)
 
 
 def section_env_throughput() -> str | None:
@@ -248,12 +253,8 @@ def section_ppo_coverage() -> str | None:
 
 
 def section_ppo_memories() -> str | None:
-    data = load_json("ppo_memories.json")
-    if data is None or not (RESULTS / "ppo_memories.md").exists():
-        return None
-    head = "## GTM-SM with PPO-explored memorisation (single checkpoint)\n\n"
-    return head + provenance(["ppo_memories.md", "ppo_memories.json"], data.get("command"), data.get("machine"),
-                             data.get("date")) + "\n" + quote_markdown("ppo_memories.md", data.get("command"))
+    return report_section("ppo_memories", "GTM-SM with PPO-explored memorisation (single checkpoint)",
+                          command_in_report=True)
 
 
 SECTIONS: list[Callable[[], str | None]] = [

@@ -30,14 +30,7 @@ import numpy as np
 
 import gtmsm_env
 from gtmsm_cli.checks import memory_problem, output_stem_problem, threads_problem
-from gtmsm_cli.flags import (
-    SEED_MAX,
-    ArgumentParser,
-    add_dataclass_flags,
-    bounded,
-    dataclass_values,
-    fail,
-)
+from gtmsm_cli.flags import SEED_MAX, bounded, fail, parse_flags
 from gtmsm_cli.signals import run_script
 from gtmsm_env import ImageNavVectorEnv, random_walk_actions
 
@@ -97,9 +90,7 @@ def memory_needs(args: Args) -> dict[str, tuple[str, float]]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0])
-    add_dataclass_flags(parser, Args)
-    args = Args(**dataclass_values(parser.parse_args(argv), Args))
+    args = parse_flags(Args, argv, prog=PROG, description=__doc__.split("\n\n")[0])
     problem = threads_problem(args.threads) or memory_problem(memory_needs(args))
     if problem is not None:
         fail(PROG, problem)

@@ -208,18 +208,27 @@ def add_dataclass_flags(
                             choices=choices.get(field.name), nargs=nargs, **common)
 
 
+def parse_flags(cls: type[T], argv: Sequence[str] | None = None, *, prog: str | None = None,
+                description: str | None = None, choices: Mapping[str, Sequence[Any]] | None = None,
+                formatter_class: type[argparse.HelpFormatter] = argparse.HelpFormatter) -> T:
+    """Parse ``argv`` into a ``cls`` instance, one flag per field (each bounded flag checked as it
+    is parsed): the flags of a script whose options are ``cls``; its own checks come after."""
+    parser = ArgumentParser(prog=prog, description=description, formatter_class=formatter_class)
+    add_dataclass_flags(parser, cls, choices=choices)
+    return cls(**dataclass_values(parser.parse_args(argv), cls))
+
+
 def parse_dataclass(cls: type[T], argv: Sequence[str] | None = None, *, prog: str | None = None,
                     description: str | None = None,
                     choices: Mapping[str, Sequence[Any]] | None = None) -> T:
-    """Parse ``argv`` into a ``cls`` instance: the whole CLI of a script whose options are ``cls``."""
-    parser = ArgumentParser(prog=prog, description=description,
-                            formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_dataclass_flags(parser, cls, choices=choices)
-    values = cls(**dataclass_values(parser.parse_args(argv), cls))
+    """Parse ``argv`` into a ``cls`` instance: the whole CLI of a script whose options are ``cls``
+    (:func:`parse_flags`, the description printed as written, then every field's bounds)."""
+    values = parse_flags(cls, argv, prog=prog, description=description, choices=choices,
+                         formatter_class=argparse.RawDescriptionHelpFormatter)
     try:
         check_fields(values)
     except (TypeError, ValueError) as error:
-        parser.error(error_text(error))
+        ArgumentParser(prog=prog).error(error_text(error))
     return values
 
 

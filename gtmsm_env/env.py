@@ -60,10 +60,12 @@ def configure_env(
     wall_density: object = None,
     observation: object = "crop",
     terminate_when_covered: object = False,
-) -> None:
+) -> tuple[spaces.Discrete, spaces.Space]:
     """Validate the constructor kwargs shared by the single and the vector env and set them on
     ``env``: the world (``world=``, or its loose fields) becomes ``env.world``, validated, and its
-    parts ``env.geometry``, ``env.image_size``, ``env.grid_shape``, ... for fast access."""
+    parts ``env.geometry``, ``env.image_size``, ``env.grid_shape``, ... for fast access.
+
+    Returns one env's action and observation spaces."""
     world = resolve_world(world, image_size=image_size, crop_size=crop_size, step_size=step_size,
                           start=start, walls=walls, wall_density=wall_density).validated()
     geometry = world.geometry
@@ -93,6 +95,25 @@ def configure_env(
         max_episode_steps = check_int("max_episode_steps", max_episode_steps, 1)
     env.max_episode_steps = max_episode_steps
     env.image_source = make_image_source(image_source, geometry.image_size)
+    return spaces.Discrete(NUM_ACTIONS), observation_space_for(env.observation_parts, env.crop_size, env.grid_shape)
+
+
+def movement_keys() -> dict[int, Action]:
+    """pygame key → action: arrows and WASD move, space stays (the keys of ``get_keys_to_action``
+    and of ``gtmsm-play``). Imports pygame, so call it only where a window is wanted."""
+    import pygame
+
+    return {
+        pygame.K_UP: UP,
+        pygame.K_DOWN: DOWN,
+        pygame.K_LEFT: LEFT,
+        pygame.K_RIGHT: RIGHT,
+        pygame.K_w: UP,
+        pygame.K_s: DOWN,
+        pygame.K_a: LEFT,
+        pygame.K_d: RIGHT,
+        pygame.K_SPACE: STAY,
+    }
 
 
 def validate_action(action: object) -> int:
@@ -319,7 +340,7 @@ class ImageNavEnv(gym.Env[np.ndarray, np.int64]):
         terminate_when_covered: bool = False,
         world: World | None = None,
     ) -> None:
-        configure_env(
+        self.action_space, self.observation_space = configure_env(
             self, world=world, image_size=image_size, crop_size=crop_size, step_size=step_size, start=start,
             image_source=image_source, task=task, render_mode=render_mode,
             render_scale=render_scale, max_episode_steps=max_episode_steps, walls=walls,
@@ -327,10 +348,6 @@ class ImageNavEnv(gym.Env[np.ndarray, np.int64]):
             terminate_when_covered=terminate_when_covered,
         )
         self.image_source: ImageSource
-        self.action_space = spaces.Discrete(NUM_ACTIONS)
-        self.observation_space = observation_space_for(
-            self.observation_parts, self.crop_size, self.grid_shape
-        )
         rows, cols = self.grid_shape
         self._position_scale = (1.0 / max(rows - 1, 1), 1.0 / max(cols - 1, 1))
 
@@ -441,19 +458,7 @@ class ImageNavEnv(gym.Env[np.ndarray, np.int64]):
 
     def get_keys_to_action(self) -> dict[tuple[int, ...], int]:
         """Key mapping for ``gymnasium.utils.play.play`` (use ``noop=STAY``): arrows/WASD move."""
-        import pygame
-
-        return {
-            (pygame.K_UP,): UP,
-            (pygame.K_DOWN,): DOWN,
-            (pygame.K_LEFT,): LEFT,
-            (pygame.K_RIGHT,): RIGHT,
-            (pygame.K_w,): UP,
-            (pygame.K_s,): DOWN,
-            (pygame.K_a,): LEFT,
-            (pygame.K_d,): RIGHT,
-            (pygame.K_SPACE,): STAY,
-        }
+        return {(key,): action for key, action in movement_keys().items()}
 
     # -- rendering -----------------------------------------------------------------------------
 

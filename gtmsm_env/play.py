@@ -15,7 +15,6 @@ frame: with ``SDL_VIDEODRIVER=dummy`` both run without a display.
 
 from __future__ import annotations
 
-import argparse
 import math
 import os
 import sys
@@ -35,18 +34,10 @@ import pygame
 
 import gtmsm_env  # noqa: F401  (registers ImageNav-v0)
 from gtmsm_cli.checks import output_file_problem
-from gtmsm_cli.flags import (
-    SEED_MAX,
-    ArgumentParser,
-    add_dataclass_flags,
-    bounded,
-    dataclass_values,
-    error_text,
-    fail,
-)
+from gtmsm_cli.flags import SEED_MAX, bounded, error_text, fail, parse_flags
 from gtmsm_cli.signals import interrupted, raise_on_sigterm
 from gtmsm_env.drawing import wall_segments
-from gtmsm_env.env import ImageNavEnv
+from gtmsm_env.env import ImageNavEnv, movement_keys
 from gtmsm_env.render import NoDisplayError, PlayView, Scene
 from gtmsm_env.world import START_MODES, WALL_MODES, Action, World
 
@@ -54,18 +45,7 @@ PROG = "gtmsm-play"
 EXIT_NO_DISPLAY = 1
 EXIT_INTERRUPTED = 130  # the shell's code for a program ended by Ctrl-C (128 + SIGINT)
 
-KEY_TO_ACTION: dict[int, Action] = {
-    pygame.K_UP: Action.UP,
-    pygame.K_DOWN: Action.DOWN,
-    pygame.K_LEFT: Action.LEFT,
-    pygame.K_RIGHT: Action.RIGHT,
-    pygame.K_w: Action.UP,
-    pygame.K_s: Action.DOWN,
-    pygame.K_a: Action.LEFT,
-    pygame.K_d: Action.RIGHT,
-    pygame.K_SPACE: Action.STAY,
-    pygame.K_PERIOD: Action.STAY,
-}
+KEY_TO_ACTION: dict[int, Action] = {**movement_keys(), pygame.K_PERIOD: Action.STAY}
 SCRIPT_ACTIONS: dict[str, Action] = {"w": Action.UP, "a": Action.LEFT, "s": Action.DOWN,
                                      "d": Action.RIGHT, ".": Action.STAY}
 WALL_FLASH_MS = 300.0
@@ -390,17 +370,13 @@ DESCRIPTION = ("Play ImageNav-v0 with the keyboard (arrows/WASD hold to repeat, 
                "with --model, watch GTM-SM imagine what you will see.")
 
 
-def build_parser(args_class: type = PlayArgs) -> argparse.ArgumentParser:
-    """The flags of ``args_class`` (:class:`PlayArgs`, or a subclass that adds its own)."""
-    parser = ArgumentParser(prog=PROG, description=DESCRIPTION)
-    add_dataclass_flags(parser, args_class, choices={"start": list(START_MODES),
-                                                     "task": ["coverage"], "walls": list(WALL_MODES)})
-    return parser
+CHOICES = {"start": list(START_MODES), "task": ["coverage"], "walls": list(WALL_MODES)}
 
 
 def parse_play_args(argv: list[str] | None, args_class: type = PlayArgs) -> Any:
-    """Parse ``argv`` into an ``args_class`` and run :func:`validate_play_args`."""
-    args = args_class(**dataclass_values(build_parser(args_class).parse_args(argv), args_class))
+    """Parse ``argv`` into an ``args_class`` (:class:`PlayArgs`, or a subclass that adds its own
+    flags) and run :func:`validate_play_args`."""
+    args = parse_flags(args_class, argv, prog=PROG, description=DESCRIPTION, choices=CHOICES)
     validate_play_args(args)
     return args
 

@@ -12,16 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from gtmsm_cli.checks import memory_problem, output_file_problem
-from gtmsm_cli.flags import (
-    SEED_MAX,
-    ArgumentParser,
-    add_dataclass_flags,
-    bounded,
-    dataclass_values,
-    error_text,
-    fail,
-    flag_text,
-)
+from gtmsm_cli.flags import SEED_MAX, bounded, error_text, fail, flag_text, parse_flags
 from gtmsm_env.images import ImageSize, ImageSizeError, canonical_image_size
 from gtmsm_env.rollouts import MAX_MEAN_HOLD, collect_rollouts
 from gtmsm_env.world import START_MODES, WALL_MODES, World
@@ -91,6 +82,8 @@ def image_source_text(error: BaseException) -> str:
 
 
 _CHOICES = {"start": START_MODES, "walls": WALL_MODES}
+DESCRIPTION = ("Collect rollouts of ImageNav-v0 (the reference random walk, or a saved SB3 policy with "
+               "--policy) and write them to an .npz dataset.")
 
 
 def rollout_image_size(args: RolloutArgs) -> ImageSize:
@@ -123,13 +116,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[RolloutArgs, Any, Any]:
     from gtmsm_env.images import make_image_source
     from gtmsm_env.maze import validate_walls
 
-    parser = ArgumentParser(
-        prog=PROG,
-        description="Collect rollouts of ImageNav-v0 (the reference random walk, or a saved SB3 "
-        "policy with --policy) and write them to an .npz dataset.",
-    )
-    add_dataclass_flags(parser, RolloutArgs, choices=_CHOICES)
-    args = RolloutArgs(**dataclass_values(parser.parse_args(argv), RolloutArgs))
+    args = parse_flags(RolloutArgs, argv, prog=PROG, description=DESCRIPTION, choices=_CHOICES)
     if args.crop_size > args.image_size:
         fail(PROG, f"--crop-size {args.crop_size} is larger than --image-size {args.image_size}")
     if args.image_width is not None and args.crop_size > args.image_width:

@@ -6,7 +6,6 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-from gymnasium import spaces
 from gymnasium.utils import seeding
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
@@ -16,7 +15,6 @@ from gtmsm_env.env import configure_env, validate_options, validate_pinned_image
 from gtmsm_env.geometry import check_int
 from gtmsm_env.images import ImageSize, ImageSource
 from gtmsm_env.maze import border_blocked_moves, generate_maze
-from gtmsm_env.observations import observation_space_for
 from gtmsm_env.world import ACTION_DELTAS, NUM_ACTIONS, World
 
 
@@ -84,7 +82,7 @@ class ImageNavVectorEnv(VectorEnv):
         self.num_envs = check_int("num_envs", num_envs, 1)
         if render_mode == "human":
             raise ValueError("the vector env renders only 'rgb_array' (one frame per env)")
-        configure_env(
+        self.single_action_space, self.single_observation_space = configure_env(
             self, world=world, image_size=image_size, crop_size=crop_size, step_size=step_size, start=start,
             image_source=image_source, task=task, render_mode=render_mode,
             render_scale=render_scale, max_episode_steps=max_episode_steps, walls=walls,
@@ -93,11 +91,6 @@ class ImageNavVectorEnv(VectorEnv):
         )
         self.image_source: ImageSource
         crop_size = self.crop_size
-
-        self.single_action_space = spaces.Discrete(NUM_ACTIONS)
-        self.single_observation_space = observation_space_for(
-            self.observation_parts, crop_size, self.grid_shape
-        )
         self.action_space = batch_space(self.single_action_space, self.num_envs)
         self.observation_space = batch_space(self.single_observation_space, self.num_envs)
 

@@ -1,4 +1,4 @@
-"""The evaluation protocol, one for every model (SPEC, "The evaluation protocol").
+"""The evaluation protocol, one for every model (the metrics docs/results.md reports).
 
 On held-out rollouts: tau memorisation steps, then predicted steps from actions alone. Pixels in
 [0, 1]. A predicted step is *revisited* when its true position was seen during memorisation,
@@ -339,7 +339,7 @@ def evaluate_gtmsm(model: GTMSM, rollouts: Rollouts, tau: int, *,
 
 @dataclass(frozen=True)
 class RunTargets:
-    """The generality issue's per-run targets (any start), defined once: ``gtmsm run`` checks them
+    """The per-run targets of one trained GTM-SM (any start), defined once: ``gtmsm run`` checks them
     and the benchmarks read their bounds from here. The s-map RMS and the gate's wall/free ratio
     are reported, not targets: a few sequences whose state went wrong dominate the RMS, and the
     edge wall model's gate is a hard decision."""
@@ -369,7 +369,7 @@ TARGETS = RunTargets()
 
 
 def check_targets(evaluation: GTMSMEvaluation) -> dict[str, bool]:
-    """Which of the issue's per-run targets ``evaluation`` meets."""
+    """Which of the per-run targets (:data:`TARGETS`) ``evaluation`` meets."""
     return TARGETS.check(evaluation)
 
 

@@ -1,5 +1,6 @@
-"""Figures: error vs horizon, a prediction figure after the seed's Fig. 2, the learned s-map,
-and a prediction GIF. Headless (matplotlib's Agg backend)."""
+"""Figures: error vs horizon, a prediction figure in the style of Fig. 2 of the GTM-SM paper
+(Fraccaro et al., ICML 2018), the learned s-map, and a prediction GIF. Headless (matplotlib's Agg
+backend)."""
 
 from __future__ import annotations
 
@@ -84,9 +85,9 @@ def assemble_canvas(crops: np.ndarray, positions: np.ndarray, image_size: int | 
 def plot_prediction_figure(image: np.ndarray, positions: np.ndarray, observations: np.ndarray,
                            predicted: np.ndarray, tau: int, step_size: int, path: str | Path,
                            frames: int = 12) -> None:
-    """The seed's Fig. 2 for one rollout: the image with the window path (memorisation in blue,
-    prediction in red), true vs predicted crops along the prediction phase, the canvas seen during
-    memorisation, and the canvas assembled from the predictions."""
+    """The GTM-SM paper's Fig. 2 for one rollout: the image with the window path (memorisation in
+    blue, prediction in red), true vs predicted crops along the prediction phase, the canvas seen
+    during memorisation, and the canvas assembled from the predictions."""
     image_size, crop = image.shape[:2], observations.shape[1]
     truth = observations[tau:].astype(np.float32) / 255.0
     picks = np.linspace(0, len(predicted) - 1, frames).astype(int)

@@ -247,21 +247,16 @@ def _raise_permission(*args, **kwargs):
     raise PermissionError(13, "Permission denied")
 
 
-def test_saved_file_follows_the_umask(rollouts, tmp_path):
+@pytest.mark.parametrize(("umask", "mode"), [(0o027, 0o640), (0o002, 0o664)])
+def test_saved_file_follows_the_umask(rollouts, tmp_path, umask, mode):
     import os
 
-    old = os.umask(0o027)
+    old = os.umask(umask)
     try:
         rollouts.save(tmp_path / "a.npz")
     finally:
         os.umask(old)
-    assert (tmp_path / "a.npz").stat().st_mode & 0o777 == 0o640
-    old = os.umask(0o002)
-    try:
-        rollouts.save(tmp_path / "b.npz")
-    finally:
-        os.umask(old)
-    assert (tmp_path / "b.npz").stat().st_mode & 0o777 == 0o664
+    assert (tmp_path / "a.npz").stat().st_mode & 0o777 == mode
 
 
 @pytest.mark.parametrize(

@@ -1,7 +1,7 @@
 """The one benchmark harness: everything a number in ``benchmarks/results`` depends on, defined once.
 
 * ``conditions`` — the evaluation conditions and how their held-out rollouts are drawn;
-* ``targets`` — the issue's targets (the per-run ones come from ``gtmsm_model.evaluate``);
+* ``targets`` — the benchmarks' targets (the per-run ones come from ``gtmsm_model.evaluate``);
 * ``records`` — one row per model, condition and seed, and the summary over seeds;
 * ``models`` — the peers, their sweep candidates (by stable id), plug-in loading, chunked prediction;
 * ``plan`` and ``runner`` — what a comparison run does, checked before any training, and the run;

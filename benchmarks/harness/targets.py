@@ -1,4 +1,5 @@
-"""The issue's targets, defined once, and the checks that judge a run against them.
+"""The benchmarks' targets (the bars docs/results.md reports runs against), defined once, and the
+checks that judge a run against them.
 
 The per-run targets of one trained GTM-SM (k-NN hit, ratio to the VAE floor, drift, novel steps
 against the canvas oracle) live with the protocol in ``gtmsm_model.evaluate.TARGETS`` (``gtmsm

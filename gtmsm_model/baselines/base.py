@@ -1,13 +1,15 @@
 """The one interface every model in the comparison answers, the training budget, and the shared
 training loop of the learned peers.
 
-Every model answers the SPEC's question the same way: given the memorisation phase (the first
-``tau`` observations) and all actions, predict the crops of steps ``tau..T-1``.
+Every model answers the benchmark's one question (docs/results.md) the same way: given the
+memorisation phase (the first ``tau`` observations) and all actions, predict the crops of steps
+``tau..T-1``.
 """
 
 from __future__ import annotations
 
 import copy
+import math
 import time
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
@@ -125,20 +127,50 @@ def mlp(inputs: int, hidden: int, outputs: int) -> nn.Sequential:
     )
 
 
+class CropNet(nn.Module):
+    """Base of the learned peers' networks: crops go in flattened and scaled to [-1, 1]
+    (``flat_input``) and come out through a sigmoid, reshaped to ``crop_shape`` (``to_crops``)."""
+
+    def __init__(self, config: Any, crop_shape: tuple[int, int, int]) -> None:
+        super().__init__()
+        self.config = config
+        self.crop_shape = crop_shape
+        self.pixels = math.prod(crop_shape)  # values per flattened crop
+
+    @staticmethod
+    def flat_input(pixels: Tensor) -> Tensor:
+        """(..., H, W, C) pixels in [0, 1] → (..., H * W * C) in [-1, 1]."""
+        return pixels.flatten(-3) * 2.0 - 1.0
+
+    def to_crops(self, logits: Tensor) -> Tensor:
+        """(..., H * W * C) decoder outputs → (..., H, W, C) pixels in (0, 1)."""
+        return torch.sigmoid(logits).unflatten(-1, self.crop_shape)
+
+
 class TrainedModel:
     """Shared training loop of the learned peers: Adam, gradient clipping, a step budget, a
     wall-clock cap and weight snapshots at given wall-clock times.
 
     A second ``fit`` call continues the same run (same optimiser, next data keys), so a model
     trained to 1× a budget and then to 4× is one run, not two.
+
+    A subclass names its sizes' dataclass in ``config_class``; ``config`` (default: that class's
+    defaults) becomes ``self.config``, and its ``num_actions`` and ``grad_clip`` drive the loop.
     """
 
     name = "trained"
     uses_true_positions = False
     grad_clip = 100.0
     num_actions = 5
+    config_class: type | None = None
 
-    def __init__(self) -> None:
+    def __init__(self, config: Any = None) -> None:
+        if config is None and self.config_class is not None:
+            config = self.config_class()
+        self.config = config
+        if config is not None:
+            self.num_actions = config.num_actions
+            self.grad_clip = config.grad_clip
         self.net: nn.Module | None = None
         self.optimiser: torch.optim.Optimizer | None = None
         self.device = torch.device("cpu")
@@ -152,6 +184,14 @@ class TrainedModel:
 
     def loss(self, pixels: Tensor, actions: Tensor, tau: int) -> Tensor:
         raise NotImplementedError
+
+    def prediction_inputs(self, observations: np.ndarray, actions: np.ndarray, tau: int) -> tuple[np.ndarray, Tensor]:
+        """``predict``'s checked arguments: the memorisation-phase observations and the actions
+        as a long tensor on the model's device (raises before ``fit``)."""
+        memorised = check_prediction_inputs(observations, actions, tau)
+        if self.net is None:
+            raise RuntimeError("call fit() before predict()")
+        return memorised, torch.as_tensor(np.asarray(actions), device=self.device).long()
 
     def _snapshot(self) -> dict[str, Any]:
         return {"state": copy.deepcopy(self.net.state_dict()), "iterations": self.iterations_done,

@@ -1,4 +1,4 @@
-"""Reference bounds: no learning over time, every table shows them (SPEC, "The evaluation protocol").
+"""Reference bounds: no learning over time, every table of docs/results.md shows them.
 
 * ``DatasetMean`` — the mean training crop, every step;
 * ``MemorisationMean`` — each sequence's mean memorised crop, every step: the trivial bar every
@@ -53,45 +53,51 @@ class DatasetMean:
         return np.broadcast_to(self.mean, shape).astype(np.float32)
 
 
-class MemorisationMean:
+class FixedModel:
+    """A model with nothing to learn: ``fit`` is a no-op."""
+
+    uses_true_positions = False
+
+    def fit(self, sampler: RolloutSampler, budget: Budget) -> None:
+        pass
+
+
+class RepeatedCrop(FixedModel):
+    """One crop per sequence, made from its memorised crops by ``crop``, predicted at every step."""
+
+    def crop(self, memorised: np.ndarray) -> np.ndarray:
+        """memorised (B, tau, H, W, C) uint8 → (B, 1, H, W, C) float32 in [0, 1]."""
+        raise NotImplementedError
+
+    def predict(self, observations, actions, tau, positions=None) -> np.ndarray:
+        memorised = check_prediction_inputs(observations, actions, tau)
+        return np.repeat(self.crop(memorised), actions.shape[1] - tau, axis=1)
+
+
+class MemorisationMean(RepeatedCrop):
     """Each sequence's mean memorised crop (pixel by pixel), predicted at every step."""
 
     name = "memorisation mean"
-    uses_true_positions = False
 
-    def fit(self, sampler: RolloutSampler, budget: Budget) -> None:
-        pass
-
-    def predict(self, observations, actions, tau, positions=None) -> np.ndarray:
-        memorised = check_prediction_inputs(observations, actions, tau)
-        mean = memorised.astype(np.float32).mean(1, keepdims=True) / 255.0
-        return np.repeat(mean, actions.shape[1] - tau, axis=1)
+    def crop(self, memorised: np.ndarray) -> np.ndarray:
+        return memorised.astype(np.float32).mean(1, keepdims=True) / 255.0
 
 
-class CopyLastObserved:
+class CopyLastObserved(RepeatedCrop):
     """The last memorised crop, repeated for every predicted step."""
 
     name = "copy last observed"
-    uses_true_positions = False
 
-    def fit(self, sampler: RolloutSampler, budget: Budget) -> None:
-        pass
-
-    def predict(self, observations, actions, tau, positions=None) -> np.ndarray:
-        memorised = check_prediction_inputs(observations, actions, tau)
-        last = memorised[:, -1:].astype(np.float32) / 255.0
-        return np.repeat(last, actions.shape[1] - tau, axis=1)
+    def crop(self, memorised: np.ndarray) -> np.ndarray:
+        return memorised[:, -1:].astype(np.float32) / 255.0
 
 
-class OracleMemory:
+class OracleMemory(FixedModel):
     """True position → the crop last seen there during memorisation; the memorisation phase's
     mean crop where the position was never seen. Exact (MSE 0) on every revisited step."""
 
     name = "oracle memory"
     uses_true_positions = True
-
-    def fit(self, sampler: RolloutSampler, budget: Budget) -> None:
-        pass
 
     def predict(self, observations, actions, tau, positions=None) -> np.ndarray:
         memorised = check_prediction_inputs(observations, actions, tau, positions, needs_positions=True)
@@ -112,7 +118,7 @@ class OracleMemory:
         return table[rows[:, None], cells[:, tau:]]
 
 
-class CanvasOracle:
+class CanvasOracle(FixedModel):
     """Memorised crops pasted at their true pixel places; future crops read from that canvas,
     pixels never seen = the sequence's memorisation mean colour (``evaluate.canvas_oracle_predict``).
 
@@ -125,15 +131,12 @@ class CanvasOracle:
     def __init__(self, step_size: int = 3) -> None:
         self.step_size = step_size
 
-    def fit(self, sampler: RolloutSampler, budget: Budget) -> None:
-        pass
-
     def predict(self, observations, actions, tau, positions=None) -> np.ndarray:
         check_prediction_inputs(observations, actions, tau, positions, needs_positions=True)
         return canvas_oracle_predict(np.asarray(observations), np.asarray(positions), tau, self.step_size)
 
 
-class OraclePositionVAE:
+class OraclePositionVAE(FixedModel):
     """GTM-SM's read-out with the true positions as memory keys.
 
     Memorisation writes (true (row, col), q(z_t | x_t)) pairs; step t >= tau decodes the mixture
@@ -141,7 +144,7 @@ class OraclePositionVAE:
     predictor (``GTMSM.read_memory``) with s_t replaced by the true position.
 
     ``model`` is a trained ``GTMSM`` (or, for older call sites, its ``CropVAE``); ``k`` and
-    ``delta`` default to the model's.
+    ``delta`` default to the model's. ``fit`` is a no-op: the VAE comes trained (it is GTM-SM's).
     """
 
     name = "oracle-position VAE"
@@ -155,9 +158,6 @@ class OraclePositionVAE:
         self.model = model
         self.k = k or model.config.knn_k
         self.delta = model.config.delta if delta is None else delta
-
-    def fit(self, sampler: RolloutSampler, budget: Budget) -> None:
-        pass  # the VAE comes trained (it is GTM-SM's)
 
     @torch.no_grad()
     def predict(self, observations, actions, tau, positions=None) -> np.ndarray:

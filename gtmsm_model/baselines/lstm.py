@@ -3,7 +3,6 @@ after the memorisation phase."""
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -11,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from gtmsm_model.baselines.base import Budget, TrainedModel, check_prediction_inputs, mlp, to_pixels
+from gtmsm_model.baselines.base import Budget, CropNet, TrainedModel, mlp, to_pixels
 from gtmsm_model.data import RolloutSampler
 
 
@@ -29,22 +28,20 @@ class ActionLSTMConfig:
     """Gradient-norm clip."""
 
 
-class _ActionLSTMNet(nn.Module):
+class _ActionLSTMNet(CropNet):
     def __init__(self, config: ActionLSTMConfig, crop_shape: tuple[int, int, int]) -> None:
-        super().__init__()
-        self.config = config
-        self.crop_shape = crop_shape
-        pixels = math.prod(crop_shape)
+        super().__init__(config, crop_shape)
+        pixels = self.pixels
         self.encoder = mlp(pixels, config.hidden, config.embed)
         self.lstm = nn.LSTM(config.embed + config.num_actions, config.hidden, batch_first=True)
         self.decoder = mlp(config.hidden, config.hidden, pixels)
 
     def inputs(self, pixels: Tensor, actions: Tensor) -> Tensor:
         one_hot = F.one_hot(actions, self.config.num_actions).float()
-        return torch.cat([self.encoder(pixels.flatten(-3) * 2.0 - 1.0), one_hot], -1)
+        return torch.cat([self.encoder(self.flat_input(pixels)), one_hot], -1)
 
     def decode(self, out: Tensor) -> Tensor:
-        return torch.sigmoid(self.decoder(out)).unflatten(-1, self.crop_shape)
+        return self.to_crops(self.decoder(out))
 
     def run(self, pixels: Tensor, actions: Tensor, tau: int) -> Tensor:
         """Predictions of steps 1..T-1: teacher-forced from observed x_{t-1} for t < tau, then
@@ -69,11 +66,7 @@ class ActionLSTM(TrainedModel):
 
     name = "action LSTM"
 
-    def __init__(self, config: ActionLSTMConfig | None = None) -> None:
-        super().__init__()
-        self.config = config or ActionLSTMConfig()
-        self.num_actions = self.config.num_actions
-        self.grad_clip = self.config.grad_clip
+    config_class = ActionLSTMConfig
 
     def build(self, crop_shape) -> nn.Module:
         return _ActionLSTMNet(self.config, crop_shape)
@@ -88,12 +81,9 @@ class ActionLSTM(TrainedModel):
 
     @torch.no_grad()
     def predict(self, observations, actions, tau, positions=None) -> np.ndarray:
-        memorised = check_prediction_inputs(observations, actions, tau)
-        if self.net is None:
-            raise RuntimeError("call fit() before predict()")
+        memorised, actions = self.prediction_inputs(observations, actions, tau)
         if tau < 2:
             raise ValueError("the LSTM needs tau >= 2 (one observed transition)")
-        actions = torch.as_tensor(np.asarray(actions), device=self.device).long()
         predicted = self.net.run(to_pixels(memorised, self.device), actions, tau)
         return predicted[:, tau - 1 :].cpu().numpy().astype(np.float32)
 

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from gtmsm_model.baselines.base import TrainedModel, check_prediction_inputs, mlp, to_pixels
+from gtmsm_model.baselines.base import CropNet, TrainedModel, mlp, to_pixels
 
 
 @dataclass
@@ -41,12 +41,10 @@ class RSSMConfig:
     """Gradient-norm clip."""
 
 
-class _RSSMNet(nn.Module):
+class _RSSMNet(CropNet):
     def __init__(self, config: RSSMConfig, crop_shape: tuple[int, int, int]) -> None:
-        super().__init__()
-        c = self.config = config
-        self.crop_shape = crop_shape
-        pixels = math.prod(crop_shape)
+        super().__init__(config, crop_shape)
+        c, pixels = config, self.pixels
         self.encoder = mlp(pixels, c.hidden, c.hidden)
         self.gru_input = nn.Sequential(nn.Linear(c.stoch + c.num_actions, c.hidden), nn.ELU())
         self.gru = nn.GRUCell(c.hidden, c.deter)
@@ -66,7 +64,7 @@ class _RSSMNet(nn.Module):
         return self.gru(self.gru_input(torch.cat([z, one_hot], -1)), h)
 
     def decode(self, h: Tensor, z: Tensor) -> Tensor:
-        return torch.sigmoid(self.decoder(torch.cat([h, z], -1))).unflatten(-1, self.crop_shape)
+        return self.to_crops(self.decoder(torch.cat([h, z], -1)))
 
 
 def _kl(mean_q: Tensor, std_q: Tensor, mean_p: Tensor, std_p: Tensor) -> Tensor:
@@ -86,11 +84,7 @@ class RSSM(TrainedModel):
 
     name = "RSSM"
 
-    def __init__(self, config: RSSMConfig | None = None) -> None:
-        super().__init__()
-        self.config = config or RSSMConfig()
-        self.num_actions = self.config.num_actions
-        self.grad_clip = self.config.grad_clip
+    config_class = RSSMConfig
 
     def build(self, crop_shape) -> nn.Module:
         return _RSSMNet(self.config, crop_shape)
@@ -98,7 +92,7 @@ class RSSM(TrainedModel):
     def _filter(self, net: _RSSMNet, pixels: Tensor, actions: Tensor, sample: bool):
         """Posterior pass: h (B, T, deter), z (B, T, stoch), prior and posterior (mean, std)."""
         batch, steps = pixels.shape[:2]
-        embed = net.encoder(pixels.flatten(-3) * 2.0 - 1.0)
+        embed = net.encoder(net.flat_input(pixels))
         h = pixels.new_zeros(batch, self.config.deter)
         z = pixels.new_zeros(batch, self.config.stoch)
         hs, zs, means, stds = [], [], [], []
@@ -145,10 +139,7 @@ class RSSM(TrainedModel):
 
     @torch.no_grad()
     def predict(self, observations, actions, tau, positions=None) -> np.ndarray:
-        memorised = check_prediction_inputs(observations, actions, tau)
-        if self.net is None:
-            raise RuntimeError("call fit() before predict()")
-        actions = torch.as_tensor(np.asarray(actions), device=self.device).long()
+        memorised, actions = self.prediction_inputs(observations, actions, tau)
         h, z, _, _ = self._filter(self.net, to_pixels(memorised, self.device), actions[:, :tau], sample=False)
         h, z = self._imagine(self.net, h[:, -1], z[:, -1], actions[:, tau:], sample=False)
         return self.net.decode(h, z).cpu().numpy().astype(np.float32)

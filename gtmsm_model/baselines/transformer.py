@@ -33,7 +33,6 @@ mean, as for the other deterministic peers).
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -41,7 +40,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from gtmsm_model.baselines.base import TrainedModel, check_prediction_inputs, mlp, to_pixels
+from gtmsm_model.baselines.base import CropNet, TrainedModel, mlp, to_pixels
 
 
 @dataclass
@@ -70,12 +69,10 @@ class TransformerConfig:
     """Sequences per forward pass at prediction time (attention memory grows with T²)."""
 
 
-class _TransformerNet(nn.Module):
+class _TransformerNet(CropNet):
     def __init__(self, config: TransformerConfig, crop_shape: tuple[int, int, int]) -> None:
-        super().__init__()
-        c = self.config = config
-        self.crop_shape = crop_shape
-        pixels = math.prod(crop_shape)
+        super().__init__(config, crop_shape)
+        c, pixels = config, self.pixels
         self.crop_embed = mlp(pixels, c.hidden, c.d_model)
         self.action_embed = nn.Embedding(c.num_actions, c.d_model)
         self.count_embed = nn.Linear(c.num_actions, c.d_model)
@@ -92,10 +89,10 @@ class _TransformerNet(nn.Module):
         steps = actions.shape[1]
         one_hot = F.one_hot(actions, self.config.num_actions).float()
         tokens = self.action_embed(actions) + self.count_embed(one_hot.cumsum(1) / self.config.count_scale)
-        content = torch.cat([self.crop_embed(memorised.flatten(-3) * 2.0 - 1.0),
+        content = torch.cat([self.crop_embed(self.flat_input(memorised)),
                              self.mask.expand(batch, steps - tau, -1)], 1)
         out = self.norm(self.encoder(tokens + content))[:, tau:]
-        return torch.sigmoid(self.decoder(out)).unflatten(-1, self.crop_shape)
+        return self.to_crops(self.decoder(out))
 
 
 class TransformerWorldModel(TrainedModel):
@@ -103,11 +100,10 @@ class TransformerWorldModel(TrainedModel):
 
     name = "transformer"
 
+    config_class = TransformerConfig
+
     def __init__(self, config: TransformerConfig | None = None) -> None:
-        super().__init__()
-        self.config = config or TransformerConfig()
-        self.num_actions = self.config.num_actions
-        self.grad_clip = self.config.grad_clip
+        super().__init__(config)
         self._rng = np.random.default_rng(0)
 
     def build(self, crop_shape) -> nn.Module:
@@ -122,10 +118,7 @@ class TransformerWorldModel(TrainedModel):
 
     @torch.no_grad()
     def predict(self, observations, actions, tau, positions=None) -> np.ndarray:
-        memorised = check_prediction_inputs(observations, actions, tau)
-        if self.net is None:
-            raise RuntimeError("call fit() before predict()")
-        actions = torch.as_tensor(np.asarray(actions), device=self.device).long()
+        memorised, actions = self.prediction_inputs(observations, actions, tau)
         parts = []
         for start in range(0, len(actions), self.config.eval_chunk):
             end = start + self.config.eval_chunk
