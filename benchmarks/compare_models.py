@@ -1,5 +1,5 @@
 """GTM-SM against learned peers (RSSM, action LSTM, transformer) and bounds, on one protocol and
-seven conditions (SPEC, "The evaluation protocol"; issue 10).
+seven conditions (the evaluation protocol of ``gtmsm_model/evaluate.py``; ``benchmarks/harness``).
 
     python benchmarks/compare_models.py --threads 1                  # the committed run (3 seeds, ≈ 80 min)
     python benchmarks/compare_models.py --quick --out-dir /tmp/cmp   # smoke run of every code path, < 2 min

@@ -1,7 +1,7 @@
-"""Train GTM-SM on several seeds and check the generality issue's targets on held-out rollouts.
+"""Train GTM-SM on several seeds and check the per-run targets (``gtmsm_model.evaluate``) on held-out rollouts.
 
 For each seed: train a preset on the procedural default images, centre starts, border walls
-(wall-clock timed), then evaluate the SPEC protocol (tau = 256 memorised, 256 predicted steps)
+(wall-clock timed), then evaluate the project's protocol (tau = 256 memorised, 256 predicted steps)
 on four conditions, each reported on its own:
 
 * ``centre``: held-out procedural images (a seed stream training never uses), centre start;

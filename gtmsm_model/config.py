@@ -287,10 +287,7 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
         """The inverse of :meth:`to_dict` (not validated); missing fields take their defaults."""
-        model = dict(data.get("model", {}))
-        if isinstance(model.get("opposite_actions"), list):
-            model["opposite_actions"] = tuple(tuple(pair) for pair in model["opposite_actions"])
-        return cls(world=World.from_dict(data.get("world", {})), model=GTMSMConfig(**model),
+        return cls(world=World.from_dict(data.get("world", {})), model=GTMSMConfig.from_dict(data.get("model", {})),
                    schedule=Schedule(**data.get("schedule", {})), run=RunConfig(**data.get("run", {})),
                    preset=data.get("preset", "quick"))
 

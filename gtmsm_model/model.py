@@ -10,7 +10,7 @@ Two sets of latents disentangle *what* is seen from *where* the agent is:
   the move was blocked by a wall. Whether it was is the *wall model*'s (``wall_models.py``,
   ``GTMSMConfig.wall_model``): "edges" (default; blocked moves read off the observations, an
   edge memory and an extent/span prior while imagining; any start, walls anywhere) or
-  "absolute" (the seed's learned sigmoid gate of the absolute state; needs a fixed start);
+  "absolute" (the original formulation's learned sigmoid gate of the absolute state; needs a fixed start);
 * a key memory (a differentiable neural dictionary) of (s_t, q(z_t | x_t)) pairs written during
   the memorisation steps t < tau, read through a nearest-neighbour mixture prior
   ``p(z_t | s_t, m) = sum_k w_k N(z_t | mu_k, sigma_k^2)`` with ``w_k ∝ 1 / (d_k^2 + delta)``;
@@ -33,6 +33,7 @@ is the reset and is ignored, since s_0 = 0).
 from __future__ import annotations
 
 from collections.abc import Callable
+import dataclasses
 from dataclasses import dataclass, replace
 
 import torch
@@ -77,8 +78,6 @@ __all__ = [
 
 NOVEL_VIEWS = ("canvas", "knn")
 UNTRIED_EDGES = ("span", "extent")
-# What a checkpoint that predates a setting was trained and measured with.
-BEFORE_SPAN_AND_REFINEMENT = {"untried_edges": "extent", "refine_steps": 0}
 
 
 @dataclass
@@ -97,8 +96,8 @@ class GTMSMConfig:
     """Size of the spatial state s_t."""
     wall_model: str = "edges"
     """How walls stop moves: "edges" (blocked moves inferred from the observations, an edge memory
-    when imagining; any start, walls anywhere) or "absolute" (the seed's learned gate of the
-    absolute state; needs a fixed start)."""
+    when imagining; any start, walls anywhere) or "absolute" (the original formulation's
+    learned gate of the absolute state; needs a fixed start)."""
     gate_hidden: int = 32
     """Width of the absolute wall gate's hidden layers (wall_model "absolute")."""
     gate_init_bias: float = 3.0
@@ -188,14 +187,14 @@ class GTMSMConfig:
 
     @classmethod
     def from_dict(cls, saved: dict) -> GTMSMConfig:
-        """The config a checkpoint saved. Checkpoints from before the wall models existed were
-        trained with the seed's absolute gate and the k-NN read-out: they say so by omission."""
-        saved = dict(saved)
-        if "wall_model" not in saved:
-            saved.update(wall_model="absolute", novel_view="knn")
-        saved.pop("blocked_threshold", None)  # an interim name; replaced by ambiguity_margin
-        # Before the world-span prior and refined codes: the extent rule and the encoder's mean.
-        return cls(**{**BEFORE_SPAN_AND_REFINEMENT, **saved})
+        """The inverse of ``dataclasses.asdict`` (a checkpoint's ``model_config``, JSON lists for
+        tuples). Missing fields take their defaults; an unknown one raises ``ValueError`` naming it.
+        Older checkpoints are brought up to date before this, by ``checkpoint.upgrade_v1``."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(saved) - names)
+        if unknown:
+            raise ValueError(f"unknown GTMSMConfig fields {unknown}")
+        return cls(**saved)
 
 
 # --------------------------------------------------------------------------- modules
@@ -307,7 +306,8 @@ class GTMSM(nn.Module):
 
         Every step t pays the reconstruction term -E_q[log p(x_t | z_t)]. Step t then pays the
         KL from q(z_t | x_t) to the memory prior built from the keys written *before* it:
-        j < t during memorisation (t < tau) and all j < tau afterwards (the seed's eq. 2).
+        j < t during memorisation (t < tau) and all j < tau afterwards (eq. 2 of the GTM-SM paper, Fraccaro et al., ICML 2018;
+        docs/model.md).
         Memorisation steps also pay KL(q ‖ N(0, I)) so the codes stay a well-behaved VAE.
 
         Two choices make this train from scratch (see train.py for the schedule):
