@@ -39,7 +39,7 @@ from gtmsm_cli.flags import (
     error_text,
     fail,
 )
-from gtmsm_cli.signals import interrupt_signal, run_script, signal_exit_status
+from gtmsm_cli.signals import exit_status, run_script
 from gtmsm_env import Rollouts, collect_rollouts
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -155,7 +155,7 @@ def main(argv: list[str] | None = None) -> None:
         try:
             code = subprocess.run(command).returncode
         except KeyboardInterrupt as stop:
-            code = signal_exit_status(interrupt_signal(stop))
+            code = exit_status(stop)
         except OSError as error:
             fail(PROG, f"cannot run {command[0]!r} (is the project installed in this environment?): "
                        f"{error_text(error)}")

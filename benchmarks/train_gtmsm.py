@@ -53,7 +53,7 @@ from gtmsm_cli.checks import (
     threads_problem,
 )
 from gtmsm_cli.flags import SEED_MAX, bounded, fail, parse_dataclass
-from gtmsm_cli.signals import run_script, signal_exit_status
+from gtmsm_cli.signals import run_script
 from gtmsm_model.baselines import MemorisationMean
 from gtmsm_model.evaluate import GTMSMEvaluation, evaluate_gtmsm, json_safe, prediction_metrics
 from gtmsm_model.train import TrainingInterrupted, make_config, train
@@ -114,7 +114,7 @@ def exit_interrupted(stop: TrainingInterrupted, seed: int, done: list[int], args
           f"is kept at {stop.checkpoint}); seeds finished before: {done or 'none'}, but {report} and .json are "
           "written only at the end, so nothing was written there; rerun the same command to start over",
           file=sys.stderr)
-    raise SystemExit(signal_exit_status(stop.signal_name))
+    raise SystemExit(stop.exit_status)
 
 
 def trivial_mse_revisited(rollouts, tau: int) -> float:

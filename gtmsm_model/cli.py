@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
 import sys
 import time
 import typing
@@ -34,7 +33,7 @@ from gtmsm_cli.flags import (
     field_docs,
     number,
 )
-from gtmsm_cli.signals import interrupt_signal, raise_on_sigterm, signal_exit_status
+from gtmsm_cli.signals import exit_status, interrupted, sigterm_raises
 from gtmsm_env.world import START_MODES, WALL_MODES, World
 from gtmsm_model.config import (
     MODEL_FIELDS,
@@ -370,27 +369,22 @@ def main(argv: list[str] | None = None) -> int:
 
     # Under torchrun every process meets the same bad input: only rank 0 says so.
     report = print if os.environ.get("RANK", "0") == "0" else (lambda *a, **k: None)
-    previous = raise_on_sigterm()  # outside training, SIGTERM stops like Ctrl-C (training checkpoints first)
     try:
-        if args.command in ("run", "train"):
-            run_or_train(args, argv)
-        else:
-            evaluate_or_predict(args)
+        with sigterm_raises():  # outside training, SIGTERM stops like Ctrl-C (training checkpoints first)
+            if args.command in ("run", "train"):
+                run_or_train(args, argv)
+            else:
+                evaluate_or_predict(args)
     except TrainingInterrupted as stop:
-        return signal_exit_status(stop.signal_name)
+        return stop.exit_status
     except KeyboardInterrupt as stop:
-        name = interrupt_signal(stop)
-        report(f"\n{prog}: interrupted by {name}", file=sys.stderr)
-        return signal_exit_status(name)
+        return interrupted(prog, stop) if report is print else exit_status(stop)
     except ConfigError as error:  # a library's error names fields: say the flags
         report(f"{prog}: error: {flag_text(error_text(error))}", file=sys.stderr)
         return EXIT_ERROR
     except (ValueError, TypeError, OSError, RuntimeError, CheckpointError) as error:
         report(f"{prog}: error: {error_text(error)}", file=sys.stderr)
         return EXIT_ERROR
-    finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
     return 0
 
 

@@ -32,8 +32,8 @@ is the reset and is ignored, since s_0 = 0).
 
 from __future__ import annotations
 
-from collections.abc import Callable
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 import torch
