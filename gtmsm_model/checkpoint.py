@@ -27,14 +27,8 @@ from typing import Any
 
 import torch
 
-from gtmsm_cli.flags import error_text
-from gtmsm_model.config import (
-    RESUMABLE_CHANGES,
-    SECTIONS,
-    TrainConfig,
-    flag_of,
-    flatten,
-)
+from gtmsm_cli.flags import error_text, flag_of
+from gtmsm_model.config import RESUMABLE_CHANGES, SECTIONS, TrainConfig, flatten
 from gtmsm_model.model import GTMSM, GTMSMConfig
 from gtmsm_model.run_folder import umask_mode
 

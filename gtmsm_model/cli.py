@@ -8,7 +8,7 @@
 
 Every ``TrainConfig`` setting is a flag (``--z-dim``, ``--iterations``, ...), grouped in ``--help`` by
 the part it belongs to (world, model, schedule, run); a preset sets them all and explicit flags
-override it. Errors the libraries raise name fields; ``config.flag_text`` turns them into flags.
+override it. Errors the libraries raise name fields; ``gtmsm_cli.flags.flag_text`` turns them into flags.
 """
 
 from __future__ import annotations
@@ -31,6 +31,8 @@ from gtmsm_cli.flags import (
     bounded,
     error_text,
     field_docs,
+    flag_of,
+    flag_text,
     number,
 )
 from gtmsm_cli.signals import exit_status, interrupted, sigterm_raises
@@ -43,9 +45,8 @@ from gtmsm_model.config import (
     RunConfig,
     Schedule,
     TrainConfig,
-    flag_of,
-    flag_text,
     flatten,
+    setting_bounds,
 )
 from gtmsm_model.model import NOVEL_VIEWS, UNTRIED_EDGES, WALL_MODELS, GTMSMConfig
 from gtmsm_model.presets import PRESETS, flat_preset
@@ -115,15 +116,17 @@ def add_train_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--preset", default="quick", choices=sorted(PRESETS),
                         help="named set of hyperparameters (default: quick); flags below override it")
     world = parser.add_argument_group("world", "the images, window, moves, start and walls")
-    for name, bounds in WORLD_FIELDS.items():
+    for name in WORLD_FIELDS:
         kind, optional = (int, name == "image_width") if name != "wall_density" else (float, True)
         kind = str if name in CHOICES else kind
-        _add_field_flag(world, name, kind, optional, bounds, WORLD_HELP[name], quick.get(name))
+        _add_field_flag(world, name, kind, optional, setting_bounds("world", name), WORLD_HELP[name],
+                        quick.get(name))
     model = parser.add_argument_group("model", "GTM-SM's sizes and choices (GTMSMConfig)")
     docs, hints = field_docs(GTMSMConfig), typing.get_type_hints(GTMSMConfig)
-    for name, bounds in MODEL_FIELDS.items():
+    for name in MODEL_FIELDS:
         kind, optional = _base_type(hints[name])
-        _add_field_flag(model, name, kind, optional, bounds, docs.get(name, ""), quick[name])
+        _add_field_flag(model, name, kind, optional, setting_bounds("model", name), docs.get(name, ""),
+                        quick[name])
     for cls, title, what in ((Schedule, "schedule", "what training does step by step"),
                              (RunConfig, "run", "where and how the run happens")):
         add_dataclass_flags(parser.add_argument_group(title, what), cls, defaults=quick,
