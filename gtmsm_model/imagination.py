@@ -134,7 +134,8 @@ class Imagination:
 
 def checkpoint_world(payload: dict[str, Any]) -> World:
     """The world a checkpoint's model was trained on: the ``world`` of its nested ``train_config``
-    (``World()``'s settings where it records none), its crop the model's. Not validated.
+    (``World()``'s settings where it records none; the model's crop if it records no crop size).
+    Not validated.
 
     ``gym.make("ImageNav-v0", **checkpoint_world(payload).env_kwargs())`` shows the model the
     crops, image size and moves it knows. Raises ``CheckpointError`` when the checkpoint
@@ -147,8 +148,9 @@ def checkpoint_world(payload: dict[str, Any]) -> World:
     model_config = payload.get("model_config") or {}
     if not isinstance(train_config, dict) or not isinstance(model_config, dict):
         raise CheckpointError("the checkpoint's train_config/model_config are not mappings")
+    recorded = train_config.get("world") or {}
     try:
-        world = World.from_dict(train_config.get("world") or {})
+        world = World.from_dict(recorded)
     except (TypeError, ValueError) as error:
         raise CheckpointError(f"the checkpoint's train_config has an unreadable world: {error_text(error)}") from None
 
@@ -158,7 +160,7 @@ def checkpoint_world(payload: dict[str, Any]) -> World:
         return int(value)
 
     model_crop = size("model crop_size", model_config.get("crop_size", 8))
-    crop = size("crop_size", world.crop_size)
+    crop = size("crop_size", world.crop_size if "crop_size" in recorded else model_crop)
     if crop != model_crop:
         raise CheckpointError(f"the checkpoint's train_config says {crop}x{crop} crops but its model reads "
                               f"{model_crop}x{model_crop}")
@@ -166,7 +168,7 @@ def checkpoint_world(payload: dict[str, Any]) -> World:
         height, width = (size(name, side) for name, side in zip(("image_size", "image_width"), world.image_size, strict=True))
     else:
         height = width = size("image_size", world.image_size)
-    return world.replace(image_size=height if width == height else (height, width),
+    return world.replace(image_size=height if width == height else (height, width), crop_size=crop,
                          step_size=size("step_size", world.step_size))
 
 
