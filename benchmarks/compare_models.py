@@ -1,5 +1,5 @@
 """GTM-SM against learned peers (RSSM, action LSTM, transformer) and bounds, on one protocol and
-seven conditions (SPEC, "The evaluation protocol"; issue 10).
+seven conditions (the evaluation protocol of ``gtmsm_model/evaluate.py``; ``benchmarks/harness``).
 
     python benchmarks/compare_models.py --threads 1                  # the committed run (3 seeds, ≈ 80 min)
     python benchmarks/compare_models.py --quick --out-dir /tmp/cmp   # smoke run of every code path, < 2 min
@@ -30,7 +30,7 @@ from benchmarks.harness.conditions import CONDITIONS
 from benchmarks.harness.plan import GTMSMInterrupted, Plan
 from gtmsm_cli.checks import duplicates_problem, output_dir_problem, threads_problem
 from gtmsm_cli.flags import SEED_MAX, bounded, error_text, fail, parse_dataclass
-from gtmsm_cli.signals import interrupt_signal, run_script, signal_exit_status
+from gtmsm_cli.signals import interrupted, run_script
 
 PROG = "compare_models.py"
 DEFAULT_PPO_POLICY = Path("benchmarks/results/ppo_coverage.zip")
@@ -142,10 +142,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
               "written at the end); rerun the same command to start over", file=sys.stderr)
         raise SystemExit(stop.exit_status) from None
     except KeyboardInterrupt as stop:
-        name = interrupt_signal(stop)
-        print(f"\n{PROG}: interrupted by {name}; {args.out_dir} was not touched (it is written at the end); "
-              "rerun the same command to start over", file=sys.stderr)
-        raise SystemExit(signal_exit_status(name)) from None
+        raise SystemExit(interrupted(PROG, stop, f"{args.out_dir} was not touched (it is written at the end); "
+                                                 "rerun the same command to start over")) from None
 
 
 def measure(args: Args, plan: Plan, argv: list[str] | None) -> dict[str, Any]:

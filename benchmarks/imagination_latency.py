@@ -65,7 +65,8 @@ def main(argv: list[str] | None = None) -> None:
         imagination = load_imagination(args.checkpoint, args.tau)
     except (CheckpointError, ValueError, RuntimeError, OSError) as error:
         fail(PROG, f"--checkpoint: {error_text(error)}")
-    world = imagination.world  # the env the model was trained on (image, crop and step size)
+    trained = imagination.world  # the env the model was trained on (image, crop and step size)
+    world = {"image_size": trained.image_size, "crop_size": trained.crop_size, "step_size": trained.step_size}
     tau = imagination.tau
     rng = np.random.default_rng(args.seed)
     actions = random_walk_actions(rng, 1, tau + args.steps)[0].tolist()

@@ -39,8 +39,9 @@ from gtmsm_cli.flags import (
     error_text,
     fail,
 )
-from gtmsm_cli.signals import interrupt_signal, run_script, signal_exit_status
+from gtmsm_cli.signals import exit_status, run_script
 from gtmsm_env import Rollouts, collect_rollouts
+from gtmsm_env.world import World
 
 ROOT = Path(__file__).resolve().parent.parent
 PROG = "ppo_memories.py"
@@ -91,8 +92,9 @@ def predicted_step_errors(model, rollouts: Rollouts, tau: int) -> dict[str, floa
     }
 
 
-DEFAULT_WORLD = {"image_size": 32, "crop_size": 8, "step_size": 3}
-"""ImageNav-v0's default world: the one the rollouts below and the PPO policy use."""
+DEFAULT_WORLD = World()
+"""ImageNav-v0's default world: the one the rollouts below and the PPO policy use (its image,
+crop and step sizes are what a checkpoint must match)."""
 
 
 def load_default_world_model(path: str):
@@ -104,10 +106,11 @@ def load_default_world_model(path: str):
     try:
         payload = load_checkpoint(path)
         model = model_from_checkpoint(payload)
-        world = {**DEFAULT_WORLD, **checkpoint_world(payload)}
+        world = checkpoint_world(payload)
     except (CheckpointError, OSError) as error:
         fail(PROG, f"--checkpoint: {error_text(error)}")
-    if world != DEFAULT_WORLD:
+    if (world.image_shape, world.crop_size, world.step_size) != (
+            DEFAULT_WORLD.image_shape, DEFAULT_WORLD.crop_size, DEFAULT_WORLD.step_size):
         fail(PROG, f"--checkpoint was trained on {world_text(world)}; this benchmark (and its PPO policy) uses "
                    f"ImageNav-v0's default world, {world_text(DEFAULT_WORLD)}")
     return model
@@ -155,7 +158,7 @@ def main(argv: list[str] | None = None) -> None:
         try:
             code = subprocess.run(command).returncode
         except KeyboardInterrupt as stop:
-            code = signal_exit_status(interrupt_signal(stop))
+            code = exit_status(stop)
         except OSError as error:
             fail(PROG, f"cannot run {command[0]!r} (is the project installed in this environment?): "
                        f"{error_text(error)}")

@@ -1,7 +1,7 @@
-"""Train GTM-SM on several seeds and check the generality issue's targets on held-out rollouts.
+"""Train GTM-SM on several seeds and check the per-run targets (``gtmsm_model.evaluate``) on held-out rollouts.
 
 For each seed: train a preset on the procedural default images, centre starts, border walls
-(wall-clock timed), then evaluate the SPEC protocol (tau = 256 memorised, 256 predicted steps)
+(wall-clock timed), then evaluate the project's protocol (tau = 256 memorised, 256 predicted steps)
 on four conditions, each reported on its own:
 
 * ``centre``: held-out procedural images (a seed stream training never uses), centre start;
@@ -53,7 +53,7 @@ from gtmsm_cli.checks import (
     threads_problem,
 )
 from gtmsm_cli.flags import SEED_MAX, bounded, fail, parse_dataclass
-from gtmsm_cli.signals import run_script, signal_exit_status
+from gtmsm_cli.signals import run_script
 from gtmsm_model.baselines import MemorisationMean
 from gtmsm_model.evaluate import GTMSMEvaluation, evaluate_gtmsm, json_safe, prediction_metrics
 from gtmsm_model.train import TrainingInterrupted, make_config, train
@@ -114,7 +114,7 @@ def exit_interrupted(stop: TrainingInterrupted, seed: int, done: list[int], args
           f"is kept at {stop.checkpoint}); seeds finished before: {done or 'none'}, but {report} and .json are "
           "written only at the end, so nothing was written there; rerun the same command to start over",
           file=sys.stderr)
-    raise SystemExit(signal_exit_status(stop.signal_name))
+    raise SystemExit(stop.exit_status)
 
 
 def trivial_mse_revisited(rollouts, tau: int) -> float:

@@ -97,7 +97,8 @@ def physical_memory() -> int | None:
         return None
 
 def threads_problem(threads: int | None, flag: str = "--threads") -> str | None:
-    """Why ``threads`` CPU threads cannot run here (``None`` if they can; 0/None mean the default)."""
+    """Why ``threads`` CPU threads cannot run here (``None`` if they can; 0/None mean the default).
+    ``flag`` names the setting: an entry point's flag, or a library's ```field```."""
     cores = os.cpu_count() or 1
     if threads and threads > cores:
         return f"{flag} {threads} is more than this machine's {cores} CPU cores"

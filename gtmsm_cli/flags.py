@@ -18,8 +18,10 @@ A field states its range once, in its metadata, and both the flag parser and the
     args = Args(**dataclass_values(parser.parse_args(), Args))
     check_fields(args)                          # the same check for programmatic use
 
-Libraries name the *field* in their errors (``crop_size=8 ...``); :func:`flag_text` rewrites such
-a message in the entry point's flags (``--crop-size 8 ...``).
+Libraries name the *field* in their errors, never a flag: between backticks (```tau` must not
+exceed `seq_len```) or, for the fields an entry point names, bare (``crop_size=8 ...``). Only an
+entry point words them with its flags, through :func:`flag_text` and the one field-to-flag map
+:func:`flag_of` (``--field-name``, unless the entry point's ``flags`` say otherwise).
 """
 
 from __future__ import annotations
@@ -101,6 +103,18 @@ def bounded(default: Any, *, ge: float | None = None, gt: float | None = None,
 
 def flag_name(field_name: str) -> str:
     return "--" + field_name.replace("_", "-")
+
+
+def flag_of(name: str, flags: Mapping[str, str] | None = None) -> str:
+    """The command-line flag of field ``name``: ``flags[name]`` if given, else ``--name-with-dashes``."""
+    return (flags or {}).get(name) or flag_name(name)
+
+
+def field_bounds(field: dataclasses.Field) -> Bounds | None:
+    """A field's declared range: its metadata's ``"bounds"``, a :class:`Bounds` or a plain mapping
+    of ``ge``/``gt``/``le``/``lt`` (so a library that must not depend on this package declares it too)."""
+    bounds = field.metadata.get("bounds")
+    return Bounds(**bounds) if isinstance(bounds, Mapping) else bounds
 
 
 def field_docs(cls: type) -> dict[str, str]:
@@ -199,7 +213,7 @@ def add_dataclass_flags(
             (kind,) = typing.get_args(kind)
             nargs = "+"
         if kind in (int, float):
-            parse: Callable[[str], Any] = number(kind, field.metadata.get("bounds"), optional=optional)
+            parse: Callable[[str], Any] = number(kind, field_bounds(field), optional=optional)
         elif kind is Path:
             parse = Path
         else:
@@ -238,19 +252,29 @@ def dataclass_values(args: argparse.Namespace, cls: type, skip: Iterable[str] = 
     return {k: v for k, v in vars(args).items() if k in names}
 
 
-def check_fields(obj: Any) -> None:
-    """Raise ``ValueError("--flag must be ..., got x")`` for the first field outside its bounds."""
+def value_problem(value: Any, bounds: Bounds) -> str | None:
+    """Why ``value`` is not a number within ``bounds`` (``None`` if it is): "must be > 0, got 0"."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return f"must be a number, got {value!r}"
+    problem = bounds.problem(value)
+    return None if problem is None else f"{problem}, got {value}"
+
+
+def check_fields(obj: Any, name: Callable[[str], str] = flag_name, only: Iterable[str] | None = None) -> None:
+    """Raise ``ValueError("--flag must be ..., got x")`` for the first field outside its bounds
+    (``TypeError`` for one that is not a number). ``name`` words the field (a library passes
+    ``"`{}`".format`` to name fields, not flags); ``only``: check just these fields."""
+    chosen = None if only is None else set(only)
     for field in dataclasses.fields(obj):
-        bounds = field.metadata.get("bounds")
+        bounds = field_bounds(field)
         value = getattr(obj, field.name)
-        if bounds is None or value is None:
+        if bounds is None or value is None or (chosen is not None and field.name not in chosen):
             continue
         for item in value if isinstance(value, list) else [value]:
-            if isinstance(item, bool) or not isinstance(item, (int, float)):
-                raise TypeError(f"{flag_name(field.name)} must be a number, got {item!r}")
-            problem = bounds.problem(item)
+            problem = value_problem(item, bounds)
             if problem is not None:
-                raise ValueError(f"{flag_name(field.name)} {problem}, got {item}")
+                error = TypeError if problem.startswith("must be a number") else ValueError
+                raise error(f"{name(field.name)} {problem}")
 
 
 def fail(prog: str, message: str) -> typing.NoReturn:
@@ -266,18 +290,33 @@ def error_text(error: BaseException) -> str:
     return lines[0] if lines else type(error).__name__
 
 
-def flag_text(message: str, fields: Iterable[str]) -> str:
-    """``message`` (a library's error naming fields) worded with the flags of those ``fields``:
-    ``field=value`` becomes ``--field value`` and a bare ``field`` becomes ``--field``
-    (``"crop_size=8 covers ... (use a smaller crop_size)"`` ->
-    ``"--crop-size 8 covers ... (use a smaller --crop-size)"``)."""
+FIELD_MARK = re.compile(r"`(\w+)`")
+"""A field named in a library's message: ```crop_size```."""
+
+
+def mark_fields(message: str, fields: Iterable[str]) -> str:
+    """``message`` with the bare names of ``fields`` marked as fields: ``field=value`` becomes
+    ```field` value`` and a bare ``field`` becomes ```field``` (names already marked stay)."""
     names = sorted(set(fields), key=len, reverse=True)
     if not names:
         return message
-    pattern = re.compile(r"(?<![\w-])(" + "|".join(map(re.escape, names)) + r")(?:=(\S+))?(?!\w)")
+    pattern = re.compile(r"(?<![\w`-])(" + "|".join(map(re.escape, names)) + r")(?:=(\S+))?(?![\w`])")
 
-    def flag(match: re.Match[str]) -> str:
-        text = flag_name(match.group(1))
+    def mark(match: re.Match[str]) -> str:
+        text = f"`{match.group(1)}`"
         return text if match.group(2) is None else f"{text} {match.group(2)}"
 
-    return pattern.sub(flag, message)
+    return pattern.sub(mark, message)
+
+
+def flag_text(message: str, fields: Iterable[str] = (), flags: Mapping[str, str] | None = None) -> str:
+    """``message`` (a library's error naming fields) worded with the entry point's flags: every
+    ```field``` and every bare name of ``fields`` becomes its flag (:func:`flag_of`), ``field=value``
+    becoming ``--field value`` (``"crop_size=8 covers ... (use a smaller crop_size)"`` ->
+    ``"--crop-size 8 covers ... (use a smaller --crop-size)"``)."""
+    return FIELD_MARK.sub(lambda match: flag_of(match.group(1), flags), mark_fields(message, fields))
+
+
+def field_text(message: str) -> str:
+    """``message`` with the backticks around field names dropped (for a library's own users)."""
+    return FIELD_MARK.sub(lambda match: match.group(1), message)

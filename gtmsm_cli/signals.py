@@ -2,13 +2,19 @@
 (a ``KeyboardInterrupt``, so every ``finally`` and ``except KeyboardInterrupt`` cleans up for it
 too), the run ends with one line ``prog: interrupted by SIGINT; note`` and exit status 128 + the
 signal's number (130 for SIGINT, 143 for SIGTERM), never a traceback.
+
+Handlers are only ever installed by :func:`handling` (a context manager that restores the ones it
+replaced): :func:`sigterm_raises` for a whole command, :class:`StopFlag` for work that must reach
+a safe point (a checkpoint) before it stops.
 """
 
 from __future__ import annotations
 
 import signal
 import sys
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 
 
@@ -32,16 +38,68 @@ def interrupt_signal(error: BaseException) -> str:
     return getattr(error, "signal_name", "SIGINT")
 
 
+def exit_status(stop: BaseException) -> int:
+    """The exit status of a run the ``KeyboardInterrupt`` ``stop`` ended (130 or 143)."""
+    return signal_exit_status(interrupt_signal(stop))
+
+
+@contextmanager
+def handling(handlers: Mapping[int, Callable[[int, Any], None]]) -> Iterator[None]:
+    """Inside, each signal number in ``handlers`` runs its handler; on leaving, the handlers it
+    replaced are back. Outside the main thread signals cannot be caught: nothing changes there."""
+    previous: dict[int, Any] = {}
+    if threading.current_thread() is threading.main_thread():
+        for number, handler in handlers.items():
+            previous[number] = signal.signal(number, handler)
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+
+
+def _raise_interrupted(signum: int, frame: Any) -> None:
+    raise Interrupted("SIGTERM")
+
+
+@contextmanager
+def sigterm_raises() -> Iterator[None]:
+    """Inside, SIGTERM raises :class:`Interrupted` in the main thread (as Ctrl-C raises
+    ``KeyboardInterrupt``), so ``finally`` blocks run and the run ends with one line."""
+    with handling({signal.SIGTERM: _raise_interrupted}):
+        yield
+
+
+class StopFlag:
+    """While active (``with StopFlag() as stop:``), SIGINT and SIGTERM only set ``requested`` to the
+    signal's name, so a loop can finish its step, reach a safe point and stop there. A second
+    Ctrl-C once a stop is requested stops at once (``KeyboardInterrupt``)."""
+
+    def __init__(self) -> None:
+        self.requested: str | None = None
+        self._handling: Any = None
+
+    def _handle(self, number: int, frame: Any) -> None:
+        if self.requested is not None and number == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.requested = signal.Signals(number).name
+
+    def __enter__(self) -> StopFlag:
+        self._handling = handling({signal.SIGINT: self._handle, signal.SIGTERM: self._handle})
+        self._handling.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._handling.__exit__(None, None, None)
+
+
 def raise_on_sigterm() -> Any:
     """From now on SIGTERM raises :class:`Interrupted` in the main thread (where Ctrl-C raises
     ``KeyboardInterrupt``), so ``finally`` blocks run and the run ends with one line. Returns the
     handler it replaced (``None`` outside the main thread, where nothing changes)."""
 
-    def handler(signum: int, frame: Any) -> None:
-        raise Interrupted("SIGTERM")
-
     try:
-        return signal.signal(signal.SIGTERM, handler)
+        return signal.signal(signal.SIGTERM, _raise_interrupted)
     except ValueError:  # not the main thread: keep the default
         return None
 
@@ -57,8 +115,8 @@ def interrupted(prog: str, stop: BaseException, note: str = "") -> int:
 def run_script(prog: str, main: Callable[[], Any], note: str = "") -> None:
     """A script's ``__main__``: ``main()``, where Ctrl-C or SIGTERM end the run with one line
     (``prog: interrupted by SIGINT; note``) and exit 130 or 143, never a traceback."""
-    raise_on_sigterm()
     try:
-        main()
+        with sigterm_raises():
+            main()
     except KeyboardInterrupt as stop:
         raise SystemExit(interrupted(prog, stop, note)) from None

@@ -66,12 +66,14 @@ class World:
     images, the maze's default density filled in).
     """
 
-    image_size: ImageSize = 32
-    crop_size: int = 8
-    step_size: int = 3
+    # Each number's range (plain metadata: ``ge``/``gt``/``le``/``lt``) is what a command line
+    # accepts before :meth:`validated` checks the whole world.
+    image_size: ImageSize = dataclasses.field(default=32, metadata={"bounds": {"ge": 2}})
+    crop_size: int = dataclasses.field(default=8, metadata={"bounds": {"ge": 1}})
+    step_size: int = dataclasses.field(default=3, metadata={"bounds": {"ge": 1}})
     start: str = "center"
     walls: str = "border"
-    wall_density: float | None = None
+    wall_density: float | None = dataclasses.field(default=None, metadata={"bounds": {"ge": 0, "le": 1}})
 
     def validated(self) -> World:
         from gtmsm_env.maze import validate_walls  # maze.py builds on this module's actions

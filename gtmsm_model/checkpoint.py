@@ -27,21 +27,19 @@ from typing import Any
 
 import torch
 
-from gtmsm_cli.flags import error_text
-from gtmsm_model.config import (
-    RESUMABLE_CHANGES,
-    SECTIONS,
-    TrainConfig,
-    flag_of,
-    flatten,
-)
-from gtmsm_model.model import BEFORE_SPAN_AND_REFINEMENT, GTMSM, GTMSMConfig
+from gtmsm_cli.flags import error_text, flag_of
+from gtmsm_model.config import RESUMABLE_CHANGES, SECTIONS, TrainConfig, flatten
+from gtmsm_model.model import GTMSM, GTMSMConfig
 from gtmsm_model.run_folder import umask_mode
 
 CHECKPOINT_FORMAT = "gtmsm-checkpoint"
 CHECKPOINT_VERSION = 2
 READABLE_VERSIONS = (1, 2)
 REQUIRED_KEYS = ("format", "version", "model_config", "model", "step")
+
+# What a version-1 checkpoint that predates a model setting was trained and measured with.
+BEFORE_WALL_MODELS = {"wall_model": "absolute", "novel_view": "knn"}  # told by a missing wall_model
+BEFORE_SPAN_AND_REFINEMENT = {"untried_edges": "extent", "refine_steps": 0}
 
 
 class CheckpointError(RuntimeError):
@@ -125,7 +123,7 @@ def upgrade_v1(payload: dict[str, Any]) -> dict[str, Any]:
         payload["train_config"] = nested
     model = dict(payload.get("model_config") or {})
     if "wall_model" not in model:
-        model.update(wall_model="absolute", novel_view="knn")
+        model.update(BEFORE_WALL_MODELS)
     model.pop("blocked_threshold", None)  # an interim name of ambiguity_margin
     if isinstance(flat, dict) and "gate_open_iters" in flat:  # a schedule setting in version 1
         model.setdefault("gate_open_iters", flat["gate_open_iters"])

@@ -8,14 +8,13 @@
 
 Every ``TrainConfig`` setting is a flag (``--z-dim``, ``--iterations``, ...), grouped in ``--help`` by
 the part it belongs to (world, model, schedule, run); a preset sets them all and explicit flags
-override it. Errors the libraries raise name fields; ``config.flag_text`` turns them into flags.
+override it. Errors the libraries raise name fields; ``gtmsm_cli.flags.flag_text`` turns them into flags.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import signal
 import sys
 import time
 import typing
@@ -32,9 +31,11 @@ from gtmsm_cli.flags import (
     bounded,
     error_text,
     field_docs,
+    flag_of,
+    flag_text,
     number,
 )
-from gtmsm_cli.signals import interrupt_signal, raise_on_sigterm, signal_exit_status
+from gtmsm_cli.signals import exit_status, interrupted, sigterm_raises
 from gtmsm_env.world import START_MODES, WALL_MODES, World
 from gtmsm_model.config import (
     MODEL_FIELDS,
@@ -44,9 +45,8 @@ from gtmsm_model.config import (
     RunConfig,
     Schedule,
     TrainConfig,
-    flag_of,
-    flag_text,
     flatten,
+    setting_bounds,
 )
 from gtmsm_model.model import NOVEL_VIEWS, UNTRIED_EDGES, WALL_MODELS, GTMSMConfig
 from gtmsm_model.presets import PRESETS, flat_preset
@@ -116,15 +116,17 @@ def add_train_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--preset", default="quick", choices=sorted(PRESETS),
                         help="named set of hyperparameters (default: quick); flags below override it")
     world = parser.add_argument_group("world", "the images, window, moves, start and walls")
-    for name, bounds in WORLD_FIELDS.items():
+    for name in WORLD_FIELDS:
         kind, optional = (int, name == "image_width") if name != "wall_density" else (float, True)
         kind = str if name in CHOICES else kind
-        _add_field_flag(world, name, kind, optional, bounds, WORLD_HELP[name], quick.get(name))
+        _add_field_flag(world, name, kind, optional, setting_bounds("world", name), WORLD_HELP[name],
+                        quick.get(name))
     model = parser.add_argument_group("model", "GTM-SM's sizes and choices (GTMSMConfig)")
     docs, hints = field_docs(GTMSMConfig), typing.get_type_hints(GTMSMConfig)
-    for name, bounds in MODEL_FIELDS.items():
+    for name in MODEL_FIELDS:
         kind, optional = _base_type(hints[name])
-        _add_field_flag(model, name, kind, optional, bounds, docs.get(name, ""), quick[name])
+        _add_field_flag(model, name, kind, optional, setting_bounds("model", name), docs.get(name, ""),
+                        quick[name])
     for cls, title, what in ((Schedule, "schedule", "what training does step by step"),
                              (RunConfig, "run", "where and how the run happens")):
         add_dataclass_flags(parser.add_argument_group(title, what), cls, defaults=quick,
@@ -370,27 +372,22 @@ def main(argv: list[str] | None = None) -> int:
 
     # Under torchrun every process meets the same bad input: only rank 0 says so.
     report = print if os.environ.get("RANK", "0") == "0" else (lambda *a, **k: None)
-    previous = raise_on_sigterm()  # outside training, SIGTERM stops like Ctrl-C (training checkpoints first)
     try:
-        if args.command in ("run", "train"):
-            run_or_train(args, argv)
-        else:
-            evaluate_or_predict(args)
+        with sigterm_raises():  # outside training, SIGTERM stops like Ctrl-C (training checkpoints first)
+            if args.command in ("run", "train"):
+                run_or_train(args, argv)
+            else:
+                evaluate_or_predict(args)
     except TrainingInterrupted as stop:
-        return signal_exit_status(stop.signal_name)
+        return stop.exit_status
     except KeyboardInterrupt as stop:
-        name = interrupt_signal(stop)
-        report(f"\n{prog}: interrupted by {name}", file=sys.stderr)
-        return signal_exit_status(name)
+        return interrupted(prog, stop) if report is print else exit_status(stop)
     except ConfigError as error:  # a library's error names fields: say the flags
         report(f"{prog}: error: {flag_text(error_text(error))}", file=sys.stderr)
         return EXIT_ERROR
     except (ValueError, TypeError, OSError, RuntimeError, CheckpointError) as error:
         report(f"{prog}: error: {error_text(error)}", file=sys.stderr)
         return EXIT_ERROR
-    finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
     return 0
 
 

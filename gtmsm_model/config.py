@@ -13,22 +13,31 @@ Presets (``gtmsm_model.presets``) are nested overrides over these defaults. ``co
 the checkpoint store :meth:`TrainConfig.to_dict`, the same nesting.
 
 Errors name fields, never flags: a :class:`ConfigError` writes each field it names between
-backticks (```tau` (400) must not exceed `seq_len` (288)``), and :func:`flag_text` turns those into
-the command-line flags through :data:`FLAGS`, the one field-to-flag map. The flat entry point
-:func:`make_config` (keyword names as the flags, dashes as underscores) speaks in flags.
+backticks (```tau` (400) must not exceed `seq_len` (288)``), the convention of
+:mod:`gtmsm_cli.flags`, whose ``flag_text`` turns them into command-line flags. The flat entry
+point :func:`make_config` (keyword names as the flags, dashes as underscores) speaks in flags.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 from gtmsm_cli.checks import threads_problem
-from gtmsm_cli.flags import SEED_MAX, Bounds, bounded, check_fields, error_text
+from gtmsm_cli.flags import (
+    SEED_MAX,
+    Bounds,
+    bounded,
+    check_fields,
+    error_text,
+    field_bounds,
+    flag_text,
+    mark_fields,
+    value_problem,
+)
 from gtmsm_env.geometry import single_position_problem
 from gtmsm_env.world import World
 from gtmsm_model.model import GTMSMConfig
@@ -40,22 +49,9 @@ class ConfigError(ValueError):
     """A setting that cannot be used; every field it names is written `like_this`."""
 
 
-FIELD_MARK = re.compile(r"`(\w+)`")
-
-
-def flag_of(name: str) -> str:
-    """The command-line flag of a (flat) field name: ``z_dim`` → ``--z-dim``."""
-    return FLAGS.get(name, "--" + name.replace("_", "-"))
-
-
-def flag_text(message: str) -> str:
-    """``message`` with every `field` replaced by its flag."""
-    return FIELD_MARK.sub(lambda match: flag_of(match.group(1)), message)
-
-
-def field_text(message: str) -> str:
-    """``message`` with the backticks around field names dropped."""
-    return FIELD_MARK.sub(lambda match: match.group(1), message)
+def marked(name: str) -> str:
+    """How a message names field ``name``: ```name```."""
+    return f"`{name}`"
 
 
 @contextmanager
@@ -68,24 +64,17 @@ def flag_errors() -> Iterator[None]:
 
 
 def _bounds_problem(name: str, value: Any, bounds: Bounds) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ConfigError(f"`{name}` must be a number, got {value!r}")
-    problem = bounds.problem(value)
+    problem = value_problem(value, bounds)
     if problem is not None:
-        raise ConfigError(f"`{name}` {problem}, got {value}")
+        raise ConfigError(f"{marked(name)} {problem}")
 
 
-def _check_bounded(obj: Any) -> None:
-    """``flags.check_fields`` for one part, its error naming the field."""
+def _check_bounded(obj: Any, only: Any = None) -> None:
+    """``flags.check_fields`` for one part (or its fields ``only``), its error naming the field."""
     try:
-        check_fields(obj)
+        check_fields(obj, name=marked, only=only)
     except (TypeError, ValueError) as error:
-        raise ConfigError(FLAG_MARK.sub(lambda m: f"`{m.group(1).replace('-', '_')}`", str(error))) from None
-
-
-FLAG_MARK = re.compile(r"--([a-z][a-z0-9-]*)")
-# A world field as the env library words it in a message: `crop_size` or `crop_size=8`.
-WORLD_FIELD_MARK = re.compile(r"(?<![\w`])(crop_size|step_size)(?:=(\S+))?(?![\w`])")
+        raise ConfigError(str(error)) from None
 
 # --------------------------------------------------------------------------- the parts
 
@@ -197,27 +186,32 @@ class RunConfig:
         _check_bounded(self)
         if not str(self.out_dir).strip():
             raise ConfigError("`out_dir` must name a folder, got ''")
-        problem = threads_problem(self.threads)
+        problem = threads_problem(self.threads, marked("threads"))
         if problem is not None:
-            raise ConfigError(FLAG_MARK.sub(lambda m: f"`{m.group(1).replace('-', '_')}`", problem))
+            raise ConfigError(problem)
         if self.resume and self.overwrite:
             raise ConfigError("`resume` and `overwrite` contradict each other: pick one")
 
 
-# The model settings a run chooses (the other GTMSMConfig fields are fixed by the model's design,
-# and crop_size is the world's), with the range each flag accepts when parsed.
-MODEL_FIELDS: dict[str, Bounds | None] = {
-    "z_dim": Bounds(ge=1), "vae_hidden": Bounds(ge=1), "wall_model": None, "gate_hidden": Bounds(ge=1),
-    "ambiguity_margin": Bounds(ge=0), "loop_closure_threshold": Bounds(ge=0), "edge_radius": Bounds(gt=0),
-    "untried_edges": None, "refine_steps": Bounds(ge=0, le=10_000), "refine_lr": Bounds(gt=0),
-    "novel_view": None, "canvas_radius": Bounds(ge=0), "knn_k": Bounds(ge=1), "pixel_sigma": Bounds(gt=0),
-    "state_noise": Bounds(ge=0), "gate_open_iters": Bounds(ge=0),
-}
-# The world settings a run chooses; image_width is the flag that makes images non-square.
-WORLD_FIELDS: dict[str, Bounds | None] = {
-    "image_size": Bounds(ge=2), "image_width": Bounds(ge=2), "crop_size": Bounds(ge=1),
-    "step_size": Bounds(ge=1), "start": None, "walls": None, "wall_density": Bounds(ge=0, le=1),
-}
+# The model settings a run chooses, in the order --help lists them (the other GTMSMConfig fields
+# are fixed by the model's design, and crop_size is the world's). Their ranges are GTMSMConfig's.
+MODEL_FIELDS: tuple[str, ...] = (
+    "z_dim", "vae_hidden", "wall_model", "gate_hidden", "ambiguity_margin", "loop_closure_threshold",
+    "edge_radius", "untried_edges", "refine_steps", "refine_lr", "novel_view", "canvas_radius", "knn_k",
+    "pixel_sigma", "state_noise", "gate_open_iters",
+)
+# The world settings a run chooses: World's fields, and image_width, the setting that makes images
+# non-square (the width of World's (height, width) image_size).
+WORLD_FIELDS: tuple[str, ...] = ("image_size", "image_width", "crop_size", "step_size", "start", "walls",
+                                 "wall_density")
+
+
+def setting_bounds(section: str, name: str) -> Bounds | None:
+    """The range of flat setting ``name`` of ``section`` ("world" or "model"), declared on its field
+    (``image_width``: the range of ``image_size``)."""
+    cls = {"world": World, "model": GTMSMConfig}[section]
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    return field_bounds(fields["image_size" if name == "image_width" else name])
 
 
 @dataclass
@@ -243,9 +237,7 @@ class TrainConfig:
         if self.model.crop_size != self.world.crop_size:
             raise ConfigError(f"the model reads {self.model.crop_size}-pixel crops but `crop_size` is "
                               f"{self.world.crop_size}")
-        for name, bounds in MODEL_FIELDS.items():
-            if bounds is not None:
-                _bounds_problem(name, getattr(self.model, name), bounds)
+        _check_bounded(self.model, only=MODEL_FIELDS)
         if self.model.wall_model == "absolute" and self.world.start != "center":
             raise ConfigError("`wall_model` absolute needs `start` center: its gate is a function of the "
                               "absolute state, which means a different cell every episode with random "
@@ -257,7 +249,7 @@ class TrainConfig:
         height, width = world.image_shape
         for name, value in (("image_size", height), ("image_width", width), ("crop_size", world.crop_size),
                             ("step_size", world.step_size)):
-            _bounds_problem(name, value, WORLD_FIELDS[name])
+            _bounds_problem(name, value, setting_bounds("world", name))
         if world.crop_size > height:
             raise ConfigError(f"`crop_size` ({world.crop_size}) must not exceed `image_size` ({height})")
         if world.crop_size > width:
@@ -268,8 +260,7 @@ class TrainConfig:
             raise ConfigError(f"`walls` must be border or maze, got {world.walls!r}")
         problem = single_position_problem(world.image_size, world.crop_size, world.step_size)
         if problem is not None:
-            raise ConfigError(WORLD_FIELD_MARK.sub(
-                lambda m: f"`{m.group(1)}`" + (f" {m.group(2)}" if m.group(2) else ""), problem))
+            raise ConfigError(mark_fields(problem, ("crop_size", "step_size")))
         if world.walls == "border" and world.wall_density is not None:
             raise ConfigError("`wall_density` applies only to `walls` maze")
         try:
@@ -287,10 +278,7 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
         """The inverse of :meth:`to_dict` (not validated); missing fields take their defaults."""
-        model = dict(data.get("model", {}))
-        if isinstance(model.get("opposite_actions"), list):
-            model["opposite_actions"] = tuple(tuple(pair) for pair in model["opposite_actions"])
-        return cls(world=World.from_dict(data.get("world", {})), model=GTMSMConfig(**model),
+        return cls(world=World.from_dict(data.get("world", {})), model=GTMSMConfig.from_dict(data.get("model", {})),
                    schedule=Schedule(**data.get("schedule", {})), run=RunConfig(**data.get("run", {})),
                    preset=data.get("preset", "quick"))
 
@@ -307,8 +295,6 @@ SECTIONS: dict[str, str] = {
 }
 """Which part each flat (flag) name belongs to."""
 
-FLAGS: dict[str, str] = {name: "--" + name.replace("_", "-") for name in [*SECTIONS, "preset"]}
-"""The command-line flag of every field: the one map from fields to flags."""
 
 # What may differ between a run and its --resume: where and how it runs, not what it computes —
 # and the main phase's length, which only says where to stop (a longer run continues the same steps).

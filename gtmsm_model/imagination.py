@@ -26,6 +26,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from gtmsm_cli.flags import error_text
+from gtmsm_env.world import World
 from gtmsm_model.model import GTMSM, WorldMemory
 
 NEAR_KEY_DISTANCE = 0.5
@@ -68,9 +70,9 @@ class Imagination:
         self.model = model.to(self.device).eval()
         self.tau = tau
         self.k = k or model.config.knn_k
-        self.world: dict[str, Any] = {"crop_size": model.config.crop_size}
-        """The env settings the model was trained on (``load_imagination`` reads them from the
-        checkpoint; only the crop size is known otherwise)."""
+        self.world = World(crop_size=model.config.crop_size)
+        """The world the model was trained on (``load_imagination`` reads it from the checkpoint;
+        only the crop size is known otherwise)."""
         self.reset()
 
     def reset(self) -> None:
@@ -130,15 +132,15 @@ class Imagination:
             raise ValueError(f"action must lie in [0, {self.model.config.num_actions}), got {action}")
 
 
-def checkpoint_world(payload: dict[str, Any]) -> dict[str, Any]:
-    """The world a checkpoint's model was trained on, as ``ImageNav-v0`` keyword arguments:
-    ``crop_size`` always, ``image_size`` (an int, or ``(height, width)``) and ``step_size`` when
-    the checkpoint's ``train_config`` records them (an env left at its defaults otherwise, as the
-    training config's own defaults are the env's).
+def checkpoint_world(payload: dict[str, Any]) -> World:
+    """The world a checkpoint's model was trained on: the ``world`` of its nested ``train_config``
+    (``World()``'s settings where it records none; the model's crop if it records no crop size).
+    Not validated.
 
-    ``gym.make("ImageNav-v0", **checkpoint_world(payload))`` shows the model the crops, image size
-    and moves it knows. Raises ``CheckpointError`` when the checkpoint contradicts itself (its
-    ``train_config`` and model read different crops) or records a value that is not a size.
+    ``gym.make("ImageNav-v0", **checkpoint_world(payload).env_kwargs())`` shows the model the
+    crops, image size and moves it knows. Raises ``CheckpointError`` when the checkpoint
+    contradicts itself (its ``train_config`` and model read different crops) or records a size
+    that is not a positive integer.
     """
     from gtmsm_model.checkpoint import CheckpointError
 
@@ -146,9 +148,11 @@ def checkpoint_world(payload: dict[str, Any]) -> dict[str, Any]:
     model_config = payload.get("model_config") or {}
     if not isinstance(train_config, dict) or not isinstance(model_config, dict):
         raise CheckpointError("the checkpoint's train_config/model_config are not mappings")
-    from gtmsm_model.config import flatten
-
-    train_config = flatten(train_config)
+    recorded = train_config.get("world") or {}
+    try:
+        world = World.from_dict(recorded)
+    except (TypeError, ValueError) as error:
+        raise CheckpointError(f"the checkpoint's train_config has an unreadable world: {error_text(error)}") from None
 
     def size(name: str, value: Any) -> int:
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -156,34 +160,30 @@ def checkpoint_world(payload: dict[str, Any]) -> dict[str, Any]:
         return int(value)
 
     model_crop = size("model crop_size", model_config.get("crop_size", 8))
-    crop = size("crop_size", train_config.get("crop_size", model_crop))
+    crop = size("crop_size", world.crop_size if "crop_size" in recorded else model_crop)
     if crop != model_crop:
         raise CheckpointError(f"the checkpoint's train_config says {crop}x{crop} crops but its model reads "
                               f"{model_crop}x{model_crop}")
-    world: dict[str, Any] = {"crop_size": model_crop}
-    if train_config.get("image_size") is not None:
-        height = size("image_size", train_config["image_size"])
-        width = train_config.get("image_width")
-        width = height if width is None else size("image_width", width)
-        world["image_size"] = height if width == height else (height, width)
-    if train_config.get("step_size") is not None:
-        world["step_size"] = size("step_size", train_config["step_size"])
-    return world
+    if isinstance(world.image_size, tuple) and len(world.image_size) == 2:
+        height, width = (size(name, side) for name, side in zip(("image_size", "image_width"), world.image_size, strict=True))
+    else:
+        height = width = size("image_size", world.image_size)
+    return world.replace(image_size=height if width == height else (height, width), crop_size=crop,
+                         step_size=size("step_size", world.step_size))
 
 
-def world_text(world: dict[str, Any]) -> str:
-    """``40x40 images, 12x12 crops, step 4`` (env defaults where ``world`` leaves a key out)."""
-    size = world.get("image_size", 32)
-    height, width = (size, size) if isinstance(size, int) else size
-    crop = world["crop_size"]
-    return f"{height}x{width} images, {crop}x{crop} crops, step {world.get('step_size', 3)}"
+def world_text(world: World) -> str:
+    """``40x40 images, 12x12 crops, step 4``."""
+    height, width = world.image_shape
+    return f"{height}x{width} images, {world.crop_size}x{world.crop_size} crops, step {world.step_size}"
 
 
 def load_imagination(checkpoint: str | Path, tau: int | None = None, device: str = "cpu") -> Imagination:
     """An ``Imagination`` from a training checkpoint; ``tau`` defaults to the run's own tau.
 
-    Its ``world`` holds the env settings the model was trained on (:func:`checkpoint_world`):
-    play and measure it in ``gym.make("ImageNav-v0", **imagination.world)``.
+    Its ``world`` is the :class:`~gtmsm_env.world.World` the model was trained on
+    (:func:`checkpoint_world`): play and measure it in ``gym.make("ImageNav-v0",
+    **imagination.world.env_kwargs())``.
     Raises ``gtmsm_model.checkpoint.CheckpointError`` for a file that is not a usable checkpoint
     and ``ValueError``/``RuntimeError`` for a device that is not there (``train.resolve_device``).
     """

@@ -10,7 +10,7 @@ Two sets of latents disentangle *what* is seen from *where* the agent is:
   the move was blocked by a wall. Whether it was is the *wall model*'s (``wall_models.py``,
   ``GTMSMConfig.wall_model``): "edges" (default; blocked moves read off the observations, an
   edge memory and an extent/span prior while imagining; any start, walls anywhere) or
-  "absolute" (the seed's learned sigmoid gate of the absolute state; needs a fixed start);
+  "absolute" (the original formulation's learned sigmoid gate of the absolute state; needs a fixed start);
 * a key memory (a differentiable neural dictionary) of (s_t, q(z_t | x_t)) pairs written during
   the memorisation steps t < tau, read through a nearest-neighbour mixture prior
   ``p(z_t | s_t, m) = sum_k w_k N(z_t | mu_k, sigma_k^2)`` with ``w_k ∝ 1 / (d_k^2 + delta)``;
@@ -32,12 +32,14 @@ is the reset and is ignored, since s_0 = 0).
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 import torch
 from torch import Tensor, nn
 
+from gtmsm_cli.flags import bounded
 from gtmsm_model.canvas import (
     Canvas,
     compose_canvas,
@@ -77,44 +79,45 @@ __all__ = [
 
 NOVEL_VIEWS = ("canvas", "knn")
 UNTRIED_EDGES = ("span", "extent")
-# What a checkpoint that predates a setting was trained and measured with.
-BEFORE_SPAN_AND_REFINEMENT = {"untried_edges": "extent", "refine_steps": 0}
 
 
 @dataclass
 class GTMSMConfig:
-    """Architecture and loss hyperparameters of GTM-SM. The defaults are the ``quick`` preset's."""
+    """Architecture and loss hyperparameters of GTM-SM. The defaults are the ``quick`` preset's.
+
+    A field a run may choose states its range once, with ``bounded`` (the ``gtmsm`` flags and
+    ``TrainConfig.validate`` read it there)."""
 
     crop_size: int = 8
     """Side of the square observation crop, in pixels."""
     channels: int = 3
     """Colour channels of the crop."""
-    z_dim: int = 128
+    z_dim: int = bounded(128, ge=1)
     """Size of the VAE latent z_t."""
-    vae_hidden: int = 512
+    vae_hidden: int = bounded(512, ge=1)
     """Width of the VAE's hidden layers."""
     s_dim: int = 2
     """Size of the spatial state s_t."""
     wall_model: str = "edges"
     """How walls stop moves: "edges" (blocked moves inferred from the observations, an edge memory
-    when imagining; any start, walls anywhere) or "absolute" (the seed's learned gate of the
-    absolute state; needs a fixed start)."""
-    gate_hidden: int = 32
+    when imagining; any start, walls anywhere) or "absolute" (the original formulation's
+    learned gate of the absolute state; needs a fixed start)."""
+    gate_hidden: int = bounded(32, ge=1)
     """Width of the absolute wall gate's hidden layers (wall_model "absolute")."""
     gate_init_bias: float = 3.0
     """Initial bias of the gate's output logit: sigmoid(3) ≈ 0.95, so every move starts open."""
-    gate_open_iters: int = 100
+    gate_open_iters: int = bounded(100, ge=0)
     """Main-phase training iterations with the absolute gate held open (every move succeeds), so M
     first learns which way each action points (wall_model "absolute")."""
-    ambiguity_margin: float = 1e-5
+    ambiguity_margin: float = bounded(1e-5, ge=0)
     """A move whose two explanations ("the view stayed", "the view slid by the action's shift") fit
     the crop to within this mean squared error (pixels in [0, 1]) is ambiguous: decided by loop
     closure instead (wall_model "edges")."""
-    loop_closure_threshold: float = 1e-6
+    loop_closure_threshold: float = bounded(1e-6, ge=0)
     """Two crops differ by more than this mean squared error (plus twice the noise variance
     measured on stay steps) count as different views when loop closure decides a move (the same
     cell gives the same crop exactly, up to noise; smooth photos put neighbouring cells ~1e-5 apart)."""
-    edge_radius: float = 0.25
+    edge_radius: float = bounded(0.25, gt=0)
     """A remembered edge within this distance of a move's midpoint decides that move (state units;
     a move has length 1, so neighbouring edges' midpoints are ≥ 0.7 apart)."""
     untried_edges: str = "span"
@@ -123,17 +126,17 @@ class GTMSMConfig:
     that a walk which saw less than the world's span along that axis — learned from the training
     walks — and bumped into the wall on the far side is let through; assumes the worlds predicted in
     are as wide as those trained in)."""
-    refine_steps: int = 10
+    refine_steps: int = bounded(10, ge=0, le=10_000)
     """Gradient steps that refine each memorised code: the encoder's mean is the starting point, then
     Adam on -log p(x | z) - log p(z) (the posterior's mode) — semi-amortised inference. The decoder
     reproduces a crop much better from the refined code (reconstruction MSE 0.3–0.4× the encoder's), which
     sharpens every memory read-out and the canvas. 0: the encoder's mean, as in the paper."""
-    refine_lr: float = 0.1
+    refine_lr: float = bounded(0.1, gt=0)
     """Adam step size of that refinement (latent units)."""
     novel_view: str = "canvas"
     """How a state far from every key is predicted: "canvas" (decoded memories pasted at their
     pixel offsets, k-NN blend where the canvas has no pixel) or "knn" (the k-NN blend alone)."""
-    canvas_radius: float = 0.0
+    canvas_radius: float = bounded(0.0, ge=0)
     """With novel_view "canvas", a query farther than this from its nearest key reads the canvas
     (where the canvas has pixels). 0: every query does — averaging the overlapping decoded crops
     is sharper than one decoded crop, so this also lowers the error on revisited steps."""
@@ -143,13 +146,13 @@ class GTMSMConfig:
     """The no-op action; its vector is fixed at zero."""
     opposite_actions: tuple[tuple[int, int], ...] = ((1, 2), (3, 4))
     """Pairs (a, b) of actions that undo each other; a's vector is tied to minus b's."""
-    state_noise: float = 0.0
+    state_noise: float = bounded(0.0, ge=0)
     """Std of the transition noise eps_t added while training (0: deterministic states)."""
-    knn_k: int = 5
+    knn_k: int = bounded(5, ge=1)
     """Neighbours K of the memory prior at prediction time."""
     delta: float = 1e-4
     """Stabiliser of the mixture weights 1 / (d^2 + delta)."""
-    pixel_sigma: float = 0.007
+    pixel_sigma: float = bounded(0.007, gt=0)
     """Std of the Gaussian pixel likelihood p(x_t | z_t), pixels in [0, 1] (0.007: sharper codes than
     0.01, reconstruction MSE ~15 % lower on photos; 0.005 is worse again within the quick budget)."""
 
@@ -188,14 +191,14 @@ class GTMSMConfig:
 
     @classmethod
     def from_dict(cls, saved: dict) -> GTMSMConfig:
-        """The config a checkpoint saved. Checkpoints from before the wall models existed were
-        trained with the seed's absolute gate and the k-NN read-out: they say so by omission."""
-        saved = dict(saved)
-        if "wall_model" not in saved:
-            saved.update(wall_model="absolute", novel_view="knn")
-        saved.pop("blocked_threshold", None)  # an interim name; replaced by ambiguity_margin
-        # Before the world-span prior and refined codes: the extent rule and the encoder's mean.
-        return cls(**{**BEFORE_SPAN_AND_REFINEMENT, **saved})
+        """The inverse of ``dataclasses.asdict`` (a checkpoint's ``model_config``, JSON lists for
+        tuples). Missing fields take their defaults; an unknown one raises ``ValueError`` naming it.
+        Older checkpoints are brought up to date before this, by ``checkpoint.upgrade_v1``."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(saved) - names)
+        if unknown:
+            raise ValueError(f"unknown GTMSMConfig fields {unknown}")
+        return cls(**saved)
 
 
 # --------------------------------------------------------------------------- modules
@@ -307,7 +310,8 @@ class GTMSM(nn.Module):
 
         Every step t pays the reconstruction term -E_q[log p(x_t | z_t)]. Step t then pays the
         KL from q(z_t | x_t) to the memory prior built from the keys written *before* it:
-        j < t during memorisation (t < tau) and all j < tau afterwards (the seed's eq. 2).
+        j < t during memorisation (t < tau) and all j < tau afterwards (eq. 2 of the GTM-SM paper, Fraccaro et al., ICML 2018;
+        docs/model.md).
         Memorisation steps also pay KL(q ‖ N(0, I)) so the codes stay a well-behaved VAE.
 
         Two choices make this train from scratch (see train.py for the schedule):

@@ -69,12 +69,11 @@ def model_world(imagination: Any) -> World:
     """The checkpoint's world, checked before an env is built from it (``--model`` names it)."""
     from gtmsm_model.imagination import world_text
 
-    settings = dict(imagination.world)
-    world = World().replace(**settings)
+    world: World = imagination.world
     try:
         world.geometry  # noqa: B018  (validates image size, crop and step)
     except (TypeError, ValueError) as error:
-        fail(PROG, f"--model was trained on {world_text(settings)}, which no ImageNav-v0 can show: "
+        fail(PROG, f"--model was trained on {world_text(world)}, which no ImageNav-v0 can show: "
                    f"{error_text(error)}")
     return world
 

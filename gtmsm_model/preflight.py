@@ -12,11 +12,11 @@ from typing import Any
 import torch
 
 from gtmsm_cli.checks import memory_problem
-from gtmsm_cli.flags import error_text
+from gtmsm_cli.flags import error_text, flag_of
 from gtmsm_env.images import make_image_source
 from gtmsm_env.world import World
 from gtmsm_model.checkpoint import check_resumable, load_checkpoint
-from gtmsm_model.config import TrainConfig, flag_errors, flag_of, flatten
+from gtmsm_model.config import TrainConfig, flag_errors, flatten
 from gtmsm_model.data import RolloutSampler
 from gtmsm_model.distributed import DistributedContext, Shards
 from gtmsm_model.memory import ALL_KEY_CHUNK

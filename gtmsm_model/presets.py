@@ -37,7 +37,8 @@ PRESETS: dict[str, dict[str, Any]] = {
                          eval_horizon=256),
         "run": dict(checkpoint_every=100),
     },
-    # The seed report's sizes (z 16, K 5, tau 256, T 288, batch 16), trained longer.
+    # The GTM-SM paper's sizes (Fraccaro et al., ICML 2018: z 16, K 5, tau 256, T 288, batch 16),
+    # trained longer.
     "paper": {
         "model": dict(z_dim=16, vae_hidden=256, pixel_sigma=0.05, knn_k=5, refine_steps=0),
         "schedule": dict(vae_warmup_iters=1000, iterations=3000, curriculum_iters=1000, augment_crops=False,
@@ -50,8 +51,8 @@ PRESETS: dict[str, dict[str, Any]] = {
         "schedule": dict(tau=768, seq_len=832, eval_tau=768, eval_horizon=256, batch_size=8, eval_sequences=16,
                          eval_every=0),
     },
-    # The seed's wall model (a learned gate of the absolute state) with the pre-generality recipe:
-    # exact with centre starts, wrong with random ones. Kept to compare against.
+    # The original formulation's wall model (a learned gate of the absolute state) with its first
+    # training recipe: exact with centre starts, wrong with random ones. Kept to compare against.
     "seed-gate": {
         "model": dict(wall_model="absolute", novel_view="knn", z_dim=32, vae_hidden=256, pixel_sigma=0.035,
                       refine_steps=0),

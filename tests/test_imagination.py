@@ -55,3 +55,19 @@ def test_misuse_is_reported():
     assert imagination.imagine(2).near_memory  # back at step 0's state
     imagination.reset()
     assert imagination.memorised == 0 and imagination.state is None
+
+
+def test_checkpoint_world_is_the_world_of_the_nested_train_config():
+    from gtmsm_env.world import World
+    from gtmsm_model.checkpoint import CheckpointError
+    from gtmsm_model.config import TrainConfig
+    from gtmsm_model.imagination import checkpoint_world, world_text
+
+    trained = World(image_size=(40, 44), crop_size=12, step_size=4, start="random", walls="maze",
+                    wall_density=0.1)
+    payload = {"train_config": TrainConfig(world=trained).to_dict(), "model_config": {"crop_size": 12}}
+    assert checkpoint_world(payload) == trained
+    assert world_text(checkpoint_world(payload)) == "40x44 images, 12x12 crops, step 4"
+    assert checkpoint_world({"train_config": {}, "model_config": {"crop_size": 6}}) == World(crop_size=6)
+    with pytest.raises(CheckpointError, match="says 12x12 crops but its model reads 8x8"):
+        checkpoint_world({**payload, "model_config": {"crop_size": 8}})

@@ -215,6 +215,13 @@ def test_bad_memory_settings_raise(field: str, value: object, match: str) -> Non
         GTMSMConfig(**{field: value})
 
 
+def _upgraded(saved: dict) -> GTMSMConfig:
+    """The model config a version-1 checkpoint's ``model_config`` ``saved`` loads as."""
+    from gtmsm_model.checkpoint import upgrade_v1
+
+    return GTMSMConfig.from_dict(upgrade_v1({"version": 1, "model_config": saved})["model_config"])
+
+
 def test_checkpoints_from_before_the_wall_models_load_as_the_absolute_gate_model() -> None:
     from dataclasses import asdict
 
@@ -222,7 +229,7 @@ def test_checkpoints_from_before_the_wall_models_load_as_the_absolute_gate_model
     for name in ("wall_model", "novel_view", "ambiguity_margin", "loop_closure_threshold", "edge_radius",
                  "canvas_radius"):
         saved.pop(name)
-    config = GTMSMConfig.from_dict(saved)
+    config = _upgraded(saved)
     assert config.wall_model == "absolute" and config.novel_view == "knn"
     assert GTMSMConfig.from_dict(asdict(GTMSMConfig(**TINY))) == GTMSMConfig(**TINY)
 
@@ -233,7 +240,7 @@ def test_checkpoints_from_before_the_span_prior_and_refined_codes_load_unchanged
     saved = asdict(GTMSMConfig(**TINY))
     for name in ("untried_edges", "refine_steps", "refine_lr"):
         saved.pop(name)
-    config = GTMSMConfig.from_dict(saved)
+    config = _upgraded(saved)
     assert config.untried_edges == "extent" and config.refine_steps == 0  # as they were trained and measured
     state = GTMSM(config).state_dict()
     state.pop("wall_model.span_counts")

@@ -1,4 +1,4 @@
-"""Every entry point checks its inputs before any expensive work (issue 8): a bad flag, a missing
+"""Every entry point checks its inputs before any expensive work: a bad flag, a missing
 or damaged file, an unusable output path or device is ONE ``prog: error: ...`` line naming the
 flag, exit status 2, no traceback; SIGINT/SIGTERM during training is one line saying what was cut
 and what was kept, exit 128 + the signal's number.
