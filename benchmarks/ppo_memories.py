@@ -32,12 +32,10 @@ import numpy as np
 from gtmsm_cli.checks import output_stem_problem, threads_problem
 from gtmsm_cli.flags import (
     SEED_MAX,
-    ArgumentParser,
-    add_dataclass_flags,
     bounded,
-    dataclass_values,
     error_text,
     fail,
+    parse_flags,
 )
 from gtmsm_cli.signals import exit_status, run_script
 from gtmsm_env import Rollouts, collect_rollouts
@@ -117,9 +115,7 @@ def load_default_world_model(path: str):
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0])
-    add_dataclass_flags(parser, Args)
-    args = Args(**dataclass_values(parser.parse_args(argv), Args))
+    args = parse_flags(Args, argv, prog=PROG, description=__doc__.split("\n\n")[0])
     policy_path = ROOT / args.policy if not Path(args.policy).is_absolute() else Path(args.policy)
     problem = threads_problem(args.threads)
     if problem is not None:
