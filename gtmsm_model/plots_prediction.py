@@ -8,6 +8,7 @@ evaluation does (``evaluate.revisited_mask``). Files are written atomically.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import matplotlib
@@ -135,11 +136,16 @@ def gif_frames(observations: np.ndarray, predicted: np.ndarray, tau: int,
     truth = observations[tau:].astype(np.float32) / 255.0
     horizon = len(predicted)
     revisited = step_kinds(positions, tau, horizon)
+    font = _font(12)
+    # Tiles wide enough for their labels, a header wide enough for the longest counter and the
+    # marker: every frame shows its own step number, so no two consecutive frames are identical
+    # (GIF writers merge identical ones).
+    scale = max(scale, math.ceil((font.getlength("prediction") + 4) / truth.shape[2]))
     crop_h, crop_w = truth.shape[1] * scale, truth.shape[2] * scale
     gap = max(4, scale // 2)
-    header = max(36, crop_h // 4)
-    width, height = 2 * crop_w + 3 * gap, header + crop_h + gap
-    font = _font(max(11, header // 3))
+    header = 36
+    counter_width = font.getlength(f"step {horizon}/{horizon} after memorising {tau}") + font.getlength("revisited")
+    width, height = max(2 * crop_w + 3 * gap, math.ceil(counter_width) + 4 * gap), header + crop_h + gap
     frames = []
     for index in range(horizon):
         frame = Image.new("RGB", (width, height), (24, 24, 24))
@@ -147,7 +153,7 @@ def gif_frames(observations: np.ndarray, predicted: np.ndarray, tau: int,
         for column, (crops, label) in enumerate(((truth, "truth"), (predicted, "prediction"))):
             pixels = (np.clip(crops[index], 0, 1) * 255).round().astype(np.uint8)
             tile = Image.fromarray(pixels).resize((crop_w, crop_h), Image.NEAREST)
-            left = gap + column * (crop_w + gap)
+            left = (width - 2 * crop_w - gap) // 2 + column * (crop_w + gap)
             frame.paste(tile, (left, header))
             draw.text((left, header - 2), label, fill=(235, 235, 235), font=font, anchor="ld")
         counter = f"step {index + 1}/{horizon} after memorising {tau}"
@@ -158,8 +164,8 @@ def gif_frames(observations: np.ndarray, predicted: np.ndarray, tau: int,
             box = draw.textbbox((right, 2), kind, font=font, anchor="ra")
             draw.rectangle((box[0] - 3, box[1] - 2, box[2] + 3, box[3] + 2), fill=colour)
             draw.text((right, 2), kind, fill=(255, 255, 255), font=font, anchor="ra")
-            draw.rectangle((width // 2 + gap // 2, header - 1, width - gap // 2, header + crop_h),
-                           outline=colour, width=max(1, gap // 3))
+            left = (width - 2 * crop_w - gap) // 2 + crop_w + gap
+            draw.rectangle((left - 2, header - 2, left + crop_w + 1, header + crop_h + 1), outline=colour, width=2)
         frames.append(frame)
     return frames
 
