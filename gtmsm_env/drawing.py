@@ -11,7 +11,17 @@ import numpy as np
 from gtmsm_env.geometry import GridGeometry
 from gtmsm_env.world import Action
 
-WALL_COLOR = (255, 0, 255)
+WALL_CORE = (255, 255, 255)
+"""The wall's bright core."""
+WALL_OUTLINE = (0, 0, 0)
+"""The dark outline around it: every background contrasts with one of the two tones."""
+
+
+def wall_widths(scale: float) -> tuple[int, int]:
+    """(core, outline) widths in pixels of a wall drawn at ``scale`` pixels per image pixel: the
+    core a quarter of an image pixel (at least 1), the outline half the core (at least 1) each side."""
+    core = max(1, round(scale / 4))
+    return core, max(1, core // 2)
 
 
 def wall_segments(
@@ -43,16 +53,20 @@ def draw_frame(
     blocked: np.ndarray | None = None,
 ) -> np.ndarray:
     """``image`` upscaled ``scale`` times (nearest neighbour) with the window at ``position``
-    outlined in yellow and the interior walls of ``blocked`` (if any) in magenta:
-    ``(H * scale, W * scale, 3)`` uint8."""
+    outlined in yellow and the interior walls of ``blocked`` (if any) two-toned, a white core in a
+    black outline, so they show on any image: ``(H * scale, W * scale, 3)`` uint8."""
     frame = np.repeat(np.repeat(image, scale, axis=0), scale, axis=1)
     if blocked is not None:
-        width = max(1, scale // 4)
-        for (x0, y0), (x1, y1) in wall_segments(blocked, geometry, scale):
-            top, left = round(min(y0, y1)) - width // 2, round(min(x0, x1)) - width // 2
-            bottom = round(max(y0, y1)) + (width + 1) // 2
-            right = round(max(x0, x1)) + (width + 1) // 2
-            frame[max(top, 0) : bottom, max(left, 0) : right] = WALL_COLOR
+        segments = wall_segments(blocked, geometry, scale)
+        core, outline = wall_widths(scale)
+        # Every outline first, then every core: where walls meet, no outline cuts through a core.
+        for pad, color in ((outline, WALL_OUTLINE), (0, WALL_CORE)):
+            for (x0, y0), (x1, y1) in segments:
+                top = round(min(y0, y1)) - core // 2 - pad
+                left = round(min(x0, x1)) - core // 2 - pad
+                bottom = round(max(y0, y1)) + (core + 1) // 2 + pad
+                right = round(max(x0, x1)) + (core + 1) // 2 + pad
+                frame[max(top, 0) : bottom, max(left, 0) : right] = color
     top = geometry.step_size * position[0] * scale
     left = geometry.step_size * position[1] * scale
     size = geometry.crop_size * scale

@@ -257,7 +257,8 @@ class ImageNavEnv(gym.Env[np.ndarray, np.int64]):
     ``env.blocked_moves`` ``(rows, cols, 5)`` bool is the current layout, border included:
     ``blocked_moves[row, col, action]`` is True iff ``action`` from ``(row, col)`` is blocked. It
     is privileged information: it is not in the observation. Renders draw interior walls as
-    magenta segments between the window centres of the two cells they separate.
+    two-toned segments (white core, black outline: they show on any image) between the window
+    centres of the two cells they separate.
 
     ## Starting State
 

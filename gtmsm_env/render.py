@@ -22,7 +22,6 @@ _PANEL = 256  # pixels per side of each panel of the env's human window
 _WINDOW_COLOR = (255, 220, 0)
 _WALL_HIT_COLOR = (255, 40, 40)
 _PATH_COLOR = (80, 200, 255)
-_MAZE_COLOR = (255, 0, 255)
 _TEXT_COLOR = (230, 230, 230)
 _BACKGROUND = (20, 20, 20)
 _FOG = np.array([45, 45, 55], np.uint8)
@@ -167,10 +166,18 @@ class PlayView:
         return canvas
 
     def _draw_walk(self, scene: Scene, scale: float, origin: tuple[int, int]) -> None:
+        from gtmsm_env.drawing import WALL_CORE, WALL_OUTLINE, wall_widths
+
         ox, oy = origin
-        for (x0, y0), (x1, y1) in scene.maze_segments:
-            pygame.draw.line(self.canvas, _MAZE_COLOR, (ox + x0 * scale, oy + y0 * scale),
-                             (ox + x1 * scale, oy + y1 * scale), max(2, round(scale / 3)))
+        core, outline = wall_widths(max(scale * 4 / 3, 8))  # at least 2 px of core in the play window
+        # Two tones, as in rgb_array frames: all outlines, then all cores (see drawing.draw_frame).
+        for color, width in ((WALL_OUTLINE, core + 2 * outline), (WALL_CORE, core)):
+            for (x0, y0), (x1, y1) in scene.maze_segments:
+                start, end = (ox + x0 * scale, oy + y0 * scale), (ox + x1 * scale, oy + y1 * scale)
+                pygame.draw.line(self.canvas, color, start, end, width)
+                if color is WALL_OUTLINE:  # square the outline's ends past the core's
+                    for x, y in (start, end):
+                        pygame.draw.rect(self.canvas, color, pygame.Rect(round(x - width / 2), round(y - width / 2), width, width))
         half = scene.crop_size * scale / 2
         if len(scene.path) > 1:
             points = [(ox + c * scene.step_size * scale + half, oy + r * scene.step_size * scale + half)

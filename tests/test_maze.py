@@ -8,6 +8,7 @@ import pytest
 
 import gtmsm_env  # noqa: F401  (registers ImageNav-v0)
 from gtmsm_env import DOWN, LEFT, RIGHT, STAY, UP, ImageNavEnv, Rollouts, collect_rollouts
+from gtmsm_env.drawing import WALL_CORE
 from gtmsm_env.maze import (
     border_blocked_moves,
     generate_maze,
@@ -110,11 +111,11 @@ def test_walls_are_drawn_in_rgb_array_frames():
     env = ImageNavEnv(walls="maze", wall_density=0.2, render_mode="rgb_array")
     env.reset(seed=1, options={"image": np.zeros((32, 32, 3), np.uint8)})
     frame = env.render()
-    magenta = (frame == np.array([255, 0, 255], np.uint8)).all(axis=-1)
-    assert magenta.sum() > 0
+    core = (frame == np.array(WALL_CORE, np.uint8)).all(axis=-1)  # on a black image: the white core
+    assert core.sum() > 0
     plain = ImageNavEnv(render_mode="rgb_array")
     plain.reset(seed=1, options={"image": np.zeros((32, 32, 3), np.uint8)})
-    assert not (plain.render() == np.array([255, 0, 255], np.uint8)).all(axis=-1).any()
+    assert not (plain.render() == np.array(WALL_CORE, np.uint8)).all(axis=-1).any()
 
 
 @pytest.mark.parametrize(

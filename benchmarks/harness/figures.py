@@ -7,7 +7,11 @@ from typing import Any
 
 import numpy as np
 
+from benchmarks.harness.models import FLOOR_NAME
 from benchmarks.harness.targets import GTMSM_NAME
+
+BOUND_LINES = {FLOOR_NAME: ("black", "--"), "memorisation mean": ("tab:gray", ":"), "canvas oracle": ("tab:purple", "-.")}
+"""The horizon figures' reference lines (colour, style), drawn as in ``gtmsm_model.plots``."""
 
 
 def _pyplot():
@@ -29,6 +33,10 @@ def plot_condition(entries: list[dict[str, Any]], title: str, path: Path) -> Non
             values = np.array(e[part], dtype=float)
             values[~(values > 0)] = np.nan  # exact zeros (oracles on revisited steps) cannot sit on a log axis
             if np.isnan(values).all():
+                continue
+            if e["model"] in BOUND_LINES:
+                colour, style = BOUND_LINES[e["model"]]
+                axis.plot(centres, values, style, color=colour, linewidth=1.6, label=f"bound: {e['model']}")
                 continue
             style = "--" if e["kind"] in ("oracle", "bound") else "-"
             axis.plot(centres, values, style, marker="o", markersize=2.5, label=e["model"],
