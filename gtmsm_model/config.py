@@ -176,7 +176,9 @@ class RunConfig:
     overwrite: bool = False
     """Start afresh in an out_dir that already holds a run (its checkpoint, logs, metrics and plots are removed)."""
     progress: bool = True
-    """Show a tqdm progress bar."""
+    """Show a tqdm progress bar per training phase (VAE warm-up, main) on stderr."""
+    tensorboard: bool = False
+    """Also log every step's loss parts and each held-out evaluation to out_dir/tensorboard/ for TensorBoard (needs the tensorboard package); train_log.jsonl is written either way."""
     checkpoint_every: int = bounded(100, ge=1)
     """Iterations (either phase) between checkpoints."""
     data_shards: int = bounded(0, ge=0)
@@ -191,6 +193,12 @@ class RunConfig:
             raise ConfigError(problem)
         if self.resume and self.overwrite:
             raise ConfigError("`resume` and `overwrite` contradict each other: pick one")
+        if self.tensorboard:
+            from gtmsm_model.training_log import tensorboard_problem
+
+            problem = tensorboard_problem()
+            if problem is not None:
+                raise ConfigError(problem)
 
 
 # The model settings a run chooses, in the order --help lists them (the other GTMSMConfig fields
@@ -298,8 +306,8 @@ SECTIONS: dict[str, str] = {
 
 # What may differ between a run and its --resume: where and how it runs, not what it computes —
 # and the main phase's length, which only says where to stop (a longer run continues the same steps).
-RESUMABLE_CHANGES = frozenset({"out_dir", "resume", "overwrite", "progress", "device", "threads",
-                               "checkpoint_every", "iterations"})
+RESUMABLE_CHANGES = frozenset({"out_dir", "resume", "overwrite", "progress", "tensorboard", "device",
+                               "threads", "checkpoint_every", "iterations"})
 
 
 def nest(flat: dict[str, Any]) -> dict[str, dict[str, Any]]:

@@ -56,8 +56,10 @@ from gtmsm_model.preflight import (
     run_shards,
 )
 from gtmsm_model.presets import PRESETS
+from gtmsm_model.progress import PhaseBars
 from gtmsm_model.run_folder import RunFolder
 from gtmsm_model.stopping import StopRequests, TrainingInterrupted
+from gtmsm_model.training_log import TENSORBOARD_DIR, TrainingLog
 
 __all__ = [
     "PRESETS", "RESUMABLE_CHANGES", "ConfigError", "TrainConfig", "TrainResult", "TrainState",
@@ -162,7 +164,16 @@ def evaluation_record(state: TrainState, eval_set: Any, config: TrainConfig, dev
     return {"step": state.step, "seconds": round(state.seconds, 1),
             "mse_revisited": scores.mse_revisited, "mse_novel": scores.mse_novel,
             "vae_mse_revisited": diagnostics.vae_mse_revisited, "knn_hit_rate": diagnostics.knn_hit_rate,
-            "smap_rms": diagnostics.smap_rms, "gate_ratio": diagnostics.gate_ratio}
+            "smap_rms": diagnostics.smap_rms, "gate_ratio": diagnostics.gate_ratio,
+            "sequences": int(eval_set.actions.shape[0])}
+
+
+def evaluation_message(record: dict[str, Any]) -> str:
+    """An evaluation record as the ``[eval]`` line words it: ``step=350 seconds=97.2 sequences=32 ...``
+    (the number of held-out sequences right after the step and time, so it is never missed)."""
+    first = {name: record[name] for name in ("step", "seconds", "sequences") if name in record}
+    ordered = {**first, **record}
+    return " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in ordered.items())
 
 
 def train(config: TrainConfig, *, progress: bool | None = None,
@@ -206,14 +217,11 @@ def _train(config: TrainConfig, context: DistributedContext, device: torch.devic
     total_steps = schedule.total_steps
     eval_set = heldout_rollouts(schedule.eval_sequences, schedule.eval_tau + schedule.eval_horizon,
                                 run.seed, image_source=sampler.image_source, world=config.world) if main else None
-    bar = None
-    if show_progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=total_steps, initial=state.step, desc="gtmsm", dynamic_ncols=True, mininterval=1.0)
     model.train()
     seconds_before, start = state.seconds, time.perf_counter()
-    with StopRequests() as stop, (folder.log.open("a") if main else contextlib.nullcontext()) as log:
+    tensorboard = folder.path / TENSORBOARD_DIR if run.tensorboard else None
+    with (StopRequests() as stop, PhaseBars(schedule, state.step, enabled=show_progress) as bars,
+          (TrainingLog(folder.log, tensorboard, state.step) if main else contextlib.nullcontext()) as log):
         while state.step < total_steps:
             phase, parts = train_step(state, sampler, config, device, loss_module, shards, context)
             state.seconds = seconds_before + time.perf_counter() - start
@@ -221,28 +229,21 @@ def _train(config: TrainConfig, context: DistributedContext, device: torch.devic
                 on_step(state)
             stopping = context.any(stop.requested is not None, device)
             if main:
-                log.write(json.dumps({"step": state.step, "phase": phase, "seconds": round(state.seconds, 3),
-                                      **{k: round(v, 6) for k, v in parts.items()}}) + "\n")
-                if bar is not None:
-                    bar.update(1)
-                    if state.step % 50 == 0:
-                        bar.set_postfix(refresh=False, ordered_dict={"phase": phase, **{k: f"{v:.3g}" for k, v in parts.items()}})
+                log.step(state.step, phase, state.seconds, parts)
+                bars.update(state.step, parts)
                 main_iter = state.step - schedule.vae_warmup_iters
                 if main_iter > 0 and (state.step == total_steps or (schedule.eval_every and main_iter % schedule.eval_every == 0)):
                     record = evaluation_record(state, eval_set, config, device)
                     state.history.append(record)
-                    message = " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in record.items())
-                    (bar.write if bar is not None else print)(f"[eval] {message}")
+                    log.evaluation(record)
+                    bars.write(f"[eval] {evaluation_message(record)}")
                 if stopping or state.step % run.checkpoint_every == 0 or state.step == total_steps:
                     log.flush()
                     save_state(folder.checkpoint, state, config, device, context.world_size)
             if stopping:
-                if bar is not None:
-                    bar.close()
+                bars.close()
                 context.barrier()  # the checkpoint is on disk before anyone reports it
                 raise TrainingInterrupted(stop.requested or "SIGINT", state.step, folder.checkpoint)
-    if bar is not None:
-        bar.close()
     if main:
         folder.history.write_text(json.dumps(state.history, indent=1))
         # matplotlib is imported only once there is something to draw
