@@ -38,6 +38,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from gtmsm_cli.files import write_text
 from gtmsm_model.augment import augment_pixels, random_crops
 from gtmsm_model.checkpoint import TrainState, check_resumable, resume_from, save_state
 from gtmsm_model.config import RESUMABLE_CHANGES, ConfigError, Schedule, TrainConfig, make_config
@@ -245,11 +246,12 @@ def _train(config: TrainConfig, context: DistributedContext, device: torch.devic
                 context.barrier()  # the checkpoint is on disk before anyone reports it
                 raise TrainingInterrupted(stop.requested or "SIGINT", state.step, folder.checkpoint)
     if main:
-        folder.history.write_text(json.dumps(state.history, indent=1))
+        write_text(folder.history, json.dumps(state.history, indent=1))
         # matplotlib is imported only once there is something to draw
         from gtmsm_model.plots import plot_training_log
 
-        plot_training_log(folder.read_log(), folder.loss_plot)
+        plot_training_log(folder.read_log(), folder.loss_plot, schedule=config.schedule,
+                          gate_open_iters=config.model.gate_open_iters, history=state.history)
     context.barrier()
     model.eval()
     return TrainResult(model, config, state.step, state.seconds, state.history, folder.path)
