@@ -192,6 +192,8 @@ def declared_arrays(path: str | Path) -> list[DeclaredArray]:
                 try:
                     with archive.open(info) as member:
                         arrays.append(_read_npy_header(member, name, info.file_size))
+                except ArrayHeaderError:
+                    raise
                 except _DAMAGED as error:
                     raise DamagedMemberError(name) from error
         return arrays

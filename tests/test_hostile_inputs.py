@@ -10,6 +10,10 @@ from __future__ import annotations
 
 import io
 import os
+
+os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
+os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
+
 import socket
 import subprocess
 import sys
@@ -230,7 +234,8 @@ def test_object_members_of_an_npz_are_refused_from_the_header(tmp_path: Path, mo
 
     monkeypatch.setattr(pickle, "load", never)
     monkeypatch.setattr(pickle, "loads", never)
-    with pytest.raises(ValueError, match=r"pickled objects \(never loaded\)"):
+    with pytest.raises(ValueError, match=r"array 'images' holds objects of dtype object, .*pickled "
+                                         r"objects \(never loaded\)"):
         NpzImages(tmp_path / "objects.npz")
 
 
@@ -255,13 +260,20 @@ def test_the_entry_points_give_one_line_for_a_lying_header(tmp_path: Path, capsy
         pytest.fail("training started")
 
     monkeypatch.setattr(train_module, "train", reached)
+    from gtmsm_model.play_model import main as play_main
+
     bad = lying_npz(tmp_path / "bad.npz")
-    for flag in ("--image-source", "--dataset"):
-        status = cli_main(["train", "--preset", "debug", flag, str(bad), "--out-dir", str(tmp_path / flag)])
+    for command, flag in (("train", "--image-source"), ("train", "--dataset"), ("run", "--eval-image-source")):
+        status = cli_main([command, "--preset", "debug", flag, str(bad), "--out-dir", str(tmp_path / flag)])
         err = capsys.readouterr().err
         lines = [line for line in err.splitlines() if line.strip()]
         assert status == 2 and len(lines) == 1 and "Traceback" not in err, err
-        assert lines[0].startswith(f"gtmsm train: error: {flag}") and "2.7 PB" in lines[0], lines[0]
+        assert lines[0].startswith(f"gtmsm {command}: error: {flag}") and "2.7 PB" in lines[0], lines[0]
+    with pytest.raises(SystemExit) as stop:
+        play_main(["--image-source", str(bad), "--script", "d"])
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and len(err.strip().splitlines()) == 1, err
+    assert err.startswith("gtmsm-play: error: --image-source") and "2.7 PB" in err, err
     with pytest.raises(SystemExit) as stop:
         rollouts_main(["--image-source", str(bad), "--out", str(tmp_path / "x.npz")])
     err = capsys.readouterr().err
