@@ -114,6 +114,15 @@ def unreadable_reason(error: BaseException) -> str:
     return f"corrupt or truncated ({type(error).__name__}: {lines[0][:120] if lines else 'no details'})"
 
 
+# A damaged archive fails in many ways: a bad zip, a bad deflate stream (zlib.error), an encrypted
+# or unsupported member (RuntimeError, NotImplementedError), a garbled header numpy's parser chokes
+# on (SyntaxError, tokenize.TokenError, ValueError), a short read (EOFError, OSError).
+_DAMAGED = (OSError, EOFError, ValueError, SyntaxError, zipfile.BadZipFile, RuntimeError,
+            NotImplementedError, zlib.error, tokenize.TokenError)
+
+_ZIP_PREFIXES = (b"PK\x03\x04", b"PK\x05\x06")  # how np.load tells an .npz from an .npy
+
+
 @dataclass(frozen=True)
 class DeclaredArray:
     """One array of a ``.npy``/``.npz`` file as its header declares it (no data read).
@@ -161,7 +170,8 @@ def _read_npy_header(handle: Any, name: str, stored: int | None) -> DeclaredArra
     if any(side < 0 for side in shape):
         raise ArrayHeaderError(f"array {name!r} declares a negative size {shape} (corrupt header)")
     if dtype.hasobject:
-        raise ArrayHeaderError(f"array {name!r} holds objects of dtype {dtype}, which load only by unpickling: pickled objects (never loaded)")
+        raise ArrayHeaderError(f"array {name!r} holds objects of dtype {dtype}, which load only by "
+                               "unpickling: pickled objects (never loaded)")
     nbytes = int(np.prod(shape, dtype=object)) * dtype.itemsize
     data = None if stored is None else stored - handle.tell()
     return DeclaredArray(name, shape, dtype, nbytes, data)
@@ -177,19 +187,19 @@ def declared_arrays(path: str | Path) -> list[DeclaredArray]:
     path = Path(path)
     with open(path, "rb") as handle:
         prefix = handle.read(4)
-    if prefix in _ZIP_PREFIXES:  # as np.load tells an .npz from an .npy
+    if prefix in _ZIP_PREFIXES:
         arrays = []
         with zipfile.ZipFile(path) as archive:
             for info in archive.infolist():
                 if info.is_dir():
                     continue
                 name = info.filename[:-4] if info.filename.endswith(".npy") else info.filename
-                with archive.open(info) as member:
-                    prefix = member.read(len(npy.MAGIC_PREFIX))
-                    if prefix != npy.MAGIC_PREFIX:  # numpy hands such a member back as bytes
+                try:
+                    with archive.open(info) as member:
+                        is_npy = member.read(len(npy.MAGIC_PREFIX)) == npy.MAGIC_PREFIX
+                    if not is_npy:  # numpy hands such a member back as bytes
                         arrays.append(DeclaredArray(name, (info.file_size,), None, info.file_size, None))
                         continue
-                try:
                     with archive.open(info) as member:
                         arrays.append(_read_npy_header(member, name, info.file_size))
                 except ArrayHeaderError:
@@ -200,13 +210,6 @@ def declared_arrays(path: str | Path) -> list[DeclaredArray]:
     with open(path, "rb") as handle:
         return [_read_npy_header(handle, path.stem, os.fstat(handle.fileno()).st_size)]
 
-
-# A damaged archive fails in many ways: a bad zip, a bad deflate stream (zlib.error), an encrypted
-# or unsupported member (RuntimeError, NotImplementedError), a garbled header numpy's parser chokes
-# on (SyntaxError, tokenize.TokenError, ValueError), a short read (EOFError, OSError).
-_ZIP_PREFIXES = (b"PK\x03\x04", b"PK\x05\x06")
-_DAMAGED = (OSError, EOFError, ValueError, SyntaxError, zipfile.BadZipFile, RuntimeError,
-            NotImplementedError, zlib.error, tokenize.TokenError)
 
 _UNITS = ((1e15, "PB"), (1e12, "TB"), (1e9, "GB"), (1e6, "MB"), (1e3, "kB"))
 
