@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from gtmsm_cli.checks import physical_memory
+from gtmsm_cli import checks
 
 _KINDS = (
     (stat.S_ISFIFO, "a FIFO (named pipe)"),
@@ -246,7 +246,7 @@ def array_file_problem(
         return f"could not read {what} {path} (corrupt?): {unreadable_reason(error)}"
     if keys is not None:
         arrays = [array for array in arrays if array.name in keys]
-    available = physical_memory() if available is None else available
+    available = checks.physical_memory() if available is None else available
     total = sum(array.nbytes for array in arrays)
     if available is not None and total > available:
         largest = max(arrays, key=lambda array: array.nbytes)

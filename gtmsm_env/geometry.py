@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from gtmsm_cli.checks import physical_memory
+from gtmsm_cli import checks
 from gtmsm_cli.inputs import size_text
 from gtmsm_env.images import ImageSize, canonical_image_size, image_shape_of, shape_text
 
@@ -111,7 +111,7 @@ def env_memory_problem(
     ``image_size``/``crop_size``/``step_size`` when one env is too big, else ``num_envs``. Checked
     before anything is allocated, so an impossible size fails at once, not in a ``MemoryError``
     after minutes."""
-    available = physical_memory() if available is None else available
+    available = checks.physical_memory() if available is None else available
     per_env, total = env_memory_bytes(geometry, num_envs)
     if available is None or total <= available:
         return None
