@@ -15,7 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from gtmsm_env.images import canonical_image_size, unreadable_reason
+from gtmsm_cli.inputs import array_file_problem, unreadable_reason
+from gtmsm_env.images import canonical_image_size
 from gtmsm_env.world import Action, World
 
 # Damaged archives fail in many ways (a bad zip, a bad deflate stream, a garbled .npy header that
@@ -175,15 +176,21 @@ class Rollouts:
     def load(cls, path: str | Path) -> Rollouts:
         """Read a file written by :meth:`save` (never unpickles anything).
 
-        A missing file raises ``FileNotFoundError``; a corrupt or truncated file, a file that is
-        not an ``.npz`` of rollouts (missing keys, object arrays, bad metadata) or one whose arrays
-        disagree raises ``ValueError`` naming the file and the problem.
+        A missing file raises ``FileNotFoundError``; a FIFO, device or socket (never opened), a
+        corrupt or truncated file, arrays whose headers declare more than this machine's memory
+        (checked before any is loaded), a file that is not an ``.npz`` of rollouts (missing keys,
+        object arrays, bad metadata) or one whose arrays disagree raises ``ValueError`` naming the
+        file and the problem.
         """
         path = Path(path)
         if not path.exists():
             raise FileNotFoundError(f"rollouts file does not exist: {path}")
         if path.is_dir():
             raise ValueError(f"{path} is a folder; give the .npz file gtmsm-rollouts wrote")
+        # Before numpy opens it: a FIFO would block forever, a lying header end in a MemoryError.
+        problem = array_file_problem(path, "rollouts file")
+        if problem is not None:
+            raise ValueError(problem)
         try:
             loaded = np.load(path, allow_pickle=False)
         except _UNREADABLE as error:

@@ -15,7 +15,7 @@ import numpy as np
 from gymnasium import spaces
 
 from gtmsm_env.drawing import draw_frame
-from gtmsm_env.geometry import check_int
+from gtmsm_env.geometry import check_int, env_memory_problem
 from gtmsm_env.images import (
     ImageSize,
     ImageSource,
@@ -60,10 +60,13 @@ def configure_env(
     wall_density: object = None,
     observation: object = "crop",
     terminate_when_covered: object = False,
+    num_envs: int | None = None,
 ) -> tuple[spaces.Discrete, spaces.Space]:
     """Validate the constructor kwargs shared by the single and the vector env and set them on
     ``env``: the world (``world=``, or its loose fields) becomes ``env.world``, validated, and its
-    parts ``env.geometry``, ``env.image_size``, ``env.grid_shape``, ... for fast access.
+    parts ``env.geometry``, ``env.image_size``, ``env.grid_shape``, ... for fast access. Sizes whose
+    images and window tables could never fit in memory (one env, or ``num_envs`` of a vector env)
+    raise ``ValueError`` naming the argument, before any image source is built.
 
     Returns one env's action and observation spaces."""
     world = resolve_world(world, image_size=image_size, crop_size=crop_size, step_size=step_size,
@@ -94,6 +97,9 @@ def configure_env(
     if max_episode_steps is not None:
         max_episode_steps = check_int("max_episode_steps", max_episode_steps, 1)
     env.max_episode_steps = max_episode_steps
+    problem = env_memory_problem(geometry, num_envs)
+    if problem is not None:
+        raise ValueError(problem)
     env.image_source = make_image_source(image_source, geometry.image_size)
     return spaces.Discrete(NUM_ACTIONS), observation_space_for(env.observation_parts, env.crop_size, env.grid_shape)
 
@@ -302,7 +308,8 @@ class ImageNavEnv(gym.Env[np.ndarray, np.int64]):
       giving both raises). ``env.world`` is the validated world either way.
 
     Bad values raise at construction (``TypeError`` for a wrong type, ``ValueError`` for a wrong
-    value, naming the argument). ``step`` accepts an int (or numpy integer / 0-d integer array)
+    value, naming the argument; also for an ``image_size`` whose image and window table could
+    never fit in this machine's memory). ``step`` accepts an int (or numpy integer / 0-d integer array)
     in ``0..4`` and raises ``TypeError``/``ValueError`` for anything else (floats, bools, arrays
     with a shape); ``reset`` raises for unknown option keys.
 

@@ -10,6 +10,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from gtmsm_cli import checks
+from gtmsm_cli.inputs import size_text
 from gtmsm_env.images import ImageSize, canonical_image_size, image_shape_of, shape_text
 
 
@@ -74,6 +76,54 @@ class GridGeometry:
         return np.ascontiguousarray(view.transpose(0, 1, 2, 4, 5, 3)).reshape(
             len(images), rows * cols, crop, crop, 3
         )
+
+
+# Bytes an env holds per grid position besides its crop: the visited flag and the five blocked
+# moves (bools); the single env also keeps the blocked moves as a list (8 bytes a pointer).
+_POSITION_BYTES = 1 + 5
+_LIST_BYTES = 5 * 8
+# Bytes a vector env holds per env besides its images and tables: its generator (~0.9 kB measured
+# with tracemalloc), positions, steps and masks.
+_ENV_BYTES = 1000
+
+
+def env_memory_bytes(geometry: GridGeometry, num_envs: int | None = None) -> tuple[int, int]:
+    """``(per env, total)`` bytes the envs of ``geometry`` hold after ``reset``: the image, the table
+    of every window's crop, the per-position flags. ``num_envs=None``: one :class:`ImageNavEnv`,
+    else a vector env of ``num_envs``. A lower bound (temporaries come on top): what it refuses
+    can never fit."""
+    height, width = geometry.image_shape
+    rows, cols = geometry.grid_shape
+    cells = rows * cols
+    table = cells * geometry.crop_size**2 * 3
+    per_env = height * width * 3 + table + cells * _POSITION_BYTES
+    if num_envs is None:
+        return per_env + cells * _LIST_BYTES, per_env + cells * _LIST_BYTES
+    per_env += _ENV_BYTES
+    return per_env, per_env * num_envs
+
+
+def env_memory_problem(
+    geometry: GridGeometry, num_envs: int | None = None, available: float | None = None
+) -> str | None:
+    """Why the env(s) of ``geometry`` cannot fit in ``available`` bytes (default: this machine's
+    memory; ``None`` if they fit or the OS does not say), naming the arguments that ask for most:
+    ``image_size``/``crop_size``/``step_size`` when one env is too big, else ``num_envs``. Checked
+    before anything is allocated, so an impossible size fails at once, not in a ``MemoryError``
+    after minutes."""
+    available = checks.physical_memory() if available is None else available
+    per_env, total = env_memory_bytes(geometry, num_envs)
+    if available is None or total <= available:
+        return None
+    rows, cols = geometry.grid_shape
+    if per_env > available or num_envs is None:
+        return (f"image_size={geometry.image_size}, crop_size={geometry.crop_size}, "
+                f"step_size={geometry.step_size} make {rows}x{cols} window positions: "
+                f"{'each env' if num_envs is not None else 'the env'} needs about {size_text(per_env)} "
+                f"for its image and window table; this machine has {size_text(available)} of memory "
+                "(use a smaller image_size or crop_size, or a larger step_size)")
+    return (f"num_envs={num_envs} needs about {size_text(total)} for its images and crop tables "
+            f"({size_text(per_env)} per env); this machine has {size_text(available)} of memory")
 
 
 def single_position_problem(image_size: object, crop_size: int, step_size: int) -> str | None:

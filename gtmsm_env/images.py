@@ -18,6 +18,13 @@ from pathlib import Path
 
 import numpy as np
 
+from gtmsm_cli.inputs import (
+    array_file_problem,
+    input_file_problem,
+    input_folder_problem,
+    special_file_kind,
+    unreadable_reason,
+)
 from gtmsm_env.image_source import (
     ImageSize,
     ImageSizeError,
@@ -47,16 +54,6 @@ __all__ = [
 ]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
-
-
-def unreadable_reason(error: BaseException) -> str:
-    """Why numpy could not read a file, in our words (numpy's own text advises ``allow_pickle``,
-    which we never do)."""
-    text = str(error)
-    if "allow_pickle" in text or "pickled" in text:
-        return "it is not a numpy .npy/.npz file, or it holds pickled objects (never loaded)"
-    lines = [line for line in text.splitlines() if line.strip()]
-    return f"corrupt or truncated ({type(error).__name__}: {lines[0][:120] if lines else 'no details'})"
 
 
 def _validate_image_array(array: object, image_shape: tuple[int, int], what: str) -> np.ndarray:
@@ -131,6 +128,11 @@ class NpzImages(ArrayImages):
             raise FileNotFoundError(f"image file does not exist: {path}")
         if path.suffix not in (".npy", ".npz"):
             raise ValueError(f"image file must be .npy or .npz, got {path.name}")
+        # Before numpy opens it: a FIFO would block forever, a lying header end in a MemoryError.
+        # Which member is loaded is decided below; the check counts "images" when there is one.
+        problem = array_file_problem(path, "image file", keys=_npz_image_keys(path))
+        if problem is not None:
+            raise ValueError(problem)
         # Damaged archives fail in many ways (a bad zip, a bad deflate stream, a garbled .npy
         # header that numpy's parser chokes on): all of them mean "unreadable file".
         unreadable = (
@@ -167,6 +169,19 @@ class NpzImages(ArrayImages):
         else:
             array = loaded
         super().__init__(array, image_size, name=str(path))
+
+
+def _npz_image_keys(path: Path) -> tuple[str, ...] | None:
+    """The ``.npz`` members :class:`NpzImages` would load: ``("images",)`` if there is one, else
+    ``None`` (all: the only one, or none when there are several and loading is refused)."""
+    if path.suffix != ".npz" or input_file_problem(path) is not None:
+        return None
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = archive.namelist()
+    except (OSError, zipfile.BadZipFile, ValueError):
+        return None
+    return ("images",) if "images.npy" in names or "images" in names else None
 
 
 def _load_image_file(path: Path, image_shape: tuple[int, int]) -> np.ndarray:
@@ -221,32 +236,40 @@ class FolderImages(ArrayImages):
             raise ValueError(f"max_images must be None or an int >= 1, got {max_images!r}")
         if not path.exists():
             raise FileNotFoundError(f"image folder does not exist: {path}")
-        if not path.is_dir():
-            raise ValueError(f"not a folder: {path}")
-        files = sorted(
-            f for f in path.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES
-        )
+        problem = input_folder_problem(path, "image folder")
+        if problem is not None:
+            raise ValueError(problem)
+        # Entries that are neither files nor folders (a FIFO, a link to a device) are never
+        # opened (a FIFO blocks forever, /dev/zero never ends): each is skipped, and said so.
+        candidates = sorted(f for f in path.rglob("*") if f.suffix.lower() in IMAGE_SUFFIXES)
+        special = [(f, kind) for f in candidates if (kind := special_file_kind(f)) is not None]
+        files = [f for f in candidates if f.is_file()]
         if not files:
             raise ValueError(
                 f"image folder is empty: {path} has no {'/'.join(IMAGE_SUFFIXES)} files"
+                + "".join(f"; {f} is {kind}, not a regular file" for f, kind in special[:3])
             )
         if max_images is not None:
             files = files[:max_images]
-        images, errors = [], []
+        from PIL import Image
+
+        images = []
+        errors = [f"{f}: is {kind}, not a regular file (never opened)" for f, kind in special]
+        tried = len(files) + len(special)
         for file in files:
             try:
                 images.append(_load_image_file(file, image_shape))
             except ValueError as error:
                 errors.append(str(error))
-            except OSError as error:
+            except (OSError, Image.DecompressionBombError) as error:
                 errors.append(f"{file}: {error}")
         if not images:
             raise ValueError(
-                f"no readable images in {path} ({len(files)} files tried): " + "; ".join(errors[:3])
+                f"no readable images in {path} ({tried} files tried): " + "; ".join(errors[:3])
             )
         if errors:
             warnings.warn(
-                f"skipped {len(errors)} of {len(files)} files in {path}: " + "; ".join(errors[:3]),
+                f"skipped {len(errors)} of {tried} files in {path}: " + "; ".join(errors[:3]),
                 stacklevel=2,
             )
         self.skipped = errors
@@ -275,6 +298,9 @@ def make_image_source(spec: object = None, image_size: ImageSize = 32) -> ImageS
             raise FileNotFoundError(f"image source path does not exist: {path}")
         if path.is_dir():
             return FolderImages(path, image_size)
+        problem = input_file_problem(path, "image source")
+        if problem is not None:
+            raise ValueError(problem)
         return NpzImages(path, image_size)
     raise TypeError(
         "image_source must be None, 'procedural', a folder or .npz/.npy path, a uint8 array or an "

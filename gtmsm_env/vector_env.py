@@ -87,7 +87,7 @@ class ImageNavVectorEnv(VectorEnv):
             image_source=image_source, task=task, render_mode=render_mode,
             render_scale=render_scale, max_episode_steps=max_episode_steps, walls=walls,
             wall_density=wall_density, observation=observation,
-            terminate_when_covered=terminate_when_covered,
+            terminate_when_covered=terminate_when_covered, num_envs=self.num_envs,
         )
         self.image_source: ImageSource
         crop_size = self.crop_size
