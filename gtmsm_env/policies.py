@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from gtmsm_cli.inputs import input_file_problem
 from gtmsm_env.observations import observation_mode_of
 from gtmsm_env.world import NUM_ACTIONS
 
@@ -75,8 +76,11 @@ def load_sb3_policy(
     that is not such a model or does not fit ImageNav.
     """
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise FileNotFoundError(f"policy file does not exist: {path}")
+    problem = input_file_problem(path, "policy file")  # a FIFO or device is never opened
+    if problem is not None:
+        raise ValueError(problem)
     import stable_baselines3
 
     problems = []

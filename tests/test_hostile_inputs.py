@@ -310,3 +310,12 @@ def test_env_memory_problem_counts_what_the_envs_hold() -> None:
     assert problem.startswith("num_envs=100 needs about 2.0 MB") and "this machine has 1.0 MB" in problem
     assert env_memory_problem(geometry, 10, available=1e6) is None
     assert env_memory_problem(geometry, None, available=1e4).startswith("image_size=32, crop_size=8")
+
+
+def test_a_fifo_policy_file_is_refused_without_opening_it(tmp_path):
+    from gtmsm_env.policies import load_sb3_policy
+
+    fifo = tmp_path / "policy.zip"
+    os.mkfifo(fifo)
+    with pytest.raises(ValueError, match="FIFO"):
+        load_sb3_policy(fifo)  # opening it would block forever
