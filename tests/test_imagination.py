@@ -50,7 +50,7 @@ def test_misuse_is_reported():
     with pytest.raises(ValueError, match="needs its action"):
         imagination.observe(crop)
     imagination.observe(crop, 1)
-    with pytest.raises(RuntimeError, match="memory is full"):
+    with pytest.raises(RuntimeError, match="memorisation has ended"):
         imagination.observe(crop, 1)
     assert imagination.imagine(2).near_memory  # back at step 0's state
     imagination.reset()
