@@ -60,11 +60,20 @@ HELP_LINES = [
     ("space / .", "stay"),
     ("r", "new image (a new episode)"),
     ("f", "fog of war: only what was seen"),
-    ("m / Enter", "stop memorising: predict from the next step (imagination)"),
-    ("t", "hide / show every view of the truth (imagination)"),
     ("h", "show / hide this help"),
     ("Esc / q", "quit"),
 ]
+
+
+def imagination_help(tau: int) -> list[tuple[str, str]]:
+    """The help rows of imagination mode: how long memorisation lasts and why."""
+    return [
+        ("m / Enter", "stop memorising: predict from now on"),
+        ("t", "hide / show every view of the truth"),
+        ("memory", f"steps 0-{tau - 1}, then the model predicts"),
+        ("", "(--tau; unset: the trained tau, at most"),
+        ("", "one step per window position)"),
+    ]
 
 
 @dataclass
@@ -289,6 +298,12 @@ class PlaySession:
         belief = "remembers" if self.near_memory else "composes" if self.from_canvas else "unsure"
         return f"predicted step {step}  MSE {np.mean(self.errors):.4f}  {place}  model: {belief}"
 
+    def help_lines(self) -> list[tuple[str, str]]:
+        """The rows of the help overlay (``h``)."""
+        if self.imagination is None:
+            return HELP_LINES
+        return HELP_LINES + imagination_help(self.imagination.tau)
+
     def scene(self) -> Scene:
         """The frame as it is now. With the truth hidden (imagination mode) no panel shows any of
         the image or its walls: the image panel is fog with the window's outline, the crop panel
@@ -326,7 +341,7 @@ class PlaySession:
             predicted_crop=self.predicted_crop,
             predicted_canvas=self.predicted_canvas if self.imagination is not None else None,
             progress=progress,
-            help_lines=HELP_LINES if self.show_help else None,
+            help_lines=self.help_lines() if self.show_help else None,
         )
 
     def open(self) -> PlayView:

@@ -417,8 +417,13 @@ def test_cli_model_flag_runs_imagination_headless(tiny_checkpoint, tmp_path, cap
 def test_m_and_enter_end_memorisation_and_the_next_step_is_predicted(tiny_checkpoint):
     from gtmsm_model.imagination import load_imagination
 
+    plain = PlaySession(seed=0)
+    assert "m / Enter" not in dict(plain.help_lines())  # plain play has no model to stop
+    plain.close()
     imagination = load_imagination(tiny_checkpoint, tau=12)
     session = PlaySession(seed=0, imagination=imagination)
+    help_rows = dict(session.help_lines())
+    assert "stop memorising" in help_rows["m / Enter"] and help_rows["memory"].startswith("steps 0-11,")
     session.handle_event(key(pygame.K_d))
     session.handle_event(key(pygame.K_d))
     assert session.imagination_status() == "memorising step 2: predicting from step 12  m: from step 3"
