@@ -537,11 +537,16 @@ def test_q_ends_the_run_loop_within_a_frame(tiny_checkpoint):
 
 
 def test_default_play_tau_is_capped_at_the_window_positions(tiny_checkpoint, tmp_path, capsys):
+    from types import SimpleNamespace
+
     from gtmsm_env.world import World
     from gtmsm_model.checkpoint import load_checkpoint, save_checkpoint
-    from gtmsm_model.play_model import play_tau
+    from gtmsm_model.play_model import play_tau, tau_text
 
     assert play_tau(256, World()) == 81 and play_tau(32, World()) == 32
+    said = tau_text(SimpleNamespace(tau=81, trained_tau=256), chosen=False)
+    assert said.startswith("imagination: memorising 81 steps (the checkpoint's tau 256, capped at the 81 window")
+    assert "--tau; the checkpoint was trained with tau 256" in tau_text(SimpleNamespace(tau=30, trained_tau=256), True)
     assert play_tau(1000, World(image_size=64, step_size=4)) == 225
     payload = load_checkpoint(tiny_checkpoint)
     payload["train_config"]["schedule"]["tau"] = 256
