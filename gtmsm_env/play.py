@@ -1,15 +1,16 @@
 """Play ImageNav-v0 with the keyboard: ``python -m gtmsm_env.play`` (or ``gtmsm-play``).
 
-Arrow keys / WASD move (hold to repeat), space stays, r new image, f fog, h help, Esc quits.
+Arrow keys / WASD move (hold to repeat), space stays, r new image, f fog, h help, Esc or q quits.
 
 Imagination mode: given any object with the imagination protocol (see :class:`PlaySession`), you
-first explore for its tau steps while it writes what it sees into its memory; from then on every
-move shows its predicted crop beside the true one (``t`` hides the truth), the running prediction
-error, whether you had been there during memorisation, and the canvas assembled so far. The
-``gtmsm-play`` command adds ``--model CHECKPOINT`` for GTM-SM (``gtmsm_model.play_model``); this
-module never imports torch or the model package.
+first explore for its tau steps while it writes what it sees into its memory (``m`` or Enter ends
+memorisation sooner); from then on every move shows its predicted crop beside the true one (``t``
+hides every view of the truth), the running prediction error, whether you had been there during
+memorisation, and the canvas assembled so far. Both status lines count steps since the reset (step
+0). The ``gtmsm-play`` command adds ``--model CHECKPOINT`` for GTM-SM (``gtmsm_model.play_model``);
+this module never imports torch or the model package.
 
-``--script wwdd..`` plays keys one step per frame and exits, ``--screenshot out.png`` saves the last
+``--script wwdd..`` plays keys one per frame and exits, ``--screenshot out.png`` saves the last
 frame: with ``SDL_VIDEODRIVER=dummy`` both run without a display.
 """
 
@@ -48,6 +49,10 @@ EXIT_INTERRUPTED = 130  # the shell's code for a program ended by Ctrl-C (128 + 
 KEY_TO_ACTION: dict[int, Action] = {**movement_keys(), pygame.K_PERIOD: Action.STAY}
 SCRIPT_ACTIONS: dict[str, Action] = {"w": Action.UP, "a": Action.LEFT, "s": Action.DOWN,
                                      "d": Action.RIGHT, ".": Action.STAY}
+SCRIPT_KEYS: dict[str, int] = {"m": pygame.K_m, "t": pygame.K_t, "q": pygame.K_q}
+"""Script letters that press a key instead of moving: stop memorising, hide the truth, quit."""
+STOP_MEMORISING_KEYS = (pygame.K_m, pygame.K_RETURN, pygame.K_KP_ENTER)
+QUIT_KEYS = (pygame.K_ESCAPE, pygame.K_q)
 WALL_FLASH_MS = 300.0
 
 HELP_LINES = [
@@ -55,10 +60,20 @@ HELP_LINES = [
     ("space / .", "stay"),
     ("r", "new image (a new episode)"),
     ("f", "fog of war: only what was seen"),
-    ("t", "hide / show the truth (imagination mode)"),
     ("h", "show / hide this help"),
     ("Esc / q", "quit"),
 ]
+
+
+def imagination_help(tau: int) -> list[tuple[str, str]]:
+    """The help rows of imagination mode: how long memorisation lasts and why."""
+    return [
+        ("m / Enter", "stop memorising: predict from now on"),
+        ("t", "hide / show every view of the truth"),
+        ("memory", f"steps 0-{tau - 1}, then the model predicts"),
+        ("", "(--tau; unset: the trained tau, at most"),
+        ("", "one step per window position)"),
+    ]
 
 
 @dataclass
@@ -86,7 +101,8 @@ class PlayArgs:
     fog: bool = False
     """Start with the fog-of-war view (f toggles it): only what the window has seen is shown."""
     script: str | None = None
-    """Play these keys, one step per frame, then exit: w a s d move, '.' stays."""
+    """Play these keys, one per frame, then exit: w a s d move, '.' stays; with --model, m stops
+    memorising and t hides / shows the truth; q quits there (the rest is not played)."""
     screenshot: str | None = None
     """Save the last frame as this PNG file."""
 
@@ -99,8 +115,9 @@ class PlaySession:
     ``SDL_VIDEODRIVER=dummy`` and a fake ``clock`` (milliseconds).
 
     ``imagination`` (optional) is any object with the imagination protocol: ``tau``,
-    ``memorising``, ``memorised``, ``reset()``, ``observe(crop, action)`` and ``imagine(action)``
-    returning something with ``crop``, ``near_memory`` (and optionally ``from_canvas``) — e.g. a
+    ``memorising``, ``memorised``, ``first_predicted_step``, ``reset()``, ``stop_memorising()``,
+    ``observe(crop, action)`` and ``imagine(action)`` returning something with ``crop``,
+    ``near_memory`` (and optionally ``from_canvas``) — e.g. a
     ``gtmsm_model.imagination.Imagination``; this module never imports torch itself.
     """
 
@@ -204,6 +221,11 @@ class PlaySession:
         if terminated or truncated:
             self.new_episode()
 
+    def stop_memorising(self) -> None:
+        """End memorisation now (imagination mode): the next step is the first one predicted."""
+        if self.imagination is not None and self.imagination.memorising:
+            self.imagination.stop_memorising()
+
     @property
     def wall_flash(self) -> bool:
         """Whether the last wall hit is still being signalled."""
@@ -216,8 +238,10 @@ class PlaySession:
         if event.type == pygame.QUIT:
             self.running = False
         elif event.type == pygame.KEYDOWN:
-            if event.key in (pygame.K_ESCAPE, pygame.K_q):
+            if event.key in QUIT_KEYS:
                 self.running = False
+            elif event.key in STOP_MEMORISING_KEYS:
+                self.stop_memorising()
             elif event.key == pygame.K_r:
                 self._held.clear()
                 self.new_episode()
@@ -262,21 +286,32 @@ class PlaySession:
         return text
 
     def imagination_status(self) -> str:
-        """The second status line of imagination mode."""
+        """The second status line of imagination mode. Its step is the first line's: steps since the
+        reset (step 0), so the crops of steps 0 .. first_predicted_step - 1 are the memorised ones."""
         im = self.imagination
+        step, first = self.nav.elapsed_steps, im.first_predicted_step
         if im.memorising:
-            return f"memorising {im.memorised}/{im.tau}: explore, the model writes what it sees"
+            return f"memorising step {step}: predicting from step {first}  m: from step {step + 1}"
         if not self.errors:
-            return "memory full: move, and the model predicts what you will see"
+            return f"memorised steps 0-{first - 1}: move, and the model predicts step {step + 1}"
         place = "revisited" if self.revisited[-1] else "NEW place"
         belief = "remembers" if self.near_memory else "composes" if self.from_canvas else "unsure"
-        return f"imagined {len(self.errors)}  MSE {np.mean(self.errors):.4f}  {place}  model: {belief}"
+        return f"predicted step {step}  MSE {np.mean(self.errors):.4f}  {place}  model: {belief}"
+
+    def help_lines(self) -> list[tuple[str, str]]:
+        """The rows of the help overlay (``h``)."""
+        if self.imagination is None:
+            return HELP_LINES
+        return HELP_LINES + imagination_help(self.imagination.tau)
 
     def scene(self) -> Scene:
+        """The frame as it is now. With the truth hidden (imagination mode) no panel shows any of
+        the image or its walls: the image panel is fog with the window's outline, the crop panel
+        blank."""
         hide = self.imagination is not None and self.hide_truth
         visible = None
         if hide:
-            visible = self.memorised_pixels  # what the person saw while the model was memorising
+            visible = np.zeros(self.nav.image_shape, bool)
         elif self.fog:
             visible = self.seen_pixels
         row_slice, col_slice = self._window_slice()
@@ -288,7 +323,7 @@ class PlaySession:
             if self.imagination.memorising:
                 progress = self.imagination.memorised / self.imagination.tau
         segments = []
-        if getattr(self.nav, "walls", "border") == "maze":
+        if getattr(self.nav, "walls", "border") == "maze" and not hide:
             segments = wall_segments(self.nav.blocked_moves, self.nav.geometry, 1.0)
         return Scene(
             image=self.nav.image,
@@ -302,10 +337,11 @@ class PlaySession:
             wall_hit=self.wall_flash,
             maze_segments=segments,
             hide_crop=hide,
+            hide_image=hide,
             predicted_crop=self.predicted_crop,
             predicted_canvas=self.predicted_canvas if self.imagination is not None else None,
             progress=progress,
-            help_lines=HELP_LINES if self.show_help else None,
+            help_lines=self.help_lines() if self.show_help else None,
         )
 
     def open(self) -> PlayView:
@@ -328,7 +364,8 @@ class PlaySession:
     def run(self, max_frames: int | None = None, script: str | None = None,
             screenshot: str | Path | None = None) -> None:
         """Process events until quit (or ``max_frames`` frames, or the end of ``script``: one
-        scripted step per frame, uncapped), save ``screenshot``, then close the window and env."""
+        scripted key per frame, uncapped; a move steps, a ``SCRIPT_KEYS`` letter is pressed),
+        save ``screenshot``, then close the window and env."""
         frames = 0
         steps = iter(script) if script is not None else None
         try:
@@ -343,7 +380,12 @@ class PlaySession:
                     key = next(steps, None)
                     if key is None:
                         break
-                    self.act(SCRIPT_ACTIONS[key])
+                    if key in SCRIPT_KEYS:
+                        self.handle_event(pygame.event.Event(pygame.KEYDOWN, key=SCRIPT_KEYS[key]))
+                        if not self.running:
+                            break
+                    else:
+                        self.act(SCRIPT_ACTIONS[key])
                 self.update()
                 view.draw(self.scene())
                 if steps is None:
@@ -366,8 +408,9 @@ class PlaySession:
 # ----------------------------------------------------------------------------------------- CLI
 
 
-DESCRIPTION = ("Play ImageNav-v0 with the keyboard (arrows/WASD hold to repeat, space, r, f, h, Esc); "
-               "with --model, watch GTM-SM imagine what you will see.")
+DESCRIPTION = ("Play ImageNav-v0 with the keyboard (arrows/WASD hold to repeat, space, r, f, h, Esc/q); "
+               "with --model, explore while GTM-SM memorises (m or Enter: stop memorising now), then "
+               "watch it imagine what you will see (t hides every view of the truth).")
 
 
 CHOICES = {"start": list(START_MODES), "task": ["coverage"], "walls": list(WALL_MODES)}
@@ -384,9 +427,9 @@ def parse_play_args(argv: list[str] | None, args_class: type = PlayArgs) -> Any:
 def validate_play_args(args: PlayArgs) -> None:
     """Checks that need no window; each failure exits with one ``gtmsm-play: error:`` line."""
     if args.script is not None:
-        bad = sorted(set(args.script) - set(SCRIPT_ACTIONS))
+        bad = sorted(set(args.script) - set(SCRIPT_ACTIONS) - set(SCRIPT_KEYS))
         if bad or not args.script:
-            fail(PROG, f"--script may hold only the keys w a s d . (got {''.join(bad) or 'nothing'!r})")
+            fail(PROG, f"--script may hold only the keys w a s d . m t q (got {''.join(bad) or 'nothing'!r})")
     if args.screenshot is not None:
         path = Path(args.screenshot)
         if path.suffix.lower() != ".png":

@@ -93,6 +93,8 @@ class Scene:
     """Interior walls as line segments in image pixels."""
     hide_crop: bool = False
     """Cover the true crop (imagination mode with the truth hidden)."""
+    hide_image: bool = False
+    """Draw the image panel as fog with a note, keeping the window's outline (the truth hidden)."""
     predicted_crop: np.ndarray | None = None
     predicted_canvas: np.ndarray | None = None
     progress: float | None = None
@@ -130,10 +132,14 @@ class PlayView:
         canvas.fill(_BACKGROUND)
         scale = panel / max(scene.image.shape[:2])  # image pixels -> panel pixels
         image = scene.image
-        if scene.visible is not None:
+        if scene.hide_image:
+            image = np.broadcast_to(_FOG, image.shape)
+        elif scene.visible is not None:
             image = np.where(scene.visible[..., None], image, _FOG)
         canvas.blit(_surface(image, panel), (0, 0))
         self._draw_walk(scene, scale, (0, 0))
+        if scene.hide_image:
+            self._centered_text("truth hidden (t shows it)", (panel // 2, panel // 2))
         if scene.wall_hit:
             pygame.draw.rect(canvas, _WALL_HIT_COLOR, pygame.Rect(0, 0, panel, panel), max(3, panel // 40))
         if scene.hide_crop:

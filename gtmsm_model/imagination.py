@@ -8,6 +8,10 @@ prediction one step per key press, without re-running the sequence::
     imagination.observe(crop, action)               # ... until tau crops are memorised
     imagined = imagination.imagine(action)          # then: the predicted crop (uint8) and its read-out
 
+``stop_memorising()`` ends memorisation early: the model predicts from the crops memorised so far (any
+memory of 1..tau steps is one the model reads; training's curriculum grows tau from a few steps, so
+memories shorter than the trained tau are ones it has seen).
+
 Each call is one step of the model's own verbs, ``GTMSM.observe`` (one encode and one state step)
 or ``GTMSM.imagine`` (one state step with the wall model, one top-K memory read-out, one decode and,
 for a novel view, one canvas read). The result equals ``GTMSM.predict(..., mode="mean")`` on the same
@@ -64,8 +68,6 @@ class Imagination:
     """
 
     def __init__(self, model: GTMSM, tau: int, k: int | None = None, device: str | torch.device = "cpu") -> None:
-        if isinstance(tau, bool) or not isinstance(tau, int) or tau < 1:
-            raise ValueError(f"tau must be an int >= 1, got {tau!r}")
         self.device = torch.device(device)
         self.model = model.to(self.device).eval()
         self.tau = tau
@@ -73,12 +75,33 @@ class Imagination:
         self.world = World(crop_size=model.config.crop_size)
         """The world the model was trained on (``load_imagination`` reads it from the checkpoint;
         only the crop size is known otherwise)."""
+        self.trained_tau: int | None = None
+        """The tau the model was trained with (``load_imagination`` reads it; None otherwise)."""
         self.reset()
 
+    @property
+    def tau(self) -> int:
+        """Memorisation steps of each walk (``stop_memorising`` may end one sooner)."""
+        return self._tau
+
+    @tau.setter
+    def tau(self, tau: int) -> None:
+        if isinstance(tau, bool) or not isinstance(tau, int) or tau < 1:
+            raise ValueError(f"tau must be an int >= 1, got {tau!r}")
+        self._tau = tau
+
     def reset(self) -> None:
-        """Forget everything: the next ``observe`` is step 0 of a new walk."""
+        """Forget everything: the next ``observe`` is step 0 of a new walk (memorising ``tau`` steps)."""
         self.steps = 0
         self._memory: WorldMemory | None = None
+        self._stopped = False
+
+    def stop_memorising(self) -> None:
+        """End this walk's memorisation now: the next step is imagined from the crops memorised so
+        far (``memorised`` of them, fewer than ``tau``). No effect once memorisation has ended."""
+        if self._memory is None:
+            raise RuntimeError("nothing memorised yet: observe the first crop before stopping")
+        self._stopped = True
 
     @property
     def memorised(self) -> int:
@@ -87,7 +110,15 @@ class Imagination:
 
     @property
     def memorising(self) -> bool:
-        return self.memorised < self.tau
+        """Whether the next step is observed (else imagined): fewer than ``tau`` crops memorised and
+        memorisation not stopped."""
+        return not self._stopped and self.memorised < self.tau
+
+    @property
+    def first_predicted_step(self) -> int:
+        """The step (0: the reset) whose crop is the first imagined one: ``tau``, or, once
+        memorisation has ended, the number of crops memorised."""
+        return self.tau if self.memorising else self.memorised
 
     @property
     def state(self) -> np.ndarray | None:
@@ -98,7 +129,8 @@ class Imagination:
     def observe(self, crop: np.ndarray, action: int | None = None) -> None:
         """Write step t's (state, q(z | crop)) into memory; ``action`` produced this crop."""
         if not self.memorising:
-            raise RuntimeError(f"memory is full ({self.tau} steps); call imagine(action) now")
+            raise RuntimeError(f"memorisation has ended ({self.memorised} of tau={self.tau} steps memorised); "
+                               "call imagine(action) now")
         if self._memory is not None:
             self._check_action(action)
         crop_tensor = torch.as_tensor(np.asarray(crop))[None, None].to(self.device)
@@ -194,10 +226,19 @@ def load_imagination(checkpoint: str | Path, tau: int | None = None, device: str
     payload = load_checkpoint(checkpoint, map_location=target)
     model = model_from_checkpoint(payload)
     world = checkpoint_world(payload)
-    if tau is None:
-        from gtmsm_model.config import Schedule, flatten
-
-        tau = int(flatten(payload.get("train_config") or {}).get("tau", Schedule.tau))
-    imagination = Imagination(model, tau, device=target)
+    trained_tau = checkpoint_tau(payload)
+    imagination = Imagination(model, trained_tau if tau is None else tau, device=target)
     imagination.world = world
+    imagination.trained_tau = trained_tau
     return imagination
+
+
+def checkpoint_tau(payload: dict[str, Any]) -> int:
+    """The tau a checkpoint's model was trained with (``Schedule``'s default where it records none)."""
+    from gtmsm_model.checkpoint import CheckpointError
+    from gtmsm_model.config import Schedule, flatten
+
+    tau = flatten(payload.get("train_config") or {}).get("tau", Schedule.tau)
+    if isinstance(tau, bool) or not isinstance(tau, int) or tau < 1:
+        raise CheckpointError(f"the checkpoint's train_config has tau={tau!r}, not a positive integer")
+    return tau

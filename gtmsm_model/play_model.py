@@ -1,13 +1,21 @@
 """``gtmsm-play``: :mod:`gtmsm_env.play` plus ``--model CHECKPOINT``, imagination mode with GTM-SM.
 
-With ``--model`` you first explore for the model's tau steps while GTM-SM writes what it sees into
-its memory; from then on every move shows the model's predicted crop beside the true one. The
+With ``--model`` you first explore while GTM-SM writes what it sees into its memory (``m`` or Enter
+ends that early); from then on every move shows the model's predicted crop beside the true one.
+Memorisation lasts ``--tau`` steps; unset, the checkpoint's tau but at most the world's number of
+window positions (:func:`play_tau`): a trained tau of 256 on a 9 x 9 grid would otherwise leave a
+person who has seen every place by step ~90 walking ~170 more steps with nothing new happening. The
 window plays in the world the checkpoint was trained on (play has no world-size flags). Without
 ``--model`` it is exactly ``python -m gtmsm_env.play``; torch is imported only with ``--model``.
+
+As the ``gtmsm-play`` command, :func:`main` ends the process itself once the window is closed and
+the summary printed, skipping the interpreter's teardown (about a second once torch is loaded), so
+``q`` returns the shell at once.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +35,10 @@ class ModelPlayArgs(PlayArgs):
     """A GTM-SM checkpoint.pt: imagination mode (explore for tau steps, then watch it predict). The
     world (image size, crop size, step size) is the one the checkpoint was trained on."""
     tau: int | None = bounded(None, ge=1)
-    """Memorisation steps in imagination mode (unset: the tau the checkpoint was trained with)."""
+    """Memorisation steps in imagination mode (unset: the checkpoint's trained tau, at most the
+    number of window positions, e.g. 81 on a 9x9 grid: enough to visit every place once, so
+    predictions start while there is still somewhere new to go). Any tau up to the trained one is
+    a memory the model has been trained to read; m or Enter ends memorisation sooner."""
     device: str | None = None
     """Torch device of the model in imagination mode (cpu, cuda, cuda:1, ...; unset: cpu). Needs --model."""
 
@@ -63,6 +74,26 @@ def load_model_imagination(args: ModelPlayArgs) -> Any:
 
     torch.set_num_threads(1)  # one tiny step per frame: extra threads only add overhead
     return imagination
+
+
+def play_tau(trained_tau: int, world: World) -> int:
+    """The default memorisation length of play: ``trained_tau``, at most ``world``'s number of
+    window positions (a walk that visits every place once fits; beyond that, memorising only
+    revisits)."""
+    rows, cols = world.grid_shape
+    return max(1, min(trained_tau, rows * cols))
+
+
+def tau_text(imagination: Any, chosen: bool) -> str:
+    """``memorising 81 steps (the checkpoint's tau 256, capped at the 81 window positions) ...``"""
+    tau, trained = imagination.tau, imagination.trained_tau
+    if chosen:
+        why = f"--tau; the checkpoint was trained with tau {trained}"
+    elif tau < trained:
+        why = f"the checkpoint's tau {trained}, capped at the {tau} window positions; --tau sets it"
+    else:
+        why = "the checkpoint's tau"
+    return f"imagination: memorising {tau} steps ({why}); m or Enter starts predicting sooner"
 
 
 def model_world(imagination: Any) -> World:
@@ -101,14 +132,38 @@ def _play(argv: list[str] | None) -> int:
     if args.model is None:
         return play.play(args)
     imagination = load_model_imagination(args)
-    return play.play(args, imagination=imagination, world=model_world(imagination), world_flag="--model",
+    world = model_world(imagination)
+    if args.tau is None:
+        imagination.tau = play_tau(imagination.trained_tau, world)
+    if args.script is None:
+        print(tau_text(imagination, chosen=args.tau is not None), flush=True)
+    return play.play(args, imagination=imagination, world=world, world_flag="--model",
                      env_problem=model_env_problem(args, imagination))
 
 
 def main(argv: list[str] | None = None) -> int:
     """``gtmsm-play``: 0 when the person quits, 1 without a display, 2 for a bad flag, 130 on Ctrl-C,
-    143 on SIGTERM (then no screenshot is saved and no summary printed)."""
-    return play.run_interruptible(lambda: _play(argv))
+    143 on SIGTERM (then no screenshot is saved and no summary printed).
+
+    Called without ``argv`` (the console command, ``python -m``) it does not return: it flushes
+    the output and ends the process with that status (:func:`exit_now`). With ``argv`` (tests,
+    other code) it returns the status."""
+    status = play.run_interruptible(lambda: _play(argv))
+    if argv is None:
+        exit_now(status)
+    return status
+
+
+def exit_now(status: int) -> None:
+    """End the process with ``status`` now: flush stdout and stderr, then skip the interpreter's
+    teardown, which with torch loaded takes about a second after the window has closed. Every file
+    play writes is closed by then."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a closed pipe or stream: nothing more can be said there
+            pass
+    os._exit(status)
 
 
 if __name__ == "__main__":

@@ -50,7 +50,7 @@ def test_misuse_is_reported():
     with pytest.raises(ValueError, match="needs its action"):
         imagination.observe(crop)
     imagination.observe(crop, 1)
-    with pytest.raises(RuntimeError, match="memory is full"):
+    with pytest.raises(RuntimeError, match="memorisation has ended"):
         imagination.observe(crop, 1)
     assert imagination.imagine(2).near_memory  # back at step 0's state
     imagination.reset()
@@ -71,3 +71,31 @@ def test_checkpoint_world_is_the_world_of_the_nested_train_config():
     assert checkpoint_world({"train_config": {}, "model_config": {"crop_size": 6}}) == World(crop_size=6)
     with pytest.raises(CheckpointError, match="says 12x12 crops but its model reads 8x8"):
         checkpoint_world({**payload, "model_config": {"crop_size": 8}})
+
+
+def test_stopping_memorisation_early_equals_predict_with_that_tau():
+    torch.manual_seed(0)
+    model = GTMSM(GTMSMConfig(**TINY)).eval()
+    rollouts = collect_rollouts(1, 30, seed=0)
+    observations, actions = rollouts.observations[0], rollouts.actions[0]
+    stop_at = 12
+    expected = model.predict(torch.as_tensor(observations)[None], torch.as_tensor(actions)[None], stop_at)
+
+    imagination = Imagination(model, tau=256)
+    with pytest.raises(RuntimeError, match="nothing memorised"):
+        imagination.stop_memorising()
+    for t in range(stop_at):
+        imagination.observe(observations[t], None if t == 0 else int(actions[t]))
+    assert imagination.memorising and imagination.first_predicted_step == 256
+    imagination.stop_memorising()
+    assert not imagination.memorising and imagination.first_predicted_step == stop_at
+    with pytest.raises(RuntimeError, match="memorisation has ended"):
+        imagination.observe(observations[stop_at], int(actions[stop_at]))
+    for t in range(stop_at, len(actions)):
+        imagined = imagination.imagine(int(actions[t]))
+        np.testing.assert_allclose(imagination.state, expected.states[0, t].numpy(), atol=1e-5)
+        np.testing.assert_allclose(imagined.weights, expected.log_weights[0, t - stop_at].exp().numpy(), atol=1e-5)
+    imagination.reset()  # a new walk memorises the full tau again
+    assert imagination.memorising and imagination.tau == 256 and imagination.first_predicted_step == 256
+    with pytest.raises(ValueError, match="tau"):
+        imagination.tau = 0

@@ -383,16 +383,19 @@ def test_imagination_memorises_then_predicts_and_t_hides_the_truth(tiny_checkpoi
     from gtmsm_model.imagination import load_imagination
 
     session = PlaySession(seed=0, imagination=load_imagination(tiny_checkpoint, tau=3))
-    assert "memorising 1/3" in session.imagination_status() and session.scene().progress == 1 / 3
+    assert session.imagination_status() == "memorising step 0: predicting from step 3  m: from step 1"
+    assert session.scene().progress == 1 / 3
     session.handle_event(key(pygame.K_d))
     session.handle_event(key(pygame.K_d))
-    assert session.predicted_crop is None and "memory full" in session.imagination_status()
+    assert session.predicted_crop is None
+    assert session.imagination_status() == "memorised steps 0-2: move, and the model predicts step 3"
     session.handle_event(key(pygame.K_a))
     assert session.predicted_crop is not None and session.predicted_crop.dtype == np.uint8
-    assert "imagined 1  MSE" in session.imagination_status() and "revisited" in session.imagination_status()
+    assert session.imagination_status().startswith("predicted step 3  MSE ")
+    assert "revisited" in session.imagination_status()
     session.handle_event(key(pygame.K_t))
     scene = session.scene()
-    assert scene.hide_crop and scene.visible.sum() == 64 + 2 * 8 * 3  # memorised pixels only
+    assert scene.hide_crop and scene.hide_image and not scene.visible.any() and scene.path == []
     session.handle_event(key(pygame.K_r))  # a new image starts memorising again
     assert session.imagination.memorised == 1 and session.errors == []
     session.close()
@@ -409,3 +412,152 @@ def test_cli_model_flag_runs_imagination_headless(tiny_checkpoint, tmp_path, cap
     with pytest.raises(SystemExit) as exit_info:
         main(["--model", str(bad)])
     assert exit_info.value.code == 2
+
+
+def test_m_and_enter_end_memorisation_and_the_next_step_is_predicted(tiny_checkpoint):
+    from gtmsm_model.imagination import load_imagination
+
+    plain = PlaySession(seed=0)
+    assert "m / Enter" not in dict(plain.help_lines())  # plain play has no model to stop
+    plain.close()
+    imagination = load_imagination(tiny_checkpoint, tau=12)
+    session = PlaySession(seed=0, imagination=imagination)
+    help_rows = dict(session.help_lines())
+    assert "stop memorising" in help_rows["m / Enter"] and help_rows["memory"].startswith("steps 0-11,")
+    session.handle_event(key(pygame.K_d))
+    session.handle_event(key(pygame.K_d))
+    assert session.imagination_status() == "memorising step 2: predicting from step 12  m: from step 3"
+    session.handle_event(key(pygame.K_m))
+    assert not imagination.memorising and imagination.memorised == 3 and imagination.first_predicted_step == 3
+    assert session.scene().progress is None
+    assert session.imagination_status() == "memorised steps 0-2: move, and the model predicts step 3"
+    session.handle_event(key(pygame.K_a))
+    assert len(session.errors) == 1 and session.revisited == [True] and imagination.memorised == 3
+    session.handle_event(key(pygame.K_m))  # already predicting: nothing changes
+    session.handle_event(key(pygame.K_w))
+    assert len(session.errors) == 2 and imagination.memorised == 3
+    session.handle_event(key(pygame.K_r))  # a new episode memorises the full tau again
+    assert imagination.memorising and imagination.first_predicted_step == 12
+    session.handle_event(key(pygame.K_RETURN))  # Enter stops at step 0: one crop memorised
+    session.handle_event(key(pygame.K_d))
+    assert imagination.memorised == 1 and len(session.errors) == 1 and session.revisited == [False]
+    session.close()
+
+
+def test_script_m_switches_to_prediction_at_that_step(tiny_checkpoint, capsys):
+    assert main(["--model", str(tiny_checkpoint), "--seed", "0", "--script", "dddmdddd"]) == 0
+    out = capsys.readouterr().out  # steps 0-3 memorised, steps 4-7 predicted (tau 32 without m)
+    assert "position (4, 8)  step 7" in out and "imagination: 4 predicted steps" in out
+    assert main(["--model", str(tiny_checkpoint), "--seed", "0", "--script", "ddddddd"]) == 0
+    assert "predicted steps" not in capsys.readouterr().out
+
+
+def test_status_lines_count_the_same_steps(tiny_checkpoint):
+    import re
+
+    from gtmsm_model.imagination import load_imagination
+
+    session = PlaySession(seed=0, imagination=load_imagination(tiny_checkpoint, tau=6))
+    phases = []
+    for move in [pygame.K_d] * 4 + [pygame.K_s] * 5:
+        first = int(re.search(r"  step (\d+)  ", session.status()).group(1))
+        second = session.imagination_status()
+        match = re.match(r"(memorising|predicted) step (\d+)|memorised steps 0-(\d+):", second)
+        assert match is not None, second
+        assert first == session.nav.elapsed_steps == int(match.group(2) or match.group(3)), (session.status(), second)
+        phases.append(match.group(1) or "memorised")
+        session.handle_event(key(move))
+    assert phases == ["memorising"] * 5 + ["memorised"] + ["predicted"] * 3  # steps 0-4, 5, 6-8
+    session.close()
+
+
+def hidden_truth_frame(checkpoint: Path, seed: int, script: str, out: Path) -> np.ndarray:
+    from gtmsm_model.imagination import load_imagination
+
+    session = PlaySession(seed=seed, imagination=load_imagination(checkpoint, tau=4))
+    session.run(script=script, screenshot=out)
+    return np.asarray(Image.open(out))
+
+
+def test_t_hides_every_view_of_the_truth(tiny_checkpoint, tmp_path):
+    walk = "ddwwdd"  # the same walk (no wall in its way) over two different images
+    shown = [hidden_truth_frame(tiny_checkpoint, seed, walk, tmp_path / f"shown{seed}.png") for seed in (0, 1)]
+    hidden = [hidden_truth_frame(tiny_checkpoint, seed, walk + "t", tmp_path / f"hidden{seed}.png") for seed in (0, 1)]
+    top = np.s_[:256, :512]  # the image panel and the true crop's panel
+    assert not np.array_equal(shown[0][top], shown[1][top])  # the truth differs between the images
+    np.testing.assert_array_equal(hidden[0][top], hidden[1][top])  # and none of it is drawn
+    image_panel = hidden[0][:256, :256].reshape(-1, 3)
+    assert np.mean(np.all(image_panel == (45, 45, 55), axis=1)) > 0.8  # fog, the window and a note
+    assert not np.array_equal(hidden[0][256:], hidden[1][256:])  # the model's panels stay
+    # Interior walls are part of the truth too.
+    env = gym.make("ImageNav-v0", render_mode="rgb_array", walls="maze")
+    from gtmsm_model.imagination import load_imagination
+
+    session = PlaySession(env, seed=0, imagination=load_imagination(tiny_checkpoint, tau=4))
+    assert session.scene().maze_segments
+    session.handle_event(key(pygame.K_t))
+    assert session.scene().maze_segments == []
+    session.close()
+
+
+def test_script_q_quits_there_and_the_command_exits_at_once(tiny_checkpoint):
+    import time
+
+    process = subprocess.Popen(
+        [sys.executable, "-m", "gtmsm_model.play_model", "--model", str(tiny_checkpoint), "--seed", "0",
+         "--script", "ddmddqdddd"], env=clean_env(SDL_VIDEODRIVER="dummy"), stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True)
+    lines = []
+    for line in process.stdout:  # the summary is the last thing printed, after the window closed
+        lines.append(line)
+        printed = time.monotonic()
+        if line.startswith("imagination:"):
+            break
+    process.wait(timeout=60)
+    latency = time.monotonic() - printed
+    assert process.returncode == 0, process.stderr.read()
+    assert lines[0].startswith("position (4, 8)  step 4") and "2 predicted steps" in lines[1], lines
+    # Without ending the process itself, torch's interpreter teardown takes about a second more.
+    assert latency < 0.5, f"the process took {latency:.2f} s to exit after the window closed"
+
+
+def test_q_ends_the_run_loop_within_a_frame(tiny_checkpoint):
+    import time
+
+    from gtmsm_model.imagination import load_imagination
+
+    session = PlaySession(seed=0, imagination=load_imagination(tiny_checkpoint), fps=5)  # 200 ms frames
+    session.handle_event(key(pygame.K_m))
+    for _ in range(3):
+        session.handle_event(key(pygame.K_d))  # the model predicting
+    pygame.event.post(key(pygame.K_q))
+    start = time.monotonic()
+    session.run()
+    assert time.monotonic() - start < 0.2 and not pygame.display.get_init()
+
+
+def test_default_play_tau_is_capped_at_the_window_positions(tiny_checkpoint, tmp_path, capsys):
+    from types import SimpleNamespace
+
+    from gtmsm_env.world import World
+    from gtmsm_model.checkpoint import load_checkpoint, save_checkpoint
+    from gtmsm_model.play_model import play_tau, tau_text
+
+    assert play_tau(256, World()) == 81 and play_tau(32, World()) == 32
+    said = tau_text(SimpleNamespace(tau=81, trained_tau=256), chosen=False)
+    assert said.startswith("imagination: memorising 81 steps (the checkpoint's tau 256, capped at the 81 window")
+    assert "--tau; the checkpoint was trained with tau 256" in tau_text(SimpleNamespace(tau=30, trained_tau=256), True)
+    assert play_tau(1000, World(image_size=64, step_size=4)) == 225
+    payload = load_checkpoint(tiny_checkpoint)
+    payload["train_config"]["schedule"]["tau"] = 256
+    long_tau = tmp_path / "tau256.pt"
+    save_checkpoint(long_tau, payload)
+    # 85 moves: steps 0-80 memorised (81 positions), steps 81-85 predicted.
+    assert main(["--model", str(long_tau), "--seed", "0", "--script", "wsdd" * 21 + "a"]) == 0
+    assert "imagination: 5 predicted steps" in capsys.readouterr().out
+    assert main(["--model", str(long_tau), "--tau", "84", "--seed", "0", "--script", "wsdd" * 21 + "a"]) == 0
+    assert "imagination: 2 predicted steps" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert "at most the number of window positions" in help_text and "m or Enter" in help_text
