@@ -143,15 +143,14 @@ def _play(argv: list[str] | None) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """``gtmsm-play``: 0 when the person quits, 1 without a display, 2 for a bad flag, 130 on Ctrl-C,
-    143 on SIGTERM (then no screenshot is saved and no summary printed).
+    143 on SIGTERM (then no screenshot is saved and no summary printed)."""
+    return play.run_interruptible(lambda: _play(argv))
 
-    Called without ``argv`` (the console command, ``python -m``) it does not return: it flushes
-    the output and ends the process with that status (:func:`exit_now`). With ``argv`` (tests,
-    other code) it returns the status."""
-    status = play.run_interruptible(lambda: _play(argv))
-    if argv is None:
-        exit_now(status)
-    return status
+
+def script() -> None:
+    """The console command (and ``python -m``): :func:`main` on the command line's flags, then
+    :func:`exit_now` with its status, so that ``q`` closes the program at once."""
+    exit_now(main())
 
 
 def exit_now(status: int) -> None:
@@ -167,4 +166,4 @@ def exit_now(status: int) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    script()
