@@ -259,3 +259,17 @@ def test_train_ppo_benchmark_smoke(observation, policy, tmp_path):
     assert result["coverage"]["optimum"]["covered_in_81"] == 81
     assert result["ppo_kwargs"] == PPO_SETTINGS and result["policy"] == policy
     assert (tmp_path / "ppo.zip").is_file() and (tmp_path / "ppo.png").is_file()
+
+
+def test_train_ppo_rejects_an_unknown_observation_mode(capsys):
+    import sys
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import train_ppo
+
+    with pytest.raises(SystemExit) as exit_info:
+        train_ppo.main(["--observation", "pixels"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("train_ppo.py: error: argument --observation") and "crop+position+visited" in err
+    assert len(err.strip().splitlines()) == 1
