@@ -1,11 +1,13 @@
 """Train PPO (Stable-Baselines3) to explore ImageNav (the coverage task) and compare it with the
 reference random walk, a uniformly random policy and the optimum, side by side in one run.
 
-    python benchmarks/train_ppo.py [--timesteps 300000] [--threads 1]
+    python benchmarks/train_ppo.py [--timesteps 300000] [--threads 1] [--observation crop]
 
 Training: ``ImageNavCoverage-v0`` (reward 1 per newly seen position, 256-step episodes,
-observation ``crop+position+visited``) through the native vector env's SB3 adapter
-(``gtmsm_model.sb3.make_sb3_vec_env``), ``MultiInputPolicy`` with ``ImageNavExtractor``.
+observation ``crop+position+visited`` unless ``--observation`` says otherwise) through the native
+vector env's SB3 adapter (``gtmsm_model.sb3.make_sb3_vec_env``), with the PPO settings of
+``gtmsm_model.sb3.ppo_kwargs`` (the ones docs/sb3.md uses): ``MultiInputPolicy`` with
+``ImageNavExtractor``, or for the bare crop ``CnnPolicy`` with ``CropCNN``.
 Evaluation: ``--eval-episodes`` fresh episodes (seeds never used in training), 256 steps each, the
 same seeds for every policy; "covered in t steps" = distinct positions among the observations
 after steps 0..t (the start included), so the optimum is ``min(t + 1, 81)``.
@@ -33,6 +35,7 @@ from gtmsm_cli.checks import memory_problem, output_stem_problem, threads_proble
 from gtmsm_cli.flags import SEED_MAX, bounded, fail, parse_flags
 from gtmsm_cli.signals import run_script
 from gtmsm_env import ImageNavVectorEnv, random_walk_actions
+from gtmsm_env.observations import OBSERVATION_MODES
 
 ROOT = Path(__file__).resolve().parent.parent
 PROG = "train_ppo.py"
@@ -52,6 +55,8 @@ class Args:
     """evaluation steps per episode"""
     seed: int = bounded(0, ge=0, le=SEED_MAX)
     """seed of training (envs, PPO) and evaluation"""
+    observation: str = "crop+position+visited"
+    """observation mode; "crop" trains CnnPolicy with CropCNN, the others MultiInputPolicy with ImageNavExtractor"""
     threads: int = bounded(1, ge=1)
     """torch threads"""
     deterministic: bool = True
@@ -73,24 +78,25 @@ def coverage_curve(policy, episodes: int, horizon: int, seed: int, observation: 
     return curve
 
 
-N_STEPS = 128  # PPO's rollout length per env
-
-
 def memory_needs(args: Args) -> dict[str, tuple[str, float]]:
     """Bytes the run holds at once, by the flags that ask for them: PPO's rollout buffer (float32
     observations, about 100 floats per step with ``crop+position+visited``, n_steps x num_envs)
     and the envs, and the evaluation's vector env and coverage curves (3 policies)."""
     per_step = (8 * 8 * 3 + 2 + 81 + 8) * 4 * 2  # observation floats, value/logp/advantage..., twice in minibatches
     per_env = 64 * 1024  # a native env's image, grid and bookkeeping, generously
+    from gtmsm_model.sb3 import PPO_SETTINGS
+
+    n_steps = PPO_SETTINGS["n_steps"]
     return {
-        "--num-envs": ("PPO's rollout buffer and envs", args.num_envs * (N_STEPS * per_step + per_env)),
+        "--num-envs": ("PPO's rollout buffer and envs", args.num_envs * (n_steps * per_step + per_env)),
         "--eval-episodes/--horizon": ("the evaluation's envs and coverage curves",
                                       args.eval_episodes * (per_env + 3 * (args.horizon + 1) * 8 + args.horizon * 16)),
     }
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = parse_flags(Args, argv, prog=PROG, description=__doc__.split("\n\n")[0])
+    args = parse_flags(Args, argv, prog=PROG, description=__doc__.split("\n\n")[0],
+                       choices={"observation": OBSERVATION_MODES})
     problem = threads_problem(args.threads) or memory_problem(memory_needs(args))
     if problem is not None:
         fail(PROG, problem)
@@ -102,23 +108,17 @@ def main(argv: list[str] | None = None) -> None:
 
     import torch
     from stable_baselines3 import PPO
-    from stable_baselines3.common.vec_env import VecMonitor
 
-    from gtmsm_model.sb3 import ImageNavExtractor, make_sb3_vec_env
+    from gtmsm_model.sb3 import PPO_SETTINGS, CropCNN, make_sb3_vec_env, ppo_kwargs
 
     torch.set_num_threads(args.threads)
-    env_kwargs, max_steps = gtmsm_env.REGISTERED_ENVS[ENV_ID]
-    observation = env_kwargs["observation"]
+    registered, max_steps = gtmsm_env.REGISTERED_ENVS[ENV_ID]
+    observation = args.observation
+    env_kwargs = {**registered, "observation": observation}
 
-    venv = VecMonitor(make_sb3_vec_env(ENV_ID, num_envs=args.num_envs, seed=args.seed))
-    ppo_kwargs = dict(
-        n_steps=N_STEPS, batch_size=512, n_epochs=4, learning_rate=3e-4, gamma=0.95, ent_coef=0.01,
-    )
-    model = PPO(
-        "MultiInputPolicy", venv, seed=args.seed, device="cpu", verbose=0,
-        policy_kwargs=dict(features_extractor_class=ImageNavExtractor, net_arch=[128, 128]),
-        **ppo_kwargs,
-    )
+    venv = make_sb3_vec_env(ENV_ID, num_envs=args.num_envs, seed=args.seed, observation=observation)
+    policy, kwargs = ("CnnPolicy", ppo_kwargs(CropCNN)) if observation == "crop" else ("MultiInputPolicy", ppo_kwargs())
+    model = PPO(policy, venv, seed=args.seed, device="cpu", verbose=0, **kwargs)
     start = time.perf_counter()
     model.learn(args.timesteps)
     train_seconds = time.perf_counter() - start
@@ -158,9 +158,11 @@ def main(argv: list[str] | None = None) -> None:
         "env_kwargs": {**env_kwargs, "max_episode_steps": max_steps},
         "policy_path": str(policy_file.relative_to(ROOT)) if policy_file.is_relative_to(ROOT) else str(policy_file),
         "algorithm": "PPO",
-        "ppo_kwargs": ppo_kwargs,
-        "policy_kwargs": {"features_extractor_class": "gtmsm_model.sb3.ImageNavExtractor",
-                          "net_arch": [128, 128]},
+        "policy": policy,
+        "ppo_kwargs": PPO_SETTINGS,
+        "policy_kwargs": {
+            "features_extractor_class": "gtmsm_model.sb3." + kwargs["policy_kwargs"]["features_extractor_class"].__name__,
+            "net_arch": kwargs["policy_kwargs"]["net_arch"]},
         "args": asdict(args),
         "train_seconds": round(train_seconds, 1),
         "eval_episodes": n,

@@ -1,21 +1,23 @@
-"""Stable-Baselines3 on ImageNav: feature extractors for the 8x8 crop and the ``Dict`` observation
-modes, and an adapter from the native numpy vector env to SB3's ``VecEnv``.
+"""Stable-Baselines3 on ImageNav: the benchmark's PPO settings, feature extractors for the 8x8
+crop and the ``Dict`` observation modes, and an adapter from the native numpy vector env to SB3's
+``VecEnv`` (wrapped in ``VecMonitor``, so SB3 reports episode rewards).
 
-This module imports torch (through SB3), which is why it lives here and not in ``gtmsm_env``::
+This module imports torch (through SB3), which is why it lives here and not in ``gtmsm_env``;
+it needs the ``[sb3]`` extra (``pip install -e ".[sb3]"``). docs/sb3.md has the runnable
+examples and the coverage they reach::
 
     import gtmsm_env
     from stable_baselines3 import PPO
-    from gtmsm_model.sb3 import ImageNavExtractor, make_sb3_vec_env
+    from gtmsm_model.sb3 import make_sb3_vec_env, ppo_kwargs
 
     venv = make_sb3_vec_env("ImageNavCoverage-v0", num_envs=16, seed=0)
-    model = PPO("MultiInputPolicy", venv,
-                policy_kwargs=dict(features_extractor_class=ImageNavExtractor))
-    model.learn(100_000)
+    model = PPO("MultiInputPolicy", venv, seed=0, device="cpu", verbose=1, **ppo_kwargs())
+    model.learn(300_000)
 
 SB3's own ``NatureCNN`` needs images of at least 36 x 36 pixels; :class:`CropCNN` is a small CNN
-for the 8 x 8 crop (``PPO("CnnPolicy", gym.make("ImageNav-v0"),
-policy_kwargs=dict(features_extractor_class=CropCNN))``), and :class:`ImageNavExtractor` combines
-it with the ``"position"`` / ``"visited"`` parts of the ``Dict`` modes.
+for the 8 x 8 crop (``PPO("CnnPolicy", make_sb3_vec_env("ImageNavCoverage-v0",
+observation="crop"), **ppo_kwargs(CropCNN))``), and :class:`ImageNavExtractor` combines it with
+the ``"position"`` / ``"visited"`` parts of the ``Dict`` modes.
 """
 
 from __future__ import annotations
@@ -28,11 +30,26 @@ import torch
 from gymnasium import spaces
 from stable_baselines3.common.preprocessing import is_image_space_channels_first
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
-from stable_baselines3.common.vec_env import VecEnv
+from stable_baselines3.common.vec_env import VecEnv, VecMonitor
 from stable_baselines3.common.vec_env.base_vec_env import VecEnvObs, VecEnvStepReturn
 from torch import nn
 
 from gtmsm_env.vector_env import ImageNavVectorEnv
+
+PPO_SETTINGS: dict[str, Any] = {
+    "n_steps": 128,
+    "batch_size": 512,
+    "n_epochs": 4,
+    "learning_rate": 3e-4,
+    "gamma": 0.95,
+    "ent_coef": 0.01,
+}
+"""PPO's hyperparameters in the coverage benchmark (``benchmarks/train_ppo.py``), with 16 envs:
+a 2,048-step rollout, 4 epochs of 512-sample minibatches. SB3's defaults (2,048 steps per env,
+10 epochs of 64) train about 20 times slower per environment step on a CPU."""
+
+NET_ARCH = [128, 128]
+"""The policy's and value function's hidden layers after the features extractor."""
 
 
 class CropCNN(BaseFeaturesExtractor):
@@ -121,6 +138,15 @@ class ImageNavExtractor(BaseFeaturesExtractor):
         return torch.cat(features, dim=1)
 
 
+def ppo_kwargs(extractor: type[BaseFeaturesExtractor] | None = None) -> dict[str, Any]:
+    """Keyword arguments for ``PPO(policy, env, **ppo_kwargs())``: :data:`PPO_SETTINGS` and
+    ``policy_kwargs`` with ``extractor`` (default :class:`ImageNavExtractor`, for the ``Dict``
+    modes and ``"MultiInputPolicy"``; :class:`CropCNN` for the bare crop and ``"CnnPolicy"``) and
+    :data:`NET_ARCH`. A fresh dict each call, so a caller may change it."""
+    policy_kwargs = {"features_extractor_class": extractor or ImageNavExtractor, "net_arch": list(NET_ARCH)}
+    return {**PPO_SETTINGS, "policy_kwargs": policy_kwargs}
+
+
 def _slice(obs: Any, i: int) -> Any:
     if isinstance(obs, dict):
         return {key: value[i].copy() for key, value in obs.items()}
@@ -198,12 +224,23 @@ class ImageNavVecEnv(VecEnv):
 
 
 def make_sb3_vec_env(
-    env_id: str = "ImageNavCoverage-v0", num_envs: int = 8, seed: int | None = None, **kwargs: Any
-) -> ImageNavVecEnv:
+    env_id: str = "ImageNavCoverage-v0",
+    num_envs: int = 8,
+    seed: int | None = None,
+    monitor: bool = True,
+    **kwargs: Any,
+) -> VecMonitor | ImageNavVecEnv:
     """The registered env ``env_id`` (its registered kwargs and ``max_episode_steps``, updated by
-    ``kwargs``) as ``num_envs`` native vector envs behind SB3's ``VecEnv`` interface."""
+    ``kwargs``) as ``num_envs`` native vector envs behind SB3's ``VecEnv`` interface.
+
+    With ``monitor`` (the default) it is wrapped in ``VecMonitor``: without a monitor SB3 sees no
+    finished episodes and never logs ``ep_rew_mean``. For the coverage task the monitor also
+    records each episode's final ``coverage`` (positions seen) in its ``info["episode"]``."""
     env = gym.make_vec(env_id, num_envs=num_envs, vectorization_mode="vector_entry_point", **kwargs)
-    venv = ImageNavVecEnv(env.unwrapped)
+    native = env.unwrapped
+    venv = ImageNavVecEnv(native)
     if seed is not None:
         venv.seed(seed)
-    return venv
+    if not monitor:
+        return venv
+    return VecMonitor(venv, info_keywords=("coverage",) if native.task == "coverage" else ())

@@ -1,7 +1,11 @@
-"""Stable-Baselines3 on ImageNav: check_env, the shipped extractors under PPO, the VecEnv adapter,
-and datasets written by an SB3 policy."""
+"""Stable-Baselines3 on ImageNav: check_env, the shipped extractors under PPO, the VecEnv adapter
+and its monitor, the examples of docs/sb3.md as written (shortened), and datasets written by an SB3
+policy."""
 
 from __future__ import annotations
+
+import re
+from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
@@ -11,17 +15,23 @@ pytest.importorskip("stable_baselines3")
 import torch  # noqa: E402
 from stable_baselines3 import PPO  # noqa: E402
 from stable_baselines3.common.env_checker import check_env  # noqa: E402
-from stable_baselines3.common.vec_env import DummyVecEnv  # noqa: E402
+from stable_baselines3.common.vec_env import DummyVecEnv, VecMonitor  # noqa: E402
 
 import gtmsm_env  # noqa: E402
 from gtmsm_env import REGISTERED_ENVS, ImageNavEnv, Rollouts, collect_rollouts  # noqa: E402
 from gtmsm_env.observations import OBSERVATION_MODES  # noqa: E402
 from gtmsm_model.sb3 import (  # noqa: E402
+    NET_ARCH,
+    PPO_SETTINGS,
     CropCNN,
     ImageNavExtractor,
+    ImageNavVecEnv,
     egocentric_map,
     make_sb3_vec_env,
+    ppo_kwargs,
 )
+
+ROOT = Path(__file__).resolve().parent.parent
 
 torch.set_num_threads(1)
 
@@ -77,7 +87,7 @@ def assert_same_obs(a, b, where):
 def test_vec_env_adapter_equals_dummy_vec_env(env_id, kwargs):
     n, steps = 3, 70
     kwargs = {**kwargs, "max_episode_steps": 25}
-    ours = make_sb3_vec_env(env_id, num_envs=n, seed=5, **kwargs)
+    ours = make_sb3_vec_env(env_id, num_envs=n, seed=5, monitor=False, **kwargs)
     dummy = DummyVecEnv([lambda: gym.make(env_id, **kwargs)] * n)
     dummy.seed(5)
     assert ours.observation_space == dummy.observation_space
@@ -101,6 +111,71 @@ def test_vec_env_adapter_equals_dummy_vec_env(env_id, kwargs):
                 assert_same_obs(x["terminal_observation"], y["terminal_observation"], f"step {t}")
         dones += int(d1.sum())
     assert dones >= 2 * n
+
+
+def test_the_adapter_is_monitored_and_reports_each_episode_with_its_coverage():
+    venv = make_sb3_vec_env("ImageNavCoverage-v0", num_envs=3, seed=0, max_episode_steps=20)
+    assert isinstance(venv, VecMonitor) and isinstance(venv.venv, ImageNavVecEnv)
+    venv.reset()
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        _, _, dones, infos = venv.step(rng.integers(0, 5, 3))
+    assert dones.all()
+    for info in infos:
+        episode = info["episode"]
+        assert episode["l"] == 20
+        assert episode["r"] + 1 == episode["coverage"] == info["coverage"]  # the start is seen unrewarded
+    # Without the coverage task there is no coverage to record, but episodes are still reported.
+    plain = make_sb3_vec_env("ImageNav-v0", num_envs=2, seed=0, max_episode_steps=5)
+    plain.reset()
+    for _ in range(5):
+        _, _, _, infos = plain.step(np.zeros(2, np.int64))
+    assert infos[0]["episode"]["r"] == 0 and "coverage" not in infos[0]["episode"]
+    assert isinstance(make_sb3_vec_env("ImageNav-v0", num_envs=1, monitor=False), ImageNavVecEnv)
+
+
+def test_ppo_kwargs_are_fresh_and_carry_the_benchmark_settings():
+    kwargs = ppo_kwargs()
+    kwargs["policy_kwargs"]["net_arch"].append(1)
+    assert ppo_kwargs()["policy_kwargs"] == {"features_extractor_class": ImageNavExtractor, "net_arch": NET_ARCH}
+    assert ppo_kwargs(CropCNN)["policy_kwargs"]["features_extractor_class"] is CropCNN
+    assert {k: v for k, v in ppo_kwargs().items() if k != "policy_kwargs"} == PPO_SETTINGS
+
+
+def doc_example(heading: str) -> str:
+    """The first Python block under ``heading`` in docs/sb3.md."""
+    text = (ROOT / "docs" / "sb3.md").read_text()
+    section = text[text.index(f"## {heading}"):]
+    return re.search(r"```python\n(.*?)```", section, re.S).group(1)
+
+
+@pytest.mark.parametrize(("heading", "saved"), [
+    ("Train PPO on the coverage task", "runs/ppo_coverage.zip"),
+    ("The bare crop", "runs/ppo_crop.zip"),
+])
+def test_the_docs_examples_run_as_written_and_report_episode_rewards(heading, saved, tmp_path, monkeypatch,
+                                                                    capsys):
+    code = doc_example(heading)
+    # Two rollouts of 16 envs x 128 steps: every env finishes a 256-step episode in the second.
+    code, calls = re.subn(r"model\.learn\([\d_]+\)", "model.learn(4_096)", code)
+    assert calls == 1, "the example must call model.learn(steps) once"
+    monkeypatch.chdir(tmp_path)
+    threads = torch.get_num_threads()
+    namespace: dict = {}
+    try:
+        exec(compile(code, f"docs/sb3.md ({heading})", "exec"), namespace)
+    finally:
+        torch.set_num_threads(threads)
+    model = namespace["model"]
+    assert model.n_steps == PPO_SETTINGS["n_steps"] and model.batch_size == PPO_SETTINGS["batch_size"]
+    assert model.num_timesteps == 4_096
+    assert len(model.ep_info_buffer) == 16  # one 256-step episode per env, each with its coverage
+    assert all(ep["r"] + 1 == ep["coverage"] for ep in model.ep_info_buffer)
+    printed = capsys.readouterr().out
+    assert re.search(r"ep_rew_mean\s*\|\s*\d", printed), printed  # verbose=1 logs the episode reward
+    events = list((tmp_path / "runs" / "ppo_tensorboard").glob("PPO_1/events.out.tfevents.*"))
+    assert events and events[0].stat().st_size > 0  # tensorboard_log wrote its event file
+    assert (tmp_path / saved).is_file()
 
 
 def test_egocentric_map_centres_the_agent_and_pads_with_seen():
@@ -164,7 +239,10 @@ def test_a_policy_for_another_grid_or_a_junk_file_is_rejected(saved_policy, tmp_
     assert gtmsm_env.ENV_ID == "ImageNav-v0"
 
 
-def test_train_ppo_benchmark_smoke(tmp_path):
+@pytest.mark.parametrize(("observation", "policy"), [
+    ("crop+position+visited", "MultiInputPolicy"), ("crop", "CnnPolicy"),
+])
+def test_train_ppo_benchmark_smoke(observation, policy, tmp_path):
     import json
     import sys
     from pathlib import Path
@@ -173,9 +251,25 @@ def test_train_ppo_benchmark_smoke(tmp_path):
     import train_ppo
 
     train_ppo.main(["--timesteps", "256", "--num-envs", "2", "--eval-episodes", "3",
-                    "--horizon", "81", "--out", str(tmp_path / "ppo")])
+                    "--horizon", "81", "--observation", observation, "--out", str(tmp_path / "ppo")])
     result = json.loads((tmp_path / "ppo.json").read_text())
     env = gym.make("ImageNav-v0", **result["env_kwargs"])
     assert env.unwrapped.task == "coverage" and env.spec.max_episode_steps == 256
+    assert env.unwrapped.observation == observation
     assert result["coverage"]["optimum"]["covered_in_81"] == 81
+    assert result["ppo_kwargs"] == PPO_SETTINGS and result["policy"] == policy
     assert (tmp_path / "ppo.zip").is_file() and (tmp_path / "ppo.png").is_file()
+
+
+def test_train_ppo_rejects_an_unknown_observation_mode(capsys):
+    import sys
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import train_ppo
+
+    with pytest.raises(SystemExit) as exit_info:
+        train_ppo.main(["--observation", "pixels"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("train_ppo.py: error: argument --observation") and "crop+position+visited" in err
+    assert len(err.strip().splitlines()) == 1
