@@ -234,3 +234,16 @@ def test_the_env_package_imports_minari_only_when_asked():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             cwd=Path(__file__).resolve().parents[1])
     assert result.returncode == 0, result.stderr
+
+
+def test_rollouts_cli_refuses_an_unusable_minari_folder_before_any_work(tmp_path, monkeypatch, capsys):
+    from gtmsm_env import rollouts_cli
+
+    (tmp_path / "a-file").write_text("not a folder")
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path / "a-file" / "datasets"))
+    monkeypatch.setattr(rollouts_cli, "collect_rollouts", lambda *a, **k: pytest.fail("collected"))
+    with pytest.raises(SystemExit) as exit_info:
+        rollouts_cli.main(["--minari", "gtmsm/x-v0"])
+    assert exit_info.value.code == 2
+    one_error_line(capsys.readouterr().err, "gtmsm-rollouts: error: --minari: Minari's datasets folder",
+                   "MINARI_DATASETS_PATH", "it is a file")
