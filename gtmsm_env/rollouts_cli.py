@@ -1,7 +1,9 @@
-"""``gtmsm-rollouts``: collect rollouts of ImageNav-v0 and write them to an ``.npz`` dataset.
+"""``gtmsm-rollouts``: collect rollouts of ImageNav-v0 and write them to an ``.npz`` dataset
+and/or a local Minari dataset.
 
 ``gtmsm-rollouts --num-sequences 256 --seq-len 512 --seed 0 --out data/train.npz`` (also
-``python -m gtmsm_env.rollouts``). Every flag is checked before any rollout is collected; a bad
+``python -m gtmsm_env.rollouts``); ``--minari gtmsm/random-walk-v0`` writes the Minari dataset
+of that id (see :mod:`gtmsm_env.minari_io`). Every flag is checked before any rollout is collected; a bad
 one exits with one ``gtmsm-rollouts: error: ...`` line naming it (status 2).
 """
 
@@ -11,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from gtmsm_cli.checks import memory_problem, output_file_problem
+from gtmsm_cli.checks import memory_problem, output_dir_problem, output_file_problem
 from gtmsm_cli.flags import SEED_MAX, bounded, error_text, fail, flag_text, parse_flags
 from gtmsm_env.images import ImageSize, ImageSizeError, canonical_image_size
 from gtmsm_env.rollouts import MAX_MEAN_HOLD, collect_rollouts
@@ -25,8 +27,11 @@ class RolloutArgs:
     """The flags of ``gtmsm-rollouts`` (one flag per field, ``--num-sequences`` for
     ``num_sequences``; the docstring under each field is its help text)."""
 
-    out: str
+    out: str | None = None
     """output .npz path (its folder is created if missing)"""
+    minari: str | None = None
+    """also (or instead of --out) write a local Minari dataset of this id, e.g. gtmsm/random-walk-v0
+    (in MINARI_DATASETS_PATH, else ~/.minari/datasets; needs pip install 'gtmsm[minari]')"""
     num_sequences: int = bounded(256, ge=1)
     """number of sequences (one image each)"""
     seq_len: int = bounded(512, ge=2)
@@ -83,7 +88,7 @@ def image_source_text(error: BaseException) -> str:
 
 _CHOICES = {"start": START_MODES, "walls": WALL_MODES}
 DESCRIPTION = ("Collect rollouts of ImageNav-v0 (the reference random walk, or a saved SB3 policy with "
-               "--policy) and write them to an .npz dataset.")
+               "--policy) and write them to an .npz dataset (--out) and/or a Minari dataset (--minari).")
 
 
 def rollout_image_size(args: RolloutArgs) -> ImageSize:
@@ -106,6 +111,22 @@ def rollouts_memory_needs(num_sequences: int, seq_len: int, image_shape: tuple[i
         "--num-sequences/--seq-len": ("the crops, actions and positions", num_sequences * seq_len * per_step),
         "--num-sequences/--image-size": ("the images", num_sequences * per_sequence),
     }
+
+
+def minari_output_problem(dataset_id: str) -> str | None:
+    """Why the Minari dataset ``dataset_id`` cannot be written (``None`` if it can): minari not
+    installed, a malformed or taken id, a datasets folder that cannot be written in."""
+    from gtmsm_env.minari_io import dataset_id_problem, minari_root
+
+    try:
+        import minari  # noqa: F401
+    except ImportError:
+        return "writing a Minari dataset needs the minari package: pip install 'gtmsm[minari]'"
+    problem = dataset_id_problem(dataset_id, new=True)
+    if problem is not None:
+        return problem
+    problem = output_dir_problem(minari_root(), create=False)
+    return None if problem is None else f"Minari's datasets folder (MINARI_DATASETS_PATH): {problem}"
 
 
 def parse_args(argv: list[str] | None = None) -> tuple[RolloutArgs, Any, Any]:
@@ -142,9 +163,16 @@ def parse_args(argv: list[str] | None = None) -> tuple[RolloutArgs, Any, Any]:
     if drives_all and args.mean_hold != RolloutArgs.mean_hold:
         fail(PROG, "--mean-hold shapes the random walk, but --policy drives every step (give --policy-steps N "
                    "below --seq-len to leave the later steps to the walk, or drop --mean-hold)")
-    problem = output_file_problem(args.out, (".npz",))
-    if problem is not None:
-        fail(PROG, f"--out: {problem}")
+    if args.out is None and args.minari is None:
+        fail(PROG, "give --out FILE.npz, --minari DATASET_ID, or both (where to write the rollouts)")
+    if args.out is not None:
+        problem = output_file_problem(args.out, (".npz",))
+        if problem is not None:
+            fail(PROG, f"--out: {problem}")
+    if args.minari is not None:
+        problem = minari_output_problem(args.minari)
+        if problem is not None:
+            fail(PROG, f"--minari: {problem}")
     try:
         source = make_image_source(args.image_source, image_size)
     except (ValueError, TypeError, OSError) as error:
@@ -178,14 +206,25 @@ def main(argv: list[str] | None = None) -> None:
         policy=policy,
         policy_steps=args.policy_steps,
     )
-    out = Path(args.out)
-    try:
-        rollouts.save(out)
-    except OSError as error:  # e.g. the disk filled up: nothing was half-written (atomic save)
-        fail(PROG, f"--out: could not write {out}: {error_text(error)}")
+    written = []
+    if args.out is not None:
+        out = Path(args.out)
+        try:
+            rollouts.save(out)
+        except OSError as error:  # e.g. the disk filled up: nothing was half-written (atomic save)
+            fail(PROG, f"--out: could not write {out}: {error_text(error)}")
+        written.append(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB)")
+    if args.minari is not None:
+        from gtmsm_env.minari_io import save_minari
+
+        try:
+            folder = save_minari(rollouts, args.minari)
+        except (OSError, ValueError) as error:  # staged, then renamed: nothing half-written
+            fail(PROG, f"--minari: could not write {args.minari}: {error_text(error)}")
+        written.append(f"wrote Minari dataset {args.minari} in {folder} (minari.load_dataset({args.minari!r}))")
     print(rollouts.summary())
     print(f"image source: {rollouts.metadata['image_source']}; seed {args.seed}")
-    print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB)")
+    print("\n".join(written))
 
 
 if __name__ == "__main__":

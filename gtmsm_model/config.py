@@ -168,7 +168,8 @@ class RunConfig:
     out_dir: str = "runs/gtmsm"
     """Folder for checkpoint.pt, history.json and evaluation outputs."""
     dataset: str | None = None
-    """An .npz written by gtmsm-rollouts to train on; unset: fresh rollouts generated on the fly."""
+    """An .npz written by gtmsm-rollouts, or minari:DATASET_ID (a local Minari dataset), to train on;
+    unset: fresh rollouts generated on the fly."""
     image_source: str | None = None
     """Image source for on-the-fly rollouts: a folder or .npz/.npy path; unset: procedural default."""
     resume: bool = False

@@ -14,6 +14,7 @@ import torch
 from gtmsm_cli.checks import memory_problem
 from gtmsm_cli.flags import error_text, flag_of
 from gtmsm_env.images import make_image_source
+from gtmsm_env.minari_io import load_minari, minari_dataset_id
 from gtmsm_env.world import World
 from gtmsm_model.checkpoint import check_resumable, load_checkpoint
 from gtmsm_model.config import TrainConfig, flag_errors, flatten
@@ -134,9 +135,21 @@ def adopt_dataset_world(config: TrainConfig, metadata: dict[str, Any]) -> None:
 
 
 def make_sampler(config: TrainConfig) -> RolloutSampler:
-    """The training data: the run's ``--dataset``, or live rollouts in its world."""
-    return RolloutSampler(config.run.seed, dataset=config.run.dataset, image_source=config.run.image_source,
-                          world=config.world)
+    """The training data: the run's ``--dataset`` (an ``.npz`` file, or ``minari:DATASET_ID`` a
+    local Minari dataset), or live rollouts in its world."""
+    dataset_id = minari_dataset_id(config.run.dataset)
+    if dataset_id is None:
+        return RolloutSampler(config.run.seed, dataset=config.run.dataset, image_source=config.run.image_source,
+                              world=config.world)
+    if not dataset_id:
+        raise ValueError("minari: names no dataset; give minari:DATASET_ID, e.g. minari:gtmsm/random-walk-v0")
+    try:
+        rollouts = load_minari(dataset_id)
+    except ImportError as error:  # the optional dependency: the message names the extra
+        raise ValueError(str(error)) from None
+    sampler = RolloutSampler(config.run.seed, world=config.world)
+    sampler.rollouts, sampler.image_source = rollouts, None  # drawn from the dataset, never generated
+    return sampler
 
 
 def run_shards(config: TrainConfig, context: DistributedContext) -> Shards:
