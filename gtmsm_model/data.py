@@ -56,8 +56,9 @@ class RolloutSampler:
         seed: with the ``key`` of each ``sample`` call, fixes what that call returns: the batch
             for (seed, key) is the same whenever it is drawn, which makes resumed training
             identical to an uninterrupted run.
-        dataset: path to an ``.npz`` written by ``gtmsm-rollouts``; ``None`` generates live
-            rollouts with the native vector env and the reference random walk.
+        dataset: path to an ``.npz`` written by ``gtmsm-rollouts``, or loaded :class:`Rollouts`
+            (e.g. a Minari dataset); ``None`` generates live rollouts with the native vector env
+            and the reference random walk.
         image_source: image source for live rollouts (``None`` = the procedural default); built
             once here (a folder is decoded once, into one uint8 array), then reused by every batch.
         world: the :class:`~gtmsm_env.world.World` of live rollouts (default: ``World()``).
@@ -67,7 +68,7 @@ class RolloutSampler:
     def __init__(
         self,
         seed: int,
-        dataset: str | Path | None = None,
+        dataset: str | Path | Rollouts | None = None,
         image_source: Any = None,
         world: World | None = None,
         **rollout_kwargs: Any,
@@ -75,7 +76,8 @@ class RolloutSampler:
         self.seed = seed
         self.world = World() if world is None else world
         self.rollout_kwargs = rollout_kwargs
-        self.rollouts = Rollouts.load(dataset) if dataset is not None else None
+        self.rollouts = (dataset if isinstance(dataset, Rollouts)
+                         else Rollouts.load(dataset) if dataset is not None else None)
         # Built once: a folder is decoded here, not again for every batch (one uint8 array).
         self.image_source = (None if self.rollouts is not None
                              else make_image_source(image_source, self.world.image_size))

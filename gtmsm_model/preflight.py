@@ -147,9 +147,7 @@ def make_sampler(config: TrainConfig) -> RolloutSampler:
         rollouts = load_minari(dataset_id)
     except ImportError as error:  # the optional dependency: the message names the extra
         raise ValueError(str(error)) from None
-    sampler = RolloutSampler(config.run.seed, world=config.world)
-    sampler.rollouts, sampler.image_source = rollouts, None  # drawn from the dataset, never generated
-    return sampler
+    return RolloutSampler(config.run.seed, dataset=rollouts, world=config.world)
 
 
 def run_shards(config: TrainConfig, context: DistributedContext) -> Shards:
