@@ -38,12 +38,14 @@ def _cell(entry: dict[str, Any], key: str, digits: str) -> str:
 
 
 def condition_table(entries: list[dict[str, Any]]) -> str:
-    """One condition's Markdown table, one line per model."""
+    """One condition's Markdown table, one line per model (a failed model's note says why)."""
     lines = ["| model | kind | seeds | MSE | MSE revisited | MSE novel | revisited, last half | fraction revisited "
              "| SSIM | train s | train steps | note |",
              "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
     for e in entries:
         note = "**below trivial**" if e["below_trivial"] else ""
+        if e.get("failed"):
+            note = "**failed**: " + e["failed"].replace("|", "\\|")
         seconds = "—" if not math.isfinite(e["train_seconds"]) else f"{e['train_seconds']:.0f}"
         steps = "—" if not math.isfinite(e["train_iterations"]) else f"{e['train_iterations']:.0f}"
         lines.append(f"| {e['model']} | {e['kind']} | {e['seeds']} | {_cell(e, 'mse', '.5f')} | "
