@@ -160,21 +160,22 @@ def build_plugin(spec: str, cls: type, limit_s: float = CONSTRUCTOR_LIMIT_S) -> 
 
 
 def prediction_problem(predicted: Any, expected_shape: tuple[int, ...]) -> str | None:
-    """Why ``predicted`` is not a valid prediction of ``expected_shape`` (None if it is): it must be
-    a numpy float array of that shape, finite, within [0, 1] (± ``RANGE_TOLERANCE``)."""
+    """Why ``predicted`` is not a valid prediction of ``expected_shape`` (``returned NaN``; None if
+    it is): it must be a numpy float array of that shape, finite, within [0, 1] (±
+    ``RANGE_TOLERANCE``)."""
     if not isinstance(predicted, np.ndarray):
-        return f"predict returned a {type(predicted).__name__}, expected a numpy array"
+        return f"returned a {type(predicted).__name__}, expected a numpy array"
     if predicted.shape != tuple(expected_shape):
-        return f"predict returned shape {predicted.shape}, expected {tuple(expected_shape)}"
+        return f"returned shape {predicted.shape}, expected {tuple(expected_shape)}"
     if not np.issubdtype(predicted.dtype, np.floating):
-        return f"predict returned dtype {predicted.dtype}, expected floats in [0, 1]"
+        return f"returned dtype {predicted.dtype}, expected floats in [0, 1]"
     if np.isnan(predicted).any():
-        return "predict returned NaN"
+        return "returned NaN"
     if not np.isfinite(predicted).all():
-        return "predict returned inf"
+        return "returned inf"
     low, high = float(predicted.min()), float(predicted.max())
     if low < -RANGE_TOLERANCE or high > 1 + RANGE_TOLERANCE:
-        return f"predict returned values outside [0, 1] (min {low:g}, max {high:g})"
+        return f"returned values outside [0, 1] (min {low:g}, max {high:g})"
     return None
 
 
@@ -185,13 +186,13 @@ def checked_predictions(model: Any, rollouts: Rollouts, tau: int, guard: Guard, 
     parts = []
     for start in range(0, len(rollouts), chunk):
         part = rollouts[start:start + chunk]
-        positions = part.positions if model.uses_true_positions else None
-        predicted = guard.call(f"predict on {condition!r}", model.predict, part.observations[:, :tau],
-                               part.actions, tau, positions)
+        positions = part.positions.copy() if model.uses_true_positions else None
+        predicted = guard.call(f"predict on {condition!r}", model.predict, part.observations[:, :tau].copy(),
+                               part.actions.copy(), tau, positions)  # copies: it cannot alter the test set
         observations = part.observations
         problem = prediction_problem(predicted, (observations.shape[0], observations.shape[1] - tau,
                                                  *observations.shape[2:]))
         if problem is not None:
-            raise PluginFailed(f"{problem} (on {condition!r})")
+            raise PluginFailed(f"predict on {condition!r} {problem}")
         parts.append(predicted)
     return np.concatenate(parts)

@@ -124,7 +124,7 @@ def format_markdown(report: dict[str, Any], plan: Plan) -> str:
     summary = report["summary"]
     seeds_info = report["seeds"]
     one_x = ", ".join(f"seed {s['seed']}: {s['gtmsm_seconds']:.0f} s" for s in seeds_info)
-    slow = [s for s in plan.slow_seeds if s in plan.seeds]
+    slow = [s for s in plan.slow_seeds if s in plan.seeds] if plan.slow_multiple > 1 else []
     lines = [
         "# Model comparison: GTM-SM vs learned peers and bounds, seven conditions",
         "",
