@@ -22,12 +22,13 @@ sys.path.insert(0, str(ROOT))  # the harness lives in the checkout's benchmarks/
 
 from benchmarks.harness import runner  # noqa: E402
 from benchmarks.harness.conditions import CONDITIONS  # noqa: E402
+from benchmarks.harness.models import load_model_class  # noqa: E402
 from benchmarks.harness.plan import Plan, check_plan  # noqa: E402
 from benchmarks.harness.plugins import Guard, PluginFailed, build_plugin, prediction_problem  # noqa: E402
 from benchmarks.harness.report import write_outputs  # noqa: E402
 from benchmarks.harness.targets import GTMSM_NAME  # noqa: E402
 from gtmsm_cli.signals import Interrupted  # noqa: E402
-from gtmsm_model.baselines import MemorisationMean  # noqa: E402
+from gtmsm_model.baselines import Budget, MemorisationMean  # noqa: E402
 
 PLUGINS = '''
 import json, os, shutil, time
@@ -99,6 +100,12 @@ class BadConstructor(Base):
     name = "bad constructor"
     def __init__(self):
         raise RuntimeError("no GPU here")
+
+class InterruptedInFit(Base):
+    name = "interrupted"
+    def fit(self, sampler, budget):
+        from gtmsm_cli.signals import Interrupted
+        raise Interrupted("SIGTERM")  # what SIGTERM raises in the main thread during fit
 
 class SwallowsAlarm(Base):
     name = "swallows"
@@ -212,6 +219,15 @@ def test_a_failed_plugin_is_not_run_on_later_seeds(hostile_run, plugin_file):
     del harness.rows[before:]
 
 
+def test_the_users_stop_during_a_plugin_ends_the_run(hostile_run, plugin_file):
+    harness, _, _, _ = hostile_run
+    spec = f"{plugin_file}:InterruptedInFit"
+    before = len(harness.rows)
+    with pytest.raises(Interrupted):
+        harness.plugin_rows(spec, load_model_class(spec), 0, None, Budget(max_seconds=1.0))
+    assert len(harness.rows) == before and spec not in harness.failed_plugins
+
+
 def test_constructor_error_is_one_line_before_any_training(plugin_file, tmp_path, capsys, monkeypatch):
     compare_models = load_script()
     monkeypatch.setattr(runner, "train", lambda *a, **k: pytest.fail("trained before checking the plug-ins"))
@@ -273,11 +289,12 @@ def test_a_plugin_that_swallows_every_interrupt_ends_the_run_in_one_line(plugin_
 
 
 def test_guard_lets_the_users_stop_through_and_shares_one_limit():
+    def interrupted(stop: BaseException):
+        raise stop
+
     for stop in (KeyboardInterrupt(), Interrupted("SIGTERM")):
-        def interrupted():
-            raise stop
-        with pytest.raises(KeyboardInterrupt):
-            Guard(5).call("fit", interrupted)
+        with pytest.raises(type(stop)):
+            Guard(5).call("fit", interrupted, stop)
     guard = Guard(0.4)
     guard.call("fit", time.sleep, 0.25)
     with pytest.raises(PluginFailed, match="timed out after 0.4 s in predict"):
@@ -286,7 +303,5 @@ def test_guard_lets_the_users_stop_through_and_shares_one_limit():
 
 
 def test_build_plugin_returns_a_named_instance(plugin_file):
-    from benchmarks.harness.models import load_model_class
-
     model = build_plugin("x", load_model_class(f"{plugin_file}:Good"))
     assert model.name == "good"

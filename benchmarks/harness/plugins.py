@@ -3,8 +3,9 @@ time limit, every prediction checked, and every way a plug-in can fail turned in
 
 A plug-in is someone else's code, so the harness trusts nothing it does:
 
-* it is constructed once before any training (:func:`build_plugin`), so a constructor that fails
-  is one ``--model`` error before any work;
+* a first instance is built before any training (:func:`build_plugin`, from ``check_plan``) and
+  discarded, so a constructor that fails is one ``--model`` error before any work; each seed then
+  builds its own instance;
 * its constructor, ``fit`` and every ``predict`` call run under one time limit per seed
   (:class:`Guard`; by default :func:`default_time_limit` of its budget). The limit is enforced by
   ``SIGALRM``, which raises inside the plug-in's Python code (a ``time.sleep``, a Python loop, a
