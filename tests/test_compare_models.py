@@ -77,6 +77,7 @@ def test_quick_writes_summary_with_every_condition_and_model(quick_run):
     assert report["wall_seconds"] < 120
     assert any(c["target"].startswith("--quick wall-clock") and c["passed"] for c in saved["checks"])
     assert saved["sweep"] and any(r["chosen"] for r in saved["sweep"])
+    assert not any(row["failed"] for row in saved["rows"]) and not any(e["failed"] for e in saved["summary"])
 
 
 def test_gtmsm_row_is_the_model_through_its_public_api(quick_run):

@@ -4,6 +4,7 @@
 * ``targets`` — the benchmarks' targets (the per-run ones come from ``gtmsm_model.evaluate``);
 * ``records`` — one row per model, condition and seed, and the summary over seeds;
 * ``models`` — the peers, their sweep candidates (by stable id), plug-in loading, chunked prediction;
+* ``plugins`` — plug-ins built before training, run under a time limit, their predictions checked;
 * ``plan`` and ``runner`` — what a comparison run does, checked before any training, and the run;
 * ``report`` and ``figures`` — ``compare.md``/``.json``, ``peer_sweep.*`` and the plots.
 

@@ -9,6 +9,7 @@ from pathlib import Path
 from benchmarks.harness import REPO_ROOT
 from benchmarks.harness.conditions import CONDITIONS, EVAL_SEED
 from benchmarks.harness.models import load_model_class
+from benchmarks.harness.plugins import CONSTRUCTOR_LIMIT_S, build_plugin, default_time_limit
 from gtmsm_cli.checks import output_dir_problem
 from gtmsm_cli.flags import error_text
 from gtmsm_cli.signals import signal_exit_status
@@ -38,11 +39,19 @@ class Plan:
     progress: bool = False
     time_limit_minutes: float | None = None
     """Skip a slow-budget continuation that would end the run past this (None: never skip)."""
+    model_timeout_s: float | None = None
+    """Each plug-in's time limit per seed, in seconds, for its construction, ``fit`` and every
+    ``predict`` together (None: ``plugins.default_time_limit`` of its budget, 3× + 60 s)."""
+
+    def plugin_time_limit(self, budget_seconds: float) -> float:
+        """The time limit of a plug-in given ``budget_seconds`` of training."""
+        return self.model_timeout_s if self.model_timeout_s is not None else default_time_limit(budget_seconds)
 
 
 def check_plan(plan: Plan) -> None:
     """Everything a run needs, checked before any training: ``ValueError`` naming the flag
-    (``--conditions``, ``--device``, ``--run-dir``, ``--model``, ``--ppo-policy``)."""
+    (``--conditions``, ``--device``, ``--run-dir``, ``--model``, ``--ppo-policy``). Every plug-in is
+    loaded and constructed here, so a constructor that fails stops the run before any training."""
     unknown = [c for c in plan.conditions if c not in CONDITIONS]
     if unknown:
         raise ValueError(f"--conditions: unknown {unknown}; choose from {list(CONDITIONS)}")
@@ -50,8 +59,10 @@ def check_plan(plan: Plan) -> None:
         resolve_device(plan.device)
     except (ValueError, RuntimeError) as error:
         raise ValueError(error_text(error)) from None  # its message names --device
+    if plan.model_timeout_s is not None and not plan.model_timeout_s > 0:
+        raise ValueError(f"--model-timeout-s must be > 0, got {plan.model_timeout_s:g}")
     for spec in plan.plugins:
-        load_model_class(spec)
+        build_plugin(spec, load_model_class(spec), plan.model_timeout_s or CONSTRUCTOR_LIMIT_S)
     if plan.ppo_policy is not None and "reference" in plan.conditions:
         from gtmsm_env.policies import load_sb3_policy
 

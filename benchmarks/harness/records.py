@@ -14,7 +14,7 @@ import numpy as np
 
 from benchmarks.harness.conditions import CONDITIONS
 from benchmarks.harness.targets import TRIVIAL_NAME
-from gtmsm_model.evaluate import PredictionScores
+from gtmsm_model.evaluate import HorizonCurve, PredictionScores
 
 COLUMNS = {"mse": "mse", "mse_revisited": "mse_revisited", "mse_novel": "mse_novel",
            "mse_revisited_late": "mse_revisited_late_half", "fraction_revisited": "fraction_revisited",
@@ -36,6 +36,8 @@ class Row:
     trained_on: str
     train_seconds: float | None = None
     train_iterations: int | None = None
+    failed: str | None = None
+    """Why the model produced no scores here (a plug-in that failed; its scores are NaN)."""
 
     def to_dict(self) -> dict[str, Any]:
         """The row as ``compare.json`` and ``rows.json`` hold it."""
@@ -47,7 +49,20 @@ class Row:
                   "horizon_novel": s.horizon.mse_novel}
         return {"condition": self.condition, "model": self.model, "seed": self.seed, "scores": scores,
                 "kind": self.kind, "trained_on": self.trained_on, "train_seconds": self.train_seconds,
-                "train_iterations": self.train_iterations}
+                "train_iterations": self.train_iterations, "failed": self.failed}
+
+
+def failed_scores(tau: int, horizon: int, sequences: int, bin_size: int = 32) -> PredictionScores:
+    """The scores of a model that produced no predictions: every number NaN, the bins as
+    ``prediction_metrics`` would draw them (so its row summarises beside the others)."""
+    nan = float("nan")
+    bins = [[start + 1, min(start + bin_size, horizon)] for start in range(0, horizon, bin_size)]
+    return PredictionScores(
+        tau=tau, horizon_steps=horizon, sequences=sequences, mse=nan, mse_revisited=nan, mse_novel=nan,
+        fraction_revisited=nan, fraction_novel=nan, ssim=nan, ssim_window=0,
+        horizon=HorizonCurve(bins=bins, mse=[nan] * len(bins), mse_revisited=[nan] * len(bins),
+                             mse_novel=[nan] * len(bins)),
+        psnr=nan, psnr_revisited=nan, psnr_novel=nan, mse_revisited_late_half=nan, drift_ratio=nan)
 
 
 def mean_std(values: list[float | None]) -> tuple[float, float]:
@@ -59,15 +74,18 @@ def mean_std(values: list[float | None]) -> tuple[float, float]:
 
 
 def summarise(rows: list[Row]) -> list[dict[str, Any]]:
-    """One entry per (condition, model), in table order: means and stds over seeds."""
+    """One entry per (condition, model), in table order: means and stds over the seeds it has
+    scores for (``seeds``); ``failed`` is the first failure's reason (None if every row scored)."""
     groups: dict[tuple[str, str], list[Row]] = {}
     for row in rows:
         groups.setdefault((row.condition, row.model), []).append(row)
     order = {name: i for i, name in enumerate(CONDITIONS)}
     summary = []
     for (condition, model), group in sorted(groups.items(), key=lambda item: order[item[0][0]]):
+        failures = [f"{row.failed} (seed {row.seed})" for row in group if row.failed]
         entry: dict[str, Any] = {"condition": condition, "model": model,
-                                 "seeds": len(group), "kind": group[0].kind, "trained_on": group[0].trained_on}
+                                 "seeds": sum(not row.failed for row in group), "kind": group[0].kind,
+                                 "trained_on": group[0].trained_on, "failed": failures[0] if failures else None}
         for column, attribute in COLUMNS.items():
             entry[column], entry[f"{column}_std"] = mean_std([getattr(row.scores, attribute) for row in group])
         for key in ("train_seconds", "train_iterations"):
@@ -81,6 +99,6 @@ def summarise(rows: list[Row]) -> list[dict[str, Any]]:
     trivial = {e["condition"]: e["mse_revisited"] for e in summary if e["model"] == TRIVIAL_NAME}
     for entry in summary:
         bar = trivial.get(entry["condition"])
-        entry["below_trivial"] = bool(entry["kind"] == "learned" and bar is not None
+        entry["below_trivial"] = bool(entry["kind"] == "learned" and bar is not None and not entry["failed"]
                                       and not entry["mse_revisited"] < bar)
     return summary

@@ -38,12 +38,14 @@ def _cell(entry: dict[str, Any], key: str, digits: str) -> str:
 
 
 def condition_table(entries: list[dict[str, Any]]) -> str:
-    """One condition's Markdown table, one line per model."""
+    """One condition's Markdown table, one line per model (a failed model's note says why)."""
     lines = ["| model | kind | seeds | MSE | MSE revisited | MSE novel | revisited, last half | fraction revisited "
              "| SSIM | train s | train steps | note |",
              "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
     for e in entries:
         note = "**below trivial**" if e["below_trivial"] else ""
+        if e.get("failed"):
+            note = "**failed**: " + e["failed"].replace("|", "\\|")
         seconds = "—" if not math.isfinite(e["train_seconds"]) else f"{e['train_seconds']:.0f}"
         steps = "—" if not math.isfinite(e["train_iterations"]) else f"{e['train_iterations']:.0f}"
         lines.append(f"| {e['model']} | {e['kind']} | {e['seeds']} | {_cell(e, 'mse', '.5f')} | "
@@ -122,7 +124,7 @@ def format_markdown(report: dict[str, Any], plan: Plan) -> str:
     summary = report["summary"]
     seeds_info = report["seeds"]
     one_x = ", ".join(f"seed {s['seed']}: {s['gtmsm_seconds']:.0f} s" for s in seeds_info)
-    slow = [s for s in plan.slow_seeds if s in plan.seeds]
+    slow = [s for s in plan.slow_seeds if s in plan.seeds] if plan.slow_multiple > 1 else []
     lines = [
         "# Model comparison: GTM-SM vs learned peers and bounds, seven conditions",
         "",

@@ -36,8 +36,10 @@ from benchmarks.harness.models import (
     transformer_factory,
 )
 from benchmarks.harness.plan import GTMSMInterrupted, Plan, check_plan
-from benchmarks.harness.records import Row
+from benchmarks.harness.plugins import Guard, PluginFailed, checked_predictions, plugin_name
+from benchmarks.harness.records import Row, failed_scores
 from benchmarks.harness.targets import GTMSM_NAME
+from gtmsm_cli.files import write_text
 from gtmsm_env.rollouts import Rollouts
 from gtmsm_model.baselines import (
     Budget,
@@ -86,6 +88,9 @@ class Harness:
         self.pending_slow: list[tuple[Any, ...]] = []
         self.skipped: list[str] = []
         self.wall_seconds: float | None = None
+        self.plugin_classes = {spec: load_model_class(spec) for spec in plan.plugins}
+        self.failed_plugins: dict[str, int] = {}
+        """Plug-in spec → the seed it failed on."""
 
     # ---- evaluation
 
@@ -100,10 +105,11 @@ class Harness:
                      f"novel {scores.mse_novel:.5f} late {scores.mse_revisited_late_half:.5f}")
 
     def save_progress(self) -> None:
-        """Every row so far to ``run_dir/rows.json``, so a crash late in a long run loses no measurement."""
+        """Every row so far to ``run_dir/rows.json`` (atomically: the previous save or this one, never
+        half of one), so a crash late in a long run loses no measurement."""
         payload = {"rows": [row.to_dict() for row in self.rows], "sweep": self.sweep,
                    "seeds": self.seeds_info, "skipped": self.skipped, "wall_seconds": self.wall_seconds}
-        (self.plan.run_dir / "rows.json").write_text(json.dumps(json_safe(payload)))
+        write_text(self.plan.run_dir / "rows.json", json.dumps(json_safe(payload)))
 
     def validate(self, model: WorldModel) -> float:
         tau = CONDITIONS["reference"].lengths(self.plan.quick)[0]
@@ -194,17 +200,56 @@ class Harness:
                 self.pending_slow.append((seed, family, peer, sampler,
                                           dataclasses.replace(peer_budget, max_seconds=plan.slow_multiple * one_x),
                                           trained_on))
-        for spec in plan.plugins:
-            plugin = load_model_class(spec)()
-            _log(f"[seed {seed}] fitting plug-in {plugin.name} to 1× ...")
-            start = time.perf_counter()
-            plugin.fit(sampler, dataclasses.replace(budget, max_seconds=one_x))
-            kind = "oracle" if plugin.uses_true_positions else "learned"
-            self.evaluate(plugin, f"{plugin.name} @1×", seed, kind, f"{TRAINING_DISTRIBUTION} (plug-in {spec})",
-                          time.perf_counter() - start, getattr(plugin, "iterations_done", None))
         self.seeds_info.append({"seed": seed, "gtmsm_seconds": one_x, "gtmsm_config": config.flat(),
                                 "budget": dataclasses.asdict(budget)})
-        self.save_progress()
+        self.save_progress()  # this seed's rows are kept whatever a plug-in does next
+        for spec, cls in self.plugin_classes.items():
+            self.plugin_rows(spec, cls, seed, sampler, dataclasses.replace(budget, max_seconds=one_x))
+            self.save_progress()
+
+    def plugin_rows(self, spec: str, cls: type, seed: int, sampler: Any, budget: Budget) -> None:
+        """Build, fit and evaluate one plug-in on ``seed`` at 1× under its time limit; add its rows,
+        or, if it fails in any way (``plugins.PluginFailed``), one row per condition marked failed
+        with the reason. A plug-in that failed on an earlier seed is not run again."""
+        label = f"{cls.name if isinstance(getattr(cls, 'name', None), str) else spec} @1×"
+        kind = "oracle" if getattr(cls, "uses_true_positions", False) is True else "learned"
+        trained_on = f"{TRAINING_DISTRIBUTION} (plug-in {spec})"
+        earlier = self.failed_plugins.get(spec)
+        if earlier is not None:
+            self.add_failed_rows(label, seed, kind, trained_on, f"not run (failed on seed {earlier})")
+            return
+        guard = Guard(self.plan.plugin_time_limit(budget.max_seconds), who=f"plug-in {spec}")
+        try:
+            model = guard.call("the constructor", cls)
+            label, kind = f"{plugin_name(model)} @1×", "oracle" if model.uses_true_positions else "learned"
+            _log(f"[seed {seed}] fitting plug-in {label} (limit {guard.limit_s:.0f} s) ...")
+            before = guard.used_s
+            guard.call("fit", model.fit, sampler, budget)
+            fit_seconds = guard.used_s - before
+            iterations = guard.call("iterations_done", getattr, model, "iterations_done", None)
+            rows = []
+            for name in self.plan.conditions:
+                rollouts, tau = self.rollouts[name], CONDITIONS[name].lengths(self.plan.quick)[0]
+                predicted = checked_predictions(model, rollouts, tau, guard, name)
+                rows.append(Row(name, label, seed, prediction_metrics(predicted, rollouts, tau), kind, trained_on,
+                                fit_seconds, iterations if isinstance(iterations, int) else None))
+        except PluginFailed as failure:
+            _log(f"[seed {seed}] plug-in {spec} failed: {failure.reason}; its rows are marked failed")
+            self.failed_plugins[spec] = seed
+            self.add_failed_rows(label, seed, kind, trained_on, failure.reason)
+            return
+        self.rows.extend(rows)
+        reference = next((row.scores for row in rows if row.condition == "reference"), None)
+        if reference is not None:
+            _log(f"  {label} (seed {seed}) reference: revisited {reference.mse_revisited:.5f} "
+                 f"novel {reference.mse_novel:.5f} late {reference.mse_revisited_late_half:.5f}")
+
+    def add_failed_rows(self, label: str, seed: int, kind: str, trained_on: str, reason: str) -> None:
+        """One row per condition for a model that produced no scores on ``seed``, saying why."""
+        for name in self.plan.conditions:
+            rollouts, tau = self.rollouts[name], CONDITIONS[name].lengths(self.plan.quick)[0]
+            scores = failed_scores(tau, rollouts.observations.shape[1] - tau, len(rollouts))
+            self.rows.append(Row(name, label, seed, scores, kind, trained_on, failed=reason))
 
     def extend_slow(self, started: float) -> None:
         """Continue the slow seeds' peers to the slow multiple, each only if the projected

@@ -78,8 +78,17 @@ def check_training(evaluations: dict[str, GTMSMEvaluation], seconds: float,
 
 def check_comparison(summary: list[dict[str, Any]], wall_seconds: float, quick: bool,
                      targets: CompareTargets = COMPARE_TARGETS) -> list[dict[str, Any]]:
-    """PASS/FAIL of each comparison target that this run can judge (``records.summarise``'s entries)."""
+    """PASS/FAIL of each comparison target that this run can judge (``records.summarise``'s entries).
+    A model that failed (a plug-in whose rows are marked ``failed``) is one FAIL line and takes no
+    part in the other targets."""
     checks = []
+    failed: dict[str, str] = {}
+    for entry in summary:
+        if entry.get("failed"):
+            failed.setdefault(entry["model"], entry["failed"])
+    for name, reason in failed.items():  # one line per failed model; its rows are judged by nothing else
+        checks.append({"target": f"{name} ran to the end", "value": f"failed: {reason}", "passed": False})
+    summary = [e for e in summary if e["model"] not in failed]
     reference = {e["model"]: e for e in summary if e["condition"] == "reference"}
     gtmsm = reference.get(GTMSM_NAME)
     if gtmsm is not None:
