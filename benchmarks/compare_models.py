@@ -73,6 +73,8 @@ class Args:
     """show GTM-SM's progress bar"""
     time_limit_minutes: float | None = bounded(85.0, gt=0)
     """skip a slow-budget continuation that would end the run past this many minutes ('none': never)"""
+    model_timeout_s: float | None = bounded(None, gt=0)
+    """each --model's time limit per seed, in seconds, for building, fit and every predict together (unset: 3 × its budget + 60 s)"""
 
 
 def parse_args(argv: list[str] | None = None) -> Args:
@@ -114,6 +116,7 @@ def make_plan(args: Args) -> Plan:
         plugins=args.model, ppo_policy=ppo_policy_path(args), device=args.device, threads=args.threads,
         quick=args.quick, run_dir=args.run_dir, progress=args.progress,
         time_limit_minutes=args.time_limit_minutes,
+        model_timeout_s=args.model_timeout_s,
     )
 
 

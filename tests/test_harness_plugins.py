@@ -305,3 +305,10 @@ def test_guard_lets_the_users_stop_through_and_shares_one_limit():
 def test_build_plugin_returns_a_named_instance(plugin_file):
     model = build_plugin("x", load_model_class(f"{plugin_file}:Good"))
     assert model.name == "good"
+
+
+def test_the_model_timeout_flag_reaches_the_plan():
+    compare_models = load_script()
+    plan = compare_models.make_plan(compare_models.parse_args(["--quick", "--model-timeout-s", "2.5"]))
+    assert plan.model_timeout_s == 2.5
+    assert compare_models.make_plan(compare_models.parse_args(["--quick"])).model_timeout_s is None
