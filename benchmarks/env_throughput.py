@@ -21,6 +21,7 @@ import numpy as np
 
 import gtmsm_env  # noqa: F401  (registers ImageNav-v0)
 from gtmsm_cli.checks import memory_problem, output_file_problem
+from gtmsm_cli.files import write_text
 from gtmsm_cli.flags import SEED_MAX, bounded, fail, parse_dataclass
 from gtmsm_cli.signals import run_script
 
@@ -137,7 +138,7 @@ def main(argv: list[str] | None = None) -> None:
                 "native_vs_sync": native / sync,
             },
         }
-        args.json.write_text(json.dumps(results, indent=2) + "\n")
+        write_text(args.json, json.dumps(results, indent=2) + "\n")
 
 
 if __name__ == "__main__":

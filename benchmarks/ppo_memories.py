@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from gtmsm_cli.checks import output_stem_problem, threads_problem
+from gtmsm_cli.files import write_text
 from gtmsm_cli.flags import (
     SEED_MAX,
     bounded,
@@ -196,7 +197,7 @@ def main(argv: list[str] | None = None) -> None:
         "ppo_over_random_walk": ratios,
     }
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
+    write_text(out.with_suffix(".json"), json.dumps(result, indent=2) + "\n")
     lines = [
         "# GTM-SM with PPO-explored memorisation",
         "",
@@ -213,7 +214,7 @@ def main(argv: list[str] | None = None) -> None:
                      f"{r['mse_revisited']:.5f} | {r['mse_novel']:.5f} | {r['novel_fraction']:.3f} |")
     lines.append(f"| ratio PPO / random walk | | {ratios['mse']:.3f} | {ratios['mse_revisited']:.3f} | "
                  f"{ratios['mse_novel']:.3f} | {ratios['novel_fraction']:.3f} |")
-    out.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    write_text(out.with_suffix(".md"), "\n".join(lines) + "\n")
     print("\n".join(lines[4:]))
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import sys
 from collections.abc import Callable
@@ -286,7 +287,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{args.out} is up to date")
         return 0
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(text)
+    partial = args.out.with_name(f".{args.out.name}.tmp")  # written whole, then renamed: never half a page
+    partial.write_text(text)
+    os.replace(partial, args.out)
     print(f"wrote {args.out}")
     return 0
 

@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from gtmsm_cli.checks import GB, memory_problem, output_stem_problem
+from gtmsm_cli.files import write_text
 from gtmsm_cli.flags import bounded, fail, parse_dataclass
 from gtmsm_cli.signals import run_script
 
@@ -245,8 +246,8 @@ def write(args: Args, results: dict[str, Any]) -> None:
     print(text)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".md").write_text(text)
-    out.with_suffix(".json").write_text(json.dumps(record, indent=1))
+    write_text(out.with_suffix(".md"), text)
+    write_text(out.with_suffix(".json"), json.dumps(record, indent=1))
 
 
 def main(argv: list[str] | None = None) -> None:

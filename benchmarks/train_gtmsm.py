@@ -52,6 +52,7 @@ from gtmsm_cli.checks import (
     output_stem_problem,
     threads_problem,
 )
+from gtmsm_cli.files import write_text
 from gtmsm_cli.flags import SEED_MAX, bounded, fail, parse_dataclass
 from gtmsm_cli.signals import run_script
 from gtmsm_model.baselines import MemorisationMean
@@ -223,8 +224,8 @@ def main(argv: list[str] | None = None) -> None:
     print("\n" + report)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".md").write_text(report + "\n")
-    out.with_suffix(".json").write_text(json.dumps(json_safe({
+    write_text(out.with_suffix(".md"), report + "\n")
+    write_text(out.with_suffix(".json"), json.dumps(json_safe({
         "command": command, "machine": machine, "date": time.strftime("%Y-%m-%d"),
         "targets": dataclasses.asdict(targets), "trivial_mse_revisited": trivial,
         "rows": [{"seed": row["seed"], "train_seconds": row["train_seconds"],

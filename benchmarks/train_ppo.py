@@ -32,6 +32,7 @@ import numpy as np
 
 import gtmsm_env
 from gtmsm_cli.checks import memory_problem, output_stem_problem, threads_problem
+from gtmsm_cli.files import atomic_path, write_text
 from gtmsm_cli.flags import SEED_MAX, bounded, fail, parse_flags
 from gtmsm_cli.signals import run_script
 from gtmsm_env import ImageNavVectorEnv, random_walk_actions
@@ -124,7 +125,8 @@ def main(argv: list[str] | None = None) -> None:
     train_seconds = time.perf_counter() - start
     policy_file = out.with_suffix(".zip")
     out.parent.mkdir(parents=True, exist_ok=True)
-    model.save(policy_file)
+    with atomic_path(policy_file) as tmp:
+        model.save(tmp)
     print(f"trained {args.timesteps} steps in {train_seconds:.0f} s ({args.threads} torch threads)")
 
     eval_seed = args.seed + EVAL_SEED_OFFSET
@@ -176,7 +178,7 @@ def main(argv: list[str] | None = None) -> None:
         "versions": {"gtmsm_env": gtmsm_env.__version__, "torch": torch.__version__,
                      "stable_baselines3": __import__("stable_baselines3").__version__},
     }
-    out.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
+    write_text(out.with_suffix(".json"), json.dumps(result, indent=2) + "\n")
 
     import matplotlib
 
@@ -195,7 +197,8 @@ def main(argv: list[str] | None = None) -> None:
     ax.set_title(f"ImageNav coverage, {n} episodes each")
     ax.legend()
     fig.tight_layout()
-    fig.savefig(out.with_suffix(".png"), dpi=100)
+    with atomic_path(out.with_suffix(".png")) as tmp:
+        fig.savefig(tmp, dpi=100)
 
     print(f"{'policy':<16}{'in 81 steps':>12}{'in 256 steps':>14}")
     for name, row in rows.items():

@@ -9,6 +9,7 @@ import numpy as np
 
 from benchmarks.harness.models import FLOOR_NAME
 from benchmarks.harness.targets import GTMSM_NAME
+from gtmsm_cli.files import atomic_path
 
 BOUND_LINES = {FLOOR_NAME: ("black", "--"), "memorisation mean": ("tab:gray", ":"), "canvas oracle": ("tab:purple", "-.")}
 """The horizon figures' reference lines (colour, style), drawn as in ``gtmsm_model.plots``."""
@@ -48,7 +49,8 @@ def plot_condition(entries: list[dict[str, Any]], title: str, path: Path) -> Non
     axes[0].set_ylabel("per-pixel MSE (pixels in [0, 1]), mean over seeds")
     axes[1].legend(fontsize=7, loc="best")
     figure.tight_layout()
-    figure.savefig(path, dpi=110)
+    with atomic_path(path) as tmp:
+        figure.savefig(tmp, dpi=110)
     plt.close(figure)
 
 
@@ -72,5 +74,6 @@ def plot_overview(summary: list[dict[str, Any]], path: Path) -> None:
     axes[0].set_ylabel("per-pixel MSE")
     axes[1].legend(fontsize=7, ncol=2, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     figure.tight_layout()
-    figure.savefig(path, dpi=110)
+    with atomic_path(path) as tmp:
+        figure.savefig(tmp, dpi=110)
     plt.close(figure)

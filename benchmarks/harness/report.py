@@ -23,6 +23,7 @@ from benchmarks.harness.plan import Plan
 from benchmarks.harness.records import summarise
 from benchmarks.harness.runner import Harness, score
 from benchmarks.harness.targets import COMPARE_TARGETS, check_comparison
+from gtmsm_cli.files import write_text
 from gtmsm_model.baselines import MemorisationMean
 from gtmsm_model.data import HELDOUT_SEED_OFFSET
 from gtmsm_model.evaluate import json_safe
@@ -83,12 +84,12 @@ def write_outputs(harness: Harness, out_dir: Path, command: str, wall_seconds: f
         "summary": summary, "sweep": harness.sweep, "seeds": harness.seeds_info, "skipped": harness.skipped,
         "rows": [row.to_dict() for row in harness.rows],
     }
-    (out_dir / "compare.json").write_text(json.dumps(json_safe(report), indent=1, allow_nan=False))
+    write_text(out_dir / "compare.json", json.dumps(json_safe(report), indent=1, allow_nan=False))
     for name in plan.conditions:
         entries = [e for e in summary if e["condition"] == name]
         plot_condition(entries, name, out_dir / f"compare_horizon_{slug(name)}.png")
     plot_overview(summary, out_dir / "compare_overview.png")
-    (out_dir / "compare.md").write_text(format_markdown(report, plan))
+    write_text(out_dir / "compare.md", format_markdown(report, plan))
     if harness.sweep:
         write_sweep(harness, out_dir, command, machine_line, machine["date"])
     return report
@@ -114,8 +115,8 @@ def write_sweep(harness: Harness, out_dir: Path, command: str, machine_line: str
     tau = CONDITIONS["reference"].lengths(harness.plan.quick)[0]
     bar = score(MemorisationMean(), harness.validation, tau).mse_revisited
     lines += ["", f"Memorisation mean on the same validation rollouts (the trivial bar): {bar:.5f}."]
-    (out_dir / "peer_sweep.md").write_text("\n".join(lines) + "\n")
-    (out_dir / "peer_sweep.json").write_text(json.dumps(json_safe({
+    write_text(out_dir / "peer_sweep.md", "\n".join(lines) + "\n")
+    write_text(out_dir / "peer_sweep.json", json.dumps(json_safe({
         "command": command, "machine": machine_line, "date": date, "sweep_fraction_of_1x": SWEEP_FRACTION,
         "validation_memorisation_mean_mse_revisited": bar, "candidates": harness.sweep}), indent=1))
 
