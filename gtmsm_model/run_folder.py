@@ -10,7 +10,7 @@ stopped before its first checkpoint holds nothing to continue: ``--resume`` (or 
 starts it afresh.
 
 One writer per folder: the process that claims a folder holds an exclusive ``flock`` on its
-``.lock`` file (which records the holder's pid, host and start time) until it exits; the kernel
+``run.lock`` file (which records the holder's pid, host and start time) until it exits; the kernel
 releases it on any exit, ``kill -9`` included, so a killed run's folder is never left locked.
 A second ``gtmsm train``/``run`` (``--resume`` and ``--overwrite`` too) into a locked folder is
 refused before it touches any file there, and so is ``gtmsm evaluate`` writing into it: its
@@ -47,7 +47,7 @@ RUN_FILES = (
 PACKAGES = ("gtmsm", "torch", "numpy", "gymnasium", "stable-baselines3", "pygame-ce")
 
 
-LOCK_NAME = ".lock"
+LOCK_NAME = "run.lock"
 
 _HELD: dict[Path, int] = {}
 """The run folders this process has locked (resolved path -> the open descriptor holding the lock)."""
@@ -125,7 +125,7 @@ class RunFolder:
     def lock(self, flag: str = "--out-dir", create: bool = True) -> None:
         """Hold this folder's lock until the process exits (or :meth:`unlock`); a folder this
         process already holds stays held. ``RunFolderBusy`` naming ``flag`` when another process
-        holds it. ``create=False``: a folder without a ``.lock`` file (never a run's) is left as it is."""
+        holds it. ``create=False``: a folder without a ``run.lock`` file (never a run's) is left as it is."""
         key = self.path.resolve()
         if fcntl is None or key in _HELD:
             return

@@ -102,7 +102,7 @@ def test_a_killed_runs_folder_resumes(tmp_path: Path, capsys) -> None:
     wait_for(lambda: (out / "checkpoint.pt").exists(), first)
     first.kill()  # SIGKILL: no handler runs, the lock file stays behind
     first.communicate(timeout=60)
-    assert (out / ".lock").exists()
+    assert (out / "run.lock").exists()
     end = max(load_checkpoint(out / "checkpoint.pt")["step"], 10) + 2  # 10: the debug warm-up
     assert cli_main(["train", *DEBUG, "--iterations", str(end - 10), "--eval-every", "0",
                      "--out-dir", str(out), "--resume"]) == 0
