@@ -26,11 +26,12 @@ def signal_exit_status(signal_name: str) -> int:
 
 class Interrupted(KeyboardInterrupt):
     """SIGTERM turned into an exception (a ``KeyboardInterrupt``, so every ``except
-    KeyboardInterrupt`` cleans up for it too); ``signal_name`` says which signal."""
+    KeyboardInterrupt`` cleans up for it too); ``signal_name`` says which signal, ``note`` what
+    the run had saved when it stopped (said on the run's one closing line)."""
 
-    def __init__(self, signal_name: str = "SIGTERM") -> None:
+    def __init__(self, signal_name: str = "SIGTERM", note: str = "") -> None:
         super().__init__(signal_name)
-        self.signal_name = signal_name
+        self.signal_name, self.note = signal_name, note
 
 
 def interrupt_signal(error: BaseException) -> str:
@@ -73,7 +74,9 @@ def sigterm_raises() -> Iterator[None]:
 class StopFlag:
     """While active (``with StopFlag() as stop:``), SIGINT and SIGTERM only set ``requested`` to the
     signal's name, so a loop can finish its step, reach a safe point and stop there. A second
-    Ctrl-C once a stop is requested stops at once (``KeyboardInterrupt``)."""
+    Ctrl-C once a stop is requested stops at once (``KeyboardInterrupt``). A request the block
+    did not act on (a signal during its last step) is raised as :class:`Interrupted` when the
+    block ends, so no signal is ever lost."""
 
     def __init__(self) -> None:
         self.requested: str | None = None
@@ -89,8 +92,10 @@ class StopFlag:
         self._handling.__enter__()
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, exc_type: object, *exc: object) -> None:
         self._handling.__exit__(None, None, None)
+        if exc_type is None and self.requested is not None:
+            raise Interrupted(self.requested)
 
 
 def raise_on_sigterm() -> Any:
@@ -106,8 +111,10 @@ def raise_on_sigterm() -> Any:
 
 def interrupted(prog: str, stop: BaseException, note: str = "") -> int:
     """Say that ``stop`` (a ``KeyboardInterrupt``) ended ``prog``, on one line of stderr
-    (``prog: interrupted by SIGTERM; note``); returns the exit status (130 or 143)."""
+    (``prog: interrupted by SIGTERM; note``); returns the exit status (130 or 143). ``note``
+    defaults to the one :class:`Interrupted` carries."""
     name = interrupt_signal(stop)
+    note = note or getattr(stop, "note", "")
     print(f"\n{prog}: interrupted by {name}" + (f"; {note}" if note else ""), file=sys.stderr)
     return signal_exit_status(name)
 

@@ -16,10 +16,9 @@ read back by :func:`resume_from`, after :func:`check_resumable` says the checkpo
 
 from __future__ import annotations
 
+import io
 import json
-import os
 import pickle
-import tempfile
 import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -27,10 +26,11 @@ from typing import Any
 
 import torch
 
+from gtmsm_cli.checks import input_file_problem
+from gtmsm_cli.files import write_bytes
 from gtmsm_cli.flags import error_text, flag_of
 from gtmsm_model.config import RESUMABLE_CHANGES, SECTIONS, TrainConfig, flatten
 from gtmsm_model.model import GTMSM, GTMSMConfig
-from gtmsm_model.run_folder import umask_mode
 
 CHECKPOINT_FORMAT = "gtmsm-checkpoint"
 CHECKPOINT_VERSION = 2
@@ -47,21 +47,15 @@ class CheckpointError(RuntimeError):
 
 
 def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> None:
-    """Write ``payload`` (plus format tags) to ``path`` atomically."""
+    """Write ``payload`` (plus format tags) to ``path`` atomically. It is serialised in memory first,
+    so a full disk or a refused write is an ``OSError`` naming ``path`` and the reason (torch's own
+    writer reports only a byte position)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     payload = {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, **payload}
-    handle, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(handle, "wb") as tmp:
-            torch.save(payload, tmp)
-            tmp.flush()
-            os.fsync(tmp.fileno())
-        os.chmod(tmp_name, umask_mode())  # mkstemp creates 0600; a checkpoint is an ordinary file
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    write_bytes(path, buffer.getbuffer(), what="checkpoint")
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
@@ -69,8 +63,9 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     path = Path(path)
     if path.is_dir():
         raise CheckpointError(f"{path} is a folder; give the checkpoint file (e.g. {path / 'checkpoint.pt'})")
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint not found: {path}")
+    problem = input_file_problem(path)
+    if problem is not None:
+        raise CheckpointError(f"checkpoint {problem}")
     if path.stat().st_size == 0:
         raise CheckpointError(f"{path} is empty (0 bytes): not a checkpoint")
     try:

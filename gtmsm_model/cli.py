@@ -35,7 +35,7 @@ from gtmsm_cli.flags import (
     flag_text,
     number,
 )
-from gtmsm_cli.signals import exit_status, interrupted, sigterm_raises
+from gtmsm_cli.signals import Interrupted, exit_status, interrupt_signal, interrupted, sigterm_raises
 from gtmsm_env.world import START_MODES, WALL_MODES, World
 from gtmsm_model.config import (
     MODEL_FIELDS,
@@ -218,9 +218,17 @@ def provenance(args: argparse.Namespace, checkpoint: Path, train_config: dict[st
     }
 
 
+EVALUATION_FILES = ("metrics.json", "horizon.png", "prediction.png", "state_map.png")
+
+
 def evaluate_and_report(model: Any, args: argparse.Namespace, out_dir: Path, device: str,
                         world: World, extra: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Evaluate ``model`` on the held-out rollouts ``args`` and ``world`` describe; metrics.json, plots, table."""
+    """Evaluate ``model`` on the held-out rollouts ``args`` and ``world`` describe; metrics.json,
+    plots, table. Every file is written into a staging folder first and moved into ``out_dir``
+    only once all are complete, so a failed or interrupted evaluation leaves ``out_dir`` as it was."""
+    import torch
+
+    from gtmsm_cli.files import os_error_reason, staged_folder
     from gtmsm_model.evaluate import (
         GTMSMPredictor,
         check_targets,
@@ -233,19 +241,21 @@ def evaluate_and_report(model: Any, args: argparse.Namespace, out_dir: Path, dev
     rollouts = _heldout(args, world)
     evaluation = evaluate_gtmsm(model, rollouts, args.eval_tau, device=device)
     metrics = {**evaluation.to_dict(), **(extra or {}), "targets_met": check_targets(evaluation)}
-    out_dir.mkdir(parents=True, exist_ok=True)
-    write_metrics(metrics, out_dir / "metrics.json")
-    plot_horizon({"GTM-SM": evaluation.scores.horizon}, out_dir / "horizon.png",
-                 title=f"GTM-SM on {args.eval_sequences} held-out rollouts (VAE floor, revisited: {evaluation.diagnostics.vae_mse_revisited:.4f})")
     predicted = GTMSMPredictor(model, device).predict(rollouts.observations[:1], rollouts.actions[:1], args.eval_tau)
-    plot_prediction_figure(rollouts.images[0], rollouts.positions[0], rollouts.observations[0], predicted[0],
-                           args.eval_tau, world.step_size, out_dir / "prediction.png")
-    import torch
-
     with torch.no_grad():
         states = model.predict(torch.as_tensor(rollouts.observations).to(device),
                                torch.as_tensor(rollouts.actions).long().to(device), args.eval_tau).states
-    plot_state_map(states.cpu().numpy(), rollouts.positions, out_dir / "state_map.png")
+    try:
+        with staged_folder(out_dir) as stage:
+            write_metrics(metrics, stage / "metrics.json")
+            plot_horizon({"GTM-SM": evaluation.scores.horizon}, stage / "horizon.png",
+                         title=f"GTM-SM on {args.eval_sequences} held-out rollouts (VAE floor, revisited: {evaluation.diagnostics.vae_mse_revisited:.4f})")
+            plot_prediction_figure(rollouts.images[0], rollouts.positions[0], rollouts.observations[0], predicted[0],
+                                   args.eval_tau, world.step_size, stage / "prediction.png")
+            plot_state_map(states.cpu().numpy(), rollouts.positions, stage / "state_map.png")
+    except OSError as error:
+        raise OSError(f"cannot write the evaluation into {out_dir}: {os_error_reason(error)}; "
+                      "nothing there was changed") from None
     print(format_table(evaluation))
     print("\ntargets: " + ", ".join(f"{k} {'PASS' if v else 'FAIL'}" for k, v in metrics["targets_met"].items()))
     print(f"\nwrote {out_dir / 'metrics.json'} and plots {out_dir / 'horizon.png'}, "
@@ -274,6 +284,25 @@ def check_final_evaluation(args: argparse.Namespace, config: TrainConfig) -> Non
         config.model.z_dim))})
 
 
+def claim_out_dir(config: TrainConfig, context: Any, device: Any) -> None:
+    """Rank 0 claims and locks the out-dir (see run_folder.py); under torchrun every rank joins the
+    process group first and learns the outcome, so a refusal ends every rank at once with status 2
+    (only rank 0 prints it) instead of leaving the others waiting for a rank that is gone."""
+    from gtmsm_model.run_folder import RunFolder
+
+    context.start(device)
+    problem = None
+    if context.is_main:
+        try:
+            RunFolder(config.run.out_dir).claim(resume=config.run.resume, overwrite=config.run.overwrite)
+        except (ValueError, OSError) as error:
+            problem = error_text(error)
+    problem = context.broadcast(problem)
+    if problem is not None:
+        context.stop()
+        raise ValueError(problem)
+
+
 def run_or_train(args: argparse.Namespace, argv: list[str]) -> None:
     import torch
 
@@ -282,23 +311,30 @@ def run_or_train(args: argparse.Namespace, argv: list[str]) -> None:
 
     config = config_from_args(args)
     run, schedule = config.run, config.schedule
-    main = DistributedContext.from_environment().is_main  # under torchrun only rank 0 reports
+    context = DistributedContext.from_environment()
+    main = context.is_main  # under torchrun only rank 0 reports
     say = print if main else (lambda *a, **k: None)
     if args.command == "run":
         check_final_evaluation(args, config)
-    checked = training.preflight(config, claim=main)  # every input checked before the first step
-    if run.resume and not (Path(run.out_dir) / "checkpoint.pt").exists():
+    checked = training.preflight(config, claim=False)  # every input checked before the first step
+    fresh = run.resume and not (Path(run.out_dir) / "checkpoint.pt").exists()
+    claim_out_dir(config, context, checked[0])
+    if fresh:
         say(f"note: --resume: {run.out_dir} holds no checkpoint yet, so this starts the run")
     say(f"training GTM-SM, preset {config.preset}, seed {run.seed}, device {run.device}, "
         f"torch threads {run.threads or torch.get_num_threads()} → {run.out_dir}")
     started = time.perf_counter()
+    checkpoint = Path(run.out_dir) / "checkpoint.pt"
     try:
         result = training.train(config, checked=checked)
     except TrainingInterrupted as stop:
         say(f"\ngtmsm {args.command}: interrupted by {stop.signal_name} at step {stop.step}; checkpoint "
-            f"written to {stop.checkpoint}\nresume with: {resume_hint(argv)}", file=sys.stderr)
+            f"written to {stop.checkpoint}; resume with: {resume_hint(argv)}", file=sys.stderr)
         raise
-    checkpoint = Path(run.out_dir) / "checkpoint.pt"
+    except KeyboardInterrupt as stop:  # a stop at the last step, or a second Ctrl-C
+        saved = (f"the last checkpoint is {checkpoint}; resume with: {resume_hint(argv)}"
+                 if checkpoint.exists() else "no checkpoint was written")
+        raise Interrupted(interrupt_signal(stop), saved) from None
     warmup = min(result.iterations, schedule.vae_warmup_iters)
     say(f"trained {result.iterations} steps ({warmup} VAE warm-up + {result.iterations - warmup} main) in "
         f"{result.seconds:.0f} s (this call: {time.perf_counter() - started:.0f} s); checkpoint {checkpoint}")
@@ -314,10 +350,10 @@ def run_or_train(args: argparse.Namespace, argv: list[str]) -> None:
                                 eval_world(args, config.to_dict()),
                                 {"train_seconds": result.seconds,
                                  "provenance": provenance(args, checkpoint, config.to_dict())})
-        except KeyboardInterrupt:  # Ctrl-C, or SIGTERM (flags.Interrupted)
-            print(f"\ngtmsm run: interrupted during the final evaluation; training is complete and saved in "
-                  f"{checkpoint}\nevaluate it with: gtmsm evaluate --checkpoint {checkpoint}", file=sys.stderr)
-            raise
+        except KeyboardInterrupt as stop:  # Ctrl-C, or SIGTERM (signals.Interrupted)
+            raise Interrupted(interrupt_signal(stop), (
+                f"during the final evaluation: training is complete and saved in {checkpoint}; the "
+                f"evaluation was not written (evaluate it with: gtmsm evaluate --checkpoint {checkpoint})")) from None
 
 
 def evaluate_or_predict(args: argparse.Namespace) -> None:
@@ -335,6 +371,10 @@ def evaluate_or_predict(args: argparse.Namespace) -> None:
                        "a model it does not hold (choose another --out-dir)")
     if problem is not None:
         raise ValueError(f"{'--out' if out is not None else '--out-dir'}: {problem}")
+    if out is None:  # one writer per run folder: not while a run trains there
+        from gtmsm_model.run_folder import RunFolder
+
+        RunFolder(out_dir).lock(create=False)
     device = resolve_device(args.device)
     payload = load_checkpoint(checkpoint, map_location=device)
     model = model_from_checkpoint(payload, checkpoint).to(device)
@@ -349,8 +389,11 @@ def evaluate_or_predict(args: argparse.Namespace) -> None:
         args.eval_sequences, args.eval_tau + args.eval_horizon, world.replace(crop_size=model.config.crop_size),
         model.config.z_dim))})
     if args.command == "evaluate":
-        evaluate_and_report(model, args, out_dir, args.device, world,
-                            {"provenance": provenance(args, checkpoint, train_config)})
+        try:
+            evaluate_and_report(model, args, out_dir, args.device, world,
+                                {"provenance": provenance(args, checkpoint, train_config)})
+        except KeyboardInterrupt as stop:
+            raise Interrupted(interrupt_signal(stop), f"nothing was written to {out_dir}") from None
         return
     from gtmsm_model.evaluate import GTMSMPredictor
     from gtmsm_model.plots import save_prediction_gif, save_prediction_strip
@@ -359,8 +402,11 @@ def evaluate_or_predict(args: argparse.Namespace) -> None:
     predicted = GTMSMPredictor(model, args.device, args.mode).predict(
         rollouts.observations[:1], rollouts.actions[:1], args.eval_tau)[0]
     save = save_prediction_gif if out.suffix.lower() == ".gif" else save_prediction_strip
+    from gtmsm_cli.files import atomic_path
+
     out.parent.mkdir(parents=True, exist_ok=True)
-    save(rollouts.observations[0], predicted, args.eval_tau, out)
+    with atomic_path(out) as tmp:  # an interrupted or failed write leaves any old file as it was
+        save(rollouts.observations[0], predicted, args.eval_tau, tmp)
     print(f"wrote {out}")
 
 
@@ -381,14 +427,28 @@ def main(argv: list[str] | None = None) -> int:
     except TrainingInterrupted as stop:
         return stop.exit_status
     except KeyboardInterrupt as stop:
+        close_progress_bars()
         return interrupted(prog, stop) if report is print else exit_status(stop)
     except ConfigError as error:  # a library's error names fields: say the flags
         report(f"{prog}: error: {flag_text(error_text(error))}", file=sys.stderr)
         return EXIT_ERROR
     except (ValueError, TypeError, OSError, RuntimeError, CheckpointError) as error:
+        close_progress_bars()
         report(f"{prog}: error: {error_text(error)}", file=sys.stderr)
         return EXIT_ERROR
     return 0
+
+
+def close_progress_bars() -> None:
+    """Close every open tqdm bar (it ends its line), so an ``error:`` line starts on its own line."""
+    tqdm_module = sys.modules.get("tqdm.std")
+    if tqdm_module is None:
+        return
+    for bar in list(getattr(tqdm_module.tqdm, "_instances", ())):
+        try:
+            bar.close()
+        except Exception:  # a bar that cannot close must not hide the error itself
+            pass
 
 
 if __name__ == "__main__":

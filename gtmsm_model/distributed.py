@@ -90,6 +90,17 @@ class DistributedContext:
         """The mean of ``values`` over ranks (itself when single-process)."""
         return self.sum(values) / self.world_size if self.enabled else values
 
+    def broadcast(self, value: Any) -> Any:
+        """Rank 0's ``value`` (any picklable object) on every rank; ``value`` itself when
+        single-process. Every rank must call it (after :meth:`start`)."""
+        if not self.enabled:
+            return value
+        import torch.distributed as dist
+
+        box = [value]
+        dist.broadcast_object_list(box, src=0)
+        return box[0]
+
     def any(self, flag: bool, device: torch.device) -> bool:
         """True on every rank if ``flag`` is true on any rank (stop requests must agree)."""
         if not self.enabled:

@@ -415,4 +415,7 @@ def json_safe(value: Any) -> Any:
 
 
 def write_metrics(metrics: dict[str, Any], path: str | Path) -> None:
-    Path(path).write_text(json.dumps(json_safe(metrics), indent=1, allow_nan=False))
+    """``metrics`` as strict JSON at ``path``, written atomically (complete or not at all)."""
+    from gtmsm_cli.files import write_text
+
+    write_text(path, json.dumps(json_safe(metrics), indent=1, allow_nan=False))
