@@ -6,7 +6,6 @@ that says what is wrong (the entry point prefixes the flag and exits with status
 from __future__ import annotations
 
 import os
-import stat
 import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -41,41 +40,14 @@ def output_file_problem(path: str | Path, suffixes: Sequence[str] = ()) -> str |
         return f"{out} must end in {' or '.join(suffixes)}"
     if out.is_dir():
         return f"{out} is a folder; give a file path"
+    from gtmsm_cli.inputs import special_file_kind  # here: inputs reads this module's memory check
+
     kind = special_file_kind(out)
     if kind is not None:  # a FIFO would block the writer, a device or socket cannot hold the file
-        return f"{out} exists and is not a regular file (a {kind}); give a file path"
+        return f"{out} exists and is {kind}, not a regular file; give a file path"
     if out.exists() and not os.access(out, os.W_OK):
         return f"{out} exists and is not writable"
     return _creatable_problem(out.parent)
-
-
-def special_file_kind(path: str | Path) -> str | None:
-    """What ``path`` is when it exists but is neither a regular file nor a folder (following
-    links): ``"FIFO"``, ``"character device"``, ``"block device"``, ``"socket"``; else ``None``."""
-    try:
-        mode = os.stat(path).st_mode
-    except (OSError, ValueError):
-        return None
-    for test, kind in ((stat.S_ISFIFO, "FIFO"), (stat.S_ISCHR, "character device"),
-                       (stat.S_ISBLK, "block device"), (stat.S_ISSOCK, "socket")):
-        if test(mode):
-            return kind
-    return None
-
-
-def input_file_problem(path: str | Path) -> str | None:
-    """Why ``path`` cannot be read as an input file (``None`` if it can), checked without opening
-    it (opening a FIFO blocks): ``not found: P`` only when nothing is there; ``P is a folder``;
-    ``P is not a regular file (a FIFO)``."""
-    where = Path(path)
-    if not where.exists():
-        return f"not found: {where}"
-    if where.is_dir():
-        return f"{where} is a folder, not a file"
-    kind = special_file_kind(where)
-    if kind is not None:
-        return f"{where} is not a regular file (a {kind})"
-    return None
 
 
 def _creatable_problem(folder: Path) -> str | None:

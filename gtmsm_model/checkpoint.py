@@ -26,9 +26,9 @@ from typing import Any
 
 import torch
 
-from gtmsm_cli.checks import input_file_problem
 from gtmsm_cli.files import write_bytes
 from gtmsm_cli.flags import error_text, flag_of
+from gtmsm_cli.inputs import input_file_problem
 from gtmsm_model.config import RESUMABLE_CHANGES, SECTIONS, TrainConfig, flatten
 from gtmsm_model.model import GTMSM, GTMSMConfig
 
@@ -63,9 +63,9 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     path = Path(path)
     if path.is_dir():
         raise CheckpointError(f"{path} is a folder; give the checkpoint file (e.g. {path / 'checkpoint.pt'})")
-    problem = input_file_problem(path)
+    problem = input_file_problem(path, "checkpoint")
     if problem is not None:
-        raise CheckpointError(f"checkpoint {problem}")
+        raise CheckpointError(problem)
     if path.stat().st_size == 0:
         raise CheckpointError(f"{path} is empty (0 bytes): not a checkpoint")
     try:

@@ -35,7 +35,13 @@ from gtmsm_cli.flags import (
     flag_text,
     number,
 )
-from gtmsm_cli.signals import Interrupted, exit_status, interrupt_signal, interrupted, sigterm_raises
+from gtmsm_cli.signals import (
+    Interrupted,
+    exit_status,
+    interrupt_signal,
+    interrupted,
+    sigterm_raises,
+)
 from gtmsm_env.world import START_MODES, WALL_MODES, World
 from gtmsm_model.config import (
     MODEL_FIELDS,
@@ -236,7 +242,12 @@ def evaluate_and_report(model: Any, args: argparse.Namespace, out_dir: Path, dev
         format_table,
         write_metrics,
     )
-    from gtmsm_model.plots import plot_horizon, plot_prediction_figure, plot_state_map
+    from gtmsm_model.plots import (
+        horizon_bounds,
+        plot_horizon,
+        plot_prediction_figure,
+        plot_state_map,
+    )
 
     rollouts = _heldout(args, world)
     evaluation = evaluate_gtmsm(model, rollouts, args.eval_tau, device=device)
@@ -245,18 +256,22 @@ def evaluate_and_report(model: Any, args: argparse.Namespace, out_dir: Path, dev
     with torch.no_grad():
         states = model.predict(torch.as_tensor(rollouts.observations).to(device),
                                torch.as_tensor(rollouts.actions).long().to(device), args.eval_tau).states
+    bounds = horizon_bounds(evaluation, rollouts, args.eval_tau)
     try:
         with staged_folder(out_dir) as stage:
             write_metrics(metrics, stage / "metrics.json")
-            plot_horizon({"GTM-SM": evaluation.scores.horizon}, stage / "horizon.png",
-                         title=f"GTM-SM on {args.eval_sequences} held-out rollouts (VAE floor, revisited: {evaluation.diagnostics.vae_mse_revisited:.4f})")
+            plot_horizon({"GTM-SM": evaluation.scores.horizon}, stage / "horizon.png", bounds=bounds,
+                         title=f"GTM-SM on {args.eval_sequences} held-out rollouts, τ = {args.eval_tau} memorised, "
+                               f"{args.eval_horizon} predicted (VAE floor, revisited: "
+                               f"{evaluation.diagnostics.vae_mse_revisited:.4g})")
             plot_prediction_figure(rollouts.images[0], rollouts.positions[0], rollouts.observations[0], predicted[0],
                                    args.eval_tau, world.step_size, stage / "prediction.png")
             plot_state_map(states.cpu().numpy(), rollouts.positions, stage / "state_map.png")
     except OSError as error:
         raise OSError(f"cannot write the evaluation into {out_dir}: {os_error_reason(error)}; "
                       "nothing there was changed") from None
-    print(format_table(evaluation))
+    print(f"held-out evaluation on {args.eval_sequences} sequences (tau {args.eval_tau} memorised + "
+          f"{args.eval_horizon} predicted)\n" + format_table(evaluation))
     print("\ntargets: " + ", ".join(f"{k} {'PASS' if v else 'FAIL'}" for k, v in metrics["targets_met"].items()))
     print(f"\nwrote {out_dir / 'metrics.json'} and plots {out_dir / 'horizon.png'}, "
           f"{out_dir / 'prediction.png'}, {out_dir / 'state_map.png'}")
@@ -406,7 +421,7 @@ def evaluate_or_predict(args: argparse.Namespace) -> None:
 
     out.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(out) as tmp:  # an interrupted or failed write leaves any old file as it was
-        save(rollouts.observations[0], predicted, args.eval_tau, tmp)
+        save(rollouts.observations[0], predicted, args.eval_tau, tmp, positions=rollouts.positions[0])
     print(f"wrote {out}")
 
 

@@ -152,7 +152,7 @@ PART_TEXT = {
     "kl_memory": "kl_memory (memorisation steps)", "kl_predict": "kl_predict (predicted steps)",
     "mse": "mse (reconstruction, training batch)", "gate_moving": "gate on moves (1 = open)",
 }
-_SKIP = ("step", "phase", "seconds")
+_SKIP = ("step", "phase", "seconds", "sequences")  # bookkeeping, not curves
 
 
 def phase_marks(schedule: Schedule | None, gate_open_iters: int | None = None,

@@ -251,7 +251,9 @@ def _train(config: TrainConfig, context: DistributedContext, device: torch.devic
         from gtmsm_model.plots import plot_training_log
 
         plot_training_log(folder.read_log(), folder.loss_plot, schedule=config.schedule,
-                          gate_open_iters=config.model.gate_open_iters, history=state.history)
+                          gate_open_iters=(config.model.gate_open_iters  # only the absolute gate is held open
+                                           if config.model.wall_model == "absolute" else None),
+                          history=state.history)
     context.barrier()
     model.eval()
     return TrainResult(model, config, state.step, state.seconds, state.history, folder.path)

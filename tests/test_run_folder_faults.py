@@ -207,7 +207,7 @@ def test_a_fifo_is_not_a_regular_file_as_checkpoint_or_predict_out(tmp_path: Pat
     for flag, argv in runs.items():
         result = subprocess.run([*CLI, *argv], capture_output=True, text=True, timeout=60)  # a hang fails
         assert result.returncode == 2, result.stderr
-        line = one_error_line(result.stderr, "not a regular file (a FIFO)", str(fifo))
+        line = one_error_line(result.stderr, "a FIFO (named pipe), not a regular file", str(fifo))
         assert "not found" not in line and (flag != "--out" or "--out:" in line)
     assert cli_main(["evaluate", "--checkpoint", str(tmp_path / "none.pt")]) == 2
     one_error_line(capsys.readouterr().err, "not found")
