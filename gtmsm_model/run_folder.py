@@ -25,6 +25,7 @@ import hashlib
 import json
 import os
 import platform
+import shutil
 import socket
 import sys
 from collections.abc import Iterable
@@ -42,7 +43,7 @@ except ImportError:  # Windows: no flock, so no lock (one writer is then the use
 
 RUN_FILES = (
     "checkpoint.pt", "config.json", "train_log.jsonl", "history.json", "metrics.json",
-    "loss.png", "horizon.png", "prediction.png", "state_map.png",
+    "loss.png", "horizon.png", "prediction.png", "state_map.png", "tensorboard",
 )
 PACKAGES = ("gtmsm", "torch", "numpy", "gymnasium", "stable-baselines3", "pygame-ce")
 
@@ -170,7 +171,11 @@ class RunFolder:
             existing = []
         if overwrite or (resume and not self.checkpoint.exists()):
             for name in existing:
-                (self.path / name).unlink()
+                target = self.path / name
+                if target.is_dir() and not target.is_symlink():  # tensorboard/: the run's event files
+                    shutil.rmtree(target)
+                else:
+                    target.unlink()
             return
         if existing and not resume:
             if not self.checkpoint.exists():

@@ -272,3 +272,14 @@ def test_under_torchrun_a_refused_start_is_one_line_and_every_rank_exits_2(tmp_p
     assert "already holds a run" in result.stderr
     # Both ranks ended by themselves with status 2: none was left waiting for rank 0 until killed.
     assert result.stderr.count("exitcode  : 2") == 2, result.stderr[-2000:]
+
+
+def test_overwrite_clears_an_earlier_runs_tensorboard_events(tmp_path: Path) -> None:
+    from gtmsm_model.run_folder import RunFolder
+
+    events = tmp_path / "tensorboard" / "events.out.tfevents.1"
+    events.parent.mkdir(parents=True)
+    events.write_bytes(b"old run")
+    (tmp_path / "checkpoint.pt").write_bytes(b"old checkpoint")
+    RunFolder(tmp_path).claim(resume=False, overwrite=True)
+    assert not (tmp_path / "tensorboard").exists() and not (tmp_path / "checkpoint.pt").exists()
