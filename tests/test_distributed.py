@@ -30,12 +30,16 @@ def torchrun(out_dir: Path, *extra: str) -> subprocess.CompletedProcess:
     env["OMP_NUM_THREADS"] = "1"
     # A port of its own (not --standalone's fixed rendezvous port), so another torchrun on the
     # machine cannot collide with the test's.
+    retry: tuple[str, ...] = ()
     for attempt in range(3):
         result = subprocess.run(
             [sys.executable, "-m", "torch.distributed.run", "--nnodes=1", "--rdzv-backend=c10d",
              f"--rdzv-endpoint=127.0.0.1:{free_port()}", "--nproc_per_node=2",
-             "-m", "gtmsm_model.cli", "train", *TINY, "--out-dir", str(out_dir), *extra],
+             "-m", "gtmsm_model.cli", "train", *TINY, "--out-dir", str(out_dir), *extra, *retry],
             capture_output=True, text=True, timeout=600, env=env)
+        # A fresh run that aborted may have written its folder: the retry starts it afresh there (a
+        # resumed one continues from whatever checkpoint was written, which gives the same result).
+        retry = () if "--resume" in extra else ("--overwrite",)
         # Worth another try, and only these: the free port taken between probing and binding, and a
         # rare abort of a gloo rank while its process exits after training (seen about once in ten
         # runs of this file on the 2-core machine; the checkpoint is already written by then).
