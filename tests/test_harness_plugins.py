@@ -8,6 +8,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -312,3 +313,19 @@ def test_the_model_timeout_flag_reaches_the_plan():
     plan = compare_models.make_plan(compare_models.parse_args(["--quick", "--model-timeout-s", "2.5"]))
     assert plan.model_timeout_s == 2.5
     assert compare_models.make_plan(compare_models.parse_args(["--quick"])).model_timeout_s is None
+
+
+@pytest.mark.parametrize(("code", "reason"), [
+    ("raise SystemExit(0)\n", "raised SystemExit(0)"),
+    ("import time\ntime.sleep(60)\n", "timed out after 1 s in running"),
+])
+def test_a_plugin_file_that_exits_or_hangs_while_imported_is_one_error(tmp_path: Path, code: str,
+                                                                         reason: str) -> None:
+    from benchmarks.harness.models import load_model_class
+
+    plugin = tmp_path / "plugin.py"
+    plugin.write_text(code + "class X:\n    pass\n")
+    started = time.monotonic()
+    with pytest.raises(ValueError, match=re.escape(reason)):
+        load_model_class(f"{plugin}:X", limit_s=1)
+    assert time.monotonic() - started < 30

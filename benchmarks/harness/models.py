@@ -14,7 +14,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from benchmarks.harness.plugins import CONSTRUCTOR_LIMIT_S, Guard, PluginFailed
 from gtmsm_cli.flags import error_text
+from gtmsm_cli.inputs import input_file_problem
 from gtmsm_env.rollouts import Rollouts
 from gtmsm_model.baselines import (
     RSSM,
@@ -121,35 +123,48 @@ def predict_in_chunks(model: WorldModel, rollouts: Rollouts, tau: int, chunk: in
     return np.concatenate(parts)
 
 
-def load_model_class(spec: str) -> type:
+def load_model_class(spec: str, limit_s: float = CONSTRUCTOR_LIMIT_S) -> type:
     """``package.module:Class`` (importable) or ``path/to/file.py:Class`` → the class.
 
     The class must construct with no arguments and answer the ``WorldModel`` protocol. Every
-    problem (no colon, no such file, a module that fails to import for any reason, a missing name,
-    a name that is not a class or lacks the protocol) is a ``ValueError`` naming ``--model``.
+    problem (no colon, no such file, a module that fails to import for any reason — ``SystemExit``
+    included — or takes longer than ``limit_s`` seconds, a missing name, a name that is not a class
+    or lacks the protocol) is a ``ValueError`` naming ``--model``.
     """
     module_name, sep, class_name = spec.rpartition(":")
     if not sep or not module_name or not class_name:
         raise ValueError(f"--model {spec!r}: expected module:Class or path/to/file.py:Class")
     if module_name.endswith(".py"):
         path = Path(module_name)
-        if not path.is_file():
+        if not path.exists():
             raise ValueError(f"--model {spec!r}: no such file {path}")
-        try:
+        problem = input_file_problem(path, "plug-in file")  # a FIFO or device is never opened
+        if problem is not None:
+            raise ValueError(f"--model {spec!r}: {problem}")
+
+        def load() -> Any:
             module_spec = importlib.util.spec_from_file_location(path.stem, path)
             module = importlib.util.module_from_spec(module_spec)
             module_spec.loader.exec_module(module)
-        except Exception as error:  # noqa: BLE001  (a plug-in's own code may raise anything)
-            raise ValueError(f"--model {spec!r}: running {path} failed: {type(error).__name__}: "
-                             f"{error_text(error)}") from None
+            return module
+
+        phase = f"running {path}"
     else:
         try:
-            module = importlib.import_module(module_name)
-        except ImportError as error:
+            found = importlib.util.find_spec(module_name)
+        except (ImportError, ValueError) as error:
             raise ValueError(f"--model {spec!r}: cannot import {module_name}: {error_text(error)}") from None
-        except Exception as error:  # noqa: BLE001  (the module was found but its code failed)
-            raise ValueError(f"--model {spec!r}: importing {module_name} failed: {type(error).__name__}: "
-                             f"{error_text(error)}") from None
+        if found is None:
+            raise ValueError(f"--model {spec!r}: cannot import {module_name}: no module named {module_name!r}")
+
+        def load() -> Any:
+            return importlib.import_module(module_name)
+
+        phase = f"importing {module_name}"
+    try:  # a plug-in's module code may raise anything, exit or hang: the same guard as its calls
+        module = Guard(limit_s, who=f"--model {spec!r}").call(phase, load)
+    except PluginFailed as failure:
+        raise ValueError(f"--model {spec!r}: {failure.reason}") from None
     cls = getattr(module, class_name, None)
     if cls is None:
         raise ValueError(f"--model {spec!r}: {module_name} has no {class_name}")

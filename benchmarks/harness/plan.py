@@ -62,7 +62,8 @@ def check_plan(plan: Plan) -> None:
     if plan.model_timeout_s is not None and not plan.model_timeout_s > 0:
         raise ValueError(f"--model-timeout-s must be > 0, got {plan.model_timeout_s:g}")
     for spec in plan.plugins:
-        build_plugin(spec, load_model_class(spec), plan.model_timeout_s or CONSTRUCTOR_LIMIT_S)
+        limit_s = plan.model_timeout_s or CONSTRUCTOR_LIMIT_S
+        build_plugin(spec, load_model_class(spec, limit_s), limit_s)
     if plan.ppo_policy is not None and "reference" in plan.conditions:
         from gtmsm_env.policies import load_sb3_policy
 
