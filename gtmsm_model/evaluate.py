@@ -315,7 +315,7 @@ def evaluate_gtmsm(model: GTMSM, rollouts: Rollouts, tau: int, *,
     predicted_moves = moving[:, tau - 1:]
     truth = walls[:, tau - 1:]
 
-    step_size = int(rollouts.metadata.get("step_size", 3))
+    step_size = rollouts.world.step_size
     oracle = canvas_oracle_predict(rollouts.observations, rollouts.positions, tau, step_size)
     canvas_oracle_mse_novel = _mean(per_step_mse(oracle, target)[~revisited])
     from_canvas = (None if prediction.from_canvas is None

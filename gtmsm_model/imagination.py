@@ -191,7 +191,7 @@ def checkpoint_world(payload: dict[str, Any]) -> World:
             raise CheckpointError(f"the checkpoint's train_config has {name}={value!r}, not a positive integer")
         return int(value)
 
-    model_crop = size("model crop_size", model_config.get("crop_size", 8))
+    model_crop = size("model crop_size", model_config.get("crop_size", World().crop_size))
     crop = size("crop_size", world.crop_size if "crop_size" in recorded else model_crop)
     if crop != model_crop:
         raise CheckpointError(f"the checkpoint's train_config says {crop}x{crop} crops but its model reads "

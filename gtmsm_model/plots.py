@@ -75,7 +75,7 @@ def horizon_bounds(evaluation: GTMSMEvaluation, rollouts: Rollouts, tau: int) ->
     memorised = rollouts.observations[:, :tau]
     mean = prediction_metrics(MemorisationMean().predict(memorised, rollouts.actions, tau), rollouts, tau,
                               bin_size=bin_size).horizon
-    step_size = int(rollouts.metadata.get("step_size", 3))
+    step_size = rollouts.world.step_size
     oracle = prediction_metrics(canvas_oracle_predict(rollouts.observations, rollouts.positions, tau, step_size),
                                 rollouts, tau, bin_size=bin_size).horizon
     d = evaluation.diagnostics

@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from gtmsm_env.world import NUM_ACTIONS
 from gtmsm_model.baselines.base import Budget, CropNet, TrainedModel, mlp, to_pixels
 from gtmsm_model.data import RolloutSampler
 
@@ -18,7 +19,7 @@ from gtmsm_model.data import RolloutSampler
 class ActionLSTMConfig:
     """Sizes of the action-conditioned LSTM baseline."""
 
-    num_actions: int = 5
+    num_actions: int = NUM_ACTIONS
     """Number of discrete actions."""
     hidden: int = 256
     """LSTM state size and encoder/decoder width."""

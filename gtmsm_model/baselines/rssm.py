@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from gtmsm_env.world import NUM_ACTIONS
 from gtmsm_model.baselines.base import CropNet, TrainedModel, mlp, to_pixels
 
 
@@ -18,7 +19,7 @@ from gtmsm_model.baselines.base import CropNet, TrainedModel, mlp, to_pixels
 class RSSMConfig:
     """Sizes and loss settings of the RSSM baseline (Dreamer's defaults where they fit 8×8 crops)."""
 
-    num_actions: int = 5
+    num_actions: int = NUM_ACTIONS
     """Number of discrete actions."""
     deter: int = 256
     """Size of the GRU's deterministic state h_t."""

@@ -40,6 +40,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from gtmsm_env.world import NUM_ACTIONS
 from gtmsm_model.baselines.base import CropNet, TrainedModel, mlp, to_pixels
 
 
@@ -47,7 +48,7 @@ from gtmsm_model.baselines.base import CropNet, TrainedModel, mlp, to_pixels
 class TransformerConfig:
     """Sizes of the transformer world model."""
 
-    num_actions: int = 5
+    num_actions: int = NUM_ACTIONS
     """Number of discrete actions."""
     d_model: int = 96
     """Token width."""
