@@ -59,7 +59,11 @@ following crops from the actions alone; pixels are in [0, 1] and errors are mean
   blocked/free decision matches the environment.
 
 The comparison (`compare.md`) and the training benchmark (`train_gtmsm.md`) evaluate on different
-held-out sets (their sections state which), so the same model's figures differ between them.
+held-out sets and set-ups (their sections state which: the comparison's own condition rollouts and
+seeds, the training benchmark's held-out seeds), so the same model's figures differ between them,
+e.g. on the maze and on novel steps from the centre. A command quoted as recorded may use flags
+that no longer exist (`--refresh-gtmsm`, `--add-slow` patched an earlier run's tables); today one
+`python benchmarks/compare_models.py --threads 1` reruns the whole comparison.
 """
 
 

@@ -112,7 +112,8 @@ def horizon_figure(curves: dict[str, HorizonCurve], title: str = "",
                 ax.plot([], [], bound.style, color=bound.color, label=f"{bound.name.split(':')[0]}: 0 here (off the log axis)")
                 continue
             if np.ndim(value) > 0:
-                ax.plot(centres, _values(value), bound.style, color=bound.color, linewidth=1.4, label=bound.name)
+                ax.plot(centres, _values(value), bound.style, color=bound.color, linewidth=1.4, marker="x",
+                        markersize=4, label=bound.name)  # a marker: one bin draws no line
             elif math.isfinite(value) and value > 0:
                 ax.axhline(value, linestyle=bound.style, color=bound.color, linewidth=1.4,
                            label=f"{bound.name.split(':')[0]}: {number(value)}")
