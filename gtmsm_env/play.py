@@ -121,8 +121,8 @@ def run_interruptible(play_main: Callable[[], int]) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Play without a model: 0 when the person quits, 1 without a display, 2 for a bad flag (or a
-    screenshot the disk refused), ``SystemExit`` 130 on Ctrl-C and 143 on SIGTERM (then no
-    screenshot is saved and no summary printed). ``gtmsm-play``
+    screenshot the disk refused), 130 on Ctrl-C, 143 on SIGTERM (as ``SystemExit`` before the
+    window opened; no screenshot saved, no summary printed). ``gtmsm-play``
     is :func:`gtmsm_model.play_model.main`, which adds ``--model``."""
     return run_interruptible(lambda: play(parse_play_args(argv)))
 

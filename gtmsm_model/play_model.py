@@ -159,7 +159,7 @@ def _play(argv: list[str] | None) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """``gtmsm-play``: 0 when the person quits, 1 without a display, 2 for a bad flag, 130 on Ctrl-C,
-    143 on SIGTERM (then no screenshot is saved and no summary printed)."""
+    143 on SIGTERM (as ``SystemExit`` before the window opened; no screenshot saved, no summary)."""
     return play.run_interruptible(lambda: _play(argv))
 
 
