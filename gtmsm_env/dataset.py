@@ -4,8 +4,6 @@ hits and the images under them) and its ``.npz`` file format (atomic save, pickl
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import tokenize
 import zipfile
 import zlib
@@ -15,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from gtmsm_cli.files import atomic_path
 from gtmsm_cli.inputs import array_file_problem, unreadable_reason
 from gtmsm_env.images import canonical_image_size
 from gtmsm_env.world import Action, World
@@ -32,13 +31,6 @@ _UNREADABLE = (
 )
 
 FORMAT_VERSION = 1
-
-
-def _current_umask() -> int:
-    # os.umask can only be read by setting it; set it straight back.
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
 
 
 _ARRAY_KEYS = ("observations", "actions", "positions", "wall_hits", "images")
@@ -147,30 +139,16 @@ class Rollouts:
         return World.from_dict(settings)
 
     def save(self, path: str | Path) -> None:
-        """Write an ``.npz`` atomically (temporary file, then rename); metadata as a JSON string.
-
-        The file gets the mode an ordinary ``open`` would give (0666 minus the user's umask), not
-        the 0600 of the temporary file."""
+        """Write an ``.npz`` atomically (:func:`gtmsm_cli.files.atomic_path`: a temporary file,
+        then rename); metadata as a JSON string. The file gets the mode an ordinary ``open`` would
+        give (0666 minus the user's umask). A refused write raises ``OSError`` naming ``path``."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        try:
-            os.fchmod(fd, 0o666 & ~_current_umask())
-            with os.fdopen(fd, "wb") as file:
-                np.savez_compressed(
-                    file,
-                    **{key: getattr(self, key) for key in _ARRAY_KEYS},
-                    **{
-                        key: getattr(self, key)
-                        for key in _OPTIONAL_KEYS
-                        if getattr(self, key) is not None
-                    },
-                    metadata=np.array(json.dumps(self.metadata)),
-                )
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        arrays = {key: getattr(self, key) for key in _ARRAY_KEYS}
+        arrays.update({key: getattr(self, key) for key in _OPTIONAL_KEYS if getattr(self, key) is not None})
+        with atomic_path(path, "rollouts file") as tmp, open(tmp, "wb") as file:
+            # A handle, not the name: np.savez would append .npz to a name without that suffix.
+            np.savez_compressed(file, **arrays, metadata=np.array(json.dumps(self.metadata)))
 
     @classmethod
     def load(cls, path: str | Path) -> Rollouts:

@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pygame
 
+from gtmsm_cli.files import atomic_path
+
 if TYPE_CHECKING:
     from gtmsm_env.env import ImageNavEnv
 
@@ -94,7 +96,8 @@ class Scene:
     hide_crop: bool = False
     """Cover the true crop (imagination mode with the truth hidden)."""
     hide_image: bool = False
-    """Draw the image panel as fog with a note, keeping the window's outline (the truth hidden)."""
+    """Draw the image panel as fog with a note, without the path or the window's outline (the
+    truth hidden)."""
     predicted_crop: np.ndarray | None = None
     predicted_canvas: np.ndarray | None = None
     progress: float | None = None
@@ -137,9 +140,10 @@ class PlayView:
         elif scene.visible is not None:
             image = np.where(scene.visible[..., None], image, _FOG)
         canvas.blit(_surface(image, panel), (0, 0))
-        self._draw_walk(scene, scale, (0, 0))
         if scene.hide_image:
             self._centered_text("truth hidden (t shows it)", (panel // 2, panel // 2))
+        else:
+            self._draw_walk(scene, scale, (0, 0))
         if scene.wall_hit:
             pygame.draw.rect(canvas, _WALL_HIT_COLOR, pygame.Rect(0, 0, panel, panel), max(3, panel // 40))
         if scene.hide_crop:
@@ -243,8 +247,13 @@ class PlayView:
         pygame.display.flip()
 
     def screenshot(self, path: str | Path) -> None:
-        """Save the last drawn frame (at canvas size) as a PNG."""
-        pygame.image.save(self.canvas, str(path))
+        """Save the last drawn frame (at canvas size) as a PNG, atomically: ``path`` is either its
+        old self or the whole new image. A refused write raises ``OSError`` naming ``path``."""
+        with atomic_path(path, "screenshot") as tmp:  # keeps the .png suffix pygame reads the format from
+            try:
+                pygame.image.save(self.canvas, str(tmp))
+            except pygame.error as error:
+                raise OSError(f"cannot write screenshot {path}: {error}") from None
 
     def tick(self, fps: int) -> None:
         self.clock.tick(fps)

@@ -4,8 +4,10 @@ With ``--model`` you first explore while GTM-SM writes what it sees into its mem
 ends that early); from then on every move shows the model's predicted crop beside the true one.
 Memorisation lasts ``--tau`` steps; unset, the checkpoint's tau but at most the world's number of
 window positions (:func:`play_tau`): a trained tau of 256 on a 9 x 9 grid would otherwise leave a
-person who has seen every place by step ~90 walking ~170 more steps with nothing new happening. The
-window plays in the world the checkpoint was trained on (play has no world-size flags). Without
+person who has seen every place by step ~90 walking ~170 more steps with nothing new happening; a
+``--tau`` above the trained one is refused (a memory that long is one the model never learned to
+read). The window plays in the world the checkpoint was trained on (its size, crop, step, start and
+walls; ``--start`` and ``--walls`` override those two). Without
 ``--model`` it is exactly ``python -m gtmsm_env.play``; torch is imported only with ``--model``.
 
 As the ``gtmsm-play`` command, :func:`main` ends the process itself once the window is closed and
@@ -18,10 +20,10 @@ from __future__ import annotations
 import os
 import sys
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from gtmsm_cli.flags import bounded, error_text, fail
+from gtmsm_cli.inputs import input_file_problem
 from gtmsm_env import play
 from gtmsm_env.play import PROG, PlayArgs
 from gtmsm_env.world import World
@@ -31,22 +33,29 @@ from gtmsm_env.world import World
 class ModelPlayArgs(PlayArgs):
     """Options of ``gtmsm-play``: those of :class:`gtmsm_env.play.PlayArgs` and the model's."""
 
+    start: str | None = None
+    """Start position: center or random (unset: center, or with --model the checkpoint's)."""
+    walls: str | None = None
+    """border (only the image border blocks moves) or maze (interior walls too); unset: border, or
+    with --model the checkpoint's walls and wall density."""
     model: str | None = None
     """A GTM-SM checkpoint.pt: imagination mode (explore for tau steps, then watch it predict). The
-    world (image size, crop size, step size) is the one the checkpoint was trained on."""
+    world (image size, crop size, step size, start, walls) is the one the checkpoint was trained on."""
     tau: int | None = bounded(None, ge=1)
     """Memorisation steps in imagination mode (unset: the checkpoint's trained tau, at most the
     number of window positions, e.g. 81 on a 9x9 grid: enough to visit every place once, so
     predictions start while there is still somewhere new to go). Any tau up to the trained one is
-    a memory the model has been trained to read; m or Enter ends memorisation sooner."""
+    a memory the model has been trained to read (a larger one is refused); m or Enter ends
+    memorisation sooner."""
     device: str | None = None
     """Torch device of the model in imagination mode (cpu, cuda, cuda:1, ...; unset: cpu). Needs --model."""
 
 
 def validate_model_args(args: ModelPlayArgs) -> None:
     """The model flags' checks that need no model loaded (one ``gtmsm-play: error:`` line each)."""
-    if args.model is not None and not Path(args.model).is_file():
-        fail(PROG, f"--model: checkpoint not found: {args.model}")
+    problem = input_file_problem(args.model, "checkpoint") if args.model is not None else None
+    if problem is not None:  # before opening it: a FIFO would block forever
+        fail(PROG, f"--model: {problem}")
     if args.tau is not None and args.model is None:
         fail(PROG, "--tau applies only with --model")
     if args.device is not None and args.model is None:
@@ -54,7 +63,8 @@ def validate_model_args(args: ModelPlayArgs) -> None:
 
 
 def load_model_imagination(args: ModelPlayArgs) -> Any:
-    """The checkpoint's model, one step per move, and (as ``.world``) the world it was trained on."""
+    """The checkpoint's model, one step per move, and (as ``.world``) the world it was trained on;
+    memorising ``--tau`` steps, refused above the tau it was trained with."""
     try:
         from gtmsm_model.checkpoint import CheckpointError
         from gtmsm_model.imagination import load_imagination
@@ -67,9 +77,15 @@ def load_model_imagination(args: ModelPlayArgs) -> Any:
     except (ValueError, RuntimeError) as error:
         fail(PROG, error_text(error))  # the message names --device
     try:
-        imagination = load_imagination(args.model, args.tau, device=device)
+        imagination = load_imagination(args.model, device=device)
     except (CheckpointError, ValueError, RuntimeError) as error:
         fail(PROG, f"--model: {error_text(error)}")
+    if args.tau is not None:
+        if args.tau > imagination.trained_tau:
+            fail(PROG, f"--tau {args.tau} is above the tau {imagination.trained_tau} this --model was trained "
+                       f"with: a memory that long is one it never learned to read; use --tau 1 to "
+                       f"{imagination.trained_tau}")
+        imagination.tau = args.tau
     import torch
 
     torch.set_num_threads(1)  # one tiny step per frame: extra threads only add overhead
@@ -114,8 +130,8 @@ def model_env_problem(args: ModelPlayArgs, imagination: Any) -> Any:
     config = imagination.model.config
 
     def problem(env: Any) -> str | None:
-        if config.wall_model == "absolute" and args.start != "center":
-            return (f"--start {args.start}: this --model's wall model is 'absolute' (a learned gate of the "
+        if config.wall_model == "absolute" and env.world.start != "center":
+            return (f"--start {env.world.start}: this --model's wall model is 'absolute' (a learned gate of the "
                     "absolute position), which needs the fixed centre start it was trained with; use "
                     "--start center")
         if env.crop_size != config.crop_size:
@@ -143,7 +159,7 @@ def _play(argv: list[str] | None) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """``gtmsm-play``: 0 when the person quits, 1 without a display, 2 for a bad flag, 130 on Ctrl-C,
-    143 on SIGTERM (then no screenshot is saved and no summary printed)."""
+    143 on SIGTERM (as ``SystemExit`` before the window opened; no screenshot saved, no summary)."""
     return play.run_interruptible(lambda: _play(argv))
 
 

@@ -561,3 +561,115 @@ def test_default_play_tau_is_capped_at_the_window_positions(tiny_checkpoint, tmp
         main(["--help"])
     help_text = " ".join(capsys.readouterr().out.split())
     assert "at most the number of window positions" in help_text and "m or Enter" in help_text
+
+
+# ----------------------------------------------------------- inputs, outputs and signals
+
+
+def test_a_folder_or_fifo_as_model_is_named_for_what_it_is(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--model", str(tmp_path)])
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err.strip() == f"gtmsm-play: error: --model: checkpoint {tmp_path} is a folder; give a file"
+    fifo = tmp_path / "checkpoint.pt"
+    os.mkfifo(fifo)
+    result = subprocess.run([sys.executable, "-m", "gtmsm_model.play_model", "--model", str(fifo), "--script", "d"],
+                            env=clean_env(SDL_VIDEODRIVER="dummy"), capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"gtmsm-play: error: --model: checkpoint {fifo} is a"), lines
+    assert "FIFO" in lines[0] and "not found" not in lines[0]
+
+
+def test_screenshot_is_written_atomically(tmp_path, monkeypatch, capsys):
+    out = tmp_path / "frame.png"
+    saved_as = []
+    real_save = pygame.image.save
+
+    def spy(surface, name):
+        saved_as.append(name)
+        real_save(surface, name)
+
+    monkeypatch.setattr(pygame.image, "save", spy)
+    assert main(["--seed", "0", "--script", "d", "--screenshot", str(out)]) == 0
+    assert len(saved_as) == 1 and Path(saved_as[0]).name != out.name and saved_as[0].endswith(".png")
+    assert np.asarray(Image.open(out)).shape == (256 + 28, 512, 3) and os.listdir(tmp_path) == [out.name]
+    capsys.readouterr()
+    out.write_bytes(b"the previous screenshot")
+
+    def full_disk(surface, name):
+        Path(name).write_bytes(b"\x89PNG half")
+        raise pygame.error("Error writing to datastream")
+
+    monkeypatch.setattr(pygame.image, "save", full_disk)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--seed", "0", "--script", "d", "--screenshot", str(out)])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"gtmsm-play: error: --screenshot: cannot write screenshot {out}") and "\n" not in err
+    assert out.read_bytes() == b"the previous screenshot" and os.listdir(tmp_path) == [out.name]
+
+
+def test_play_restores_the_sigterm_handler_it_replaced():
+    def mine(signum, frame):
+        raise AssertionError("not called")
+
+    previous = signal.signal(signal.SIGTERM, mine)
+    try:
+        assert main(["--seed", "0", "--script", "d"]) == 0
+        assert signal.getsignal(signal.SIGTERM) is mine
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+# --------------------------------------------------------- imagination: world, tau, hidden truth
+
+
+def test_hidden_truth_hides_the_position_and_the_window_box(tiny_checkpoint, tmp_path):
+    from gtmsm_model.imagination import load_imagination
+
+    session = PlaySession(seed=0, imagination=load_imagination(tiny_checkpoint, tau=2))
+    for move in (pygame.K_d, pygame.K_d, pygame.K_s):
+        session.handle_event(key(move))
+    assert "position (5, 6)" in session.status()
+    frame = pygame.surfarray.array3d(session.draw()).transpose(1, 0, 2)
+    window_colour = np.all(frame[:256, :256] == (255, 220, 0), axis=-1)
+    assert window_colour.sum() > 100  # the yellow box around the window on the truth panel
+    session.handle_event(key(pygame.K_t))
+    assert "position (" not in session.status() and "step 3" in session.status()
+    frame = pygame.surfarray.array3d(session.draw()).transpose(1, 0, 2)
+    assert not np.all(frame[:256, :256] == (255, 220, 0), axis=-1).any()
+    session.close()
+
+
+def test_model_play_uses_the_checkpoints_whole_world_unless_flags_override(tiny_checkpoint, tmp_path,
+                                                                           monkeypatch, capsys):
+    from gtmsm_model.checkpoint import load_checkpoint, save_checkpoint
+
+    payload = load_checkpoint(tiny_checkpoint)
+    payload["train_config"]["world"].update(walls="maze", wall_density=0.3)
+    maze = tmp_path / "maze.pt"
+    save_checkpoint(maze, payload)
+    worlds = []
+    original_init = PlaySession.__init__
+
+    def record(self, env, *args, **kwargs):
+        worlds.append(env.unwrapped.world)
+        original_init(self, env, *args, **kwargs)
+
+    monkeypatch.setattr(PlaySession, "__init__", record)
+    assert main(["--model", str(maze), "--seed", "0", "--script", "d"]) == 0
+    assert worlds[-1].walls == "maze" and worlds[-1].wall_density == 0.3
+    assert main(["--model", str(maze), "--seed", "0", "--script", "d", "--walls", "border"]) == 0
+    assert worlds[-1].walls == "border" and worlds[-1].wall_density is None
+    assert main(["--seed", "0", "--script", "d"]) == 0  # no model: the default world
+    assert worlds[-1].walls == "border" and worlds[-1].start == "center"
+
+
+def test_tau_above_the_trained_tau_is_refused(tiny_checkpoint, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--model", str(tiny_checkpoint), "--tau", "33", "--script", "d"])  # debug preset: tau 32
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("gtmsm-play: error: --tau 33 is above the tau 32") and "\n" not in err
+    assert main(["--model", str(tiny_checkpoint), "--tau", "32", "--seed", "0", "--script", "d"]) == 0

@@ -259,6 +259,27 @@ def test_saved_file_follows_the_umask(rollouts, tmp_path, umask, mode):
     assert (tmp_path / "a.npz").stat().st_mode & 0o777 == mode
 
 
+def test_save_keeps_any_name_and_a_refused_write_leaves_the_old_file(rollouts, tmp_path, monkeypatch):
+    import errno
+
+    odd = tmp_path / "data.bin"  # np.savez given this name would write data.bin.npz
+    rollouts.save(odd)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data.bin"]
+    np.testing.assert_array_equal(Rollouts.load(odd).actions, rollouts.actions)
+    target = tmp_path / "old.npz"
+    target.write_bytes(b"the previous dataset")
+
+    def full_disk(file, **arrays):
+        file.write(b"PK\x03\x04 half")  # part of an archive reaches the disk, then it is full
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(np, "savez_compressed", full_disk)
+    with pytest.raises(OSError, match=r"cannot write rollouts file .*old\.npz: no space left on device \(ENOSPC\)"):
+        rollouts.save(target)
+    assert target.read_bytes() == b"the previous dataset"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data.bin", "old.npz"]  # no temporary left
+
+
 @pytest.mark.parametrize(
     ("flags", "message"),
     [
