@@ -98,17 +98,6 @@ class StopFlag:
             raise Interrupted(self.requested)
 
 
-def raise_on_sigterm() -> Any:
-    """From now on SIGTERM raises :class:`Interrupted` in the main thread (where Ctrl-C raises
-    ``KeyboardInterrupt``), so ``finally`` blocks run and the run ends with one line. Returns the
-    handler it replaced (``None`` outside the main thread, where nothing changes)."""
-
-    try:
-        return signal.signal(signal.SIGTERM, _raise_interrupted)
-    except ValueError:  # not the main thread: keep the default
-        return None
-
-
 def interrupted(prog: str, stop: BaseException, note: str = "") -> int:
     """Say that ``stop`` (a ``KeyboardInterrupt``) ended ``prog``, on one line of stderr
     (``prog: interrupted by SIGTERM; note``); returns the exit status (130 or 143). ``note``
