@@ -359,3 +359,12 @@ def test_rollouts_carry_their_world_also_from_old_metadata():
     del old["world"]  # files written before the world key existed
     assert Rollouts(rollouts.observations, rollouts.actions, rollouts.positions, rollouts.wall_hits,
                     rollouts.images, old, rollouts.blocked_moves).world == world.validated()
+
+
+def test_collect_rollouts_takes_its_world_as_one_value():
+    with pytest.raises(TypeError, match="image_size"):
+        collect_rollouts(2, 4, seed=0, image_size=20)  # the loose settings are gone
+    with pytest.raises(TypeError, match="world must be a World"):
+        collect_rollouts(2, 4, seed=0, world={"image_size": 20})
+    with pytest.raises(ValueError, match="crop_size"):
+        collect_rollouts(2, 4, seed=0, world=World(image_size=6))
