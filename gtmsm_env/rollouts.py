@@ -12,14 +12,16 @@ from typing import Any
 import numpy as np
 
 from gtmsm_env.dataset import FORMAT_VERSION, Rollouts
-from gtmsm_env.images import ImageSize
 from gtmsm_env.policies import SB3Policy, resolve_policy
-from gtmsm_env.world import NUM_ACTIONS, Action, World, resolve_world
+from gtmsm_env.world import NUM_ACTIONS, Action, World
 
 __all__ = ["FORMAT_VERSION", "MAX_MEAN_HOLD", "Rollouts", "collect_rollouts", "random_walk_actions"]
 
 MAX_MEAN_HOLD = 1e6
 """The longest mean hold the random walk takes (a hold longer than a sequence is one straight run)."""
+
+REFERENCE_WORLD = World()
+"""The world rollouts are collected in unless told otherwise (a frozen value, safe as a default)."""
 
 
 def random_walk_actions(
@@ -52,15 +54,9 @@ def collect_rollouts(
     seq_len: int,
     *,
     seed: int,
-    world: World | None = None,
+    world: World = REFERENCE_WORLD,
     image_source: Any = None,
-    image_size: ImageSize = 32,
-    crop_size: int = 8,
-    step_size: int = 3,
-    start: str = "center",
     mean_hold: float = 2.0,
-    walls: str = "border",
-    wall_density: float | None = None,
     policy: Any = None,
     policy_steps: int | None = None,
     observation: str | None = None,
@@ -83,18 +79,17 @@ def collect_rollouts(
     ``deterministic`` picks greedy or sampled actions, sampled from torch seeded with ``seed``).
     The dataset always stores crops.
 
-    ``walls="maze"`` (with ``wall_density``, see :class:`~gtmsm_env.env.ImageNavEnv`) draws a wall
-    layout per sequence; it is kept in ``Rollouts.blocked_moves`` and saved with the dataset.
-
-    ``world`` (a :class:`~gtmsm_env.world.World`) sets the geometry, start and walls in one value.
-    ``image_size`` is an int (square images) or ``(height, width)``; the metadata records it as
-    given (an int, or ``[height, width]``) and always as ``image_shape`` ``[height, width]``.
+    ``world`` (a :class:`~gtmsm_env.world.World`, default ``World()``) is the image geometry, the
+    start and the walls; it is validated here (``ValueError`` naming the field). A maze world
+    (``walls="maze"``) draws a wall layout per sequence, kept in ``Rollouts.blocked_moves`` and
+    saved with the dataset. The metadata records the world (``world``, and its fields at the top
+    level: ``image_size`` an int or ``[height, width]``, always ``image_shape`` ``[height, width]``).
     """
     from gtmsm_env.images import make_image_source
     from gtmsm_env.vector_env import ImageNavVectorEnv
 
-    world = resolve_world(world, image_size=image_size, crop_size=crop_size, step_size=step_size,
-                          start=start, walls=walls, wall_density=wall_density)
+    if not isinstance(world, World):
+        raise TypeError(f"world must be a World, got {type(world).__name__}")
     if num_sequences < 1 or seq_len < 1:
         raise ValueError("num_sequences and seq_len must be >= 1")
     source = make_image_source(image_source, world.image_size)

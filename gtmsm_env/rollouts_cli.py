@@ -9,12 +9,28 @@ one exits with one ``gtmsm-rollouts: error: ...`` line naming it (status 2).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import argparse
+import typing
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from gtmsm_cli.checks import memory_problem, output_dir_problem, output_file_problem
-from gtmsm_cli.flags import SEED_MAX, bounded, error_text, fail, flag_text, parse_flags
+from gtmsm_cli.flags import (
+    SEED_MAX,
+    ArgumentParser,
+    _base_type,
+    add_dataclass_flags,
+    bounded,
+    dataclass_values,
+    error_text,
+    fail,
+    field_bounds,
+    flag_name,
+    flag_text,
+    number,
+)
+from gtmsm_cli.signals import interrupted, sigterm_raises
 from gtmsm_env.images import ImageSize, ImageSizeError, canonical_image_size
 from gtmsm_env.rollouts import MAX_MEAN_HOLD, collect_rollouts
 from gtmsm_env.world import START_MODES, WALL_MODES, World
@@ -25,7 +41,8 @@ PROG = "gtmsm-rollouts"
 @dataclass
 class RolloutArgs:
     """The flags of ``gtmsm-rollouts`` (one flag per field, ``--num-sequences`` for
-    ``num_sequences``; the docstring under each field is its help text)."""
+    ``num_sequences``; the docstring under each field is its help text). ``world`` is the world
+    flags' :class:`~gtmsm_env.world.World` (its flags are :func:`add_world_flags`)."""
 
     out: str | None = None
     """output .npz path (its folder is created if missing)"""
@@ -40,22 +57,8 @@ class RolloutArgs:
     """seed of images, wall layouts, starts and the policy"""
     image_source: str = "procedural"
     """'procedural' (embedded default), a folder of images, or a .npz/.npy file"""
-    image_size: int = bounded(32, ge=1)
-    """image side in pixels (the height when --image-width is given)"""
-    image_width: int | None = bounded(None, ge=1)
-    """image width in pixels for rectangular images (unset: square, --image-size)"""
-    crop_size: int = bounded(8, ge=1)
-    """window side in pixels (at most --image-size and --image-width)"""
-    step_size: int = bounded(3, ge=1)
-    """pixels per grid move"""
-    start: str = "center"
-    """start position: center or random"""
     mean_hold: float = bounded(2.0, gt=0, le=MAX_MEAN_HOLD)
     """random walk: Poisson mean of how long a direction is held"""
-    walls: str = "border"
-    """'border' (only the image border blocks moves) or 'maze' (interior walls too)"""
-    wall_density: float | None = bounded(None, ge=0, le=1)
-    """fraction of interior edges walled with --walls maze (unset: 0.05)"""
     policy: str | None = None
     """a saved SB3 model (.zip, e.g. benchmarks/results/ppo_coverage.zip) that chooses the actions
     instead of the random walk"""
@@ -64,15 +67,42 @@ class RolloutArgs:
     memorisation phase); the rest is the random walk (unset: all steps)"""
     policy_deterministic: bool = True
     """with --policy: greedy actions (--no-policy-deterministic samples them)"""
-
-    @property
-    def world(self) -> World:
-        """The world these flags ask for (not validated)."""
-        return World(rollout_image_size(self), self.crop_size, self.step_size, self.start,
-                     self.walls, self.wall_density)
+    world: World = field(default_factory=World)
 
 
-_WORLD_FIELDS = ("image_size", "crop_size", "step_size", "start", "walls", "wall_density")
+_WORLD_FIELDS = tuple(f.name for f in fields(World))
+WORLD_FLAGS = ("image_size", "image_width", "crop_size", "step_size", "start", "walls", "wall_density")
+"""The world's flags: one per :class:`World` field, and ``--image-width``, the width of a
+``(height, width)`` ``image_size`` (square images when unset)."""
+_IMAGE_WIDTH_HELP = "image width in pixels for rectangular images (unset: square, --image-size)"
+_CHOICES = {"start": START_MODES, "walls": WALL_MODES}
+
+
+def add_world_flags(parser: argparse.ArgumentParser) -> None:
+    """The :data:`WORLD_FLAGS` in a "world" group: each one's default, range and help are its
+    :class:`World` field's (``--image-width`` takes ``image_size``'s range), so a bad value is
+    refused in the words every entry point uses ("argument --image-size: must be >= 2, got 1")."""
+    world_fields, hints = {f.name: f for f in fields(World)}, typing.get_type_hints(World)
+    group = parser.add_argument_group("world", "the images, window, moves, start and walls")
+    for name in WORLD_FLAGS:
+        field_ = world_fields["image_size" if name == "image_width" else name]
+        if name in ("image_size", "image_width"):
+            kind, optional = int, name == "image_width"
+        else:
+            kind, optional = _base_type(hints[name])
+        default = None if name == "image_width" else field_.default
+        text = _IMAGE_WIDTH_HELP if name == "image_width" else flag_text(field_.metadata["help"])
+        if default is not None:
+            text = f"{text} (default: {default})"
+        parse = number(kind, field_bounds(field_), optional=optional) if kind in (int, float) else str
+        group.add_argument(flag_name(name), dest=name, type=parse, metavar=name.upper(), choices=_CHOICES.get(name),
+                           default=default, help=text.replace("%", "%%"))
+
+
+def world_of(namespace: argparse.Namespace) -> World:
+    """The world the parsed :func:`add_world_flags` ask for (not validated)."""
+    return World(rollout_image_size(namespace.image_size, namespace.image_width), namespace.crop_size,
+                 namespace.step_size, namespace.start, namespace.walls, namespace.wall_density)
 
 
 def image_source_text(error: BaseException) -> str:
@@ -86,16 +116,15 @@ def image_source_text(error: BaseException) -> str:
     return text
 
 
-_CHOICES = {"start": START_MODES, "walls": WALL_MODES}
 DESCRIPTION = ("Collect rollouts of ImageNav-v0 (the reference random walk, or a saved SB3 policy with "
                "--policy) and write them to an .npz dataset (--out) and/or a Minari dataset (--minari).")
 
 
-def rollout_image_size(args: RolloutArgs) -> ImageSize:
+def rollout_image_size(image_size: int, image_width: int | None) -> ImageSize:
     """``--image-size`` alone (square), or ``(--image-size, --image-width)``."""
-    if args.image_width is None:
-        return args.image_size
-    return canonical_image_size((args.image_size, args.image_width))
+    if image_width is None:
+        return image_size
+    return canonical_image_size((image_size, image_width))
 
 
 def rollouts_memory_needs(num_sequences: int, seq_len: int, image_shape: tuple[int, int], crop_size: int,
@@ -137,24 +166,29 @@ def parse_args(argv: list[str] | None = None) -> tuple[RolloutArgs, Any, Any]:
     from gtmsm_env.images import make_image_source
     from gtmsm_env.maze import validate_walls
 
-    args = parse_flags(RolloutArgs, argv, prog=PROG, description=DESCRIPTION, choices=_CHOICES)
-    if args.crop_size > args.image_size:
-        fail(PROG, f"--crop-size {args.crop_size} is larger than --image-size {args.image_size}")
-    if args.image_width is not None and args.crop_size > args.image_width:
-        fail(PROG, f"--crop-size {args.crop_size} is larger than --image-width {args.image_width}")
-    world = args.world
-    image_size, (height, width), grid_shape = world.image_size, world.image_shape, world.grid_shape
-    problem = single_position_problem(image_size, args.crop_size, args.step_size)
+    parser = ArgumentParser(prog=PROG, description=DESCRIPTION)
+    add_dataclass_flags(parser, RolloutArgs, skip=("world",))
+    add_world_flags(parser)
+    namespace = parser.parse_args(argv)
+    world = world_of(namespace)
+    args = RolloutArgs(**dataclass_values(namespace, RolloutArgs, skip=("world",)), world=world)
+    (height, width), crop_size = world.image_shape, world.crop_size
+    if crop_size > height:
+        fail(PROG, f"--crop-size {crop_size} is larger than --image-size {height}")
+    if crop_size > width:
+        fail(PROG, f"--crop-size {crop_size} is larger than --image-width {width}")
+    image_size, grid_shape = world.image_size, world.grid_shape
+    problem = single_position_problem(image_size, crop_size, world.step_size)
     if problem is not None:
         fail(PROG, flag_text(problem, _WORLD_FIELDS))
-    if args.walls == "border" and args.wall_density is not None:
+    if world.walls == "border" and world.wall_density is not None:
         fail(PROG, "--wall-density applies only to --walls maze")
     try:
-        validate_walls(args.walls, args.wall_density, grid_shape)
+        validate_walls(world.walls, world.wall_density, grid_shape)
     except (TypeError, ValueError) as error:
         fail(PROG, f"--wall-density: {error_text(error)}")
     problem = memory_problem(rollouts_memory_needs(args.num_sequences, args.seq_len, (height, width),
-                                                   args.crop_size, grid_shape, args.walls))
+                                                   crop_size, grid_shape, world.walls))
     if problem is not None:
         fail(PROG, problem)
     if args.policy is None and not args.policy_deterministic:
@@ -188,13 +222,28 @@ def parse_args(argv: list[str] | None = None) -> tuple[RolloutArgs, Any, Any]:
 
     try:
         policy = load_sb3_policy(args.policy, deterministic=args.policy_deterministic, seed=args.seed)
-        policy.check_geometry(args.crop_size, grid_shape)
+        policy.check_geometry(crop_size, grid_shape)
     except (ValueError, TypeError, OSError) as error:
         fail(PROG, f"--policy: {error_text(error)}")
     return args, source, policy
 
 
 def main(argv: list[str] | None = None) -> None:
+    """The command: check every flag, collect, write. Ctrl-C or SIGTERM end it with one line saying
+    what was written (nothing, unless --out was already in place when the Minari dataset was
+    interrupted: the .npz is written atomically, the Minari dataset through a staging folder) and
+    exit status 130 or 143."""
+    written: list[str] = []
+    try:
+        with sigterm_raises():
+            _collect_and_write(argv, written)
+    except KeyboardInterrupt as stop:
+        note = (f"{written[0]}; the Minari dataset was not written" if written
+                else "nothing was written")
+        raise SystemExit(interrupted(PROG, stop, note)) from None
+
+
+def _collect_and_write(argv: list[str] | None, written: list[str]) -> None:
     args, source, policy = parse_args(argv)
     rollouts = collect_rollouts(
         args.num_sequences,
@@ -206,7 +255,6 @@ def main(argv: list[str] | None = None) -> None:
         policy=policy,
         policy_steps=args.policy_steps,
     )
-    written = []
     if args.out is not None:
         out = Path(args.out)
         try:

@@ -67,13 +67,20 @@ class World:
     """
 
     # Each number's range (plain metadata: ``ge``/``gt``/``le``/``lt``) is what a command line
-    # accepts before :meth:`validated` checks the whole world.
-    image_size: ImageSize = dataclasses.field(default=32, metadata={"bounds": {"ge": 2}})
-    crop_size: int = dataclasses.field(default=8, metadata={"bounds": {"ge": 1}})
-    step_size: int = dataclasses.field(default=3, metadata={"bounds": {"ge": 1}})
-    start: str = "center"
-    walls: str = "border"
-    wall_density: float | None = dataclasses.field(default=None, metadata={"bounds": {"ge": 0, "le": 1}})
+    # accepts before :meth:`validated` checks the whole world; ``help`` is its one-line help text.
+    image_size: ImageSize = dataclasses.field(default=32, metadata={
+        "bounds": {"ge": 2}, "help": "image side in pixels (the height when `image_width` is given)"})
+    crop_size: int = dataclasses.field(default=8, metadata={
+        "bounds": {"ge": 1}, "help": "side of the window the agent sees, in pixels (at most `image_size` and `image_width`)"})
+    step_size: int = dataclasses.field(default=3, metadata={
+        "bounds": {"ge": 1}, "help": "pixels the window moves per step"})
+    start: str = dataclasses.field(default="center", metadata={
+        "help": "start position: center or random"})
+    walls: str = dataclasses.field(default="border", metadata={
+        "help": "'border' (only the image border blocks moves) or 'maze' (interior walls too)"})
+    wall_density: float | None = dataclasses.field(default=None, metadata={
+        "bounds": {"ge": 0, "le": 1},
+        "help": f"fraction of interior edges walled with `walls` maze (unset: {DEFAULT_WALL_DENSITY})"})
 
     def validated(self) -> World:
         from gtmsm_env.maze import validate_walls  # maze.py builds on this module's actions

@@ -119,6 +119,6 @@ def heldout_rollouts(
     """Evaluation rollouts from a seed stream disjoint from training's (see module docstring), in
     ``world`` (or the loose ``collect_rollouts`` settings ``env_kwargs``)."""
     return collect_rollouts(
-        num_sequences, length, seed=seed + HELDOUT_SEED_OFFSET, image_source=image_source, world=world,
-        **env_kwargs
+        num_sequences, length, seed=seed + HELDOUT_SEED_OFFSET, image_source=image_source,
+        world=World() if world is None else world, **env_kwargs
     )

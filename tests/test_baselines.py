@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from gtmsm_env import collect_rollouts
+from gtmsm_env import World, collect_rollouts
 from gtmsm_env.rollouts import Rollouts
 from gtmsm_model.baselines import (
     RSSM,
@@ -101,7 +101,7 @@ def test_oracle_memory_is_exact_on_revisited_steps_and_uses_the_latest_visit():
 
 
 def test_oracle_memory_scores_zero_on_revisited_and_nonzero_on_novel_steps():
-    rollouts = collect_rollouts(4, 60, seed=2, start="random")
+    rollouts = collect_rollouts(4, 60, seed=2, world=World(start="random"))
     tau = 20
     revisited = revisited_mask(rollouts.positions, tau)
     assert revisited.any() and (~revisited).any()
@@ -194,7 +194,7 @@ def test_canvas_oracle_on_a_hand_made_rollout():
 
 
 def test_canvas_oracle_is_zero_on_revisited_steps():
-    rollouts = collect_rollouts(4, 60, seed=3, start="random")
+    rollouts = collect_rollouts(4, 60, seed=3, world=World(start="random"))
     tau = 20
     predicted = CanvasOracle().predict(rollouts.observations[:, :tau], rollouts.actions, tau, rollouts.positions)
     metrics = prediction_metrics(predicted, rollouts, tau)

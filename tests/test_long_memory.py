@@ -6,6 +6,7 @@ import numpy as np
 import torch
 
 from gtmsm_env.rollouts import collect_rollouts
+from gtmsm_env.world import World
 from gtmsm_model.model import GTMSM
 from gtmsm_model.train import make_config
 
@@ -16,7 +17,7 @@ def tiny_model() -> GTMSM:
 
 
 def test_a_memory_of_4096_entries_predicts_every_step() -> None:
-    rollouts = collect_rollouts(1, 4096 + 32, seed=1, image_size=64, step_size=4)
+    rollouts = collect_rollouts(1, 4096 + 32, seed=1, world=World(image_size=64, step_size=4))
     prediction = tiny_model().predict(torch.as_tensor(rollouts.observations), torch.as_tensor(rollouts.actions), 4096)
     assert prediction.pixels.shape == (1, 32, 8, 8, 3) and torch.isfinite(prediction.pixels).all()
 

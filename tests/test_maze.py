@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import gtmsm_env  # noqa: F401  (registers ImageNav-v0)
-from gtmsm_env import DOWN, LEFT, RIGHT, STAY, UP, ImageNavEnv, Rollouts, collect_rollouts
+from gtmsm_env import DOWN, LEFT, RIGHT, STAY, UP, ImageNavEnv, Rollouts, World, collect_rollouts
 from gtmsm_env.drawing import WALL_CORE
 from gtmsm_env.maze import (
     border_blocked_moves,
@@ -168,7 +168,7 @@ def test_vector_env_renders_each_envs_walls():
 
 
 def test_rollouts_keep_the_layout_and_reproduce_it(tmp_path):
-    rollouts = collect_rollouts(3, 120, seed=4, walls="maze", wall_density=0.3)
+    rollouts = collect_rollouts(3, 120, seed=4, world=World(walls="maze", wall_density=0.3))
     blocked = rollouts.blocked_moves
     assert blocked.shape == (3, 9, 9, 5) and blocked.dtype == np.bool_
     assert rollouts.metadata["walls"] == "maze" and rollouts.metadata["wall_density"] == 0.3
@@ -191,7 +191,7 @@ def test_rollouts_keep_the_layout_and_reproduce_it(tmp_path):
 
 
 def test_rollouts_reject_a_layout_of_the_wrong_shape():
-    r = collect_rollouts(2, 10, seed=0, walls="maze")
+    r = collect_rollouts(2, 10, seed=0, world=World(walls="maze"))
     with pytest.raises(ValueError, match="blocked_moves"):
         Rollouts(r.observations, r.actions, r.positions, r.wall_hits, r.images, {},
                  np.zeros((3, 9, 9, 5), bool))

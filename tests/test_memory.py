@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import Tensor, nn
 
-from gtmsm_env import collect_rollouts
+from gtmsm_env import World, collect_rollouts
 from gtmsm_model.evaluate import affine_fit_rms, canvas_oracle_predict, revisited_mask, smap_fit_rms
 from gtmsm_model.memory import (
     EdgeMemory,
@@ -255,7 +255,7 @@ def perfect_model(**overrides) -> GTMSM:
 @pytest.mark.parametrize("start", ["center", "random"])
 def test_maze_rollout_with_known_walls_and_a_perfect_codec_predicts_exactly(start: str) -> None:
     tau, horizon = 1500, 200
-    rollouts = collect_rollouts(2, tau + horizon, seed=7, walls="maze", wall_density=0.15, start=start)
+    rollouts = collect_rollouts(2, tau + horizon, seed=7, world=World(start=start, walls="maze", wall_density=0.15))
     # Precondition: every predicted step revisits a memorised cell (the walls were learnt on the way).
     assert revisited_mask(rollouts.positions, tau).all()
     assert rollouts.wall_hits[:, tau:].any()  # some predicted moves really hit walls
@@ -270,7 +270,7 @@ def test_maze_rollout_with_known_walls_and_a_perfect_codec_predicts_exactly(star
 
 
 def test_observe_then_imagine_step_by_step_equals_predict() -> None:
-    rollouts = collect_rollouts(2, 90, seed=8, start="random")
+    rollouts = collect_rollouts(2, 90, seed=8, world=World(start="random"))
     observations, actions = torch.as_tensor(rollouts.observations), torch.as_tensor(rollouts.actions)
     tau = 60
     torch.manual_seed(0)
@@ -287,7 +287,7 @@ def test_observe_then_imagine_step_by_step_equals_predict() -> None:
 
 
 def test_canvas_fills_novel_views_the_knn_blend_cannot() -> None:
-    rollouts = collect_rollouts(4, 400, seed=9, start="random")
+    rollouts = collect_rollouts(4, 400, seed=9, world=World(start="random"))
     tau = 300
     observations, actions = torch.as_tensor(rollouts.observations), torch.as_tensor(rollouts.actions)
     truth = rollouts.observations[:, tau:].astype(np.float32) / 255.0

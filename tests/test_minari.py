@@ -16,6 +16,7 @@ minari = pytest.importorskip("minari")  # the dev extra installs it (Python >= 3
 
 from gtmsm_env.minari_io import load_minari, save_minari  # noqa: E402
 from gtmsm_env.rollouts import collect_rollouts  # noqa: E402
+from gtmsm_env.world import World  # noqa: E402
 
 ARRAYS = ("observations", "actions", "positions", "wall_hits", "images", "blocked_moves")
 
@@ -30,7 +31,7 @@ def datasets_path(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("settings", [{"walls": "maze", "wall_density": 0.2}, {"image_size": (32, 44), "start": "random"}])
 def test_round_trip_returns_the_same_arrays_and_world(settings):
-    rollouts = collect_rollouts(3, 24, seed=7, **settings)
+    rollouts = collect_rollouts(3, 24, seed=7, world=World(**settings))
     save_minari(rollouts, "gtmsm/round-trip-v0")
     loaded = load_minari("gtmsm/round-trip-v0")
     for name in ARRAYS:
@@ -46,7 +47,7 @@ def test_round_trip_returns_the_same_arrays_and_world(settings):
 
 
 def test_a_minari_user_sees_episodes_infos_and_the_env_spec(datasets_path):
-    rollouts = collect_rollouts(2, 10, seed=3, walls="maze")
+    rollouts = collect_rollouts(2, 10, seed=3, world=World(walls="maze"))
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # every field Minari asks for is given or deliberately unset
         save_minari(rollouts, "walk-v1")
@@ -99,7 +100,7 @@ def test_load_refuses_missing_ragged_and_foreign_datasets_and_reads_the_world_fr
         load_minari("gtmsm/none-v0")
     with pytest.raises(ValueError, match="not a Minari dataset id"):
         load_minari("no-version")
-    rollouts = collect_rollouts(2, 12, seed=0, step_size=2)
+    rollouts = collect_rollouts(2, 12, seed=0, world=World(step_size=2))
     save_minari(rollouts, "plain-v0")
     metadata_file = datasets_path / "plain-v0" / "data" / "metadata.json"
     metadata = json.loads(metadata_file.read_text())

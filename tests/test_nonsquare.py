@@ -28,6 +28,7 @@ from gtmsm_env.maze import generate_maze, interior_edges, max_interior_walls, re
 from gtmsm_env.rollouts import collect_rollouts
 from gtmsm_env.rollouts_cli import main as rollouts_main
 from gtmsm_env.vector_env import ImageNavVectorEnv
+from gtmsm_env.world import World
 
 os.environ.setdefault("SDL_VIDEODRIVER", "dummy")  # human render checks need no display
 
@@ -286,7 +287,7 @@ def test_arrays_and_files_must_match_height_and_width(tmp_path):
 
 
 def test_collect_rollouts_on_a_rectangle():
-    rollouts = collect_rollouts(3, 30, seed=0, image_size=WIDE, walls="maze", start="random")
+    rollouts = collect_rollouts(3, 30, seed=0, world=World(image_size=WIDE, start="random", walls="maze"))
     assert rollouts.images.shape == (3, *WIDE, 3)
     assert rollouts.blocked_moves.shape == (3, 9, 14, 5)
     meta = rollouts.metadata
@@ -345,7 +346,7 @@ def test_gtmsm_debug_preset_trains_and_evaluates(tmp_path, capsys, flags, image_
     assert 0 < metrics["mse"] < 1 and np.isfinite(metrics["smap_rms"])
     assert metrics["fraction_revisited"] + metrics["fraction_novel"] == pytest.approx(1.0)
     assert (out / "prediction.png").exists()  # the canvases are assembled at (height, width)
-    rollouts = collect_rollouts(2, 8, seed=0, **world)
+    rollouts = collect_rollouts(2, 8, seed=0, world=World(**world))
     assert rollouts.metadata["grid_shape"] == list(grid_shape)
 
 

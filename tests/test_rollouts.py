@@ -10,7 +10,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-from gtmsm_env import STAY, Rollouts, collect_rollouts, random_walk_actions
+from gtmsm_env import STAY, Rollouts, World, collect_rollouts, random_walk_actions
 from gtmsm_env.rollouts_cli import main
 
 
@@ -30,7 +30,7 @@ def test_random_walk_holds_directions_and_stays_on_zero_draws():
 
 @pytest.fixture(scope="module")
 def rollouts() -> Rollouts:
-    return collect_rollouts(6, 40, seed=5, start="random")
+    return collect_rollouts(6, 40, seed=5, world=World(start="random"))
 
 
 def test_collect_rollouts_shapes_and_reproducibility(rollouts):
@@ -39,10 +39,10 @@ def test_collect_rollouts_shapes_and_reproducibility(rollouts):
     assert rollouts.actions.dtype == np.int64 and (rollouts.actions[:, 0] == STAY).all()
     assert not rollouts.wall_hits[:, 0].any()
     assert rollouts.metadata["seed"] == 5 and rollouts.metadata["grid_shape"] == [9, 9]
-    again = collect_rollouts(6, 40, seed=5, start="random")
+    again = collect_rollouts(6, 40, seed=5, world=World(start="random"))
     for key in ("observations", "actions", "positions", "wall_hits", "images"):
         np.testing.assert_array_equal(getattr(rollouts, key), getattr(again, key))
-    other = collect_rollouts(6, 40, seed=6, start="random")
+    other = collect_rollouts(6, 40, seed=6, world=World(start="random"))
     assert not np.array_equal(rollouts.images, other.images)
 
 
@@ -186,7 +186,12 @@ def test_cli_module_entry_point_has_help():
         (["--mean-hold", "inf"], "argument --mean-hold: must be a finite number"),
         (["--seed", "-1"], "argument --seed: must be >= 0"),
         (["--seq-len", "ten"], "argument --seq-len: expected an integer, got 'ten'"),
-        (["--image-size", "0"], "argument --image-size: must be >= 1"),
+        (["--image-size", "0"], "argument --image-size: must be >= 2, got 0"),
+        (["--image-size", "1"], "argument --image-size: must be >= 2, got 1"),
+        (["--image-width", "1"], "argument --image-width: must be >= 2, got 1"),
+        (["--crop-size", "0"], "argument --crop-size: must be >= 1, got 0"),
+        (["--step-size", "0"], "argument --step-size: must be >= 1, got 0"),
+        (["--image-width", "6"], "--crop-size 8 is larger than --image-width 6"),
         (["--crop-size", "40"], "--crop-size 40 is larger than --image-size 32"),
         (["--start", "corner"], "argument --start: invalid choice"),
         (["--walls", "rooms"], "argument --walls: invalid choice"),
@@ -218,6 +223,55 @@ def test_cli_rejects_each_bad_flag_before_any_work(flags, message, tmp_path):
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith("gtmsm-rollouts: error: ") and message in last, last
     assert not (tmp_path / "out").exists()
+
+
+def test_world_flags_take_their_defaults_and_ranges_from_world(tmp_path):
+    from gtmsm_env.rollouts_cli import parse_args
+
+    out = str(tmp_path / "x.npz")
+    args, _, _ = parse_args(["--out", out])
+    assert args.world == World()
+    args, _, _ = parse_args(["--out", out, "--image-size", "20", "--image-width", "44", "--crop-size", "6",
+                             "--step-size", "2", "--start", "random", "--walls", "maze", "--wall-density", "0.1"])
+    assert args.world == World((20, 44), 6, 2, "random", "maze", 0.1)
+
+
+# Collects until SIGINT/SIGTERM arrives from outside; says on stdout when the first step is taken.
+COLLECT_UNTIL_SIGNALLED = """
+import sys
+from gtmsm_env import vector_env
+real_step = vector_env.ImageNavVectorEnv.step
+def step(self, actions, _said=[]):
+    if not _said:
+        _said.append(True)
+        print("collecting", flush=True)
+    return real_step(self, actions)
+vector_env.ImageNavVectorEnv.step = step
+from gtmsm_env.rollouts_cli import main
+main(sys.argv[1:])
+"""
+
+
+@pytest.mark.parametrize(("signal_name", "status"), [("SIGTERM", 143), ("SIGINT", 130)])
+def test_a_signal_while_collecting_is_one_line_and_nothing_written(signal_name, status, tmp_path):
+    import os
+    import signal
+
+    out = tmp_path / "out"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    process = subprocess.Popen(
+        [sys.executable, "-c", COLLECT_UNTIL_SIGNALLED, "--out", str(out / "r.npz"), "--num-sequences", "8",
+         "--seq-len", "200000"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        assert process.stdout.readline().strip() == "collecting"
+        process.send_signal(getattr(signal, signal_name))
+        _, err = process.communicate(timeout=60)
+    finally:
+        process.kill()
+    assert process.returncode == status, err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert "Traceback" not in err and lines == [f"gtmsm-rollouts: interrupted by {signal_name}; nothing was written"]
+    assert not out.exists() or not list(out.iterdir())
 
 
 def test_cli_rejects_an_unwritable_folder_before_any_work(tmp_path, monkeypatch, capsys):
@@ -318,8 +372,6 @@ def test_random_walk_long_holds_cost_only_the_steps_asked_for():
 
 
 def test_rollouts_carry_their_world_also_from_old_metadata():
-    from gtmsm_env import World
-
     world = World(image_size=(32, 40), crop_size=8, step_size=4, start="random", walls="maze")
     rollouts = collect_rollouts(2, 4, seed=0, world=world)
     assert rollouts.metadata["world"] == world.validated().to_dict()
@@ -328,3 +380,12 @@ def test_rollouts_carry_their_world_also_from_old_metadata():
     del old["world"]  # files written before the world key existed
     assert Rollouts(rollouts.observations, rollouts.actions, rollouts.positions, rollouts.wall_hits,
                     rollouts.images, old, rollouts.blocked_moves).world == world.validated()
+
+
+def test_collect_rollouts_takes_its_world_as_one_value():
+    with pytest.raises(TypeError, match="image_size"):
+        collect_rollouts(2, 4, seed=0, image_size=20)  # the loose settings are gone
+    with pytest.raises(TypeError, match="world must be a World"):
+        collect_rollouts(2, 4, seed=0, world={"image_size": 20})
+    with pytest.raises(ValueError, match="crop_size"):
+        collect_rollouts(2, 4, seed=0, world=World(image_size=6))

@@ -18,7 +18,7 @@ from stable_baselines3.common.env_checker import check_env  # noqa: E402
 from stable_baselines3.common.vec_env import DummyVecEnv, VecMonitor  # noqa: E402
 
 import gtmsm_env  # noqa: E402
-from gtmsm_env import REGISTERED_ENVS, ImageNavEnv, Rollouts, collect_rollouts  # noqa: E402
+from gtmsm_env import REGISTERED_ENVS, ImageNavEnv, Rollouts, World, collect_rollouts  # noqa: E402
 from gtmsm_env.observations import OBSERVATION_MODES  # noqa: E402
 from gtmsm_model.sb3 import (  # noqa: E402
     NET_ARCH,
@@ -221,7 +221,7 @@ def test_a_policy_for_another_grid_or_a_junk_file_is_rejected(saved_policy, tmp_
     from gtmsm_env.rollouts_cli import main
 
     with pytest.raises(ValueError, match="grid"):
-        collect_rollouts(2, 5, seed=0, image_size=20, policy=saved_policy)
+        collect_rollouts(2, 5, seed=0, world=World(image_size=20), policy=saved_policy)
     junk = tmp_path / "junk.zip"
     junk.write_bytes(b"not a zip")
     for flags, message in [

@@ -269,8 +269,9 @@ def test_evaluation_rejects_a_nonpositive_tau() -> None:
 
 def test_dataset_with_another_crop_size_is_a_clear_error(tmp_path: Path) -> None:
     from gtmsm_env.rollouts import collect_rollouts
+    from gtmsm_env.world import World
 
-    collect_rollouts(2, 48, seed=3, image_size=36, crop_size=12).save(tmp_path / "c12.npz")
+    collect_rollouts(2, 48, seed=3, world=World(image_size=36, crop_size=12)).save(tmp_path / "c12.npz")
     with pytest.raises(ValueError, match="crop"):
         train(debug_config(tmp_path / "run", dataset=str(tmp_path / "c12.npz")))
 

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from gtmsm_env.rollouts import Rollouts, collect_rollouts
-from gtmsm_env.world import NUM_ACTIONS
+from gtmsm_env.world import NUM_ACTIONS, World
 from gtmsm_model.data import HELDOUT_SEED_OFFSET, heldout_rollouts
 
 TRAINING_DISTRIBUTION = ("procedural images, centre start, border walls only, reference random walk "
@@ -86,7 +86,7 @@ def condition_rollouts(condition: Condition, sequences: int, *, quick: bool, pho
     """The held-out test rollouts of ``condition`` (images from a stream training never uses);
     ``photos`` gives the photo patch file, asked for only by the photos condition."""
     tau, horizon = condition.lengths(quick)
-    kwargs = dict(condition.env_kwargs)
+    kwargs: dict[str, Any] = {"world": World(**condition.env_kwargs)}
     if condition.photos:
         kwargs["image_source"] = str(photos())
     if condition.uniform_policy:
