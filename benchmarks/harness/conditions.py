@@ -38,7 +38,8 @@ class Condition:
     horizon: int
     quick_tau: int
     quick_horizon: int
-    env_kwargs: dict[str, Any] = field(default_factory=dict)
+    world: World = field(default_factory=World)
+    """The world of its rollouts (a model trained on the reference world is asked to predict it)."""
     photos: bool = False
     uniform_policy: bool = False
 
@@ -51,14 +52,14 @@ CONDITIONS: dict[str, Condition] = {c.name: c for c in (
     Condition("photos", "32×32 natural-photo patches (scikit-learn's sample photos) no model trained on, "
               "centre start", 256, 256, 32, 16, photos=True),
     Condition("random start", "procedural images, uniformly random start cell", 256, 256, 32, 16,
-              env_kwargs={"start": "random"}),
+              world=World(start="random")),
     Condition("uniform policy", "procedural images, centre start, a uniformly random action (of 5) every step "
               "instead of held directions", 256, 256, 32, 16, uniform_policy=True),
     Condition("long horizon", "procedural images, centre start, three times the predicted steps", 256, 768, 32, 48),
     Condition("short memory", "procedural images, centre start, a quarter of the memorisation steps", 64, 256, 8, 16),
     Condition("maze", f"procedural images, random start, interior walls (walls='maze', {MAZE_WALL_DENSITY:.0%} of "
               "interior edges, a new layout per sequence)", 256, 256, 32, 16,
-              env_kwargs={"start": "random", "walls": "maze", "wall_density": MAZE_WALL_DENSITY}),
+              world=World(start="random", walls="maze", wall_density=MAZE_WALL_DENSITY)),
 )}
 
 
@@ -86,7 +87,7 @@ def condition_rollouts(condition: Condition, sequences: int, *, quick: bool, pho
     """The held-out test rollouts of ``condition`` (images from a stream training never uses);
     ``photos`` gives the photo patch file, asked for only by the photos condition."""
     tau, horizon = condition.lengths(quick)
-    kwargs: dict[str, Any] = {"world": World(**condition.env_kwargs)}
+    kwargs: dict[str, Any] = {"world": condition.world}
     if condition.photos:
         kwargs["image_source"] = str(photos())
     if condition.uniform_policy:
