@@ -27,7 +27,7 @@ from typing import Any
 import torch
 
 from gtmsm_cli.files import write_bytes
-from gtmsm_cli.flags import error_text, flag_of
+from gtmsm_cli.flags import error_text
 from gtmsm_cli.inputs import input_file_problem
 from gtmsm_model.config import RESUMABLE_CHANGES, SECTIONS, TrainConfig, flatten
 from gtmsm_model.model import GTMSM, GTMSMConfig
@@ -203,34 +203,35 @@ def _differing(before: dict[str, Any], now: dict[str, Any]) -> list[str]:
 
 def check_resumable(payload: dict[str, Any], config: TrainConfig, path: Path, world_size: int = 1) -> None:
     """``path``'s run (a loaded, version-2 payload) is this one: the same settings (all but
-    ``RESUMABLE_CHANGES``, each named by its flag) and the same data shards, so the resumed steps
-    are the ones it would have taken. A setting the checkpoint does not record is not compared."""
+    ``RESUMABLE_CHANGES``, each named as a field, ```z_dim```) and the same data shards, so the
+    resumed steps are the ones it would have taken. A setting the checkpoint does not record is not
+    compared."""
     nested = payload.get("train_config") or {}
     saved = flatten(nested)
     if saved.get("seed") != config.run.seed or saved.get("preset") != config.preset:
         raise CheckpointError(
-            f"--resume: {path} was written by a run with preset={saved.get('preset')!r}, "
+            f"`resume`: {path} was written by a run with preset={saved.get('preset')!r}, "
             f"seed={saved.get('seed')}; this run has preset={config.preset!r}, seed={config.run.seed}. "
-            "Use another --out-dir or the same settings."
+            "Use another `out_dir` or the same settings."
         )
     for what, before, now in (("", saved, config.flat()),
                               (" model", payload.get("model_config", {}), asdict(config.model))):
         differ = _differing(before, now)
         if differ:
-            flags = ", ".join(f"{flag_of(n)} {before[n]} (this run: {now[n]})" for n in differ)
-            raise CheckpointError(f"--resume: {path} was trained with {flags}; resume with the same{what} "
-                                  "settings, or train afresh with --overwrite or another --out-dir")
+            settings = ", ".join(f"`{n}` {before[n]} (this run: {now[n]})" for n in differ)
+            raise CheckpointError(f"`resume`: {path} was trained with {settings}; resume with the same{what} "
+                                  "settings, or train afresh with `overwrite` or another `out_dir`")
     saved_shards = saved.get("data_shards") or int(payload.get("world_size", 1))
     shards = config.run.data_shards or world_size
     if saved_shards != shards:
         raise CheckpointError(
-            f"--resume: {path} was trained on {saved_shards} data shard(s) ({payload.get('world_size', 1)} "
+            f"`resume`: {path} was trained on {saved_shards} data shard(s) ({payload.get('world_size', 1)} "
             f"process(es)); this run has {shards}: resume with the same torchrun --nproc_per_node or "
-            "--data-shards, or the resumed steps would differ")
+            "`data_shards`, or the resumed steps would differ")
     step = payload.get("step")
     if not isinstance(step, int) or isinstance(step, bool) or step < 0:
-        raise CheckpointError(f"--resume: {path} records step {step!r}, not a step count")
+        raise CheckpointError(f"`resume`: {path} records step {step!r}, not a step count")
     if step > config.schedule.total_steps:
-        raise CheckpointError(f"--resume: {path} is at step {step}, past the end of this run "
-                              f"(--vae-warmup-iters {config.schedule.vae_warmup_iters} + --iterations "
-                              f"{config.schedule.iterations}); give at least as many --iterations to continue it")
+        raise CheckpointError(f"`resume`: {path} is at step {step}, past the end of this run "
+                              f"(`vae_warmup_iters` {config.schedule.vae_warmup_iters} + `iterations` "
+                              f"{config.schedule.iterations}); give at least as many `iterations` to continue it")
