@@ -8,7 +8,9 @@ one of ours (corrupt, truncated, foreign) raises ``CheckpointError`` saying what
 
 Format version 2 stores the nested training config (``TrainConfig.to_dict()``) as ``train_config``
 and the model's full config as ``model_config``. A version-1 checkpoint (a flat ``train_config``,
-settings added since then missing) is converted once, on load, by :func:`upgrade_v1`.
+settings added since then missing) is converted once, on load, by :func:`upgrade_v1`, and every
+checkpoint's model state dict is renamed to this code's names by :func:`upgrade_model_state`, so
+the model itself loads only current names (strictly).
 
 The training state (model, optimiser, step, RNG, history) is written by :func:`save_state` and
 read back by :func:`resume_from`, after :func:`check_resumable` says the checkpoint is this run's.
@@ -31,6 +33,7 @@ from gtmsm_cli.flags import error_text
 from gtmsm_cli.inputs import input_file_problem
 from gtmsm_model.config import RESUMABLE_CHANGES, SECTIONS, TrainConfig, flatten
 from gtmsm_model.model import GTMSM, GTMSMConfig
+from gtmsm_model.wall_models import make_wall_model
 
 CHECKPOINT_FORMAT = "gtmsm-checkpoint"
 CHECKPOINT_VERSION = 2
@@ -96,7 +99,34 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     missing = [key for key in REQUIRED_KEYS if key not in payload]
     if missing:
         raise CheckpointError(f"{path} is missing {missing}")
-    return upgrade_v1(payload) if payload["version"] == 1 else payload
+    return upgrade(payload)
+
+
+def upgrade(payload: dict[str, Any]) -> dict[str, Any]:
+    """A loaded payload of any readable version in this code's form: a version-1 one converted by
+    :func:`upgrade_v1`, and the model's state dict under this code's names (:func:`upgrade_model_state`)."""
+    payload = upgrade_v1(payload) if payload.get("version") == 1 else dict(payload)
+    if isinstance(payload.get("model"), dict):
+        payload["model"] = upgrade_model_state(payload["model"], payload.get("model_config") or {})
+    return payload
+
+
+def upgrade_model_state(state: dict[str, torch.Tensor], model_config: dict[str, Any]) -> dict[str, torch.Tensor]:
+    """``state`` (a checkpoint's model state dict, for the up-to-date ``model_config``) under this
+    code's names, the one place older names are mapped: the world-span counts were the model's own
+    buffer ``span_counts`` (in version 1 and early version 2) and are now the wall model's
+    ``wall_model.span_counts``; a checkpoint from before the world-span prior has none (the span is
+    unknown: zero counts); the absolute gate keeps no counts. A ``model_config`` this code cannot
+    build is left for :func:`model_from_checkpoint` to report."""
+    try:
+        template = make_wall_model(GTMSMConfig.from_dict(model_config)).state_dict()
+    except (TypeError, ValueError):
+        return state
+    state = dict(state)
+    legacy = state.pop("span_counts", None)
+    if "span_counts" in template:
+        state.setdefault("wall_model.span_counts", legacy if legacy is not None else template["span_counts"])
+    return state
 
 
 def upgrade_v1(payload: dict[str, Any]) -> dict[str, Any]:
