@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from gtmsm_cli.flags import bounded, error_text, fail
+from gtmsm_cli.flags import bounded, error_text, fail, flag_text
 from gtmsm_env import play
 from gtmsm_env.play import PROG, PlayArgs
 from gtmsm_env.world import World
@@ -65,7 +65,7 @@ def load_model_imagination(args: ModelPlayArgs) -> Any:
     try:
         resolve_device(device)
     except (ValueError, RuntimeError) as error:
-        fail(PROG, error_text(error))  # the message names --device
+        fail(PROG, flag_text(error_text(error)))  # the message names `device`
     try:
         imagination = load_imagination(args.model, args.tau, device=device)
     except (CheckpointError, ValueError, RuntimeError) as error:

@@ -145,7 +145,7 @@ def test_bad_training_source_and_dataset_are_rejected_before_the_folder_is_touch
 def test_a_second_train_into_a_used_out_dir_is_refused_and_loses_nothing(tmp_path: Path, capsys) -> None:
     train(debug_config(tmp_path))
     before = (tmp_path / "checkpoint.pt").read_bytes()
-    with pytest.raises(RunFolderError, match="--resume.*--overwrite"):
+    with pytest.raises(RunFolderError, match="`resume`.*`overwrite`"):
         train(debug_config(tmp_path, iterations=3))
     assert cli_main(["train", "--preset", "debug", "--out-dir", str(tmp_path), "--no-progress"]) == 2
     one_error_line(capsys.readouterr().err, "already holds a run")
@@ -162,7 +162,7 @@ def test_overwrite_replaces_the_run_and_removes_stale_outputs(tmp_path: Path) ->
 
 
 def test_resume_and_overwrite_together_are_refused(tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="--resume and --overwrite"):
+    with pytest.raises(ValueError, match="`resume` and `overwrite`"):
         debug_config(tmp_path, resume=True, overwrite=True)
 
 
