@@ -497,3 +497,14 @@ def test_ctrl_c_while_the_command_starts_is_one_line() -> None:
 def test_importing_the_package_does_not_import_torch() -> None:
     code = "import sys, gtmsm_model, gtmsm_model.launch; print('torch' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "False"
+
+
+def test_the_library_names_the_device_field_and_gtmsm_its_flag(tmp_path: Path, capsys) -> None:
+    from gtmsm_model.cli import main as cli_main
+    from gtmsm_model.preflight import resolve_device
+
+    with pytest.raises(ValueError, match="^`device` 'gpu' is not a torch device"):
+        resolve_device("gpu")
+    assert cli_main(["train", "--preset", "debug", "--out-dir", str(tmp_path / "run"), "--device", "gpu"]) == 2
+    assert capsys.readouterr().err.startswith("gtmsm train: error: --device 'gpu' is not a torch device")
+    assert not (tmp_path / "run").exists()
