@@ -8,7 +8,9 @@ one of ours (corrupt, truncated, foreign) raises ``CheckpointError`` saying what
 
 Format version 2 stores the nested training config (``TrainConfig.to_dict()``) as ``train_config``
 and the model's full config as ``model_config``. A version-1 checkpoint (a flat ``train_config``,
-settings added since then missing) is converted once, on load, by :func:`upgrade_v1`.
+settings added since then missing) is converted once, on load, by :func:`upgrade_v1`, and every
+checkpoint's model state dict is renamed to this code's names by :func:`upgrade_model_state`, so
+the model itself loads only current names (strictly).
 
 The training state (model, optimiser, step, RNG, history) is written by :func:`save_state` and
 read back by :func:`resume_from`, after :func:`check_resumable` says the checkpoint is this run's.
@@ -27,10 +29,11 @@ from typing import Any
 import torch
 
 from gtmsm_cli.files import write_bytes
-from gtmsm_cli.flags import error_text, flag_of
+from gtmsm_cli.flags import error_text
 from gtmsm_cli.inputs import input_file_problem
 from gtmsm_model.config import RESUMABLE_CHANGES, SECTIONS, TrainConfig, flatten
 from gtmsm_model.model import GTMSM, GTMSMConfig
+from gtmsm_model.wall_models import make_wall_model
 
 CHECKPOINT_FORMAT = "gtmsm-checkpoint"
 CHECKPOINT_VERSION = 2
@@ -96,7 +99,34 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     missing = [key for key in REQUIRED_KEYS if key not in payload]
     if missing:
         raise CheckpointError(f"{path} is missing {missing}")
-    return upgrade_v1(payload) if payload["version"] == 1 else payload
+    return upgrade(payload)
+
+
+def upgrade(payload: dict[str, Any]) -> dict[str, Any]:
+    """A loaded payload of any readable version in this code's form: a version-1 one converted by
+    :func:`upgrade_v1`, and the model's state dict under this code's names (:func:`upgrade_model_state`)."""
+    payload = upgrade_v1(payload) if payload.get("version") == 1 else dict(payload)
+    if isinstance(payload.get("model"), dict):
+        payload["model"] = upgrade_model_state(payload["model"], payload.get("model_config") or {})
+    return payload
+
+
+def upgrade_model_state(state: dict[str, torch.Tensor], model_config: dict[str, Any]) -> dict[str, torch.Tensor]:
+    """``state`` (a checkpoint's model state dict, for the up-to-date ``model_config``) under this
+    code's names, the one place older names are mapped: the world-span counts were the model's own
+    buffer ``span_counts`` (in version 1 and early version 2) and are now the wall model's
+    ``wall_model.span_counts``; a checkpoint from before the world-span prior has none (the span is
+    unknown: zero counts); the absolute gate keeps no counts. A ``model_config`` this code cannot
+    build is left for :func:`model_from_checkpoint` to report."""
+    try:
+        template = make_wall_model(GTMSMConfig.from_dict(model_config)).state_dict()
+    except (TypeError, ValueError):
+        return state
+    state = dict(state)
+    legacy = state.pop("span_counts", None)
+    if "span_counts" in template:
+        state.setdefault("wall_model.span_counts", legacy if legacy is not None else template["span_counts"])
+    return state
 
 
 def upgrade_v1(payload: dict[str, Any]) -> dict[str, Any]:
@@ -203,34 +233,35 @@ def _differing(before: dict[str, Any], now: dict[str, Any]) -> list[str]:
 
 def check_resumable(payload: dict[str, Any], config: TrainConfig, path: Path, world_size: int = 1) -> None:
     """``path``'s run (a loaded, version-2 payload) is this one: the same settings (all but
-    ``RESUMABLE_CHANGES``, each named by its flag) and the same data shards, so the resumed steps
-    are the ones it would have taken. A setting the checkpoint does not record is not compared."""
+    ``RESUMABLE_CHANGES``, each named as a field, ```z_dim```) and the same data shards, so the
+    resumed steps are the ones it would have taken. A setting the checkpoint does not record is not
+    compared."""
     nested = payload.get("train_config") or {}
     saved = flatten(nested)
     if saved.get("seed") != config.run.seed or saved.get("preset") != config.preset:
         raise CheckpointError(
-            f"--resume: {path} was written by a run with preset={saved.get('preset')!r}, "
+            f"`resume`: {path} was written by a run with preset={saved.get('preset')!r}, "
             f"seed={saved.get('seed')}; this run has preset={config.preset!r}, seed={config.run.seed}. "
-            "Use another --out-dir or the same settings."
+            "Use another `out_dir` or the same settings."
         )
     for what, before, now in (("", saved, config.flat()),
                               (" model", payload.get("model_config", {}), asdict(config.model))):
         differ = _differing(before, now)
         if differ:
-            flags = ", ".join(f"{flag_of(n)} {before[n]} (this run: {now[n]})" for n in differ)
-            raise CheckpointError(f"--resume: {path} was trained with {flags}; resume with the same{what} "
-                                  "settings, or train afresh with --overwrite or another --out-dir")
+            settings = ", ".join(f"`{n}` {before[n]} (this run: {now[n]})" for n in differ)
+            raise CheckpointError(f"`resume`: {path} was trained with {settings}; resume with the same{what} "
+                                  "settings, or train afresh with `overwrite` or another `out_dir`")
     saved_shards = saved.get("data_shards") or int(payload.get("world_size", 1))
     shards = config.run.data_shards or world_size
     if saved_shards != shards:
         raise CheckpointError(
-            f"--resume: {path} was trained on {saved_shards} data shard(s) ({payload.get('world_size', 1)} "
+            f"`resume`: {path} was trained on {saved_shards} data shard(s) ({payload.get('world_size', 1)} "
             f"process(es)); this run has {shards}: resume with the same torchrun --nproc_per_node or "
-            "--data-shards, or the resumed steps would differ")
+            "`data_shards`, or the resumed steps would differ")
     step = payload.get("step")
     if not isinstance(step, int) or isinstance(step, bool) or step < 0:
-        raise CheckpointError(f"--resume: {path} records step {step!r}, not a step count")
+        raise CheckpointError(f"`resume`: {path} records step {step!r}, not a step count")
     if step > config.schedule.total_steps:
-        raise CheckpointError(f"--resume: {path} is at step {step}, past the end of this run "
-                              f"(--vae-warmup-iters {config.schedule.vae_warmup_iters} + --iterations "
-                              f"{config.schedule.iterations}); give at least as many --iterations to continue it")
+        raise CheckpointError(f"`resume`: {path} is at step {step}, past the end of this run "
+                              f"(`vae_warmup_iters` {config.schedule.vae_warmup_iters} + `iterations` "
+                              f"{config.schedule.iterations}); give at least as many `iterations` to continue it")

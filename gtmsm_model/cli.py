@@ -47,7 +47,6 @@ from gtmsm_model.config import (
     MODEL_FIELDS,
     SECTIONS,
     WORLD_FIELDS,
-    ConfigError,
     RunConfig,
     Schedule,
     TrainConfig,
@@ -444,12 +443,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt as stop:
         close_progress_bars()
         return interrupted(prog, stop) if report is print else exit_status(stop)
-    except ConfigError as error:  # a library's error names fields: say the flags
-        report(f"{prog}: error: {flag_text(error_text(error))}", file=sys.stderr)
-        return EXIT_ERROR
     except (ValueError, TypeError, OSError, RuntimeError, CheckpointError) as error:
-        close_progress_bars()
-        report(f"{prog}: error: {error_text(error)}", file=sys.stderr)
+        close_progress_bars()  # the libraries' errors name fields (`out_dir`): say the flags
+        report(f"{prog}: error: {flag_text(error_text(error))}", file=sys.stderr)
         return EXIT_ERROR
     return 0
 

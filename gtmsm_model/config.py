@@ -14,15 +14,13 @@ the checkpoint store :meth:`TrainConfig.to_dict`, the same nesting.
 
 Errors name fields, never flags: a :class:`ConfigError` writes each field it names between
 backticks (```tau` (400) must not exceed `seq_len` (288)``), the convention of
-:mod:`gtmsm_cli.flags`, whose ``flag_text`` turns them into command-line flags. The flat entry
-point :func:`make_config` (keyword names as the flags, dashes as underscores) speaks in flags.
+:mod:`gtmsm_cli.flags`, whose ``flag_text`` turns them into command-line flags at an entry point.
+The flat constructor :func:`make_config` (one keyword per setting, its field name) raises them too.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,7 +32,6 @@ from gtmsm_cli.flags import (
     check_fields,
     error_text,
     field_bounds,
-    flag_text,
     mark_fields,
     value_problem,
 )
@@ -42,7 +39,7 @@ from gtmsm_env.geometry import single_position_problem
 from gtmsm_env.world import World
 from gtmsm_model.model import GTMSMConfig
 
-# --------------------------------------------------------------------------- errors and flags
+# --------------------------------------------------------------------------- errors
 
 
 class ConfigError(ValueError):
@@ -52,15 +49,6 @@ class ConfigError(ValueError):
 def marked(name: str) -> str:
     """How a message names field ``name``: ```name```."""
     return f"`{name}`"
-
-
-@contextmanager
-def flag_errors() -> Iterator[None]:
-    """Re-raise a ``ConfigError`` raised inside as a ``ValueError`` that names flags (entry points)."""
-    try:
-        yield
-    except ConfigError as error:
-        raise ValueError(flag_text(str(error))) from None
 
 
 def _bounds_problem(name: str, value: Any, bounds: Bounds) -> None:
@@ -352,15 +340,15 @@ def merge(base: TrainConfig, overrides: dict[str, Any]) -> TrainConfig:
 
 
 def make_config(preset: str = "quick", **overrides: Any) -> TrainConfig:
-    """A validated TrainConfig: ``preset`` over the defaults, then flat ``overrides`` by flag name
-    (``z_dim=8``, ``out_dir=...``; unknown names are an error). Errors name the flags."""
+    """A validated TrainConfig: ``preset`` over the defaults, then flat ``overrides`` by field name
+    (``z_dim=8``, ``out_dir=...``; unknown names are an error). A ``ConfigError`` names the fields
+    (```z_dim```)."""
     from gtmsm_model.presets import PRESETS
 
     if preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r}; choose from {sorted(PRESETS)}")
-    with flag_errors():
-        config = merge(merge(TrainConfig(), {**PRESETS[preset], "preset": preset}), nest(overrides))
-        config.validate()
+    config = merge(merge(TrainConfig(), {**PRESETS[preset], "preset": preset}), nest(overrides))
+    config.validate()
     return config
 
 

@@ -22,7 +22,7 @@ import sys
 from dataclasses import dataclass
 from typing import Any
 
-from gtmsm_cli.flags import bounded, error_text, fail
+from gtmsm_cli.flags import bounded, error_text, fail, flag_text
 from gtmsm_cli.inputs import input_file_problem
 from gtmsm_env import play
 from gtmsm_env.play import PROG, PlayArgs
@@ -75,7 +75,7 @@ def load_model_imagination(args: ModelPlayArgs) -> Any:
     try:
         resolve_device(device)
     except (ValueError, RuntimeError) as error:
-        fail(PROG, error_text(error))  # the message names --device
+        fail(PROG, flag_text(error_text(error)))  # the message names `device`
     try:
         imagination = load_imagination(args.model, device=device)
     except (CheckpointError, ValueError, RuntimeError) as error:

@@ -123,10 +123,11 @@ class RunFolder:
     def existing_run_files(self) -> list[str]:
         return [name for name in RUN_FILES if (self.path / name).exists()]
 
-    def lock(self, flag: str = "--out-dir", create: bool = True) -> None:
+    def lock(self, field: str = "out_dir", create: bool = True) -> None:
         """Hold this folder's lock until the process exits (or :meth:`unlock`); a folder this
-        process already holds stays held. ``RunFolderBusy`` naming ``flag`` when another process
-        holds it. ``create=False``: a folder without a ``run.lock`` file (never a run's) is left as it is."""
+        process already holds stays held. ``RunFolderBusy`` naming the setting ``field`` (written
+        ```field```) when another process holds it. ``create=False``: a folder without a ``run.lock`` file (never a run's) is left as it is."""
+        name = f"`{field}`"
         key = self.path.resolve()
         if fcntl is None or key in _HELD:
             return
@@ -137,14 +138,14 @@ class RunFolder:
                 raise
             return
         except OSError as error:
-            raise RunFolderError(f"{flag}: cannot lock {self.lock_file}: {os_error_reason(error)}") from None
+            raise RunFolderError(f"{name}: cannot lock {self.lock_file}: {os_error_reason(error)}") from None
         try:
             fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
             holder = os.pread(descriptor, 4096, 0).decode("utf-8", "replace")
             os.close(descriptor)
-            raise RunFolderBusy(f"{flag} {self.path} is in use by another gtmsm process ({_holder_text(holder)}); "
-                                f"wait for it to end or choose another {flag}") from None
+            raise RunFolderBusy(f"{name} {self.path} is in use by another gtmsm process ({_holder_text(holder)}); "
+                                f"wait for it to end or choose another {name}") from None
         record = {"pid": os.getpid(), "host": socket.gethostname(),
                   "started": _dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M:%S %Z"),
                   "command": ["gtmsm", *sys.argv[1:]]}
@@ -164,7 +165,7 @@ class RunFolder:
         there never wrote a checkpoint (there is nothing to continue: it starts afresh)."""
         problem = output_dir_problem(self.path)  # creates it: a typo'd or read-only path fails now
         if problem is not None:
-            raise RunFolderError(f"--out-dir: {problem}")
+            raise RunFolderError(f"`out_dir`: {problem}")
         self.lock()
         existing = self.existing_run_files()
         if self.is_residue(existing):  # a run that failed before its first step: nothing to lose
@@ -180,12 +181,12 @@ class RunFolder:
         if existing and not resume:
             if not self.checkpoint.exists():
                 raise RunFolderError(
-                    f"--out-dir {self.path} already holds a run that stopped before its first checkpoint "
-                    f"({', '.join(existing)}); pass --resume or --overwrite to start it afresh there, "
-                    "or choose another --out-dir")
+                    f"`out_dir` {self.path} already holds a run that stopped before its first checkpoint "
+                    f"({', '.join(existing)}); pass `resume` or `overwrite` to start it afresh there, "
+                    "or choose another `out_dir`")
             raise RunFolderError(
-                f"--out-dir {self.path} already holds a run ({', '.join(existing)}); pass --resume to "
-                "continue it, --overwrite to replace it, or choose another --out-dir")
+                f"`out_dir` {self.path} already holds a run ({', '.join(existing)}); pass `resume` to "
+                "continue it, `overwrite` to replace it, or choose another `out_dir`")
 
     def is_residue(self, existing: list[str]) -> bool:
         """Only a config.json and an empty log: what a run that stopped before its first step leaves."""

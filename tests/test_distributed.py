@@ -99,5 +99,5 @@ def test_shards_are_independent_streams_and_shard_zero_is_the_single_stream() ->
 
 
 def test_a_batch_that_does_not_split_over_the_shards_is_a_clear_error(tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="--batch-size 4 must be divisible"):
+    with pytest.raises(ValueError, match="`batch_size` 4 must be divisible"):
         train(make_config("debug", out_dir=str(tmp_path), progress=False, data_shards=3))

@@ -242,10 +242,14 @@ def test_checkpoints_from_before_the_span_prior_and_refined_codes_load_unchanged
         saved.pop(name)
     config = _upgraded(saved)
     assert config.untried_edges == "extent" and config.refine_steps == 0  # as they were trained and measured
+    from gtmsm_model.checkpoint import upgrade_model_state
+
     state = GTMSM(config).state_dict()
     state.pop("wall_model.span_counts")
     model = GTMSM(config)
-    model.load_state_dict(state)  # no span counts saved: the span is unknown
+    with pytest.raises(RuntimeError, match="wall_model.span_counts"):
+        model.load_state_dict(state)  # the model loads only complete, current state dicts
+    model.load_state_dict(upgrade_model_state(state, asdict(config)))  # no span counts saved: the span is unknown
     assert not model.wall_model.span_counts.any() and model.world_span() is None
 
 
@@ -321,7 +325,7 @@ def test_resuming_a_run_from_before_the_span_prior_names_the_changed_settings(tm
         for name in ("untried_edges", "refine_steps", "refine_lr"):
             saved.pop(name, None)
     payload = upgrade_v1({"version": 1, "train_config": old_train, "model_config": old_model, "step": 3})
-    with pytest.raises(CheckpointError, match="--untried-edges extent .this run: span.*--refine-steps 0"):
+    with pytest.raises(CheckpointError, match="`untried_edges` extent .this run: span.*`refine_steps` 0"):
         check_resumable(payload, config, tmp_path / "checkpoint.pt")
     # Resumed with the settings it was trained with: fine.
     check_resumable(payload, make_config("debug", out_dir=str(tmp_path), untried_edges="extent", refine_steps=0),
@@ -341,13 +345,38 @@ def test_checkpoints_with_the_older_state_dict_names_load_and_predict_the_same(w
     assert set(old_layout) == {"span_counts", "transition.directions", *(f"transition.gate_net.{i}.{p}" for i in (0, 2, 4)
                                for p in ("weight", "bias")), *(f"vae.{part}.{i}.{p}" for part in ("encoder", "decoder")
                                for i in (0, 2, 4) for p in ("weight", "bias"))}
+    from dataclasses import asdict
+
+    from gtmsm_model.checkpoint import upgrade_model_state
+
     loaded = GTMSM(config).eval()
-    loaded.load_state_dict(old_layout)  # strict: every name maps
+    with pytest.raises(RuntimeError, match="span_counts"):
+        loaded.load_state_dict(old_layout)  # the model itself knows only current names
+    loaded.load_state_dict(upgrade_model_state(old_layout, asdict(config)))  # strict: every name maps
     assert loaded.state_dict().keys() == model.state_dict().keys()
     for name, tensor in model.state_dict().items():
         assert torch.equal(loaded.state_dict()[name], tensor), name
     expected, got = (m.predict(observations, actions, tau=12) for m in (model, loaded))
     assert torch.equal(expected.pixels, got.pixels) and torch.equal(expected.gates, got.gates)
+
+
+@pytest.mark.parametrize("version", [1, 2])
+def test_a_checkpoint_file_with_the_older_state_dict_names_loads(tmp_path, version: int) -> None:
+    from dataclasses import asdict
+
+    from gtmsm_model.checkpoint import load_model, save_checkpoint
+
+    model = GTMSM(GTMSMConfig(**TINY, refine_steps=0)).eval()
+    model.wall_model.span_counts[:, 5] = 3
+    state = model.state_dict()
+    state["span_counts"] = state.pop("wall_model.span_counts")  # the name before the wall models
+    save_checkpoint(tmp_path / "old.pt", {"model_config": asdict(model.config), "model": state, "step": 1})
+    if version == 1:  # save_checkpoint tags the current version: write the old one's tag
+        payload = torch.load(tmp_path / "old.pt", weights_only=True)
+        torch.save({**payload, "version": 1}, tmp_path / "old.pt")
+    loaded = load_model(tmp_path / "old.pt")
+    assert torch.equal(loaded.wall_model.span_counts, model.wall_model.span_counts)
+    assert loaded.world_span() is not None
 
 
 def test_a_third_wall_model_is_one_registered_class() -> None:

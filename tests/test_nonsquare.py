@@ -357,7 +357,7 @@ def test_train_config_checks_the_crop_fits_both_sides():
     config.validate()
     assert config.world.image_size == (32, 48)
     assert make_config("debug").world.image_size == 32
-    with pytest.raises(ValueError, match=r"--crop-size \(8\) must not exceed --image-width \(6\)"):
+    with pytest.raises(ValueError, match=r"`crop_size` \(8\) must not exceed `image_width` \(6\)"):
         make_config("debug", image_width=6).validate()
-    with pytest.raises(ValueError, match=r"--crop-size \(8\) must not exceed --image-size \(6\)"):
+    with pytest.raises(ValueError, match=r"`crop_size` \(8\) must not exceed `image_size` \(6\)"):
         make_config("debug", image_size=6, image_width=48).validate()

@@ -129,6 +129,6 @@ def test_tensorboard_without_the_package_is_one_error_line_before_any_work(
         "gtmsm train: error: --tensorboard needs the tensorboard package: pip install "
         "'gtmsm[tensorboard]' (or pip install tensorboard)"]
     assert captured.out == "" and not out.exists()
-    with pytest.raises(ValueError, match="--tensorboard needs the tensorboard package"):
+    with pytest.raises(ValueError, match="`tensorboard` needs the tensorboard package"):
         make_config("debug", out_dir=str(out), tensorboard=True)
     assert make_config("debug", out_dir=str(out)).run.tensorboard is False  # off by default, no package needed

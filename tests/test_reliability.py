@@ -145,7 +145,7 @@ def test_bad_training_source_and_dataset_are_rejected_before_the_folder_is_touch
 def test_a_second_train_into_a_used_out_dir_is_refused_and_loses_nothing(tmp_path: Path, capsys) -> None:
     train(debug_config(tmp_path))
     before = (tmp_path / "checkpoint.pt").read_bytes()
-    with pytest.raises(RunFolderError, match="--resume.*--overwrite"):
+    with pytest.raises(RunFolderError, match="`resume`.*`overwrite`"):
         train(debug_config(tmp_path, iterations=3))
     assert cli_main(["train", "--preset", "debug", "--out-dir", str(tmp_path), "--no-progress"]) == 2
     one_error_line(capsys.readouterr().err, "already holds a run")
@@ -162,7 +162,7 @@ def test_overwrite_replaces_the_run_and_removes_stale_outputs(tmp_path: Path) ->
 
 
 def test_resume_and_overwrite_together_are_refused(tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="--resume and --overwrite"):
+    with pytest.raises(ValueError, match="`resume` and `overwrite`"):
         debug_config(tmp_path, resume=True, overwrite=True)
 
 
@@ -497,3 +497,14 @@ def test_ctrl_c_while_the_command_starts_is_one_line() -> None:
 def test_importing_the_package_does_not_import_torch() -> None:
     code = "import sys, gtmsm_model, gtmsm_model.launch; print('torch' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "False"
+
+
+def test_the_library_names_the_device_field_and_gtmsm_its_flag(tmp_path: Path, capsys) -> None:
+    from gtmsm_model.cli import main as cli_main
+    from gtmsm_model.preflight import resolve_device
+
+    with pytest.raises(ValueError, match="^`device` 'gpu' is not a torch device"):
+        resolve_device("gpu")
+    assert cli_main(["train", "--preset", "debug", "--out-dir", str(tmp_path / "run"), "--device", "gpu"]) == 2
+    assert capsys.readouterr().err.startswith("gtmsm train: error: --device 'gpu' is not a torch device")
+    assert not (tmp_path / "run").exists()

@@ -197,7 +197,7 @@ def test_dataset_file_training_and_short_dataset_error(tmp_path: Path) -> None:
     result = train(debug_config(tmp_path / "run", dataset=str(tmp_path / "train.npz")))
     assert result.iterations == 22
     collect_rollouts(2, 20, seed=3).save(tmp_path / "short.npz")
-    with pytest.raises(ValueError, match="--seq-len"):
+    with pytest.raises(ValueError, match="fewer than `seq_len` 40"):
         train(debug_config(tmp_path / "run2", dataset=str(tmp_path / "short.npz")))
 
 

@@ -11,7 +11,7 @@ from benchmarks.harness.conditions import CONDITIONS, EVAL_SEED
 from benchmarks.harness.models import load_model_class
 from benchmarks.harness.plugins import CONSTRUCTOR_LIMIT_S, build_plugin, default_time_limit
 from gtmsm_cli.checks import output_dir_problem
-from gtmsm_cli.flags import error_text
+from gtmsm_cli.flags import error_text, flag_text
 from gtmsm_cli.signals import signal_exit_status
 from gtmsm_model.train import TrainingInterrupted, resolve_device
 
@@ -58,7 +58,7 @@ def check_plan(plan: Plan) -> None:
     try:
         resolve_device(plan.device)
     except (ValueError, RuntimeError) as error:
-        raise ValueError(error_text(error)) from None  # its message names --device
+        raise ValueError(flag_text(error_text(error))) from None  # its message names `device`
     if plan.model_timeout_s is not None and not plan.model_timeout_s > 0:
         raise ValueError(f"--model-timeout-s must be > 0, got {plan.model_timeout_s:g}")
     for spec in plan.plugins:
