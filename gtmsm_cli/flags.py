@@ -278,8 +278,9 @@ def check_fields(obj: Any, name: Callable[[str], str] = flag_name, only: Iterabl
 
 
 def fail(prog: str, message: str) -> typing.NoReturn:
-    """Print ``prog: error: message`` (first line only, never empty) and exit with status 2."""
-    lines = [line for line in str(message).strip().splitlines() if line.strip()]
+    """Print ``prog: error: message`` (first line only, never empty) and exit with status 2; a
+    library's ```field``` in it is worded as its flag (:func:`flag_text`)."""
+    lines = [line for line in flag_text(str(message)).strip().splitlines() if line.strip()]
     print(f"{prog}: error: {lines[0] if lines else 'failed (no details)'}", file=sys.stderr)
     raise SystemExit(EXIT_USAGE)
 
