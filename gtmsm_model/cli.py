@@ -446,20 +446,21 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, TypeError, OSError, RuntimeError, CheckpointError) as error:
         close_progress_bars()  # the libraries' errors name fields (`out_dir`): say the flags
         report(f"{prog}: error: {flag_text(error_text(error))}", file=sys.stderr)
-        if int(os.environ.get("WORLD_SIZE", "1")) > 1:
-            exit_with_the_other_ranks(EXIT_ERROR)
         return EXIT_ERROR
     return 0
 
 
-def exit_with_the_other_ranks(status: int) -> typing.NoReturn:
-    """End this torchrun rank now, skipping the interpreter's teardown (about a second with torch
-    loaded): every rank met the same refusal at the same moment (the claim is broadcast), and a rank
-    still tearing down when torchrun sees another one's status would be killed instead of exiting
-    with its own."""
-    for stream in (sys.stdout, sys.stderr):
-        stream.flush()
-    os._exit(status)
+def exit_process(status: int) -> int:
+    """What the command's process does with ``main``'s status: under torchrun a refused rank ends at
+    once, skipping the interpreter's teardown (about a second with torch loaded): every rank met the
+    same refusal at the same moment (the claim is broadcast), and a rank still tearing down when
+    torchrun sees another one's status would be killed instead of exiting with its own. Otherwise
+    (and for status 0) the status is returned, for ``SystemExit``."""
+    if status != 0 and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        for stream in (sys.stdout, sys.stderr):
+            stream.flush()
+        os._exit(status)
+    return status
 
 
 def close_progress_bars() -> None:
@@ -475,4 +476,4 @@ def close_progress_bars() -> None:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(exit_process(main()))

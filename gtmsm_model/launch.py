@@ -8,11 +8,12 @@ import sys
 
 def main() -> int:
     try:
+        from gtmsm_model.cli import exit_process
         from gtmsm_model.cli import main as cli_main
     except KeyboardInterrupt:
         print("\ngtmsm: interrupted by SIGINT (while starting)", file=sys.stderr)
         return 130
-    return cli_main()
+    return exit_process(cli_main())
 
 
 if __name__ == "__main__":
