@@ -5,7 +5,6 @@ that fails is one ``--model`` error before any training."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import re
@@ -128,11 +127,9 @@ FAILING = {"Sleeps": "timed out after 2 s in fit", "RaisesInFit": "fit raised Va
 
 
 def load_script():
-    spec = importlib.util.spec_from_file_location("compare_models", ROOT / "benchmarks" / "compare_models.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while building Args
-    spec.loader.exec_module(module)
-    return module
+    from tests.test_compare_models import load_script as load_compare_models
+
+    return load_compare_models()
 
 
 @pytest.fixture(scope="module")
