@@ -33,7 +33,7 @@ from gtmsm_cli.flags import (
 from gtmsm_cli.signals import interrupted, sigterm_raises
 from gtmsm_env.images import ImageSize, ImageSizeError, canonical_image_size
 from gtmsm_env.rollouts import MAX_MEAN_HOLD, collect_rollouts
-from gtmsm_env.world import START_MODES, WALL_MODES, World
+from gtmsm_env.world import START_MODES, WALL_MODES, World, setting_help
 
 PROG = "gtmsm-rollouts"
 
@@ -74,7 +74,6 @@ _WORLD_FIELDS = tuple(f.name for f in fields(World))
 WORLD_FLAGS = ("image_size", "image_width", "crop_size", "step_size", "start", "walls", "wall_density")
 """The world's flags: one per :class:`World` field, and ``--image-width``, the width of a
 ``(height, width)`` ``image_size`` (square images when unset)."""
-_IMAGE_WIDTH_HELP = "image width in pixels for rectangular images (unset: square, --image-size)"
 _CHOICES = {"start": START_MODES, "walls": WALL_MODES}
 
 
@@ -91,7 +90,7 @@ def add_world_flags(parser: argparse.ArgumentParser) -> None:
         else:
             kind, optional = _base_type(hints[name])
         default = None if name == "image_width" else field_.default
-        text = _IMAGE_WIDTH_HELP if name == "image_width" else flag_text(field_.metadata["help"])
+        text = flag_text(setting_help(name))
         if default is not None:
             text = f"{text} (default: {default})"
         parse = number(kind, field_bounds(field_), optional=optional) if kind in (int, float) else str

@@ -163,3 +163,12 @@ def resolve_world(world: World | None, **settings: Any) -> World:
     if loose != World():
         raise ValueError("give the world either as world= or as loose settings, not both")
     return world
+
+
+def setting_help(name: str) -> str:
+    """The one-line help of a world setting, fields in backticks (an entry point words them as its
+    flags): a :class:`World` field's, or ``image_width``, the setting that makes ``image_size`` a
+    ``(height, width)`` pair where a command line takes one number per flag."""
+    if name == "image_width":
+        return "image width in pixels for rectangular images (unset: square, `image_size`)"
+    return next(f for f in dataclasses.fields(World) if f.name == name).metadata["help"]

@@ -42,7 +42,7 @@ from gtmsm_cli.signals import (
     interrupted,
     sigterm_raises,
 )
-from gtmsm_env.world import START_MODES, WALL_MODES, World
+from gtmsm_env.world import START_MODES, WALL_MODES, World, setting_help
 from gtmsm_model.config import (
     MODEL_FIELDS,
     SECTIONS,
@@ -91,16 +91,6 @@ CHOICES: dict[str, list[str]] = {"start": list(START_MODES), "walls": list(WALL_
                                  "wall_model": list(WALL_MODELS), "novel_view": list(NOVEL_VIEWS),
                                  "untried_edges": list(UNTRIED_EDGES)}
 
-WORLD_HELP = {
-    "image_size": "Side of the (square) images of on-the-fly rollouts, in pixels; their height when image_width is set.",
-    "image_width": "Width of the images of on-the-fly rollouts, in pixels (unset: square, image_size).",
-    "crop_size": "Side of the observed window (the crop), in pixels.",
-    "step_size": "Pixels the window moves per step.",
-    "start": "Start cell of on-the-fly rollouts: center or random.",
-    "walls": "Walls of on-the-fly rollouts: border (the image edge only) or maze (interior walls too).",
-    "wall_density": "Fraction of interior edges walled when walls=maze (unset: the env's default).",
-}
-"""The world's flags (``World`` documents its fields together, in its docstring)."""
 
 
 def _add_field_flag(group: Any, name: str, kind: type, optional: bool, bounds: Any, text: str,
@@ -124,7 +114,7 @@ def add_train_flags(parser: argparse.ArgumentParser) -> None:
     for name in WORLD_FIELDS:
         kind, optional = (int, name == "image_width") if name != "wall_density" else (float, True)
         kind = str if name in CHOICES else kind
-        _add_field_flag(world, name, kind, optional, setting_bounds("world", name), WORLD_HELP[name],
+        _add_field_flag(world, name, kind, optional, setting_bounds("world", name), flag_text(setting_help(name)),
                         quick.get(name))
     model = parser.add_argument_group("model", "GTM-SM's sizes and choices (GTMSMConfig)")
     docs, hints = field_docs(GTMSMConfig), typing.get_type_hints(GTMSMConfig)
