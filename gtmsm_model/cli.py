@@ -37,6 +37,7 @@ from gtmsm_cli.flags import (
 )
 from gtmsm_cli.signals import (
     Interrupted,
+    exit_now,
     exit_status,
     interrupt_signal,
     interrupted,
@@ -447,9 +448,7 @@ def exit_process(status: int) -> int:
     torchrun sees another one's status would be killed instead of exiting with its own. Otherwise
     (and for status 0) the status is returned, for ``SystemExit``."""
     if status != 0 and int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        for stream in (sys.stdout, sys.stderr):
-            stream.flush()
-        os._exit(status)
+        exit_now(status)
     return status
 
 

@@ -17,13 +17,12 @@ the summary printed, skipping the interpreter's teardown (about a second once to
 
 from __future__ import annotations
 
-import os
-import sys
 from dataclasses import dataclass
 from typing import Any
 
 from gtmsm_cli.flags import bounded, error_text, fail, flag_text
 from gtmsm_cli.inputs import input_file_problem
+from gtmsm_cli.signals import exit_now
 from gtmsm_env import play
 from gtmsm_env.play import PROG, PlayArgs
 from gtmsm_env.world import World
@@ -167,18 +166,6 @@ def script() -> None:
     """The console command (and ``python -m``): :func:`main` on the command line's flags, then
     :func:`exit_now` with its status, so that ``q`` closes the program at once."""
     exit_now(main())
-
-
-def exit_now(status: int) -> None:
-    """End the process with ``status`` now: flush stdout and stderr, then skip the interpreter's
-    teardown, which with torch loaded takes about a second after the window has closed. Every file
-    play writes is closed by then."""
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            stream.flush()
-        except (OSError, ValueError):  # a closed pipe or stream: nothing more can be said there
-            pass
-    os._exit(status)
 
 
 if __name__ == "__main__":
