@@ -9,8 +9,6 @@ one exits with one ``gtmsm-rollouts: error: ...`` line naming it (status 2).
 
 from __future__ import annotations
 
-import argparse
-import typing
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -19,21 +17,18 @@ from gtmsm_cli.checks import memory_problem, output_dir_problem, output_file_pro
 from gtmsm_cli.flags import (
     SEED_MAX,
     ArgumentParser,
-    _base_type,
     add_dataclass_flags,
     bounded,
     dataclass_values,
     error_text,
     fail,
-    field_bounds,
-    flag_name,
     flag_text,
-    number,
 )
 from gtmsm_cli.signals import interrupted, sigterm_raises
-from gtmsm_env.images import ImageSize, ImageSizeError, canonical_image_size
+from gtmsm_env.images import ImageSizeError
 from gtmsm_env.rollouts import MAX_MEAN_HOLD, collect_rollouts
-from gtmsm_env.world import START_MODES, WALL_MODES, World, setting_help
+from gtmsm_env.world import World
+from gtmsm_env.world_flags import add_world_flags, world_of
 
 PROG = "gtmsm-rollouts"
 
@@ -71,39 +66,6 @@ class RolloutArgs:
 
 
 _WORLD_FIELDS = tuple(f.name for f in fields(World))
-WORLD_FLAGS = ("image_size", "image_width", "crop_size", "step_size", "start", "walls", "wall_density")
-"""The world's flags: one per :class:`World` field, and ``--image-width``, the width of a
-``(height, width)`` ``image_size`` (square images when unset)."""
-_CHOICES = {"start": START_MODES, "walls": WALL_MODES}
-
-
-def add_world_flags(parser: argparse.ArgumentParser) -> None:
-    """The :data:`WORLD_FLAGS` in a "world" group: each one's default, range and help are its
-    :class:`World` field's (``--image-width`` takes ``image_size``'s range), so a bad value is
-    refused in the words every entry point uses ("argument --image-size: must be >= 2, got 1")."""
-    world_fields, hints = {f.name: f for f in fields(World)}, typing.get_type_hints(World)
-    group = parser.add_argument_group("world", "the images, window, moves, start and walls")
-    for name in WORLD_FLAGS:
-        field_ = world_fields["image_size" if name == "image_width" else name]
-        if name in ("image_size", "image_width"):
-            kind, optional = int, name == "image_width"
-        else:
-            kind, optional = _base_type(hints[name])
-        default = None if name == "image_width" else field_.default
-        text = flag_text(setting_help(name))
-        if default is not None:
-            text = f"{text} (default: {default})"
-        parse = number(kind, field_bounds(field_), optional=optional) if kind in (int, float) else str
-        group.add_argument(flag_name(name), dest=name, type=parse, metavar=name.upper(), choices=_CHOICES.get(name),
-                           default=default, help=text.replace("%", "%%"))
-
-
-def world_of(namespace: argparse.Namespace) -> World:
-    """The world the parsed :func:`add_world_flags` ask for (not validated)."""
-    return World(rollout_image_size(namespace.image_size, namespace.image_width), namespace.crop_size,
-                 namespace.step_size, namespace.start, namespace.walls, namespace.wall_density)
-
-
 def image_source_text(error: BaseException) -> str:
     """The ``--image-source`` problem as the library words it; for images of another size, with
     the flags that would match them added to its advice."""
@@ -117,13 +79,6 @@ def image_source_text(error: BaseException) -> str:
 
 DESCRIPTION = ("Collect rollouts of ImageNav-v0 (the reference random walk, or a saved SB3 policy with "
                "--policy) and write them to an .npz dataset (--out) and/or a Minari dataset (--minari).")
-
-
-def rollout_image_size(image_size: int, image_width: int | None) -> ImageSize:
-    """``--image-size`` alone (square), or ``(--image-size, --image-width)``."""
-    if image_width is None:
-        return image_size
-    return canonical_image_size((image_size, image_width))
 
 
 def rollouts_memory_needs(num_sequences: int, seq_len: int, image_shape: tuple[int, int], crop_size: int,

@@ -14,10 +14,10 @@ override it. Errors the libraries raise name fields; ``gtmsm_cli.flags.flag_text
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 import time
-import typing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,8 +30,6 @@ from gtmsm_cli.flags import (
     add_dataclass_flags,
     bounded,
     error_text,
-    field_docs,
-    flag_of,
     flag_text,
     number,
 )
@@ -43,16 +41,15 @@ from gtmsm_cli.signals import (
     interrupted,
     sigterm_raises,
 )
-from gtmsm_env.world import START_MODES, WALL_MODES, World, setting_help
+from gtmsm_env.world import START_MODES, WALL_MODES, World
+from gtmsm_env.world_flags import add_world_flags
 from gtmsm_model.config import (
     MODEL_FIELDS,
     SECTIONS,
-    WORLD_FIELDS,
     RunConfig,
     Schedule,
     TrainConfig,
     flatten,
-    setting_bounds,
 )
 from gtmsm_model.model import NOVEL_VIEWS, UNTRIED_EDGES, WALL_MODELS, GTMSMConfig
 from gtmsm_model.presets import PRESETS, flat_preset
@@ -94,38 +91,18 @@ CHOICES: dict[str, list[str]] = {"start": list(START_MODES), "walls": list(WALL_
 
 
 
-def _add_field_flag(group: Any, name: str, kind: type, optional: bool, bounds: Any, text: str,
-                    default: Any) -> None:
-    """One value flag, parsed and range-checked as ``flags.add_dataclass_flags`` does, left out of
-    the namespace when not given (so the preset fills it)."""
-    help_text = f"{text} (quick preset: {default})".replace("%", "%%")
-    parse = number(kind, bounds, optional=optional) if kind in (int, float) else str
-    group.add_argument(flag_of(name), dest=name, type=parse, metavar=name.upper(), choices=CHOICES.get(name),
-                       default=argparse.SUPPRESS, help=help_text)
-
-
 def add_train_flags(parser: argparse.ArgumentParser) -> None:
     """Every ``TrainConfig`` setting as a flag, grouped by part; unset flags come from ``--preset``."""
-    from gtmsm_cli.flags import _base_type
-
     quick = flat_preset("quick")
     parser.add_argument("--preset", default="quick", choices=sorted(PRESETS),
                         help="named set of hyperparameters (default: quick); flags below override it")
-    world = parser.add_argument_group("world", "the images, window, moves, start and walls")
-    for name in WORLD_FIELDS:
-        kind, optional = (int, name == "image_width") if name != "wall_density" else (float, True)
-        kind = str if name in CHOICES else kind
-        _add_field_flag(world, name, kind, optional, setting_bounds("world", name), flag_text(setting_help(name)),
-                        quick.get(name))
-    model = parser.add_argument_group("model", "GTM-SM's sizes and choices (GTMSMConfig)")
-    docs, hints = field_docs(GTMSMConfig), typing.get_type_hints(GTMSMConfig)
-    for name in MODEL_FIELDS:
-        kind, optional = _base_type(hints[name])
-        _add_field_flag(model, name, kind, optional, setting_bounds("model", name), docs.get(name, ""),
-                        quick[name])
-    for cls, title, what in ((Schedule, "schedule", "what training does step by step"),
-                             (RunConfig, "run", "where and how the run happens")):
-        add_dataclass_flags(parser.add_argument_group(title, what), cls, defaults=quick,
+    add_world_flags(parser, defaults=quick, default_label="quick preset", suppress_defaults=True)
+    fixed = [f.name for f in dataclasses.fields(GTMSMConfig) if f.name not in MODEL_FIELDS]  # by design
+    for cls, title, what, skip in (
+            (GTMSMConfig, "model", "GTM-SM's sizes and choices (GTMSMConfig)", fixed),
+            (Schedule, "schedule", "what training does step by step", ()),
+            (RunConfig, "run", "where and how the run happens", ())):
+        add_dataclass_flags(parser.add_argument_group(title, what), cls, defaults=quick, skip=skip,
                             suppress_defaults=True, default_label="quick preset", choices=CHOICES)
 
 

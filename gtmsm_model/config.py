@@ -37,6 +37,7 @@ from gtmsm_cli.flags import (
 )
 from gtmsm_env.geometry import single_position_problem
 from gtmsm_env.world import World
+from gtmsm_env.world_flags import WORLD_FLAGS, world_flag_bounds
 from gtmsm_model.model import GTMSMConfig
 
 # --------------------------------------------------------------------------- errors
@@ -199,16 +200,15 @@ MODEL_FIELDS: tuple[str, ...] = (
 )
 # The world settings a run chooses: World's fields, and image_width, the setting that makes images
 # non-square (the width of World's (height, width) image_size).
-WORLD_FIELDS: tuple[str, ...] = ("image_size", "image_width", "crop_size", "step_size", "start", "walls",
-                                 "wall_density")
+WORLD_FIELDS: tuple[str, ...] = WORLD_FLAGS
 
 
 def setting_bounds(section: str, name: str) -> Bounds | None:
     """The range of flat setting ``name`` of ``section`` ("world" or "model"), declared on its field
     (``image_width``: the range of ``image_size``)."""
-    cls = {"world": World, "model": GTMSMConfig}[section]
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    return field_bounds(fields["image_size" if name == "image_width" else name])
+    if section == "world":
+        return world_flag_bounds(name)
+    return field_bounds(next(f for f in dataclasses.fields(GTMSMConfig) if f.name == name))
 
 
 @dataclass
