@@ -79,6 +79,14 @@ class PredictionScores:
     """Revisited steps in the last half of the horizon (steps horizon/2 + 1 .. horizon)."""
     drift_ratio: float
     """Revisited MSE of the last 64 predicted steps over that of the first 64."""
+    revisited_p99: float
+    """The worst case beside the average: each rollout's own revisited MSE (over the rollouts with a
+    revisited step), its 99th percentile (linear interpolation)..."""
+    revisited_max: float
+    """... its maximum ..."""
+    rollouts_lost: float
+    """... and how many rollouts score worse on their revisited steps than predicting that rollout's
+    memorisation mean crop (the trivial bar, rollout by rollout): a model that lost its place."""
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -173,6 +181,46 @@ def per_step_mse(predicted: np.ndarray, target: np.ndarray) -> np.ndarray:
     return ((predicted - target) ** 2).mean(axis=(2, 3, 4))
 
 
+@dataclass(frozen=True)
+class RolloutWorstCase:
+    """Per-rollout revisited MSE, summarised by its tail (``rollout_worst_case``)."""
+
+    per_rollout: np.ndarray
+    """(B,) each rollout's mean revisited MSE (NaN for a rollout with no revisited step)."""
+    trivial: np.ndarray
+    """(B,) the same for that rollout's memorisation mean crop."""
+
+    @property
+    def p99(self) -> float:
+        finite = self.per_rollout[np.isfinite(self.per_rollout)]
+        return float(np.percentile(finite, 99)) if finite.size else float("nan")
+
+    @property
+    def max(self) -> float:
+        finite = self.per_rollout[np.isfinite(self.per_rollout)]
+        return float(finite.max()) if finite.size else float("nan")
+
+    @property
+    def lost(self) -> int:
+        """Rollouts worse than their own memorisation mean on revisited steps."""
+        both = np.isfinite(self.per_rollout) & np.isfinite(self.trivial)
+        return int((self.per_rollout[both] > self.trivial[both]).sum())
+
+
+def rollout_worst_case(per_step: np.ndarray, revisited: np.ndarray, observations: np.ndarray,
+                       tau: int) -> RolloutWorstCase:
+    """per_step (B, N) crop MSEs of the predicted steps, revisited (B, N) bool, observations (B, T, H, W, C)
+    uint8 → each rollout's revisited MSE and its memorisation mean's (the mean crop of steps < tau)."""
+    pixels = observations.astype(np.float32) / 255.0
+    mean_crop = pixels[:, :tau].mean(axis=1, keepdims=True)
+    trivial_step = ((pixels[:, tau:] - mean_crop) ** 2).mean(axis=(2, 3, 4))
+    count = revisited.sum(1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        per_rollout = np.where(count > 0, (per_step * revisited).sum(1) / count, np.nan)
+        trivial = np.where(count > 0, (trivial_step * revisited).sum(1) / count, np.nan)
+    return RolloutWorstCase(per_rollout, trivial)
+
+
 def prediction_metrics(
     predicted: np.ndarray, rollouts: Rollouts, tau: int, *, bin_size: int = 32
 ) -> PredictionScores:
@@ -192,6 +240,7 @@ def prediction_metrics(
     late = per_step[:, horizon // 2:][revisited[:, horizon // 2:]]
     first = per_step[:, :64][revisited[:, :64]]
     last = per_step[:, horizon - 64:][revisited[:, horizon - 64:]]
+    worst = rollout_worst_case(per_step, revisited, rollouts.observations, tau)
     return PredictionScores(
         tau=tau, horizon_steps=horizon, sequences=int(per_step.shape[0]),
         mse=mse, mse_revisited=mse_revisited, mse_novel=mse_novel,
@@ -202,6 +251,7 @@ def prediction_metrics(
         psnr=psnr(mse), psnr_revisited=psnr(mse_revisited), psnr_novel=psnr(mse_novel),
         mse_revisited_late_half=_mean(late),
         drift_ratio=_ratio(_mean(last), _mean(first)),
+        revisited_p99=worst.p99, revisited_max=worst.max, rollouts_lost=worst.lost,
     )
 
 
@@ -384,6 +434,8 @@ def format_table(evaluation: GTMSMEvaluation) -> str:
         f"| VAE reconstruction MSE, revisited (floor) | {d.vae_mse_revisited:.5f} |",
         f"| revisited MSE / VAE floor | {d.ratio_to_vae_revisited:.3f} |",
         f"| drift: revisited MSE last 64 / first 64 steps | {s.drift_ratio:.3f} |",
+        f"| per-rollout revisited MSE: p99 / max | {s.revisited_p99:.5f} / {s.revisited_max:.5f} |",
+        f"| rollouts worse than their memorisation mean (lost) | {s.rollouts_lost} of {s.sequences} |",
         f"| SSIM (window {s.ssim_window}) | {s.ssim:.4f} |",
         f"| NLL bound (nats/step) | {d.nll_bound_nats_per_step:.1f} |",
         f"| k-NN hit rate (revisited) | {d.knn_hit_rate:.4f} |",

@@ -36,9 +36,10 @@ class GTMSMConfig:
     s_dim: int = 2
     """Size of the spatial state s_t."""
     wall_model: str = "edges"
-    """How walls stop moves: "edges" (blocked moves inferred from the observations, an edge memory
-    when imagining; any start, walls anywhere) or "absolute" (the original formulation's
-    learned gate of the absolute state; needs a fixed start)."""
+    """How walls stop moves: "edges" (blocked moves read off the observations by a pixel-shift rule,
+    an edge memory when imagining; any start, walls anywhere), "learned" (an inference network
+    q(moved | x_{t-1}, x_t, a_t) trained by the GTM-SM objective; any start) or "absolute" (the
+    original formulation's learned gate of the absolute state; needs a fixed start)."""
     gate_hidden: int = bounded(32, ge=1)
     """Width of the absolute wall gate's hidden layers (wall_model "absolute")."""
     gate_init_bias: float = 3.0
@@ -50,6 +51,15 @@ class GTMSMConfig:
     """A move whose two explanations ("the view stayed", "the view slid by the action's shift") fit
     the crop to within this mean squared error (pixels in [0, 1]) is ambiguous: decided by loop
     closure instead (wall_model "edges")."""
+    blocked_prior: float = bounded(0.25, gt=0, lt=1)
+    """The prior probability that a move is blocked (most moves are free): the lean of a move the
+    views cannot decide, which the multi-hypothesis tracker pays -log p for (wall_model "edges")."""
+    tracker_beam: int = bounded(16, ge=1, le=1024)
+    """Hypotheses the multi-hypothesis tracker keeps while it branches on the undecided moves of a walk
+    (``localisation.track_moves``; wall_models "edges" and "learned")."""
+    learned_unsure: float = bounded(0.02, gt=0, lt=0.5)
+    """wall_model "learned": a move whose probability of having moved lies within this of 0 or 1 is
+    decided by the localiser; any other, and any move whose view did not change, goes to the tracker."""
     loop_closure_threshold: float = bounded(1e-6, ge=0)
     """Two crops differ by more than this mean squared error (plus twice the noise variance
     measured on stay steps) count as different views when loop closure decides a move (the same

@@ -27,7 +27,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "world": dict(image_size=32, crop_size=8, step_size=3, start="center", walls="border",
                       wall_density=None),
         "model": dict(z_dim=128, vae_hidden=512, wall_model="edges", gate_hidden=32, ambiguity_margin=1e-5,
-                      loop_closure_threshold=1e-6, edge_radius=0.25, untried_edges="span", refine_steps=10,
+                      blocked_prior=0.25, tracker_beam=16, learned_unsure=0.02, loop_closure_threshold=1e-6, edge_radius=0.25, untried_edges="span", refine_steps=10,
                       refine_lr=0.1, novel_view="canvas", canvas_radius=0.0, knn_k=5, pixel_sigma=0.007,
                       state_noise=0.0, gate_open_iters=100),
         "schedule": dict(vae_warmup_iters=2000, vae_batch_size=256, iterations=700, batch_size=16, seq_len=288,
@@ -50,6 +50,11 @@ PRESETS: dict[str, dict[str, Any]] = {
         "world": dict(image_size=64, step_size=4),
         "schedule": dict(tau=768, seq_len=832, eval_tau=768, eval_horizon=256, batch_size=8, eval_sequences=16,
                          eval_every=0),
+    },
+    # The default's settings with the learned localiser (wall_models.LearnedLocaliser) in place of the
+    # pixel-shift rule: q(moved | x_{t-1}, x_t, a_t) trained by the GTM-SM objective alone.
+    "learned": {
+        "model": dict(wall_model="learned"),
     },
     # The original formulation's wall model (a learned gate of the absolute state) with its first
     # training recipe: exact with centre starts, wrong with random ones. Kept to compare against.

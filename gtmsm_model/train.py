@@ -97,10 +97,14 @@ def seed_everything(seed: int) -> None:
 
 
 def make_optimizer(model: GTMSM, config: TrainConfig) -> torch.optim.Optimizer:
-    return torch.optim.Adam([
+    groups = [
         {"params": model.vae.parameters(), "lr": config.schedule.lr_vae},
         {"params": model.transition.parameters(), "lr": config.schedule.lr_state},
-    ])
+    ]
+    wall_parameters = list(model.wall_model.parameters())  # a learned localiser's network (none for the others)
+    if wall_parameters:
+        groups.append({"params": wall_parameters, "lr": config.schedule.lr_state})
+    return torch.optim.Adam(groups)
 
 
 def train_step(state: TrainState, sampler: RolloutSampler, config: TrainConfig, device: torch.device,
@@ -251,8 +255,8 @@ def _train(config: TrainConfig, context: DistributedContext, device: torch.devic
         from gtmsm_model.plots import plot_training_log
 
         plot_training_log(folder.read_log(), folder.loss_plot, schedule=config.schedule,
-                          gate_open_iters=(config.model.gate_open_iters  # only the absolute gate is held open
-                                           if config.model.wall_model == "absolute" else None),
+                          gate_open_iters=(config.model.gate_open_iters  # only the learned gates are held open
+                                           if config.model.wall_model in ("absolute", "learned") else None),
                           history=state.history)
     context.barrier()
     model.eval()

@@ -9,13 +9,22 @@ wall model (``WallModel``) owns everything about walls:
 * its training-time state (``count_spans``: statistics of the training walks it keeps) and its
   warm-up schedule (``set_iteration``: the trainer says which main-phase iteration is next).
 
-Two are registered by name (``GTMSMConfig.wall_model``):
+Three are registered by name (``GTMSMConfig.wall_model``):
 
 * ``"edges"`` (``EdgeWalls``, the default; any start, walls anywhere): blocked moves are read off
-  the observations, an edge memory remembers each tried move, an extent/span prior decides the
-  edges never tried while imagining. Nothing depends on the absolute state.
+  the observations by a pixel-shift rule written for a sliding window; a move the views cannot
+  decide (a flat view) is left undecided and settled by the multi-hypothesis tracker
+  (``localisation.track_moves``); an edge memory remembers each tried move, an extent/span prior
+  decides the edges never tried while imagining. Nothing depends on the absolute state.
+  Assumes: a move slides the view by a fixed pixel shift.
+* ``"learned"`` (``LearnedLocaliser``; any start, walls anywhere): an inference network
+  q(moved | x_{t-1}, x_t, a_t) trained end to end by the GTM-SM objective (no labels, no
+  pixel-shift rule); its unsure moves and the moves whose view did not change go to the same
+  tracker, with the network's probability as their lean; imagining as ``"edges"``. Assumes: the
+  same cell shows the same view.
 * ``"absolute"`` (``AbsoluteGate``, the seed's): a learned sigmoid gate of the absolute state,
   actions trusted, the gate held open for the first ``gate_open_iters`` training iterations.
+  Assumes: every episode starts on the same cell.
 
 A new wall model is one subclass decorated with ``@register_wall_model("name")``.
 """
@@ -30,12 +39,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from gtmsm_model.canvas import shift_errors
+from gtmsm_model.localisation import MoveBeliefs, track_moves
 from gtmsm_model.memory import (
     EdgeMemory,
     crop_change,
     extent_prior,
     infer_blocked,
-    resolve_ambiguous_moves,
     span_from_counts,
     world_span_counts,
 )
@@ -188,7 +198,8 @@ class EdgeWalls(WallModel):
 
     Observing: a move is blocked iff "the view stayed" explains the crop better than "the view
     slid by the action's pixel shift" (``memory.infer_blocked``); a move the pixels cannot decide
-    (a flat view) is decided by loop closure (``memory.resolve_ambiguous_moves``); s_t is the
+    (a flat view) stays undecided, with the prior ``blocked_prior`` as its lean, and the
+    multi-hypothesis tracker (``localisation.track_moves``) decides it on the whole walk; s_t is the
     cumulative sum of the unblocked moves. Imagining: a move is blocked iff the edge memory says
     so or, for an edge never tried, the extent prior (corrected by the world span learned from the
     training walks with ``untried_edges="span"``); each decision is written back.
@@ -201,6 +212,24 @@ class EdgeWalls(WallModel):
         super().__init__(config)
         self.register_buffer("span_counts", torch.zeros(len(config.opposite_actions), SPAN_BINS, dtype=torch.long))
 
+    def tracker_threshold(self, pixels: Tensor, actions: Tensor) -> Tensor:
+        """(B,): two crops differ iff their MSE exceeds this — the loop-closure threshold plus twice the
+        noise variance, measured on stay steps (same cell, same crop up to noise)."""
+        c = self.config
+        change = crop_change(pixels)
+        stay = actions == c.stay_action
+        stay[:, 0] = False
+        noise = torch.where(stay, change, torch.full_like(change, float("nan"))).nanmedian(1).values
+        return c.loop_closure_threshold + 2 * torch.nan_to_num(noise, nan=0.0)
+
+    def track(self, moves: StateTransition, pixels: Tensor, actions: Tensor, beliefs: MoveBeliefs) -> Tensor:
+        """The blocked mask after the multi-hypothesis tracker settled the undecided moves."""
+        if not bool(beliefs.undecided.any()):
+            return beliefs.blocked
+        span = self.world_span() if bool(self.span_counts.any()) else None
+        return track_moves(pixels, actions, beliefs, moves.action_signs, self.tracker_threshold(pixels, actions),
+                           world_span=span, beam=self.config.tracker_beam)
+
     def infer(self, moves: StateTransition, pixels: Tensor, actions: Tensor, *,
               for_training: bool = False) -> ObservedWalk:
         c = self.config
@@ -208,15 +237,8 @@ class EdgeWalls(WallModel):
         with torch.no_grad():
             signs = moves.action_signs
             evidence = infer_blocked(pixels, actions, signs, c.stay_action, c.ambiguity_margin, c.crop_size - 2)
-            blocked = evidence.blocked
-            if evidence.ambiguous.any():
-                # Same cell, same crop up to noise: twice the noise variance, measured on stay steps.
-                change = crop_change(pixels)
-                stay = actions == c.stay_action
-                stay[:, 0] = False
-                noise = torch.where(stay, change, torch.full_like(change, float("nan"))).nanmedian(1).values
-                threshold = c.loop_closure_threshold + 2 * torch.nan_to_num(noise, nan=0.0)
-                blocked = resolve_ambiguous_moves(pixels, actions, blocked, evidence.ambiguous, signs, threshold)
+            lean = torch.full(evidence.blocked.shape, c.blocked_prior, device=pixels.device)
+            blocked = self.track(moves, pixels, actions, MoveBeliefs(evidence.blocked, evidence.ambiguous, lean))
         free = (~blocked).to(step_moves.dtype)
         free[:, 0] = 0.0  # the reset does not move
         states = (step_moves * free.unsqueeze(-1)).cumsum(1)
@@ -250,6 +272,83 @@ class EdgeWalls(WallModel):
         if self.config.untried_edges != "span" or not bool(self.span_counts.any()):
             return None
         return span_from_counts(self.span_counts)
+
+
+@register_wall_model("learned")
+class LearnedLocaliser(EdgeWalls):
+    """A learned localiser: an inference network q(moved | x_{t-1}, x_t, a_t), trained end to end by the
+    GTM-SM objective — the paper's inference-network idea, generalised beyond a fixed start.
+
+    The network reads the two crops, their difference, the log of their mean squared change and the
+    action (one-hot), and outputs the probability that the move went through. Training: the state
+    is ``s_t = s_{t-1} + M a_t · q_t`` with the soft probability, so the memory's KL (crops seen at
+    the same state must match) is the only teacher — no labels from the environment, no pixel-shift
+    rule; the gate is held open for the first ``gate_open_iters`` iterations (M learns first).
+    Observing: a move is decided by the network (moved iff q > 1/2) when it is sure (q within
+    ``learned_unsure`` of 0 or 1); every other move — unsure, or a view that did
+    not change and that a one-pixel slide leaves unchanged too (a flat or edge-aligned view, which a
+    wall and a free move explain alike) — goes to the multi-hypothesis tracker
+    (``localisation.track_moves``) with the network's q as its lean. Imagining, the span prior and
+    the edge memory are ``EdgeWalls``'. Assumes: the same cell shows the same view.
+    """
+
+    def __init__(self, config: GTMSMConfig) -> None:
+        super().__init__(config)
+        width = 4 * config.gate_hidden
+        self.net = nn.Sequential(
+            nn.Linear(3 * config.pixels + 1 + config.num_actions, width),
+            nn.ReLU(),
+            nn.Linear(width, width),
+            nn.ReLU(),
+            nn.Linear(width, 1),
+        )
+        nn.init.constant_(self.net[-1].bias, config.gate_init_bias)
+        self.held_open = False
+
+    def set_iteration(self, iteration: int) -> None:
+        self.held_open = iteration < self.config.gate_open_iters
+
+    def moved_probability(self, pixels: Tensor, actions: Tensor) -> Tensor:
+        """q(moved | x_{t-1}, x_t, a_t) for every step: pixels (B, T, H, W, C), actions (B, T) → (B, T);
+        step 0 (the reset) gets 1."""
+        before, after = pixels[:, :-1].flatten(2), pixels[:, 1:].flatten(2)
+        change = (after - before).square().mean(-1, keepdim=True)
+        action = F.one_hot(actions[:, 1:].long(), self.config.num_actions).to(pixels.dtype)
+        features = torch.cat([before, after, after - before, torch.log(change + 1e-6) / 10, action], -1)
+        moved = torch.sigmoid(self.net(features).squeeze(-1))
+        return torch.cat([moved.new_ones(moved.shape[0], 1), moved], 1)
+
+    def infer(self, moves: StateTransition, pixels: Tensor, actions: Tensor, *,
+              for_training: bool = False) -> ObservedWalk:
+        c = self.config
+        step_moves = moves.action_matrix()[actions]  # (B, T, S); the stay action's row is 0
+        moving = actions != c.stay_action
+        moving[:, 0] = False
+        if for_training and self.training:
+            moved = step_moves.new_ones(actions.shape) if self.held_open else self.moved_probability(pixels, actions)
+            gates = torch.where(moving, moved, torch.ones_like(moved))
+            states = (step_moves * gates.unsqueeze(-1)).cumsum(1)
+            noisy = None
+            if c.state_noise > 0:
+                noisy = states + (c.state_noise * torch.randn_like(states)).cumsum(1)
+            return ObservedWalk(states, gates, None, noisy)
+        with torch.no_grad():
+            moved = self.moved_probability(pixels, actions)
+            threshold = self.tracker_threshold(pixels, actions).unsqueeze(1)
+            # A view that did not change, and that some slide would leave unchanged (flat, or uniform along
+            # one direction), is explained by a wall and by a free move alike: the views cannot decide it.
+            unchanged = crop_change(pixels) <= threshold
+            slide_invariant = (shift_errors(pixels, pixels, 1)[0] <= threshold.unsqueeze(-1))
+            slide_invariant[..., 4] = False  # (0, 0): every view is its own match
+            indistinct = unchanged & slide_invariant.any(-1)
+            sure = (moved < c.learned_unsure) | (moved > 1 - c.learned_unsure)
+            beliefs = MoveBeliefs(blocked=moving & (moved < 0.5), undecided=moving & (indistinct | ~sure),
+                                  p_blocked=(1 - moved).clamp(c.learned_unsure, 1 - c.learned_unsure))
+            blocked = self.track(moves, pixels, actions, beliefs)
+        free = (~blocked).to(step_moves.dtype)
+        free[:, 0] = 0.0
+        states = (step_moves * free.unsqueeze(-1)).cumsum(1)
+        return ObservedWalk(states, 1.0 - blocked.to(step_moves.dtype))
 
 
 @register_wall_model("absolute")

@@ -25,7 +25,12 @@ disjoint from training's and from the test conditions' (``EVAL_SEED``)."""
 EVAL_SEED = 0
 MAZE_WALL_DENSITY = 0.05
 PHOTO_PATCH_SEED = 12345
-"""The seed of the natural-photo patches the photos condition draws its images from."""
+"""The seed of the natural-photo patches the photos conditions draw their images from."""
+IMAGE_SETS = ("procedural", "photos", "flat photos", "flat scenes")
+"""Where a condition's images come from: the default procedural scenes (a held-out seed stream), or
+an image file written for the benchmark (``image_file``): texture-rich photo patches (scikit-learn's
+sample photos), photo patches with large flat areas (scikit-image's photos) or procedural scenes
+with large flat areas (``gtmsm_env.flat_scenes``). No model trains on the last three."""
 
 
 @dataclass(frozen=True)
@@ -40,7 +45,8 @@ class Condition:
     quick_horizon: int
     world: World = field(default_factory=World)
     """The world of its rollouts (a model trained on the reference world is asked to predict it)."""
-    photos: bool = False
+    images: str = "procedural"
+    """One of ``IMAGE_SETS``."""
     uniform_policy: bool = False
 
     def lengths(self, quick: bool) -> tuple[int, int]:
@@ -50,7 +56,13 @@ class Condition:
 CONDITIONS: dict[str, Condition] = {c.name: c for c in (
     Condition("reference", "procedural images, centre start, reference random walk", 256, 256, 32, 16),
     Condition("photos", "32×32 natural-photo patches (scikit-learn's sample photos) no model trained on, "
-              "centre start", 256, 256, 32, 16, photos=True),
+              "centre start", 256, 256, 32, 16, images="photos"),
+    Condition("flat photos", "32×32 patches of photos with large flat areas beside strong edges (scikit-image's "
+              "astronaut, camera, coins, Hubble deep field, rocket, retina, moon, coffee, motorcycle), centre start",
+              256, 256, 32, 16, images="flat photos"),
+    Condition("flat scenes", "procedural scenes with large flat areas (uniform, often dark backgrounds and bands) "
+              "beside sharp textured objects (gtmsm_env.flat_scenes), centre start", 256, 256, 32, 16,
+              images="flat scenes"),
     Condition("random start", "procedural images, uniformly random start cell", 256, 256, 32, 16,
               world=World(start="random")),
     Condition("uniform policy", "procedural images, centre start, a uniformly random action (of 5) every step "
@@ -73,23 +85,30 @@ def uniform_policy(seed: int) -> Callable[[Any, dict[str, Any]], np.ndarray]:
     return policy
 
 
-def photo_patches(path: Path, count: int, *, reuse: bool) -> Path:
-    """The natural-photo patch file at ``path`` (``count`` patches), written unless ``reuse`` and it exists."""
+def image_file(folder: Path, images: str, count: int, *, reuse: bool) -> Path:
+    """The image file of image set ``images`` (not "procedural") in ``folder`` (``count`` images),
+    written unless ``reuse`` and it exists."""
+    from gtmsm_env.flat_scenes import write_flat_scenes
     from gtmsm_env.photo_patches import write_photo_patches
 
+    path = folder / f"{images.replace(' ', '_')}_{count}.npz"
     if reuse and path.exists():
         return path
-    return Path(write_photo_patches(path, count, seed=PHOTO_PATCH_SEED))
+    if images == "flat scenes":
+        return Path(write_flat_scenes(path, count, seed=PHOTO_PATCH_SEED))
+    photo_set = {"photos": "texture", "flat photos": "flat"}[images]
+    return Path(write_photo_patches(path, count, seed=PHOTO_PATCH_SEED, photo_set=photo_set))
 
 
-def condition_rollouts(condition: Condition, sequences: int, *, quick: bool, photos: Callable[[], Path],
+def condition_rollouts(condition: Condition, sequences: int, *, quick: bool, images: Callable[[str], Path],
                        seed: int = EVAL_SEED) -> Rollouts:
     """The held-out test rollouts of ``condition`` (images from a stream training never uses);
-    ``photos`` gives the photo patch file, asked for only by the photos condition."""
+    ``images`` gives the file of an image set (``image_file``), asked for only by a condition that
+    does not use the procedural default."""
     tau, horizon = condition.lengths(quick)
     kwargs: dict[str, Any] = {"world": condition.world}
-    if condition.photos:
-        kwargs["image_source"] = str(photos())
+    if condition.images != "procedural":
+        kwargs["image_source"] = str(images(condition.images))
     if condition.uniform_policy:
         kwargs["policy"] = uniform_policy(seed)
     return heldout_rollouts(sequences, tau + horizon, seed, **kwargs)

@@ -62,7 +62,8 @@ def failed_scores(tau: int, horizon: int, sequences: int, bin_size: int = 32) ->
         fraction_revisited=nan, fraction_novel=nan, ssim=nan, ssim_window=0,
         horizon=HorizonCurve(bins=bins, mse=[nan] * len(bins), mse_revisited=[nan] * len(bins),
                              mse_novel=[nan] * len(bins)),
-        psnr=nan, psnr_revisited=nan, psnr_novel=nan, mse_revisited_late_half=nan, drift_ratio=nan)
+        psnr=nan, psnr_revisited=nan, psnr_novel=nan, mse_revisited_late_half=nan, drift_ratio=nan,
+        revisited_p99=nan, revisited_max=nan, rollouts_lost=nan)
 
 
 def mean_std(values: list[float | None]) -> tuple[float, float]:

@@ -21,7 +21,7 @@ from benchmarks.harness.conditions import (
     TRAINING_DISTRIBUTION,
     VALIDATION_SEED,
     condition_rollouts,
-    photo_patches,
+    image_file,
     ppo_rollouts,
 )
 from benchmarks.harness.models import (
@@ -75,10 +75,9 @@ class Harness:
         self.sweep: list[dict[str, Any]] = []
         self.seeds_info: list[dict[str, Any]] = []
         self.plan.run_dir.mkdir(parents=True, exist_ok=True)
-        photo_path = plan.run_dir / ("photo_patches_quick.npz" if plan.quick else "photo_patches.npz")
-        photos = lambda: photo_patches(photo_path, 64 if plan.quick else 256, reuse=True)  # noqa: E731
+        images = lambda kind: image_file(plan.run_dir, kind, 64 if plan.quick else 256, reuse=True)  # noqa: E731
         self.rollouts = {name: condition_rollouts(CONDITIONS[name], plan.eval_sequences, quick=plan.quick,
-                                                  photos=photos) for name in plan.conditions}
+                                                  images=images) for name in plan.conditions}
         reference_tau, reference_horizon = CONDITIONS["reference"].lengths(plan.quick)
         self.ppo = None
         if plan.ppo_policy is not None and "reference" in plan.conditions:

@@ -1,0 +1,132 @@
+"""Localisation that survives ambiguity: the multi-hypothesis tracker (``gtmsm_model.localisation``)
+on a hand-made image with a flat band across its middle, for the "edges" and "learned" wall models."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from gtmsm_model.localisation import MoveBeliefs, hypothesis_costs, track_moves
+from gtmsm_model.memory import infer_blocked
+from gtmsm_model.model import GTMSM, GTMSMConfig
+
+STAY, UP, DOWN, LEFT, RIGHT = 0, 1, 2, 3, 4
+MOVES = {STAY: (0, 0), UP: (-1, 0), DOWN: (1, 0), LEFT: (0, -1), RIGHT: (0, 1)}
+SIGNS = torch.tensor([[0.0, 0.0], [-1.0, 0.0], [1.0, 0.0], [0.0, -1.0], [0.0, 1.0]])
+
+
+def band_image() -> np.ndarray:
+    """32×32 random texture with a flat band over rows 11..21: every crop of cell row 4 (pixel rows
+    12..19) is the same uniform colour, whatever its column."""
+    image = np.random.default_rng(3).random((32, 32, 3)).astype(np.float32)
+    image[11:22] = 0.4
+    return image
+
+
+def walk(image: np.ndarray, actions: list[int], start=(4, 4), cells: int = 9):
+    """The crops (1, T, 8, 8, 3), the actions (1, T) and the true wall hits of a walk on the 9×9 grid."""
+    position, crops, hits = start, [], []
+    for action in actions:
+        row, col = position[0] + MOVES[action][0], position[1] + MOVES[action][1]
+        hit = not (0 <= row < cells and 0 <= col < cells)
+        position = position if hit else (row, col)
+        hits.append(hit and action != STAY)
+        crops.append(image[3 * position[0]:3 * position[0] + 8, 3 * position[1]:3 * position[1] + 8])
+    return torch.as_tensor(np.stack(crops))[None], torch.tensor([actions]), hits
+
+
+# Start in the band (4, 4); right x4 across the band (free, the crop never changes), up x2 into the
+# texture, left x8 along it to (2, 0), down x2 into the band at (4, 0), left x2 into the border (blocked,
+# the crop unchanged again), right x4 back to (4, 4) through the band, up x2 and right x3 along cells
+# seen before.
+CROSSING = [STAY] + [RIGHT] * 4 + [UP] * 2 + [LEFT] * 8 + [DOWN] * 2 + [LEFT] * 2 + [RIGHT] * 4 + [UP] * 2 + [RIGHT] * 3
+
+
+def test_the_band_makes_the_free_moves_indistinguishable_from_a_wall() -> None:
+    pixels, actions, hits = walk(band_image(), CROSSING)
+    evidence = infer_blocked(pixels, actions, SIGNS, STAY, 1e-5, max_shift=6)
+    moving = actions[0] != STAY
+    moving[0] = False
+    flat_free = [t for t in range(1, len(CROSSING)) if moving[t] and not hits[t]
+                 and torch.equal(pixels[0, t], pixels[0, t - 1])]
+    assert len(flat_free) == 8  # 4 right, then 4 right again: free moves whose crop did not change
+    assert all(evidence.ambiguous[0, t] for t in flat_free)
+    bumps = [t for t in range(len(CROSSING)) if hits[t]]
+    assert len(bumps) == 2 and all(evidence.ambiguous[0, t] for t in bumps)
+
+
+def test_edges_wall_model_localises_a_walk_across_a_flat_band_and_a_border_bump_inside_it() -> None:
+    pixels, actions, hits = walk(band_image(), CROSSING)
+    model = GTMSM(GTMSMConfig(z_dim=4, vae_hidden=8, knn_k=1)).eval()
+    _, gates = model.infer_states(pixels, actions)
+    assert (gates[0] < 0.5).tolist() == hits  # every move right: the 8 free flat moves and the 2 bumps
+
+
+def cells_of(actions: torch.Tensor, blocked: list[bool]) -> np.ndarray:
+    """(T, 2) lattice cells of a walk whose moves are blocked as given."""
+    free = ~torch.tensor(blocked)
+    return (SIGNS[actions[0]] * free.unsqueeze(-1)).cumsum(0).numpy()
+
+
+def test_the_tracker_finds_a_map_that_agrees_with_the_truth_whatever_the_lean() -> None:
+    pixels, actions, hits = walk(band_image(), CROSSING)
+    moving = actions != STAY
+    moving[:, 0] = False
+    unchanged = torch.as_tensor([[bool(t) and torch.equal(pixels[0, t], pixels[0, t - 1]) for t in range(len(CROSSING))]])
+    undecided = moving & unchanged
+    flat = pixels[0].flatten(1).std(1) == 0
+    textured = np.flatnonzero(~flat.numpy())
+    truth = cells_of(actions, hits)
+    for lean in (0.1, 0.5, 0.9, 0.98):  # a lean either way is overruled by what the views say
+        beliefs = MoveBeliefs(blocked=undecided & (lean > 0.5), undecided=undecided,
+                              p_blocked=torch.full(undecided.shape, lean))
+        blocked = track_moves(pixels, actions, beliefs, SIGNS, torch.tensor([1e-6]), beam=16)
+        cells = cells_of(actions, blocked[0].tolist())
+        # Inside the band every cell shows the same view, so where exactly the walk was there is not
+        # observable; every textured view must sit where the truth has it, up to one shift of the map.
+        offset = cells[textured] - truth[textured]
+        assert (offset == offset[0]).all(), lean
+    # The prior alone decides between maps the views cannot tell apart: with most moves free, the truth.
+    beliefs = MoveBeliefs(blocked=undecided & False, undecided=undecided, p_blocked=torch.full(undecided.shape, 0.25))
+    assert track_moves(pixels, actions, beliefs, SIGNS, torch.tensor([1e-6]))[0].tolist() == hits
+
+
+def test_hypothesis_cost_counts_pairs_on_one_cell_that_saw_different_crops() -> None:
+    signs = SIGNS[torch.tensor([STAY, RIGHT, LEFT, RIGHT])]  # cells 0, 1, 0, 1 if every move is free
+    different = torch.ones(4, 4, dtype=torch.bool).fill_diagonal_(False)
+    free = torch.zeros(1, 4, dtype=torch.bool)
+    assert hypothesis_costs(free, signs, different, None, conflict_cost=1.0).tolist() == [2.0]
+    stuck = torch.tensor([[False, True, True, True]])  # every step on cell 0: 6 pairs
+    assert hypothesis_costs(stuck, signs, different, None, conflict_cost=1.0).tolist() == [6.0]
+    # A walk wider than the learned world span pays for every move beyond it.
+    assert hypothesis_costs(free, signs, torch.zeros(4, 4, dtype=torch.bool), torch.tensor([0.0, 0.0]),
+                            conflict_cost=1.0).tolist() == [0.0]  # span 0: unknown, no cost
+    wide = SIGNS[torch.tensor([STAY, RIGHT, RIGHT, RIGHT])]
+    assert hypothesis_costs(free, wide, torch.zeros(4, 4, dtype=torch.bool), torch.tensor([5.0, 2.0]),
+                            conflict_cost=1.0).tolist() == [1.0]
+
+
+def test_learned_wall_model_trains_on_debug_and_decides_moves_without_any_pixel_rule(tmp_path, monkeypatch) -> None:
+    from gtmsm_model import wall_models
+    from gtmsm_model.train import make_config, train
+
+    config = make_config("debug", wall_model="learned", out_dir=str(tmp_path / "run"), progress=False, threads=1)
+    untrained = GTMSM(config.model)
+    result = train(config)
+    model = result.model.eval()
+    before = dict(untrained.wall_model.net.named_parameters())
+    assert any(not torch.equal(before[name], value) for name, value in model.wall_model.net.named_parameters())
+
+    def no_rules(*args, **kwargs):
+        raise AssertionError("the learned wall model must not read blocked moves off pixel shifts")
+
+    monkeypatch.setattr(wall_models, "infer_blocked", no_rules)
+    image = np.random.default_rng(4).random((32, 32, 3)).astype(np.float32)  # textured: no move is indistinct
+    pixels, actions, hits = walk(image, [STAY, RIGHT, RIGHT, UP, LEFT, DOWN, RIGHT])
+    moving = (actions[0] != STAY).clone()
+    moving[0] = False
+    for bias, expected_gate in ((-30.0, 0.0), (30.0, 1.0)):  # the network's output alone decides
+        with torch.no_grad():
+            model.wall_model.net[-1].bias.fill_(bias)
+        _, gates = model.infer_states(pixels, actions)
+        assert gates[0][moving].tolist() == [expected_gate] * int(moving.sum())
