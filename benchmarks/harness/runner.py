@@ -46,6 +46,8 @@ from gtmsm_model.baselines import (
     CanvasOracle,
     CopyLastObserved,
     DatasetMean,
+    LocaliseCanvas,
+    LocaliseLookup,
     MemorisationMean,
     OracleMemory,
     OraclePositionVAE,
@@ -121,6 +123,9 @@ class Harness:
         self.evaluate(dataset_mean, dataset_mean.name, None, "bound", "8 batches of the training distribution")
         for model in (MemorisationMean(), CopyLastObserved()):
             self.evaluate(model, model.name, None, "bound", "none (reads the memorised crops)")
+        for model in (LocaliseLookup(), LocaliseCanvas()):
+            self.evaluate(model, model.name, None, "no learning",
+                          "none: path integration (blocked iff the crop did not change) and raw memorised crops")
         for model in (OracleMemory(), CanvasOracle()):
             self.evaluate(model, model.name, None, "oracle", "none (reads the true positions)")
 

@@ -3,6 +3,8 @@
 * ``base`` — the ``WorldModel`` protocol, the ``Budget`` and the shared training loop;
 * ``bounds`` — dataset mean, memorisation mean, copy-last-observed, oracle memory, canvas oracle,
   oracle-position VAE (no learning over time; the oracles read the true positions);
+* ``localise_lookup`` — the no-learning reference: path integration ("blocked iff the crop did not
+  change") and the raw memorised crop looked up (or read off a canvas) at the predicted cell;
 * ``rssm`` — PlaNet/Dreamer's recurrent state-space model;
 * ``lstm`` — an action-conditioned LSTM;
 * ``transformer`` — a masked-token transformer over the whole episode.
@@ -19,6 +21,7 @@ from gtmsm_model.baselines.bounds import (
     OracleMemory,
     OraclePositionVAE,
 )
+from gtmsm_model.baselines.localise_lookup import LocaliseCanvas, LocaliseLookup
 from gtmsm_model.baselines.lstm import ActionLSTM, ActionLSTMConfig
 from gtmsm_model.baselines.rssm import RSSM, RSSMConfig
 from gtmsm_model.baselines.transformer import TransformerConfig, TransformerWorldModel
@@ -31,6 +34,8 @@ __all__ = [
     "CanvasOracle",
     "CopyLastObserved",
     "DatasetMean",
+    "LocaliseCanvas",
+    "LocaliseLookup",
     "MemorisationMean",
     "OracleMemory",
     "OraclePositionVAE",
