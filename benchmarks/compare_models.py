@@ -1,9 +1,14 @@
 """GTM-SM against learned peers (RSSM, action LSTM, transformer) and bounds, on one protocol and
 seven conditions (the evaluation protocol of ``gtmsm_model/evaluate.py``; ``benchmarks/harness``).
 
-    python benchmarks/compare_models.py --threads 1                  # the committed run (3 seeds, ≈ 80 min)
-    python benchmarks/compare_models.py --quick --out-dir /tmp/cmp   # smoke run of every code path, < 2 min
+    python benchmarks/compare_models.py --threads 1                  # the full run, written to runs/compare/
+    python benchmarks/compare_models.py --threads 1 --publish        # ... and to benchmarks/results/ (committed)
+    python benchmarks/compare_models.py --quick                      # smoke run of every code path, < 2 min
     python benchmarks/compare_models.py --model my_pkg.my_module:MyModel   # add your model (README)
+
+A run writes only under ``--out-dir`` (default ``runs/compare``, outside the committed results):
+``benchmarks/results`` changes only with ``--publish`` (or that folder named as ``--out-dir``), and
+``--quick``, a smoke run whose numbers mean nothing, never writes there.
 
 Everything the numbers depend on (conditions, budgets, the metric record, targets, outputs) lives in
 ``benchmarks/harness``; this script only turns flags into a ``Plan``. Writes ``compare.md``,
@@ -14,6 +19,7 @@ Everything the numbers depend on (conditions, budgets, the metric record, target
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import shlex
 import sys
 import time
@@ -25,8 +31,8 @@ if __package__ in (None, ""):  # run as a file: the repository root holds the ha
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.harness import plan as planning
-from benchmarks.harness import report, runner
-from benchmarks.harness.conditions import CONDITIONS
+from benchmarks.harness import report, runner, scoreboard
+from benchmarks.harness.conditions import CONDITIONS, missing_packages
 from benchmarks.harness.plan import GTMSMInterrupted, Plan
 from gtmsm_cli.checks import duplicates_problem, output_dir_problem, threads_problem
 from gtmsm_cli.flags import SEED_MAX, bounded, error_text, fail, parse_dataclass
@@ -45,7 +51,7 @@ class Args:
     """training seeds; every learned model trains once per seed"""
     slow_seeds: list[int] | None = bounded(None, ge=0, le=SEED_MAX)
     """seeds on which every peer's run continues to --slow-multiple × GTM-SM's wall-clock (unset: the first of --seeds)"""
-    slow_multiple: float = bounded(4.0, ge=1)
+    slow_multiple: float = bounded(1.0, ge=1)
     """the longer peer budget, in multiples of GTM-SM's wall-clock (1: none)"""
     sweep: bool = True
     """choose the RSSM's and LSTM's settings by the documented sweep on the first seed"""
@@ -65,8 +71,10 @@ class Args:
     """torch CPU threads (0: torch's default; the committed run uses 1)"""
     quick: bool = False
     """smoke run: debug preset, tiny peers, a few steps, short sequences, 1 seed"""
-    out_dir: Path = Path("benchmarks/results")
-    """where compare.md, compare.json, peer_sweep.* and the plots go"""
+    out_dir: Path = Path("runs/compare")
+    """where compare.md, compare.json, peer_sweep.* and the plots go (the committed results only with --publish)"""
+    publish: bool = False
+    """write the report to benchmarks/results (the committed results) instead of --out-dir"""
     run_dir: Path = Path("runs/compare")
     """where GTM-SM's run folders and the photo patches go (not committed)"""
     progress: bool = False
@@ -90,6 +98,14 @@ def parse_args(argv: list[str] | None = None) -> Args:
             ("--model", "model")))), None)
     if problem is not None:
         fail(PROG, problem)
+    committed = planning.REPO_ROOT / "benchmarks" / "results"
+    if args.publish:
+        if args.out_dir != Args.out_dir and args.out_dir.resolve() != committed.resolve():
+            fail(PROG, f"--publish writes to {committed}; --out-dir {args.out_dir} contradicts it (drop one)")
+        args.out_dir = committed
+    if args.quick and args.out_dir.resolve() == committed.resolve():
+        fail(PROG, "--quick is a smoke run (tiny models, a few steps): it never writes the committed results in "
+                   "benchmarks/results; drop --publish or choose another --out-dir")
     if args.quick and args.preset not in (Args.preset, "debug"):
         fail(PROG, f"--quick trains GTM-SM with the debug preset; --preset {args.preset} contradicts it (drop one)")
     seeds = args.seeds[:1] if args.quick else args.seeds
@@ -121,7 +137,17 @@ def make_plan(args: Args) -> Plan:
 
 
 def check_inputs(args: Args, plan: Plan) -> None:
-    """Every flag, file and folder the run needs, before any training (one error line, exit 2)."""
+    """Every flag, file, folder and optional package the run needs, before any training (one error
+    line, exit 2)."""
+    missing = missing_packages(plan.conditions)
+    if missing:
+        names = sorted({package for _, package in missing})
+        fail(PROG, f"the condition(s) {', '.join(c for c, _ in missing)} need {' and '.join(names)}, which "
+                   "is not installed: pip install -e '.[dev]' brings it (or leave those out with --conditions)")
+    if plan.ppo_policy is not None and "reference" in plan.conditions and importlib.util.find_spec(
+            "stable_baselines3") is None:
+        fail(PROG, "the PPO-explored row needs stable-baselines3, which is not installed: pip install -e '.[sb3]' "
+                   "brings it (or --ppo-policy none skips the row)")
     try:
         if args.out_dir.exists() and not args.out_dir.is_dir():  # before check_plan creates --run-dir
             fail(PROG, f"--out-dir: {args.out_dir} exists and is not a folder")
@@ -152,12 +178,25 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 def measure(args: Args, plan: Plan, argv: list[str] | None) -> dict[str, Any]:
     command = "python benchmarks/compare_models.py " + shlex.join(sys.argv[1:] if argv is None else argv)
     start = time.perf_counter()
+    if args.quick:
+        print(f"{PROG}: --quick is a smoke run of every code path (tiny models, a few training steps, 4 sequences): "
+              f"its numbers mean nothing and its targets are expected to FAIL; it writes only to {args.out_dir}",
+              flush=True)
     harness = runner.run(plan)
     wall_seconds = time.perf_counter() - start
     written = report.write_outputs(harness, args.out_dir, command.strip(), wall_seconds, dataclasses.asdict(args))
     print()
-    print("\n".join(f"{'PASS' if c['passed'] else 'FAIL'}: {c['target']} — {c['value']}" for c in written["checks"]))
-    print(f"\nwrote {args.out_dir / 'compare.md'} and compare.json, plots, peer_sweep.*")
+    print("\n".join(f"{'NOTE' if c.get('report_only') else 'PASS' if c['passed'] else 'FAIL'}: {c['target']} — {c['value']}" for c in written["checks"]))
+    if args.quick:
+        print("(a smoke run: the FAIL lines above are expected; the targets are judged on the full run)")
+    print(f"\nwrote {args.out_dir / 'compare.md'} and compare.json, plots, peer_sweep.*, scores/")
+    if harness.plugin_labels:  # your model's rows, ranked among the committed scoreboard (only read, never written)
+        committed = scoreboard.load_scores()
+        for entry in written["summary"]:
+            if entry["model"] in harness.plugin_labels:
+                print("\n" + "\n".join(scoreboard.ranking(entry, committed)))
+        print(f"\nyour score files: {args.out_dir / 'scores'} (the committed scoreboard, {scoreboard.COMMITTED}, "
+              "is not touched)")
     return written
 
 

@@ -61,7 +61,9 @@ def estimate_pixel_map(pixels: Tensor, actions: Tensor, states: Tensor, moved: T
     s_dim = states.shape[-1]
     shifts = shift_grid(max_shift, pixels.device)
     best = best_shifts if best_shifts is not None else best_shift(pixels, max_shift)  # (B, T-1)
-    moved = moved[:, 1:]
+    # A free move whose best shift is (0, 0) saw a view that any slide along it leaves unchanged (flat, or
+    # uniform along the move): it says nothing about the action's shift, so it does not vote.
+    moved = moved[:, 1:] & (best != shifts.shape[0] // 2)
     acts = actions[:, 1:].long()
     slot = acts * shifts.shape[0] + best
     votes = torch.zeros(batch, num_actions * shifts.shape[0], device=pixels.device)
@@ -81,10 +83,17 @@ def estimate_pixel_map(pixels: Tensor, actions: Tensor, states: Tensor, moved: T
 
 
 
+def prefer_short(errors: Tensor, shifts: Tensor) -> Tensor:
+    """``shift_errors``' errors with ties broken towards the shortest shift: a view uniform along one
+    direction fits every shift along it equally, and the first in the grid's order (the longest)
+    would otherwise win."""
+    return errors + 1e-9 * shifts.square().sum(-1).to(errors.dtype)
+
+
 def best_shift(pixels: Tensor, max_shift: int) -> Tensor:
-    """The shift (an index into ``shift_grid(max_shift)``) that best aligns each crop with the next:
-    pixels (B, T, H, W, C) → (B, T-1) long."""
-    return shift_errors(pixels[:, :-1], pixels[:, 1:], max_shift)[0].argmin(-1)
+    """The shift (an index into ``shift_grid(max_shift)``) that best aligns each crop with the next
+    (the shortest among equals): pixels (B, T, H, W, C) → (B, T-1) long."""
+    return prefer_short(*shift_errors(pixels[:, :-1], pixels[:, 1:], max_shift)).argmin(-1)
 
 
 @dataclass

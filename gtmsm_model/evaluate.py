@@ -87,6 +87,11 @@ class PredictionScores:
     rollouts_lost: float
     """... and how many rollouts score worse on their revisited steps than predicting that rollout's
     memorisation mean crop (the trivial bar, rollout by rollout): a model that lost its place."""
+    rollout_revisited: list[float | None]
+    """Each rollout's revisited MSE (None: no revisited step), in rollout order: what a bootstrap over
+    test sequences resamples."""
+    rollout_revisited_steps: list[int]
+    """Each rollout's number of revisited steps."""
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -253,6 +258,8 @@ def prediction_metrics(
         mse_revisited_late_half=_mean(late),
         drift_ratio=_ratio(_mean(last), _mean(first)),
         revisited_p99=worst.p99, revisited_max=worst.max, rollouts_lost=worst.lost,
+        rollout_revisited=[float(v) if np.isfinite(v) else None for v in worst.per_rollout],
+        rollout_revisited_steps=[int(n) for n in revisited.sum(1)],
     )
 
 

@@ -8,7 +8,14 @@ observed walk, so evidence that arrives later (a loop closure many steps on) dec
 move, the way a SLAM back-end revises its graph at loop closure:
 
 * **consistency**: pairs of steps that the hypothesis puts on the same lattice cell but that saw
-  different crops (the same cell always shows the same view) — each costs ``conflict_cost``;
+  different crops (the same cell always shows the same view), and pairs that saw the same
+  *distinctive* crop (one that no one-pixel slide leaves unchanged: not flat, not uniform along any
+  direction) but are put on different cells (such a view is seen from one place only) — each
+  costs ``conflict_cost``;
+* **overlap consistency** (when the pixel step of a lattice move is known, ``pixel_steps``): two
+  views the hypothesis puts on neighbouring cells must agree where their windows overlap — the
+  canvas they paint must be one image; the same-cell check is its zero offset. This evidence is
+  dense (every view near one seen before is checked), so a wrong branch is found within a few steps;
 * **the learned world span**: a hypothesis whose walk spans more moves along an axis than the
   worlds seen in training (``world_span``, learned by the wall model from the training walks)
   pays ``conflict_cost`` per extra move;
@@ -27,6 +34,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from gtmsm_model.canvas import shift_errors
+
 CONFLICT_COST = 50.0
 """Cost of one conflicting pair of steps (or one move beyond the world span), in nats of the prior:
 identical crops at one cell are near-certain evidence, so one conflict outweighs any prior lean."""
@@ -41,6 +50,37 @@ class MoveBeliefs:
     p_blocked: Tensor  # float in (0, 1): the lean of an undecided move (ignored elsewhere)
 
 
+def distinctive_views(pixels: Tensor, threshold: Tensor | float) -> Tensor:
+    """(T, H, W, C) crops → (T,) bool: no slide by one pixel (in any of the 8 directions) leaves the crop
+    unchanged (up to ``threshold``, a mean squared error): a view that only one place shows."""
+    errors, _ = shift_errors(pixels, pixels, 1)  # (T, 9): the crop against itself, shifted
+    errors = torch.cat([errors[:, :4], errors[:, 5:]], -1)  # drop (0, 0)
+    return (errors > threshold).all(-1)
+
+
+def overlap_mismatches(pixels: Tensor, axis_steps: Tensor, threshold: Tensor | float) -> tuple[Tensor, int]:
+    """Which pairs of views disagree where their windows would overlap, for every lattice offset at which
+    they overlap: pixels (T, H, W, C), ``axis_steps`` (P, 2) the pixel offset (row, col) of one lattice
+    move along each axis → (mismatch (O, ..., O, T, T) bool over offsets -R..R per axis, R).
+    ``mismatch[d][i, j]``: view j, taken d lattice moves from view i, disagrees with it (overlap MSE
+    above ``threshold``); offsets without overlap never mismatch."""
+    height, width = pixels.shape[1:3]
+    step = axis_steps.abs().max().clamp_min(1)
+    reach = int(max(height, width) // int(step))  # offsets farther than this cannot overlap
+    axes = axis_steps.shape[0]
+    size = 2 * reach + 1
+    mismatch = torch.zeros((size,) * axes + (len(pixels), len(pixels)), dtype=torch.bool, device=pixels.device)
+    for offset in torch.cartesian_prod(*[torch.arange(-reach, reach + 1)] * axes).reshape(-1, axes).tolist():
+        dy, dx = (torch.tensor(offset, dtype=axis_steps.dtype, device=axis_steps.device) @ axis_steps).long().tolist()
+        if abs(dy) >= height or abs(dx) >= width:
+            continue
+        a = pixels[:, max(dy, 0):height + min(dy, 0), max(dx, 0):width + min(dx, 0)].flatten(1)
+        b = pixels[:, max(-dy, 0):height + min(-dy, 0), max(-dx, 0):width + min(-dx, 0)].flatten(1)
+        error = torch.cdist(a, b, compute_mode="donot_use_mm_for_euclid_dist").square() / a.shape[1]
+        mismatch[tuple(o + reach for o in offset)] = error > threshold
+    return mismatch, reach
+
+
 def crop_differences(pixels: Tensor) -> Tensor:
     """(T, H, W, C) crops → (T, T) mean squared difference of every pair."""
     flat = pixels.flatten(1)
@@ -48,65 +88,153 @@ def crop_differences(pixels: Tensor) -> Tensor:
 
 
 def hypothesis_costs(blocked: Tensor, signs: Tensor, different: Tensor, world_span: Tensor | None,
-                     conflict_cost: float = CONFLICT_COST) -> Tensor:
-    """Consistency and span cost of C hypotheses: blocked (C, T) bool, signs (T, P) the action signs of
-    each step, different (T, T) bool (the two crops differ) → (C,)."""
-    coords = (signs.unsqueeze(0) * (~blocked).unsqueeze(-1).to(signs.dtype)).cumsum(1)  # (C, T, P)
+                     conflict_cost: float = CONFLICT_COST, twins: Tensor | None = None) -> Tensor:
+    """Consistency and span cost of C whole-walk hypotheses: blocked (C, T) bool, signs (T, P) the action
+    signs of each step, different (T, T) bool (the two crops differ), twins (T, T) bool (the same
+    distinctive crop; None: none) → (C,). ``track_moves`` computes the same cost incrementally."""
+    coords = lattice_cells(blocked, signs)
     same = (coords.unsqueeze(1) == coords.unsqueeze(2)).all(-1)  # (C, T, T)
-    conflicts = (same & different).sum((1, 2)).to(signs.dtype) / 2
-    cost = conflict_cost * conflicts
-    if world_span is not None:
-        extent = coords.max(1).values - coords.min(1).values  # (C, P)
-        span = world_span.to(signs.dtype)
-        beyond = torch.where(span > 0, (extent - span).clamp_min(0), torch.zeros_like(extent))
-        cost = cost + conflict_cost * beyond.sum(-1)
-    return cost
+    clash = same & different
+    if twins is not None:
+        clash = clash | (~same & twins)
+    cost = conflict_cost * clash.sum((1, 2)).to(signs.dtype) / 2
+    return cost + span_cost(coords.max(1).values - coords.min(1).values, world_span, conflict_cost)
+
+
+def lattice_cells(blocked: Tensor, signs: Tensor) -> Tensor:
+    """(C, T) blocked masks and (T, P) action signs → (C, T, P) integer lattice cells (step 0 at the origin)."""
+    return (signs.unsqueeze(0) * (~blocked).unsqueeze(-1).to(signs.dtype)).cumsum(1)
+
+
+def span_cost(extent: Tensor, world_span: Tensor | None, conflict_cost: float) -> Tensor:
+    """(C, P) extents of hypotheses' walks in moves → (C,): ``conflict_cost`` per move beyond the world span."""
+    if world_span is None:
+        return extent.new_zeros(extent.shape[0])
+    span = world_span.to(extent.dtype)
+    beyond = torch.where(span > 0, (extent - span).clamp_min(0), torch.zeros_like(extent))
+    return conflict_cost * beyond.sum(-1)
 
 
 def track_moves(pixels: Tensor, actions: Tensor, beliefs: MoveBeliefs, action_signs: Tensor,
                 threshold: Tensor, *, world_span: Tensor | None = None, beam: int = 16,
-                conflict_cost: float = CONFLICT_COST) -> Tensor:
+                conflict_cost: float = CONFLICT_COST, pixel_steps: Tensor | None = None) -> Tensor:
     """Decide every undecided move of each walk by a beam search over hypotheses (see the module).
 
     Branching on the undecided moves in time order, a hypothesis is scored on the walk up to the
     next undecided move (all the evidence there is before the next choice) plus the prior of its
-    choices. Hypotheses that end on the same cell are interchangeable for what comes next (they
-    differ only inside views that could not tell them apart), so only the best of each is kept,
-    and then the ``beam`` best: the beam holds different *places*, not near-copies of one — the
-    place that only later evidence confirms survives until it arrives.
+    choices. Hypotheses that end on the same cell *and* put every distinctive view so far on the
+    same cells are interchangeable for what comes next (they differ only inside views that could
+    not tell them apart), so only the best of each is kept, and then the ``beam`` best: the beam
+    holds different maps and places, not near-copies of one — the one that only later evidence
+    confirms survives until it arrives. The cost is kept per
+    hypothesis and extended by the new steps only, so a walk costs O(beam · T²) whatever the
+    number of undecided moves.
 
     pixels (B, T, H, W, C) in [0, 1], actions (B, T), ``action_signs`` (A, P) (one column per opposite
     pair), ``threshold`` (B,): two crops differ iff their MSE exceeds it (above observation noise),
-    ``world_span`` (P,) in moves (0 or None: unknown). Returns the blocked mask (B, T): the decided
-    moves as given, the undecided ones as the best hypothesis has them.
+    ``world_span`` (P,) in moves (0 or None: unknown), ``pixel_steps`` (B, P, 2): the pixel offset of one
+    lattice move along each axis (None: unknown; only views on the same cell are compared). Returns
+    the blocked mask (B, T): the decided moves as given, the undecided ones as the best hypothesis
+    has them.
     """
     blocked = beliefs.blocked.clone()
     signs = action_signs[actions.long()].to(pixels.dtype)  # (B, T, P)
     p = beliefs.p_blocked.clamp(1e-4, 1 - 1e-4)
-    steps = actions.shape[1]
     for b in torch.nonzero(beliefs.undecided.any(1)).flatten().tolist():
-        different = crop_differences(pixels[b]) > threshold[b]
-        moves = torch.nonzero(beliefs.undecided[b]).flatten().tolist()
-        hypotheses = blocked[b].unsqueeze(0)  # (C, T): undecided moves at their lean until branched
-        prior = torch.zeros(1, dtype=pixels.dtype, device=pixels.device)
-        for i, t in enumerate(moves):
-            as_blocked, as_free = hypotheses.clone(), hypotheses.clone()
-            as_blocked[:, t], as_free[:, t] = True, False
-            hypotheses = torch.cat([as_blocked, as_free])
-            prior = torch.cat([prior - p[b, t].log(), prior - (1 - p[b, t]).log()])
-            seen = moves[i + 1] if i + 1 < len(moves) else steps  # the evidence before the next choice
-            total = prior + hypothesis_costs(hypotheses[:, :seen], signs[b, :seen], different[:seen, :seen],
-                                             world_span, conflict_cost)
-            place = (signs[b, :seen].unsqueeze(0) * (~hypotheses[:, :seen]).unsqueeze(-1).to(signs.dtype)).sum(1)
-            order = total.argsort()
-            _, group = torch.unique(place[order], dim=0, return_inverse=True)
-            keep, places = [], set()
-            for rank, where in enumerate(group.tolist()):  # cheapest first: the best of each place
-                if where not in places:
-                    places.add(where)
-                    keep.append(int(order[rank]))
-                    if len(keep) == beam:
-                        break
-            hypotheses, prior = hypotheses[keep], prior[keep]
-        blocked[b] = hypotheses[0]
+        evidence = WalkEvidence.of(pixels[b], threshold[b], None if pixel_steps is None else pixel_steps[b])
+        forward, forward_cost = _beam(evidence, signs[b], blocked[b], beliefs.undecided[b], p[b], world_span,
+                                      beam, conflict_cost)
+        # The same search on the walk run backwards (each move undone: the opposite signs, the same
+        # outcome): evidence that comes late going forwards comes early going backwards.
+        back = lambda x: torch.cat([x[:1], x[1:].flip(0)])  # noqa: E731 -- step k of the reversed walk is move T-k
+        reverse_signs = torch.cat([torch.zeros_like(signs[b, :1]), -signs[b, 1:].flip(0)])
+        backward, backward_cost = _beam(evidence.reversed(), reverse_signs, back(blocked[b]),
+                                        back(beliefs.undecided[b]), back(p[b]), world_span, beam, conflict_cost)
+        blocked[b] = forward if forward_cost <= backward_cost else back(backward)
     return blocked
+
+
+@dataclass
+class WalkEvidence:
+    """What the views of one walk say about pairs of steps, whatever the hypothesis (see the module)."""
+
+    different: Tensor  # (T, T) bool: the two crops differ
+    twins: Tensor  # (T, T) bool: the same distinctive crop
+    mismatch: Tensor | None  # (O, ..., O, T, T) bool: overlap disagreement per lattice offset (None: unknown)
+    reach: int  # offsets -reach..reach per axis
+
+    @classmethod
+    def of(cls, pixels: Tensor, threshold: Tensor, pixel_steps: Tensor | None) -> WalkEvidence:
+        different = crop_differences(pixels) > threshold
+        distinct = distinctive_views(pixels, threshold)
+        twins = ~different & distinct.unsqueeze(0) & distinct.unsqueeze(1)
+        mismatch, reach = (None, 0) if pixel_steps is None else overlap_mismatches(pixels, pixel_steps, threshold)
+        return cls(different, twins, mismatch, reach)
+
+    def reversed(self) -> WalkEvidence:
+        """The evidence of the walk run backwards: step k is step T-1-k."""
+        flip = lambda x: x.flip(-1).flip(-2)  # noqa: E731
+        return WalkEvidence(flip(self.different), flip(self.twins),
+                            None if self.mismatch is None else flip(self.mismatch), self.reach)
+
+
+def _beam(evidence: WalkEvidence, signs: Tensor, blocked: Tensor, undecided: Tensor, p: Tensor,
+          world_span: Tensor | None, beam: int, conflict_cost: float) -> tuple[Tensor, float]:
+    """``track_moves``' search on one walk: signs (T, P), blocked / undecided / p (T,) → the best
+    hypothesis's blocked mask (T,) and its total cost."""
+    steps = len(signs)
+    different, twins, mismatch, reach = evidence.different, evidence.twins, evidence.mismatch, evidence.reach
+    distinct = twins.diagonal()  # a distinctive view is its own twin
+    # Random weights that sum (step, axis) cells into one number per map (a collision-free hash in practice).
+    code = torch.randn(steps * signs.shape[-1], generator=torch.Generator().manual_seed(0),
+                       dtype=torch.float64).to(device=signs.device, dtype=signs.dtype)
+    moves = torch.nonzero(undecided).flatten().tolist()
+    free = (~blocked).to(signs.dtype)
+    first = moves[0]
+    # Every hypothesis agrees up to the first undecided move: its cells and conflicts there.
+    cells = (signs[:first] * free[:first].unsqueeze(-1)).cumsum(0).unsqueeze(0)  # (1, first, P)
+    same = (cells[0].unsqueeze(0) == cells[0].unsqueeze(1)).all(-1)
+    clash = (same & different[:first, :first]) | (~same & twins[:first, :first])
+    cost = conflict_cost * clash.sum().to(signs.dtype).reshape(1) / 2
+    prior = torch.zeros(1, dtype=signs.dtype, device=signs.device)
+    hypotheses = blocked.unsqueeze(0)  # (C, T)
+    total = cost
+    for i, t in enumerate(moves):
+        seen = moves[i + 1] if i + 1 < len(moves) else steps  # the evidence before the next choice
+        as_blocked, as_free = hypotheses.clone(), hypotheses.clone()
+        as_blocked[:, t], as_free[:, t] = True, False
+        hypotheses = torch.cat([as_blocked, as_free])
+        prior = torch.cat([prior - p[t].log(), prior - (1 - p[t]).log()])
+        cells, cost = torch.cat([cells, cells]), torch.cat([cost, cost])
+        # The new steps t .. seen-1: their cells, and their conflicts with every step before them.
+        step = signs[t:seen].unsqueeze(0) * (~hypotheses[:, t:seen]).unsqueeze(-1).to(signs.dtype)
+        new = cells[:, -1].unsqueeze(1) + step.cumsum(1)  # (C, L, P)
+        cells = torch.cat([cells, new], 1)  # (C, seen, P)
+        gap = cells.unsqueeze(1) - new.unsqueeze(2)  # (C, L, seen, P): where each earlier view lies
+        same = (gap == 0).all(-1)
+        clash = (same & different[t:seen, :seen]) | (~same & twins[t:seen, :seen])
+        if mismatch is not None:
+            near = (gap.abs() <= reach).all(-1)
+            index = (gap.long().clamp(-reach, reach) + reach).unbind(-1)
+            rows = torch.arange(t, seen, device=gap.device).view(1, -1, 1).expand_as(same)
+            cols = torch.arange(seen, device=gap.device).view(1, 1, -1).expand_as(same)
+            clash = clash | (near & mismatch[(*index, rows, cols)])
+        # Within the new block each pair is counted twice, pairs with earlier steps once.
+        inside = clash[:, :, t:].sum((1, 2)).to(signs.dtype) / 2
+        cost = cost + conflict_cost * (clash[:, :, :t].sum((1, 2)).to(signs.dtype) + inside)
+        extent = cells.max(1).values - cells.min(1).values
+        total = prior + cost + span_cost(extent, world_span, conflict_cost)
+        order = total.argsort()
+        # The key of a hypothesis: its current cell and where it put the distinctive views so far.
+        placed = (cells * distinct[:seen, None]).flatten(1) @ code[: seen * cells.shape[-1]]
+        key = torch.cat([cells[:, -1], placed.unsqueeze(-1)], -1)
+        _, group = torch.unique(key[order], dim=0, return_inverse=True)
+        keep, places = [], set()
+        for rank, where in enumerate(group.tolist()):  # cheapest first: the best of each place
+            if where not in places:
+                places.add(where)
+                keep.append(int(order[rank]))
+                if len(keep) == beam:
+                    break
+        hypotheses, prior, cost, cells, total = hypotheses[keep], prior[keep], cost[keep], cells[keep], total[keep]
+    return hypotheses[0], float(total[0])

@@ -19,8 +19,8 @@ imagining), each read when predicting (the third, the canvas of decoded crops, i
 
 Blocked moves are inferred from the observations (``infer_blocked``): a move whose crop is
 better explained by "the view stayed" than by "the view slid by the action's pixel shift" was
-blocked (the fits are ``canvas.shift_errors``); a flat view that both explain is decided by loop
-closure (``resolve_ambiguous_moves``).
+blocked (the fits are ``canvas.shift_errors``); a flat view that both explain is left undecided for the
+multi-hypothesis tracker (``localisation.track_moves``).
 None of this is told the grid size, the border or the start cell (the span prior learns the
 world's width from the training walks).
 
@@ -229,7 +229,7 @@ class MoveEvidence:
     blocked: Tensor  # bool: the view stayed rather than moved
     ambiguous: Tensor  # bool: both explain the pixels equally well (a flat view)
     action_shifts: Tensor  # (B, A, 2) long: each action's pixel shift (row, col), from the observations
-    best_shifts: Tensor  # (B, T-1) long: the best-aligning shift of each step, an index into shift_grid
+    best_shifts: Tensor  # (B, T-1) long: each step's shift (its action's where it slid, an index into shift_grid; (0, 0) otherwise)
 
 
 def infer_blocked(pixels: Tensor, actions: Tensor, action_signs: Tensor, stay_action: int, margin: float,
@@ -238,9 +238,10 @@ def infer_blocked(pixels: Tensor, actions: Tensor, action_signs: Tensor, stay_ac
 
     Two hypotheses per move: the view stayed (x_t == x_{t-1}) or it slid by the action's pixel
     shift (x_t == x_{t-1} shifted, compared on the overlap). Each action's shift is estimated per
-    sequence: every move whose best non-zero shift beats "stayed" votes for it, the votes of
-    opposite actions (``action_signs`` (A, P), one column per opposite pair) pooled with the
-    sign flipped, and the most voted shift wins. A move is blocked iff "stayed" fits better. It
+    sequence: every move votes for each non-zero shift that fits it as well as its best (within
+    ``margin``) and better than "stayed" (a view uniform along some direction fits several shifts,
+    and votes for all of them), the votes of opposite actions (``action_signs`` (A, P), one column per opposite pair) pooled with the
+    sign flipped, and the most voted shift wins (the shortest among equals). A move is blocked iff "stayed" fits better. It
     is *ambiguous* iff the two fits differ by less than ``margin`` (mean squared error, pixels in
     [0, 1]): a flat view, where a free move also leaves the crop unchanged. Observation noise
     adds the same amount to both fits, so the comparison needs no noise threshold. Step 0 (the
@@ -252,54 +253,33 @@ def infer_blocked(pixels: Tensor, actions: Tensor, action_signs: Tensor, stay_ac
     n = shifts.shape[0]
     zero = n // 2  # the symmetric grid of shifts puts (0, 0) in the middle and -shift at n - 1 - index
     stayed = errors[..., zero]
-    best_error, best = errors.masked_fill(torch.arange(n, device=errors.device) == zero, float("inf")).min(-1)
+    sliding = errors.masked_fill(torch.arange(n, device=errors.device) == zero, float("inf"))
+    best_error = sliding.min(-1, keepdim=True).values
     moving = actions[:, 1:] != stay_action
-    evidence = (moving & (best_error < stayed)).float()
+    # Each move votes for every shift that fits it as well as its best and better than "stayed".
+    fits = (sliding <= best_error + margin) & (stayed.unsqueeze(-1) - sliding > margin) & moving.unsqueeze(-1)
     signs = action_signs[actions[:, 1:]]  # (B, T-1, P)
+    flipped = fits.flip(-1)  # a negative action votes for the opposite shift (index n - 1 - i)
+    shortness = 1e-6 * shifts.square().sum(-1).to(errors.dtype)  # among equal votes, the shortest shift
     pair_shift = []
     for pair in range(action_signs.shape[1]):
-        sign = signs[..., pair]
-        index = torch.where(sign >= 0, best, n - 1 - best)  # a negative action votes for the flipped shift
-        votes = torch.zeros(batch, n, device=pixels.device)
-        votes.scatter_add_(1, index, evidence * (sign != 0).float())
-        pair_shift.append(shifts[votes.argmax(-1)])  # (B, 2)
+        sign = signs[..., pair].unsqueeze(-1)
+        votes = (torch.where(sign > 0, fits, torch.where(sign < 0, flipped, torch.zeros_like(fits)))).sum(1)
+        pair_shift.append(shifts[(votes.to(errors.dtype) - shortness).argmax(-1)])  # (B, 2)
     per_pair = torch.stack(pair_shift, 1).float()  # (B, P, 2)
     action_shifts = torch.round(action_signs.unsqueeze(0) @ per_pair).long()  # (B, A, 2)
     span = 2 * max_shift + 1
     shift_index = (action_shifts[..., 0] + max_shift) * span + (action_shifts[..., 1] + max_shift)  # (B, A)
-    moved_error = errors.gather(-1, shift_index.gather(1, actions[:, 1:]).unsqueeze(-1)).squeeze(-1)
+    step_index = shift_index.gather(1, actions[:, 1:])  # (B, T-1): each step's action's shift
+    moved_error = errors.gather(-1, step_index.unsqueeze(-1)).squeeze(-1)
     blocked = torch.zeros(batch, steps, dtype=torch.bool, device=pixels.device)
     ambiguous = torch.zeros_like(blocked)
     blocked[:, 1:] = moving & (stayed < moved_error)
     ambiguous[:, 1:] = moving & ((stayed - moved_error).abs() < margin)
-    return MoveEvidence(blocked, ambiguous, action_shifts, errors.argmin(-1))
-
-
-def resolve_ambiguous_moves(pixels: Tensor, actions: Tensor, blocked: Tensor, ambiguous: Tensor,
-                            action_signs: Tensor, threshold: Tensor) -> Tensor:
-    """Decide each ambiguous move by loop closure: blocked or free, whichever makes fewer pairs of
-    steps that land on the same lattice cell but saw different crops (MSE > ``threshold`` (B,)).
-
-    Positions are the integer lattice coordinates (the cumulative sum of the unblocked moves'
-    action signs, ``action_signs`` (A, P)), so the decision does not depend on the learned M.
-    Ties keep what the pixels leaned to (``blocked`` as given). ``threshold`` must exceed the change that
-    observation noise alone makes (twice the noise variance). Returns the corrected (B, T) mask.
-    """
-    blocked = blocked.clone()
-    signs = action_signs[actions.long()]  # (B, T, P)
-    for b in torch.nonzero(ambiguous.any(1)).flatten().tolist():
-        flat = pixels[b].flatten(1)
-        different = torch.cdist(flat, flat, compute_mode="donot_use_mm_for_euclid_dist").square() / flat.shape[1] > threshold[b]
-        for t in torch.nonzero(ambiguous[b]).flatten().tolist():
-            pixel_vote = bool(blocked[b, t])
-            conflicts = []
-            for hypothesis in (True, False):
-                blocked[b, t] = hypothesis
-                coords = (signs[b] * (~blocked[b]).unsqueeze(-1).to(signs.dtype)).cumsum(0)
-                same = (coords.unsqueeze(0) == coords.unsqueeze(1)).all(-1)
-                conflicts.append(int((same & different).sum()))
-            blocked[b, t] = pixel_vote if conflicts[0] == conflicts[1] else conflicts[0] < conflicts[1]
-    return blocked
+    # The shift of each step that slid (its action's); (0, 0) where it stayed or the views cannot tell.
+    slid = moving & ~blocked[:, 1:] & ~ambiguous[:, 1:]
+    best_shifts = torch.where(slid, step_index, torch.full_like(step_index, zero))
+    return MoveEvidence(blocked, ambiguous, action_shifts, best_shifts)
 
 
 # --------------------------------------------------------------------------- edge memory

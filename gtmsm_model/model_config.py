@@ -49,12 +49,12 @@ class GTMSMConfig:
     first learns which way each action points (wall_model "absolute")."""
     ambiguity_margin: float = bounded(1e-5, ge=0)
     """A move whose two explanations ("the view stayed", "the view slid by the action's shift") fit
-    the crop to within this mean squared error (pixels in [0, 1]) is ambiguous: decided by loop
-    closure instead (wall_model "edges")."""
+    the crop to within this mean squared error (pixels in [0, 1]) is ambiguous: left undecided for the
+    multi-hypothesis tracker (wall_model "edges")."""
     blocked_prior: float = bounded(0.25, gt=0, lt=1)
     """The prior probability that a move is blocked (most moves are free): the lean of a move the
     views cannot decide, which the multi-hypothesis tracker pays -log p for (wall_model "edges")."""
-    tracker_beam: int = bounded(16, ge=1, le=1024)
+    tracker_beam: int = bounded(64, ge=1, le=1024)
     """Hypotheses the multi-hypothesis tracker keeps while it branches on the undecided moves of a walk
     (``localisation.track_moves``; wall_models "edges" and "learned")."""
     learned_unsure: float = bounded(0.02, gt=0, lt=0.5)
@@ -62,7 +62,7 @@ class GTMSMConfig:
     decided by the localiser; any other, and any move whose view did not change, goes to the tracker."""
     loop_closure_threshold: float = bounded(1e-6, ge=0)
     """Two crops differ by more than this mean squared error (plus twice the noise variance
-    measured on stay steps) count as different views when loop closure decides a move (the same
+    measured on stay steps) count as different views when the multi-hypothesis tracker scores a hypothesis (the same
     cell gives the same crop exactly, up to noise; smooth photos put neighbouring cells ~1e-5 apart)."""
     edge_radius: float = bounded(0.25, gt=0)
     """A remembered edge within this distance of a move's midpoint decides that move (state units;

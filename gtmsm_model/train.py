@@ -102,8 +102,8 @@ def make_optimizer(model: GTMSM, config: TrainConfig) -> torch.optim.Optimizer:
         {"params": model.transition.parameters(), "lr": config.schedule.lr_state},
     ]
     wall_parameters = list(model.wall_model.parameters())  # a learned localiser's network (none for the others)
-    if wall_parameters:
-        groups.append({"params": wall_parameters, "lr": config.schedule.lr_state})
+    if wall_parameters:  # a network over crops, like the VAE: the VAE's step size
+        groups.append({"params": wall_parameters, "lr": config.schedule.lr_vae})
     return torch.optim.Adam(groups)
 
 

@@ -109,12 +109,14 @@ class ObservedWalk:
     states: Tensor  # (B, T, S), before any training noise
     gates: Tensor  # (B, T): 1 where the move went through (a soft value for a learned gate)
     best_shifts: Tensor | None = None  # (B, T-1) the best-aligning pixel shift per step, if it was measured
-    noisy_states: Tensor | None = None  # (B, T, S) with the transition noise eps_t, when the loss adds it
+    training_states: Tensor | None = None
+    """(B, T, S) the states the training objective reads, where they differ from ``states``: with the
+    transition noise eps_t, or a learned localiser's soft states (``states`` then holds its decisions)."""
 
     @property
     def loss_states(self) -> Tensor:
         """The states the training objective reads."""
-        return self.states if self.noisy_states is None else self.noisy_states
+        return self.states if self.training_states is None else self.training_states
 
 
 class WallModel(nn.Module):
@@ -222,13 +224,19 @@ class EdgeWalls(WallModel):
         noise = torch.where(stay, change, torch.full_like(change, float("nan"))).nanmedian(1).values
         return c.loop_closure_threshold + 2 * torch.nan_to_num(noise, nan=0.0)
 
-    def track(self, moves: StateTransition, pixels: Tensor, actions: Tensor, beliefs: MoveBeliefs) -> Tensor:
-        """The blocked mask after the multi-hypothesis tracker settled the undecided moves."""
+    def track(self, moves: StateTransition, pixels: Tensor, actions: Tensor, beliefs: MoveBeliefs,
+              action_shifts: Tensor | None = None) -> Tensor:
+        """The blocked mask after the multi-hypothesis tracker settled the undecided moves.
+        ``action_shifts`` (B, A, 2): each action's pixel shift, when known (the tracker then checks overlaps)."""
         if not bool(beliefs.undecided.any()):
             return beliefs.blocked
         span = self.world_span() if bool(self.span_counts.any()) else None
+        pixel_steps = None
+        if action_shifts is not None:  # one lattice move along each axis: the shift of the pair's positive action
+            positive = moves.action_signs.argmax(0)  # (P,)
+            pixel_steps = action_shifts[:, positive].to(pixels.dtype)  # (B, P, 2)
         return track_moves(pixels, actions, beliefs, moves.action_signs, self.tracker_threshold(pixels, actions),
-                           world_span=span, beam=self.config.tracker_beam)
+                           world_span=span, beam=self.config.tracker_beam, pixel_steps=pixel_steps)
 
     def infer(self, moves: StateTransition, pixels: Tensor, actions: Tensor, *,
               for_training: bool = False) -> ObservedWalk:
@@ -238,7 +246,8 @@ class EdgeWalls(WallModel):
             signs = moves.action_signs
             evidence = infer_blocked(pixels, actions, signs, c.stay_action, c.ambiguity_margin, c.crop_size - 2)
             lean = torch.full(evidence.blocked.shape, c.blocked_prior, device=pixels.device)
-            blocked = self.track(moves, pixels, actions, MoveBeliefs(evidence.blocked, evidence.ambiguous, lean))
+            blocked = self.track(moves, pixels, actions, MoveBeliefs(evidence.blocked, evidence.ambiguous, lean),
+                                 evidence.action_shifts)
         free = (~blocked).to(step_moves.dtype)
         free[:, 0] = 0.0  # the reset does not move
         states = (step_moves * free.unsqueeze(-1)).cumsum(1)
@@ -280,9 +289,10 @@ class LearnedLocaliser(EdgeWalls):
     GTM-SM objective — the paper's inference-network idea, generalised beyond a fixed start.
 
     The network reads the two crops, their difference, the log of their mean squared change and the
-    action (one-hot), and outputs the probability that the move went through. Training: the state
-    is ``s_t = s_{t-1} + M a_t · q_t`` with the soft probability, so the memory's KL (crops seen at
-    the same state must match) is the only teacher — no labels from the environment, no pixel-shift
+    action (one-hot), and outputs the probability q_t that the move went through. Training: the
+    state is ``s_t = s_{t-1} + M a_t · q_t`` with the soft probability, sharpened over training (its
+    logit divided by a temperature falling from 1 to 0.3), so the memory's KL (crops seen at the
+    same state must match) is the only teacher — no labels from the environment, no pixel-shift
     rule; the gate is held open for the first ``gate_open_iters`` iterations (M learns first).
     Observing: a move is decided by the network (moved iff q > 1/2) when it is sure (q within
     ``learned_unsure`` of 0 or 1); every other move — unsure, or a view that did
@@ -291,6 +301,10 @@ class LearnedLocaliser(EdgeWalls):
     (``localisation.track_moves``) with the network's q as its lean. Imagining, the span prior and
     the edge memory are ``EdgeWalls``'. Assumes: the same cell shows the same view.
     """
+
+    FINAL_TEMPERATURE = 0.3
+    """The training gate's temperature at the end of its schedule, the one observing uses (sharper, 0.1,
+    saturated the gate and let it collapse to "every move blocked" within 150 iterations)."""
 
     def __init__(self, config: GTMSMConfig) -> None:
         super().__init__(config)
@@ -304,18 +318,33 @@ class LearnedLocaliser(EdgeWalls):
         )
         nn.init.constant_(self.net[-1].bias, config.gate_init_bias)
         self.held_open = False
+        self.temperature = 1.0
 
     def set_iteration(self, iteration: int) -> None:
+        """Held open for ``gate_open_iters`` iterations, then the training gate sharpens: its temperature
+        falls from 1 to ``FINAL_TEMPERATURE`` over the next 400 iterations (soft decisions early carry gradient to both
+        outcomes; sharp ones late put the keys on the lattice, where a right decision is an exact match)."""
         self.held_open = iteration < self.config.gate_open_iters
+        progress = min(max(iteration - self.config.gate_open_iters, 0) / 400, 1.0)
+        self.temperature = 1.0 - (1.0 - self.FINAL_TEMPERATURE) * progress
 
-    def moved_probability(self, pixels: Tensor, actions: Tensor) -> Tensor:
+    @torch.no_grad()
+    def count_spans(self, moves: StateTransition, states: Tensor,
+                    reduce: Callable[[Tensor], Tensor] | None = None) -> None:
+        """The world span from the training walks as the localiser decides them, counted only once its
+        gate has sharpened (before, held open or soft, the decided walks are dead reckoning or guesses,
+        and one such walk in a hundred would stretch the span)."""
+        if self.temperature <= self.FINAL_TEMPERATURE + 1e-9:
+            super().count_spans(moves, states, reduce)
+
+    def moved_probability(self, pixels: Tensor, actions: Tensor, temperature: float = 1.0) -> Tensor:
         """q(moved | x_{t-1}, x_t, a_t) for every step: pixels (B, T, H, W, C), actions (B, T) → (B, T);
-        step 0 (the reset) gets 1."""
+        step 0 (the reset) gets 1. ``temperature`` divides the logit (training's sharpening)."""
         before, after = pixels[:, :-1].flatten(2), pixels[:, 1:].flatten(2)
         change = (after - before).square().mean(-1, keepdim=True)
         action = F.one_hot(actions[:, 1:].long(), self.config.num_actions).to(pixels.dtype)
-        features = torch.cat([before, after, after - before, torch.log(change + 1e-6) / 10, action], -1)
-        moved = torch.sigmoid(self.net(features).squeeze(-1))
+        features = torch.cat([before, after, after - before, torch.log(change + 1e-6) / 3, action], -1)
+        moved = torch.sigmoid(self.net(features).squeeze(-1) / temperature)
         return torch.cat([moved.new_ones(moved.shape[0], 1), moved], 1)
 
     def infer(self, moves: StateTransition, pixels: Tensor, actions: Tensor, *,
@@ -325,15 +354,16 @@ class LearnedLocaliser(EdgeWalls):
         moving = actions != c.stay_action
         moving[:, 0] = False
         if for_training and self.training:
-            moved = step_moves.new_ones(actions.shape) if self.held_open else self.moved_probability(pixels, actions)
+            moved = (step_moves.new_ones(actions.shape) if self.held_open
+                     else self.moved_probability(pixels, actions, self.temperature))
             gates = torch.where(moving, moved, torch.ones_like(moved))
-            states = (step_moves * gates.unsqueeze(-1)).cumsum(1)
-            noisy = None
+            soft = (step_moves * gates.unsqueeze(-1)).cumsum(1)
             if c.state_noise > 0:
-                noisy = states + (c.state_noise * torch.randn_like(states)).cumsum(1)
-            return ObservedWalk(states, gates, None, noisy)
+                soft = soft + (c.state_noise * torch.randn_like(soft)).cumsum(1)
+            decided = (step_moves * (gates > 0.5).to(soft.dtype).unsqueeze(-1)).cumsum(1).detach()
+            return ObservedWalk(decided, gates, None, soft)
         with torch.no_grad():
-            moved = self.moved_probability(pixels, actions)
+            moved = self.moved_probability(pixels, actions, self.FINAL_TEMPERATURE)
             threshold = self.tracker_threshold(pixels, actions).unsqueeze(1)
             # A view that did not change, and that some slide would leave unchanged (flat, or uniform along
             # one direction), is explained by a wall and by a free move alike: the views cannot decide it.

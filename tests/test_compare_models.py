@@ -33,6 +33,15 @@ def load_script():
 compare_models = load_script()
 
 
+def git_status() -> str:
+    import subprocess
+
+    return subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain"], capture_output=True, text=True).stdout
+
+
+STATUS_BEFORE = git_status()
+
+
 def readme_example() -> str:
     """The ~30-line model of the README's "Add your model" section."""
     text = (ROOT / "README.md").read_text()
@@ -60,9 +69,10 @@ def test_quick_writes_summary_with_every_condition_and_model(quick_run):
     for name in files:
         assert (out / name).stat().st_size > 0, name
     saved = json.loads((out / "compare.json").read_text())
-    models = {"GTM-SM", "oracle-position VAE", "VAE reconstruction (floor)", "dataset mean", "memorisation mean",
-              "copy last observed", "oracle memory", "canvas oracle", "RSSM @1×", "RSSM @4×", "action LSTM @1×",
-              "action LSTM @4×", "transformer @1×", "transformer @4×", "dead reckoning @1×"}
+    models = {"GTM-SM", "GTM-SM, learned localiser", "GTM-SM, seed formulation", "oracle-position VAE",
+              "VAE reconstruction (floor)", "dataset mean", "memorisation mean", "copy last observed", "oracle memory",
+              "canvas oracle", "no-learning localise + lookup", "no-learning localise + canvas",
+              "retrieval transformer @1×", "pose retrieval @1×", "RSSM @1×", "action LSTM @1×", "dead reckoning @1×"}
     pairs = {(row["condition"], row["model"]) for row in saved["summary"]}
     assert pairs == {(c, m) for c in CONDITIONS for m in models} | {("reference", PPO_NAME)}
     for row in saved["summary"]:
@@ -73,10 +83,20 @@ def test_quick_writes_summary_with_every_condition_and_model(quick_run):
     markdown = (out / "compare.md").read_text()
     assert all(f"## {name}" in markdown for name in CONDITIONS)
     assert "command:" in markdown and "machine:" in markdown and "date:" in markdown
-    assert "what every learned model saw in training" in markdown
+    assert "what every learned model saw in training" in markdown and "what each row is given" in markdown
     assert report["wall_seconds"] < 120
     assert any(c["target"].startswith("--quick wall-clock") and c["passed"] for c in saved["checks"])
-    assert saved["sweep"] and any(r["chosen"] for r in saved["sweep"])
+    assert {r["family"] for r in saved["sweep"] if r["chosen"]} == {"retrieval transformer", "pose retrieval", "RSSM",
+                                                                   "action LSTM"}  # every learned peer is swept
+    kinds = {row["model"]: row["kind"] for row in saved["summary"]}
+    assert kinds["RSSM @1×"] == kinds["action LSTM @1×"] == "control"
+    assert kinds["retrieval transformer @1×"] == kinds["pose retrieval @1×"] == "learned peer"
+    assert kinds["no-learning localise + lookup"] == "no learning"
+    for row in saved["summary"]:  # the worst case beside the average, and a bootstrap interval
+        assert {"revisited_p99", "revisited_max", "rollouts_lost", "mse_revisited_ci95"} <= set(row)
+    assert "smoke run" in markdown
+    scores = {path.name for path in (out / "scores").glob("*.json")}
+    assert len(scores) == len(saved["summary"]) and "GTM-SM__reference.json" in scores
     assert not any(row["failed"] for row in saved["rows"]) and not any(e["failed"] for e in saved["summary"])
 
 
@@ -118,3 +138,39 @@ def test_bad_flags_are_one_line_errors(capsys):
             compare_models.parse_args(argv)
         assert stop.value.code == 2
     assert "error:" in capsys.readouterr().err
+
+
+def test_quick_leaves_the_repository_as_it_was(quick_run):
+    assert git_status() == STATUS_BEFORE  # nothing committed (or not) changed: the run wrote under its out-dir only
+
+
+def test_quick_never_writes_the_committed_results(capsys):
+    for flags in (["--publish"], ["--out-dir", str(ROOT / "benchmarks" / "results")]):
+        with pytest.raises(SystemExit) as stop:
+            compare_models.main(["--quick", *flags])
+        assert stop.value.code == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "error: --quick is a smoke run" in err[0]
+
+
+def test_a_missing_optional_package_is_one_error_line_before_any_work(capsys, monkeypatch, tmp_path):
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "sklearn" else real(name, *a))
+    with pytest.raises(SystemExit) as stop:
+        compare_models.main(["--quick", "--out-dir", str(tmp_path / "out"), "--run-dir", str(tmp_path / "runs")])
+    assert stop.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "scikit-learn" in err[0] and ".[dev]" in err[0] and "photos" in err[0]
+    assert not (tmp_path / "runs").exists()  # checked before any work
+
+
+def test_a_plug_in_is_ranked_among_the_committed_scores():
+    from benchmarks.harness.scoreboard import ranking
+
+    committed = [{"model": "GTM-SM", "condition": "reference", "kind": "GTM-SM", "mse_revisited": 0.0003},
+                 {"model": "memorisation mean", "condition": "reference", "kind": "bound", "mse_revisited": 0.026},
+                 {"model": "canvas oracle", "condition": "reference", "kind": "oracle", "mse_revisited": 0.0}]
+    mine = {"model": "mine @1×", "condition": "reference", "kind": "learned peer", "mse_revisited": 0.01}
+    lines = ranking(mine, committed)
+    ranked = [line.split("|")[2].strip() for line in lines[3:]]
+    assert ranked == ["GTM-SM", "**mine @1×** (this run)", "memorisation mean"]  # oracles left out

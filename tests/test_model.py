@@ -430,7 +430,13 @@ def test_each_observed_moves_pixel_shift_is_fitted_once(wall_model: str, monkeyp
     assert len(calls) == 1  # the edge model's fit serves the pixel map; the absolute gate fits none itself
     monkeypatch.setattr(canvas, "shift_errors", fit)
     monkeypatch.setattr(memory, "shift_errors", fit)
-    memory_now = model.observe(observations[:, :12], actions[:, :12])
+    # On a real walk (random crops have no pixel shift to agree on), the shifts the edge model kept give the
+    # map that measuring them afresh gives.
+    from gtmsm_env import collect_rollouts
+
+    walk = collect_rollouts(3, 40, seed=2)
+    observations, actions = torch.as_tensor(walk.observations), torch.as_tensor(walk.actions)
+    memory_now = model.observe(observations, actions)
     if wall_model == "edges":
         assert memory_now.best_shifts is not None
         fitted = model.pixel_map(memory_now)

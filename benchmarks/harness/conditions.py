@@ -85,6 +85,23 @@ def uniform_policy(seed: int) -> Callable[[Any, dict[str, Any]], np.ndarray]:
     return policy
 
 
+IMAGE_SET_PACKAGES = {"photos": ("sklearn", "scikit-learn"), "flat photos": ("skimage", "scikit-image")}
+"""The optional package (import name, distribution) that ships each photo set's photos; both come with
+the ``dev`` extra."""
+
+
+def missing_packages(conditions: list[str]) -> list[tuple[str, str]]:
+    """(condition, distribution) for each condition whose photo package is not installed."""
+    import importlib.util
+
+    missing = []
+    for name in conditions:
+        needed = IMAGE_SET_PACKAGES.get(CONDITIONS[name].images)
+        if needed is not None and importlib.util.find_spec(needed[0]) is None:
+            missing.append((name, needed[1]))
+    return missing
+
+
 def image_file(folder: Path, images: str, count: int, *, reuse: bool) -> Path:
     """The image file of image set ``images`` (not "procedural") in ``folder`` (``count`` images),
     written unless ``reuse`` and it exists."""

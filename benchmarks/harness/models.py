@@ -23,18 +23,31 @@ from gtmsm_model.baselines import (
     ActionLSTM,
     ActionLSTMConfig,
     Budget,
+    PoseRetrieval,
+    PoseRetrievalConfig,
+    RetrievalTransformer,
+    RetrievalTransformerConfig,
     RSSMConfig,
     TrainedModel,
-    TransformerConfig,
-    TransformerWorldModel,
     WorldModel,
 )
 
 PPO_NAME = "GTM-SM with PPO-explored memorisation"
 FLOOR_NAME = "VAE reconstruction (floor)"
-TRANSFORMER_LR = 1e-3
 SWEEP_FRACTION = 1 / 3
 """Each sweep candidate trains for this fraction of the 1× budget; the winner continues."""
+MEMORY_PEER = "learned peer"
+CONTROL = "control"
+FAMILY_KIND = {"retrieval transformer": MEMORY_PEER, "pose retrieval": MEMORY_PEER,
+               "RSSM": CONTROL, "action LSTM": CONTROL}
+"""Each peer family's kind: a generic learned peer with a memory of the memorised crops, or a memory-less
+control (its whole memory is a recurrent state; shown to say what memory buys, not as a contender)."""
+FAMILY_GIVEN = {
+    "retrieval transformer": "crops, actions, a view-changed bit per memorised step",
+    "pose retrieval": "crops, actions, a view-changed bit per memorised step",
+    "RSSM": "crops and actions",
+    "action LSTM": "crops and actions",
+}
 
 
 @dataclass(frozen=True)
@@ -49,9 +62,18 @@ class Candidate:
 
 
 def sweep_candidates(quick: bool) -> dict[str, list[Candidate]]:
-    """The documented sweep, per family. The first candidate is the default (``--no-sweep``)."""
+    """The documented sweep, per family (learning rate at least; width where it matters). The first
+    candidate is the default (``--no-sweep``)."""
     if quick:
+        tiny_rt = dict(d_model=16, layers=1, heads=2, feedforward=32, hidden=16, integrator=8, min_tau=4)
+        tiny_pose = dict(integrator=16, pose=4, neighbours=4, d_model=16, heads=2, hidden=16, min_tau=4)
         return {
+            "retrieval transformer": [Candidate(f"rt-quick-{lr:g}", f"tiny, lr {lr:g}",
+                                                lambda: RetrievalTransformer(RetrievalTransformerConfig(**tiny_rt)), lr)
+                                      for lr in (1e-3, 3e-3)],
+            "pose retrieval": [Candidate(f"pose-quick-{lr:g}", f"tiny, lr {lr:g}",
+                                         lambda: PoseRetrieval(PoseRetrievalConfig(**tiny_pose)), lr)
+                               for lr in (1e-3, 3e-3)],
             "RSSM": [Candidate("rssm-quick-a", "deter 16, lr 6e-4",
                                lambda: RSSM(RSSMConfig(deter=16, hidden=16, stoch=4)), 6e-4),
                      Candidate("rssm-quick-b", "deter 16, lr 1e-3, no open-loop loss",
@@ -62,30 +84,29 @@ def sweep_candidates(quick: bool) -> dict[str, list[Candidate]]:
                                       lambda: ActionLSTM(ActionLSTMConfig(hidden=16, embed=16)), 1e-3)],
         }
     return {
+        "retrieval transformer": [
+            Candidate("rt-lr1e-3", "d 96, 2 layers, lr 1e-3", RetrievalTransformer, 1e-3),
+            Candidate("rt-lr3e-3", "d 96, 2 layers, lr 3e-3", RetrievalTransformer, 3e-3),
+            Candidate("rt-lr3e-4", "d 96, 2 layers, lr 3e-4", RetrievalTransformer, 3e-4),
+        ],
+        "pose retrieval": [
+            Candidate("pose-lr1e-3", "GRU 128, pose 8, lr 1e-3", PoseRetrieval, 1e-3),
+            Candidate("pose-lr3e-3", "GRU 128, pose 8, lr 3e-3", PoseRetrieval, 3e-3),
+            Candidate("pose-lr3e-4", "GRU 128, pose 8, lr 3e-4", PoseRetrieval, 3e-4),
+        ],
         "RSSM": [
             Candidate("rssm-default", "deter 256, stoch 32, lr 6e-4, open-loop loss 1 (previous default)",
                       lambda: RSSM(RSSMConfig()), 6e-4),
             Candidate("rssm-small", "deter 128, hidden 128, lr 1e-3 (smaller: ~2× the steps)",
                       lambda: RSSM(RSSMConfig(deter=128, hidden=128)), 1e-3),
-            Candidate("rssm-dreamer", "deter 256, lr 3e-4, no open-loop loss, free nats 3 (Dreamer as published)",
-                      lambda: RSSM(RSSMConfig(open_loop_weight=0.0, free_nats=3.0)), 3e-4),
         ],
         "action LSTM": [
             Candidate("lstm-default", "hidden 256, lr 6e-4 (previous default)", lambda: ActionLSTM(ActionLSTMConfig()),
                       6e-4),
             Candidate("lstm-small", "hidden 128, lr 1e-3", lambda: ActionLSTM(ActionLSTMConfig(hidden=128, embed=128)),
                       1e-3),
-            Candidate("lstm-large", "hidden 512, lr 3e-4", lambda: ActionLSTM(ActionLSTMConfig(hidden=512, embed=256)),
-                      3e-4),
         ],
     }
-
-
-def transformer_factory(quick: bool) -> Callable[[], TrainedModel]:
-    if quick:
-        return lambda: TransformerWorldModel(TransformerConfig(d_model=16, layers=1, heads=2, feedforward=32,
-                                                               hidden=16, min_tau=4))
-    return TransformerWorldModel
 
 
 class Floor:

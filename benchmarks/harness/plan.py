@@ -26,7 +26,7 @@ class Plan:
     seeds: list[int]
     preset: str = "quick"
     slow_seeds: list[int] = field(default_factory=lambda: [0])
-    slow_multiple: float = 4.0
+    slow_multiple: float = 1.0
     sweep: bool = True
     eval_sequences: int = 64
     conditions: list[str] = field(default_factory=lambda: list(CONDITIONS))

@@ -18,8 +18,13 @@ from gtmsm_model.evaluate import HorizonCurve, PredictionScores
 
 COLUMNS = {"mse": "mse", "mse_revisited": "mse_revisited", "mse_novel": "mse_novel",
            "mse_revisited_late": "mse_revisited_late_half", "fraction_revisited": "fraction_revisited",
-           "ssim": "ssim"}
-"""Summary column → ``PredictionScores`` attribute (the late column: revisited steps in the last half)."""
+           "ssim": "ssim", "revisited_p99": "revisited_p99", "rollouts_lost": "rollouts_lost"}
+"""Summary column → ``PredictionScores`` attribute (the late column: revisited steps in the last half;
+the per-rollout tail: the 99th percentile and the rollouts worse than their own memorisation mean)."""
+
+
+TRAINED_KINDS = ("GTM-SM", "learned peer", "control")
+"""The kinds of row that learn, each judged against the memorisation mean."""
 
 
 @dataclass
@@ -32,7 +37,8 @@ class Row:
     """None for bounds that do not depend on a training seed."""
     scores: PredictionScores
     kind: str
-    """"learned", "GTM-SM", "bound" or "oracle" (reads true positions or true future crops)."""
+    """"GTM-SM", "learned peer" (a generic learned model with a memory; plug-ins too), "control" (a
+    memory-less learned model), "no learning", "bound" or "oracle" (reads true positions or true future crops)."""
     trained_on: str
     train_seconds: float | None = None
     train_iterations: int | None = None
@@ -63,7 +69,8 @@ def failed_scores(tau: int, horizon: int, sequences: int, bin_size: int = 32) ->
         horizon=HorizonCurve(bins=bins, mse=[nan] * len(bins), mse_revisited=[nan] * len(bins),
                              mse_novel=[nan] * len(bins)),
         psnr=nan, psnr_revisited=nan, psnr_novel=nan, mse_revisited_late_half=nan, drift_ratio=nan,
-        revisited_p99=nan, revisited_max=nan, rollouts_lost=nan)
+        revisited_p99=nan, revisited_max=nan, rollouts_lost=nan, rollout_revisited=[None] * sequences,
+        rollout_revisited_steps=[0] * sequences)
 
 
 def mean_std(values: list[float | None]) -> tuple[float, float]:
@@ -72,6 +79,28 @@ def mean_std(values: list[float | None]) -> tuple[float, float]:
     if not finite:
         return float("nan"), float("nan")
     return float(np.mean(finite)), float(np.std(finite)) if len(finite) > 1 else float("nan")
+
+
+BOOTSTRAP_RESAMPLES = 1000
+
+
+def bootstrap_revisited(scores: list[Any], resamples: int = BOOTSTRAP_RESAMPLES, seed: int = 0) -> list[float] | None:
+    """A 95 % interval for the revisited MSE (mean over seeds) from the test sequences: resample the
+    sequences with replacement (the same draw for every seed: they share the test set), recompute each
+    seed's revisited MSE (pooled over the drawn sequences' revisited steps) and their mean; the 2.5th and
+    97.5th percentiles of 1000 such draws. None without per-rollout scores."""
+    seeds = [(np.array([np.nan if v is None else v for v in s.rollout_revisited], float),
+              np.array(s.rollout_revisited_steps, float)) for s in scores if s.rollout_revisited]
+    if not seeds:
+        return None
+    count = len(seeds[0][0])
+    draws = np.random.default_rng(seed).integers(0, count, size=(resamples, count))
+    totals = []
+    for means, steps in seeds:
+        weighted = np.nan_to_num(means) * steps
+        totals.append(weighted[draws].sum(1) / np.maximum(steps[draws].sum(1), 1))
+    mean = np.mean(totals, axis=0)
+    return [float(np.percentile(mean, 2.5)), float(np.percentile(mean, 97.5))]
 
 
 def summarise(rows: list[Row]) -> list[dict[str, Any]]:
@@ -91,6 +120,9 @@ def summarise(rows: list[Row]) -> list[dict[str, Any]]:
             entry[column], entry[f"{column}_std"] = mean_std([getattr(row.scores, attribute) for row in group])
         for key in ("train_seconds", "train_iterations"):
             entry[key], _ = mean_std([getattr(row, key) for row in group])
+        entry["mse_revisited_ci95"] = bootstrap_revisited([row.scores for row in group if not row.failed])
+        worst = [row.scores.revisited_max for row in group if not row.failed]
+        entry["revisited_max"] = max(worst) if worst else float("nan")  # the worst rollout of any seed
         bins = group[0].scores.horizon.bins
         entry["horizon_bins"] = bins
         for column, attribute in (("horizon_revisited", "mse_revisited"), ("horizon_novel", "mse_novel")):
@@ -100,6 +132,6 @@ def summarise(rows: list[Row]) -> list[dict[str, Any]]:
     trivial = {e["condition"]: e["mse_revisited"] for e in summary if e["model"] == TRIVIAL_NAME}
     for entry in summary:
         bar = trivial.get(entry["condition"])
-        entry["below_trivial"] = bool(entry["kind"] == "learned" and bar is not None and not entry["failed"]
+        entry["below_trivial"] = bool(entry["kind"] in TRAINED_KINDS and bar is not None and not entry["failed"]
                                       and not entry["mse_revisited"] < bar)
     return summary

@@ -17,10 +17,11 @@ from benchmarks.harness.conditions import (
     TRAINING_DISTRIBUTION,
     VALIDATION_SEED,
 )
-from benchmarks.harness.figures import plot_condition, plot_overview
+from benchmarks.harness.figures import model_colours, plot_condition, plot_overview
 from benchmarks.harness.models import PPO_NAME, SWEEP_FRACTION
 from benchmarks.harness.plan import Plan
 from benchmarks.harness.records import summarise
+from benchmarks.harness.scoreboard import commit, write_scores
 from benchmarks.harness.runner import Harness, score
 from benchmarks.harness.targets import COMPARE_TARGETS, check_comparison
 from gtmsm_cli.files import write_text
@@ -38,11 +39,15 @@ def _cell(entry: dict[str, Any], key: str, digits: str) -> str:
     return text if std is None or not math.isfinite(std) else f"{text} ± {format(std, digits)}"
 
 
+def _interval(bounds: list[float] | None) -> str:
+    return "—" if not bounds else f"{bounds[0]:.5f}–{bounds[1]:.5f}"
+
+
 def condition_table(entries: list[dict[str, Any]]) -> str:
     """One condition's Markdown table, one line per model (a failed model's note says why)."""
-    lines = ["| model | kind | seeds | MSE | MSE revisited | MSE novel | revisited, last half | fraction revisited "
-             "| SSIM | train s | train steps | note |",
-             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+    lines = ["| model | kind | seeds | MSE | MSE revisited | revisited 95 % CI | MSE novel | revisited, last half "
+             "| revisited p99 | worst rollout | lost | fraction revisited | SSIM | train CPU s | train steps | note |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
     for e in entries:
         note = "**below trivial**" if e["below_trivial"] else ""
         if e.get("failed"):
@@ -50,8 +55,11 @@ def condition_table(entries: list[dict[str, Any]]) -> str:
         seconds = "—" if not math.isfinite(e["train_seconds"]) else f"{e['train_seconds']:.0f}"
         steps = "—" if not math.isfinite(e["train_iterations"]) else f"{e['train_iterations']:.0f}"
         lines.append(f"| {e['model']} | {e['kind']} | {e['seeds']} | {_cell(e, 'mse', '.5f')} | "
-                     f"{_cell(e, 'mse_revisited', '.5f')} | {_cell(e, 'mse_novel', '.5f')} | "
-                     f"{_cell(e, 'mse_revisited_late', '.5f')} | {_cell(e, 'fraction_revisited', '.3f')} | "
+                     f"{_cell(e, 'mse_revisited', '.5f')} | {_interval(e.get('mse_revisited_ci95'))} | "
+                     f"{_cell(e, 'mse_novel', '.5f')} | "
+                     f"{_cell(e, 'mse_revisited_late', '.5f')} | {_cell(e, 'revisited_p99', '.5f')} | "
+                     f"{_cell({'v': e.get('revisited_max')}, 'v', '.5f')} | {_cell(e, 'rollouts_lost', '.1f')} | "
+                     f"{_cell(e, 'fraction_revisited', '.3f')} | "
                      f"{_cell(e, 'ssim', '.3f')} | {seconds} | {steps} | {note} |")
     return "\n".join(lines)
 
@@ -85,27 +93,29 @@ def write_outputs(harness: Harness, out_dir: Path, command: str, wall_seconds: f
         "rows": [row.to_dict() for row in harness.rows],
     }
     write_text(out_dir / "compare.json", json.dumps(json_safe(report), indent=1, allow_nan=False))
+    colours = model_colours(list(dict.fromkeys(e["model"] for e in summary)))  # one colour per model, every figure
     for name in plan.conditions:
         entries = [e for e in summary if e["condition"] == name]
-        plot_condition(entries, name, out_dir / f"compare_horizon_{slug(name)}.png")
-    plot_overview(summary, out_dir / "compare_overview.png")
+        plot_condition(entries, name, out_dir / f"compare_horizon_{slug(name)}.png", colours)
+    plot_overview(summary, out_dir / "compare_overview.png", colours)
     write_text(out_dir / "compare.md", format_markdown(report, plan))
+    write_scores(summary, out_dir / "scores", {"command": command, "commit": commit(), "date": machine["date"],
+                                               "machine": machine_line})
     if harness.sweep:
         write_sweep(harness, out_dir, command, machine_line, machine["date"])
     return report
 
 
 def write_sweep(harness: Harness, out_dir: Path, command: str, machine_line: str, date: str) -> None:
-    lines = ["# Peer sweep: RSSM and action LSTM", "",
+    lines = ["# Peer sweep: every learned peer and control", "",
              f"- command: `{command}` (the sweep is the first part of the comparison run)",
              f"- machine: {machine_line}", f"- date: {date}", "",
              "Each candidate trains on the first seed, on GTM-SM's training distribution and sampler keys, for "
-             f"{SWEEP_FRACTION:.2g} of GTM-SM's measured wall-clock on that seed (a weight snapshot is kept at half "
+             f"{SWEEP_FRACTION:.2g} of GTM-SM's training CPU seconds on that seed (a weight snapshot is kept at half "
              f"of that). Score: revisited MSE on {len(harness.validation)} validation rollouts of the reference "
              f"setup (training distribution; seed stream {VALIDATION_SEED} + {HELDOUT_SEED_OFFSET}, disjoint from "
-             "the test conditions). The lowest score at the end is chosen, continued in the same run to 1× (and "
-             "to the slow multiple on the slow seeds) and used for every other seed. The longer budgets' effect "
-             "(training length) is in compare.md's @1× and @4× rows.", "",
+             "the test conditions). The lowest score at the end is chosen, continued in the same run to 1× and "
+             "trained from scratch with the same settings on every other seed.", "",
              "| family | candidate | lr | s (early) | steps | validation revisited MSE | s (end) | steps | "
              "validation revisited MSE | chosen |", "|---|---|---:|---:|---:|---:|---:|---:|---:|:---:|"]
     for r in harness.sweep:
@@ -124,10 +134,12 @@ def write_sweep(harness: Harness, out_dir: Path, command: str, machine_line: str
 def format_markdown(report: dict[str, Any], plan: Plan) -> str:
     summary = report["summary"]
     seeds_info = report["seeds"]
-    one_x = ", ".join(f"seed {s['seed']}: {s['gtmsm_seconds']:.0f} s" for s in seeds_info)
+    one_x = ", ".join(f"seed {s['seed']}: {s['gtmsm_seconds']:.0f} CPU s" for s in seeds_info)
     slow = [s for s in plan.slow_seeds if s in plan.seeds] if plan.slow_multiple > 1 else []
     lines = [
-        "# Model comparison: GTM-SM vs learned peers and bounds, seven conditions",
+        ("# Model comparison (a --quick smoke run: tiny models, numbers mean nothing)" if plan.quick else
+         f"# Model comparison: GTM-SM vs a no-learning reference, learned peers and bounds, "
+         f"{len(plan.conditions)} conditions"),
         "",
         f"- command: `{report['command']}`",
         f"- machine: {report['machine_line']}",
@@ -135,22 +147,39 @@ def format_markdown(report: dict[str, Any], plan: Plan) -> str:
         f"- evaluation: {plan.eval_sequences} held-out sequences per condition, the same for every training seed "
         f"(seed stream {EVAL_SEED} + {HELDOUT_SEED_OFFSET}, images no model trained on); predicted from actions "
         "alone after tau memorised steps; pixels in [0, 1]; revisited = the true position was seen while "
-        "memorising, novel = it was not; 'last half' = revisited steps in the last half of the horizon.",
-        f"- **what every learned model saw in training**: {TRAINING_DISTRIBUTION}. GTM-SM, the RSSM, the action "
-        "LSTM and the transformer read the same sampler with the same keys (GTM-SM's main-phase keys). No model "
-        "trained on photos, random starts, uniform actions, long horizons, short memories or mazes: those "
-        "conditions test transfer, and the rows say so by this line.",
-        f"- **budgets**: GTM-SM trains with its preset (`{plan.preset}`); its measured wall-clock per seed is the "
-        f"1× budget of the peers on that seed ({one_x}). Each peer is one run: evaluated at 1× "
-        + (f"and, on seed(s) {slow}, continued in the same run (same optimiser, next data keys) to "
-           f"{plan.slow_multiple:g}× and evaluated again (so the @{plan.slow_multiple:g}× rows have "
-           f"{len(slow)} seed(s)). " if slow else ". ")
-        + "Wall-clock on a shared 2-core machine is noisy; the step counts are in the table. "
-        "The RSSM's and LSTM's settings come from the sweep in `peer_sweep.md` (first seed, a third of the 1× "
-        "budget per candidate); the transformer's design is in `gtmsm_model/baselines/transformer.py`.",
+        "memorising, novel = it was not; 'last half' = revisited steps in the last half of the horizon; the worst case "
+        "beside the average: each test rollout's own revisited MSE, its 99th percentile ('revisited p99', mean over "
+        "seeds), the worst rollout of any seed, and 'lost' = rollouts (mean over seeds) worse on their revisited steps "
+        "than that rollout's memorisation mean. ± is the std over training seeds (population std); the 95 % CI of "
+        "the revisited MSE is a bootstrap over the test sequences (1000 resamples, the same for every seed).",
+        f"- **what every learned model saw in training**: {TRAINING_DISTRIBUTION}. Every learned row reads the "
+        "same sampler with the same keys (GTM-SM's main-phase keys). No model trained on photos, flat areas, "
+        "random starts, uniform actions, long horizons, short memories or mazes: those conditions test transfer.",
+        "- **what each row is given** (every row gets the memorised crops and all actions; nothing else unless said):",
+        "  - *GTM-SM* (default, `edges`): reads blocked moves off the pixels of a sliding window (\"the view stayed\" "
+        "against \"the view slid by the action's shift\"), settles flat views by its multi-hypothesis tracker; "
+        "learns its VAE and the two move directions. *GTM-SM, learned localiser*: an inference network "
+        "q(moved | x_{t-1}, x_t, a_t) learnt by the GTM-SM objective takes the pixel rule's place. *GTM-SM, seed "
+        "formulation*: the 2018 seed's learned gate of the absolute state (actions trusted; right only when every "
+        "episode starts on one cell).",
+        "  - *no-learning* rows: path integration with \"blocked iff the crop did not change\", untried edges blocked "
+        "iff they leave the visited box, raw memorised crops looked up (or pasted on a canvas): the bar that says "
+        "what learning adds.",
+        "  - *learned peers* (generic, with a memory of the memorised crops): the retrieval transformer and the "
+        "pose-retrieval peer, each also given one \"did the view change\" bit per memorised step; no grid, no "
+        "positions, no pixel shifts.",
+        "  - *controls* (memory-less: their whole memory is a recurrent state): the RSSM and the action LSTM, "
+        "shown to say what a memory buys, not as contenders.",
+        f"- **budgets**: the default GTM-SM trains with its preset (`{plan.preset}`); its training time in CPU "
+        f"seconds of one process on each seed is the 1× budget of every peer on that seed ({one_x}); the other "
+        "GTM-SM rows train with their own presets (their CPU seconds are in the table). Each peer's settings "
+        "come from the sweep in `peer_sweep.md` (first seed, a third of the 1× budget per candidate, learning "
+        "rate at least): the winner continues to 1× on the first seed and trains from scratch on the others. "
+        + (f"On seed(s) {slow} the same run continues to {plan.slow_multiple:g}× and is evaluated again. " if slow else "")
+        + "Steps and CPU seconds are in the table.",
         "- bounds: dataset mean, memorisation mean (the trivial bar: a learned model that does not beat it on "
         "revisited steps is marked **below trivial**), copy last observed; oracles read the true positions "
-        "(oracle memory, canvas oracle, oracle-position VAE) or the true future crops (VAE floor). Bounds without "
+        "(oracle memory, canvas oracle, oracle-position VAE) or the true future crops (VAE floor). Rows without "
         "a trained part are deterministic and computed once (seeds = 1).",
         f"- {PPO_NAME} (reference condition only): the same trained GTM-SM, the same test images, starts and "
         "prediction-phase random walk, but the memorisation actions chosen by the committed PPO coverage policy "
@@ -161,7 +190,7 @@ def format_markdown(report: dict[str, Any], plan: Plan) -> str:
         "",
         "## Targets",
         "",
-        *[f"- {'PASS' if c['passed'] else 'FAIL'}: {c['target']} — {c['value']}" for c in report["checks"]],
+        *[f"- {'NOTE' if c.get('report_only') else 'PASS' if c['passed'] else 'FAIL'}: {c['target']} — {c['value']}" for c in report["checks"]],
         "",
         "![overview](compare_overview.png)",
         "",

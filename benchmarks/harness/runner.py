@@ -25,20 +25,20 @@ from benchmarks.harness.conditions import (
     ppo_rollouts,
 )
 from benchmarks.harness.models import (
+    FAMILY_KIND,
+    MEMORY_PEER,
     PPO_NAME,
     SWEEP_FRACTION,
-    TRANSFORMER_LR,
     Candidate,
     Floor,
     load_model_class,
     predict_in_chunks,
     sweep_candidates,
-    transformer_factory,
 )
 from benchmarks.harness.plan import GTMSMInterrupted, Plan, check_plan
 from benchmarks.harness.plugins import Guard, PluginFailed, checked_predictions, plugin_name
 from benchmarks.harness.records import Row, failed_scores
-from benchmarks.harness.targets import GTMSM_NAME
+from benchmarks.harness.targets import GTMSM_NAME, GTMSM_VARIANTS
 from gtmsm_cli.files import write_text
 from gtmsm_env.rollouts import Rollouts
 from gtmsm_model.baselines import (
@@ -90,6 +90,8 @@ class Harness:
         self.skipped: list[str] = []
         self.wall_seconds: float | None = None
         self.plugin_classes = {spec: load_model_class(spec) for spec in plan.plugins}
+        self.plugin_labels: set[str] = set()
+        """The rows' names of the plug-ins (``--model``)."""
         self.failed_plugins: dict[str, int] = {}
         """Plug-in spec → the seed it failed on."""
 
@@ -131,46 +133,53 @@ class Harness:
 
     # ---- one seed
 
-    def gtmsm(self, seed: int):
+    def gtmsm(self, seed: int, preset: str):
         plan = self.plan
         overrides: dict[str, Any] = dict(seed=seed, device=plan.device, threads=plan.threads, eval_every=0,
-                                         out_dir=str(plan.run_dir / f"gtmsm-seed{seed}"), overwrite=True,
+                                         out_dir=str(plan.run_dir / f"gtmsm-{preset}-seed{seed}"), overwrite=True,
                                          progress=plan.progress)
-        if plan.quick:
-            overrides.update(iterations=6, vae_warmup_iters=4)
+        if plan.quick:  # the debug preset's sizes, the variant's wall model
+            overrides.update(iterations=6, vae_warmup_iters=4, wall_model=make_config(preset).model.wall_model)
         else:
             overrides.update(eval_sequences=8)  # train()'s closing evaluation; ours is below
-        config = make_config("debug" if plan.quick else plan.preset, **overrides)
-        _log(f"[seed {seed}] training GTM-SM (preset {config.preset}) ...")
+        config = make_config("debug" if plan.quick else preset, **overrides)
+        _log(f"[seed {seed}] training GTM-SM (preset {preset}, wall model {config.model.wall_model}) ...")
+        cpu_before = time.process_time()
         try:
             trained = train(config, progress=plan.progress)
         except TrainingInterrupted as stop:
             raise GTMSMInterrupted(stop, seed) from None
-        return trained, config
+        return trained, config, time.process_time() - cpu_before
 
     def gtmsm_rows(self, seed: int) -> tuple[Any, float]:
-        """Train GTM-SM on ``seed`` and add its rows and the rows built on its VAE (the PPO row,
-        the oracle-position VAE, the floor). Returns its config and training wall-clock (the 1× budget)."""
+        """Train every GTM-SM variant on ``seed`` and add its rows, and for the default the rows built on
+        its VAE (the PPO row, the oracle-position VAE, the floor). Returns the default's config and its
+        training CPU seconds (the 1× budget of the peers)."""
         plan = self.plan
-        trained, config = self.gtmsm(seed)
-        model = trained.model.to(plan.device).eval()
-        one_x = trained.seconds
-        _log(f"[seed {seed}] GTM-SM trained in {one_x:.0f} s ({trained.iterations} steps)")
-        gtmsm_trained_on = (f"{TRAINING_DISTRIBUTION}; preset {config.preset}: {config.schedule.vae_warmup_iters} VAE "
-                            f"warm-up + {config.schedule.iterations} main steps")
-        predictor = GTMSMPredictor(model, device=plan.device)
-        self.evaluate(predictor, GTMSM_NAME, seed, "GTM-SM", gtmsm_trained_on, one_x, trained.iterations)
-        if self.ppo is not None:
-            tau = CONDITIONS["reference"].lengths(plan.quick)[0]
-            scores = score(predictor, self.ppo, tau)
-            self.rows.append(Row("reference", PPO_NAME, seed, scores, "GTM-SM",
-                                 gtmsm_trained_on + "; memorisation actions by the PPO coverage policy at test time",
-                                 one_x, trained.iterations))
-            _log(f"  {PPO_NAME} (seed {seed}): mse {scores.mse:.5f} novel fraction {1 - scores.fraction_revisited:.3f}")
-        self.evaluate(OraclePositionVAE(model), OraclePositionVAE.name, seed, "oracle", "GTM-SM's VAE (this seed)")
-        self.evaluate(Floor(model, plan.device), Floor.name, seed, "oracle",
-                      "GTM-SM's VAE (this seed); decodes the true future crops")
-        return config, one_x
+        default = None
+        for label, preset in GTMSM_VARIANTS.items():
+            trained, config, cpu_seconds = self.gtmsm(seed, preset)
+            model = trained.model.to(plan.device).eval()
+            _log(f"[seed {seed}] {label} trained in {cpu_seconds:.0f} CPU s ({trained.iterations} steps)")
+            trained_on = (f"{TRAINING_DISTRIBUTION}; preset {preset}: {config.schedule.vae_warmup_iters} VAE "
+                          f"warm-up + {config.schedule.iterations} main steps")
+            predictor = GTMSMPredictor(model, device=plan.device)
+            self.evaluate(predictor, label, seed, "GTM-SM", trained_on, cpu_seconds, trained.iterations)
+            if label != GTMSM_NAME:
+                continue
+            default = (config, cpu_seconds)
+            if self.ppo is not None:
+                tau = CONDITIONS["reference"].lengths(plan.quick)[0]
+                scores = score(predictor, self.ppo, tau)
+                self.rows.append(Row("reference", PPO_NAME, seed, scores, "GTM-SM",
+                                     trained_on + "; memorisation actions by the PPO coverage policy at test time",
+                                     cpu_seconds, trained.iterations))
+                _log(f"  {PPO_NAME} (seed {seed}): mse {scores.mse:.5f} novel fraction {1 - scores.fraction_revisited:.3f}")
+            self.evaluate(OraclePositionVAE(model), OraclePositionVAE.name, seed, "oracle", "GTM-SM's VAE (this seed)")
+            self.evaluate(Floor(model, plan.device), Floor.name, seed, "oracle",
+                          "GTM-SM's VAE (this seed); decodes the true future crops")
+        assert default is not None
+        return default
 
     def run_seed(self, seed: int) -> None:
         plan = self.plan
@@ -193,13 +202,13 @@ class Harness:
             else:
                 chosen, _ = self.winners[family]
                 peers.append((family, chosen.factory(), chosen.lr))
-        peers.append(("transformer", transformer_factory(plan.quick)(), TRANSFORMER_LR))
         trained_on = f"{TRAINING_DISTRIBUTION}; GTM-SM's sampler and keys"
         for family, peer, lr in peers:
             peer_budget = dataclasses.replace(budget, lr=lr, max_seconds=one_x)
-            _log(f"[seed {seed}] fitting {family} to 1× ({one_x:.0f} s) ...")
+            _log(f"[seed {seed}] fitting {family} to 1× ({one_x:.0f} CPU s) ...")
             peer.fit(sampler, peer_budget)
-            self.evaluate(peer, f"{family} @1×", seed, "learned", trained_on, peer.train_seconds, peer.iterations_done)
+            self.evaluate(peer, f"{family} @1×", seed, FAMILY_KIND[family], trained_on, peer.train_seconds,
+                          peer.iterations_done)
             if slow:  # continued after every seed's 1× rows exist (see extend_slow)
                 self.pending_slow.append((seed, family, peer, sampler,
                                           dataclasses.replace(peer_budget, max_seconds=plan.slow_multiple * one_x),
@@ -216,8 +225,9 @@ class Harness:
         or, if it fails in any way (``plugins.PluginFailed``), one row per condition marked failed
         with the reason. A plug-in that failed on an earlier seed is not run again."""
         label = f"{cls.name if isinstance(getattr(cls, 'name', None), str) else spec} @1×"
-        kind = "oracle" if getattr(cls, "uses_true_positions", False) is True else "learned"
+        kind = "oracle" if getattr(cls, "uses_true_positions", False) is True else MEMORY_PEER
         trained_on = f"{TRAINING_DISTRIBUTION} (plug-in {spec})"
+        self.plugin_labels.add(label)
         earlier = self.failed_plugins.get(spec)
         if earlier is not None:
             self.add_failed_rows(label, seed, kind, trained_on, f"not run (failed on seed {earlier})")
@@ -225,7 +235,8 @@ class Harness:
         guard = Guard(self.plan.plugin_time_limit(budget.max_seconds), who=f"plug-in {spec}")
         try:
             model = guard.call("the constructor", cls)
-            label, kind = f"{plugin_name(model)} @1×", "oracle" if model.uses_true_positions else "learned"
+            label, kind = f"{plugin_name(model)} @1×", "oracle" if model.uses_true_positions else MEMORY_PEER
+            self.plugin_labels.add(label)
             _log(f"[seed {seed}] fitting plug-in {label} (limit {guard.limit_s:.0f} s) ...")
             before = guard.used_s
             guard.call("fit", model.fit, sampler, budget)
@@ -270,7 +281,7 @@ class Harness:
                 continue
             _log(f"[seed {seed}] continuing {family} to {plan.slow_multiple:g}× ({budget.max_seconds:.0f} s) ...")
             peer.fit(sampler, budget)
-            self.evaluate(peer, label, seed, "learned", trained_on, peer.train_seconds, peer.iterations_done)
+            self.evaluate(peer, label, seed, FAMILY_KIND[family], trained_on, peer.train_seconds, peer.iterations_done)
             self.save_progress()
         self.pending_slow = []
 

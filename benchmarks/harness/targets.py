@@ -17,14 +17,17 @@ from gtmsm_model.evaluate import GTMSMEvaluation, GTMSMPredictor
 
 GTMSM_NAME = GTMSMPredictor.name
 TRIVIAL_NAME = MemorisationMean.name
+GTMSM_VARIANTS = {GTMSM_NAME: "quick", "GTM-SM, learned localiser": "learned", "GTM-SM, seed formulation": "seed-gate"}
+"""The comparison's GTM-SM rows → their training presets: the default (edges: blocked moves read off the
+pixels of a sliding window), the learned localiser (no pixel-shift rule) and the 2018 seed's absolute gate."""
 
 
 @dataclass(frozen=True)
 class CompareTargets:
     """The comparison benchmark's targets."""
 
-    late_revisited_ratio: float = 5.0
-    """Reference condition: every learned peer's late revisited MSE / GTM-SM's, at least."""
+    best_peer_to_trivial: float = 0.5
+    """Reference condition: the best learned generic peer's revisited MSE / the memorisation mean's, at most."""
     full_run_minutes: float = 90.0
     """The full benchmark's wall-clock with --threads 1 on 2 cores, at most."""
     quick_run_seconds: float = 120.0
@@ -124,30 +127,24 @@ def check_comparison(summary: list[dict[str, Any]], wall_seconds: float, quick: 
         checks.append({"target": f"{name} ran to the end", "value": f"failed: {reason}", "passed": False})
     summary = [e for e in summary if e["model"] not in failed]
     reference = {e["model"]: e for e in summary if e["condition"] == "reference"}
-    gtmsm = reference.get(GTMSM_NAME)
-    if gtmsm is not None:
-        for name, entry in reference.items():
-            if entry["kind"] != "learned":
-                continue
-            ratio = entry["mse_revisited_late"] / gtmsm["mse_revisited_late"]
-            checks.append({"target": f"reference: {name}'s late revisited MSE ≥ {targets.late_revisited_ratio:g}× "
-                                     f"GTM-SM's ({entry['seeds']} seed(s))",
-                           "value": f"{name} / GTM-SM = {ratio:.2f}×", "ratio": ratio,
-                           "passed": bool(ratio >= targets.late_revisited_ratio)})
     trivial = {e["condition"]: e["mse_revisited"] for e in summary if e["model"] == TRIVIAL_NAME}
-    for name, entry in reference.items():
-        if entry["kind"] == "learned":
-            checks.append({"target": f"reference: {name} beats the memorisation mean on revisited steps",
-                           "value": f"{entry['mse_revisited']:.5f} vs {trivial.get('reference', float('nan')):.5f}",
-                           "passed": not entry["below_trivial"]})
-    others = [e for e in summary if e["kind"] == "learned" and e["condition"] != "reference"]
-    below = [f"{e['model']} on {e['condition']}" for e in others if e["below_trivial"]]
-    if others:
-        checks.append({"target": "other conditions: every learned model beats the memorisation mean on revisited steps "
-                                 "(failures are marked 'below trivial' in the tables)",
-                       "value": f"below trivial in {len(below)} of {len(others)} cells"
-                                + (f" ({', '.join(below)})" if 0 < len(below) <= 6 else ""),
-                       "passed": not below})
+    peers = {name: e for name, e in reference.items() if e["kind"] == "learned peer"}
+    if peers and "reference" in trivial:
+        best = min(peers.values(), key=lambda e: e["mse_revisited"])
+        ratio = best["mse_revisited"] / trivial["reference"]
+        checks.append({"target": f"reference: the best learned peer's revisited MSE ≤ {targets.best_peer_to_trivial:g}× "
+                                 f"the memorisation mean's ({best['seeds']} seed(s))",
+                       "value": f"{best['model']}: {best['mse_revisited']:.5f} = {ratio:.2f}× {trivial['reference']:.5f}",
+                       "ratio": ratio, "passed": bool(ratio <= targets.best_peer_to_trivial)})
+    for name, entry in peers.items():
+        checks.append({"target": f"reference: {name} beats the memorisation mean on revisited steps",
+                       "value": f"{entry['mse_revisited']:.5f} vs {trivial.get('reference', float('nan')):.5f}",
+                       "passed": not entry["below_trivial"]})
+    controls = [e for e in summary if e["kind"] == "control"]
+    if controls:  # reported, not a target: a memory-less control is expected to stay near the trivial bar
+        below = sum(e["below_trivial"] for e in controls)
+        checks.append({"target": "memory-less controls (RSSM, LSTM), reported: cells below the memorisation mean",
+                       "value": f"{below} of {len(controls)}", "passed": True, "report_only": True})
     limit = targets.quick_run_seconds if quick else targets.full_run_minutes * 60
     checks.append({"target": f"{'--quick' if quick else 'full benchmark'} wall-clock ≤ {limit / 60:g} min",
                    "value": f"{wall_seconds / 60:.1f} min", "passed": bool(wall_seconds <= limit)})

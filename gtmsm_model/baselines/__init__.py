@@ -7,7 +7,10 @@
   change") and the raw memorised crop looked up (or read off a canvas) at the predicted cell;
 * ``rssm`` — PlaNet/Dreamer's recurrent state-space model;
 * ``lstm`` — an action-conditioned LSTM;
-* ``transformer`` — a masked-token transformer over the whole episode.
+* ``transformer`` — a masked-token transformer over the whole episode (position: per-action move counts);
+* ``retrieval_transformer`` — the same with a learned (action, view-change) integrator and a copy head
+  over the memorised crops; ``pose_retrieval`` — a learned pose per step, memory retrieved by pose,
+  an attention decoder (``view_change``: the bit both are given).
 
 GTM-SM itself answers the same protocol through ``gtmsm_model.evaluate.GTMSMPredictor``.
 """
@@ -23,6 +26,11 @@ from gtmsm_model.baselines.bounds import (
 )
 from gtmsm_model.baselines.localise_lookup import LocaliseCanvas, LocaliseLookup
 from gtmsm_model.baselines.lstm import ActionLSTM, ActionLSTMConfig
+from gtmsm_model.baselines.pose_retrieval import PoseRetrieval, PoseRetrievalConfig
+from gtmsm_model.baselines.retrieval_transformer import (
+    RetrievalTransformer,
+    RetrievalTransformerConfig,
+)
 from gtmsm_model.baselines.rssm import RSSM, RSSMConfig
 from gtmsm_model.baselines.transformer import TransformerConfig, TransformerWorldModel
 
@@ -39,6 +47,10 @@ __all__ = [
     "MemorisationMean",
     "OracleMemory",
     "OraclePositionVAE",
+    "PoseRetrieval",
+    "PoseRetrievalConfig",
+    "RetrievalTransformer",
+    "RetrievalTransformerConfig",
     "RSSMConfig",
     "TrainedModel",
     "TransformerConfig",

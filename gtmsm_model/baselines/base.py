@@ -40,9 +40,10 @@ class Budget:
     seed: int = 0
     """Seeds the parameters (the sampler carries its own seed)."""
     max_seconds: float | None = None
-    """Stop training once the model's total training wall-clock passes this (None: no cap)."""
+    """Stop training once the model's total training time passes this many CPU seconds of its process
+    (None: no cap). CPU seconds, not wall-clock: another job on the machine does not shrink a budget."""
     snapshot_seconds: list[float] = field(default_factory=list)
-    """Keep a copy of the weights when the training wall-clock first passes each of these
+    """Keep a copy of the weights when the training CPU time first passes each of these
     (``use_snapshot(seconds)`` restores it), so one run gives several budgets."""
     first_key: int = 0
     """Iteration i trains on ``sampler.sample(..., key=first_key + i)``: pass GTM-SM's first
@@ -206,7 +207,7 @@ class TrainedModel:
             self.optimiser = torch.optim.Adam(self.net.parameters(), lr=budget.lr)
         pending = sorted(s for s in budget.snapshot_seconds if s not in self.snapshots)
         self.net.train()
-        start, seconds_before = time.perf_counter(), self.train_seconds
+        start, seconds_before = time.process_time(), self.train_seconds  # CPU seconds of this process
         while self.iterations_done < budget.iterations:
             if budget.max_seconds is not None and self.train_seconds >= budget.max_seconds:
                 break
@@ -219,7 +220,7 @@ class TrainedModel:
             self.optimiser.step()
             self.history.append(float(loss.detach()))
             self.iterations_done += 1
-            self.train_seconds = seconds_before + time.perf_counter() - start
+            self.train_seconds = seconds_before + time.process_time() - start
             while pending and self.train_seconds >= pending[0]:
                 self.snapshots[pending.pop(0)] = self._snapshot()
         for seconds in pending:  # the budget ended first: the final weights stand for these

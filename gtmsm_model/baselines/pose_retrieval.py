@@ -1,0 +1,126 @@
+"""A pose-retrieval peer in the spirit of WorldMem / Context-as-Memory: a learned state per step,
+memory retrieved by that state, an attention decoder over what was retrieved.
+
+Design (and why):
+
+* **A learned pose per step.** A GRU over (action, "did the view change" bit; ``view_change``) gives
+  every step a pose vector p_t (``pose`` numbers). Nothing tells it the grid: the pose is whatever
+  makes retrieval work, learned from the prediction loss alone.
+* **Retrieval by pose.** A predicted step retrieves the ``neighbours`` memorised steps whose poses
+  are nearest its own, weighted by softmax(−β‖p_t − p_k‖²) with β learned — the copy of their raw crops
+  is the answer for a revisited place.
+* **An attention decoder** for what the copy cannot give (a place between memories): the query pose
+  attends over the retrieved steps, each a token of its crop embedding and the pose difference
+  p_k − p_t, and an MLP draws a crop; a learned gate mixes it with the copy.
+* Trained like the other peers: random memorisation split per batch, MSE on the predicted crops.
+
+It is given the crops, the actions and nothing else (no grid, no positions, no pixel shifts).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from gtmsm_env.world import NUM_ACTIONS
+from gtmsm_model.baselines.base import CropNet, TrainedModel, mlp, to_pixels
+from gtmsm_model.baselines.view_change import BIT_VALUES, step_features, view_change_bits
+
+
+@dataclass
+class PoseRetrievalConfig:
+    """Sizes of the pose-retrieval peer."""
+
+    num_actions: int = NUM_ACTIONS
+    """Number of discrete actions."""
+    integrator: int = 128
+    """Width of the GRU over (action, view-change bit)."""
+    pose: int = 8
+    """Size of the learned pose p_t."""
+    neighbours: int = 8
+    """Memorised steps retrieved per predicted step."""
+    d_model: int = 64
+    """Width of the decoder's tokens."""
+    heads: int = 4
+    """Attention heads of the decoder."""
+    hidden: int = 192
+    """Width of the crop encoder and decoder MLPs."""
+    min_tau: int = 16
+    """Smallest memorisation length drawn for a training batch."""
+    grad_clip: float = 1.0
+    """Gradient-norm clip."""
+    eval_chunk: int = 16
+    """Sequences per forward pass at prediction time."""
+
+
+class _PoseNet(CropNet):
+    def __init__(self, config: PoseRetrievalConfig, crop_shape: tuple[int, int, int]) -> None:
+        super().__init__(config, crop_shape)
+        c, pixels = config, self.pixels
+        self.integrator = nn.GRU(c.num_actions + BIT_VALUES, c.integrator, batch_first=True)
+        self.to_pose = nn.Linear(c.integrator, c.pose)
+        self.log_beta = nn.Parameter(torch.tensor(0.0))
+        self.crop_embed = mlp(pixels, c.hidden, c.d_model)
+        self.offset_embed = nn.Linear(c.pose, c.d_model)
+        self.query_embed = nn.Linear(c.pose, c.d_model)
+        self.attention = nn.MultiheadAttention(c.d_model, c.heads, batch_first=True)
+        self.decoder = mlp(c.d_model, c.hidden, pixels)
+        self.gate = nn.Linear(c.d_model, 1)
+
+    def forward(self, memorised: Tensor, actions: Tensor) -> Tensor:
+        """memorised (B, tau, H, W, C) pixels; actions (B, T) → predicted pixels (B, T - tau, H, W, C)."""
+        batch, tau = memorised.shape[:2]
+        steps = actions.shape[1]
+        features = step_features(actions, view_change_bits(memorised, steps), self.config.num_actions)
+        poses = self.to_pose(self.integrator(features)[0])  # (B, T, pose)
+        queries, keys = poses[:, tau:], poses[:, :tau]
+        distance = (queries.unsqueeze(2) - keys.unsqueeze(1)).square().sum(-1)  # (B, N, tau)
+        k = min(self.config.neighbours, tau)
+        nearest, index = distance.topk(k, dim=-1, largest=False)  # (B, N, k)
+        weights = torch.softmax(-self.log_beta.exp() * nearest, -1)
+        flat = memorised.flatten(2)  # (B, tau, pixels)
+        picked = torch.gather(flat.unsqueeze(1).expand(-1, queries.shape[1], -1, -1), 2,
+                              index.unsqueeze(-1).expand(-1, -1, -1, flat.shape[-1]))  # (B, N, k, pixels)
+        copy = (weights.unsqueeze(-1) * picked).sum(2)
+        offsets = torch.gather(keys.unsqueeze(1).expand(-1, queries.shape[1], -1, -1), 2,
+                               index.unsqueeze(-1).expand(-1, -1, -1, keys.shape[-1])) - queries.unsqueeze(2)
+        tokens = self.crop_embed(picked * 2.0 - 1.0) + self.offset_embed(offsets)  # (B, N, k, d)
+        query = self.query_embed(queries).reshape(-1, 1, tokens.shape[-1])
+        pooled, _ = self.attention(query, tokens.flatten(0, 1), tokens.flatten(0, 1))
+        pooled = pooled.reshape(batch, -1, tokens.shape[-1])
+        gate = torch.sigmoid(self.gate(pooled))
+        drawn = torch.sigmoid(self.decoder(pooled))
+        return (gate * copy + (1 - gate) * drawn).unflatten(-1, self.crop_shape)
+
+
+class PoseRetrieval(TrainedModel):
+    """A learned pose per step, memory retrieved by pose, an attention decoder (see the module docstring)."""
+
+    name = "pose retrieval"
+
+    config_class = PoseRetrievalConfig
+
+    def __init__(self, config: PoseRetrievalConfig | None = None) -> None:
+        super().__init__(config)
+        self._rng = np.random.default_rng(0)
+
+    def build(self, crop_shape) -> nn.Module:
+        return _PoseNet(self.config, crop_shape)
+
+    def loss(self, pixels: Tensor, actions: Tensor, tau: int) -> Tensor:
+        steps = pixels.shape[1]
+        low = min(self.config.min_tau, steps - 1)
+        split = int(self._rng.integers(low, steps)) if steps - 1 > low else low
+        return (self.net(pixels[:, :split], actions) - pixels[:, split:]).square().mean()
+
+    @torch.no_grad()
+    def predict(self, observations, actions, tau, positions=None) -> np.ndarray:
+        memorised, actions = self.prediction_inputs(observations, actions, tau)
+        parts = []
+        for start in range(0, len(actions), self.config.eval_chunk):
+            end = start + self.config.eval_chunk
+            parts.append(self.net(to_pixels(memorised[start:end], self.device), actions[start:end]).cpu())
+        return torch.cat(parts).numpy().astype(np.float32)
