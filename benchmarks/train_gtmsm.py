@@ -20,8 +20,10 @@ crops) and its own canvas oracle (memorised raw crops pasted at their true place
 MSE: 99th percentile, maximum, rollouts worse than their own memorisation mean). Prints one row per
 preset, seed and condition with PASS/FAIL per target and writes ``--out`` (.md and .json).
 
-    python benchmarks/train_gtmsm.py --presets quick learned seed-gate --seeds 0 1 2 --threads 1 \
-        --eval-sequences 64 --out benchmarks/results/train_gtmsm      # the committed results
+    python benchmarks/train_gtmsm.py --presets quick seed-gate --seeds 0 1 2 --threads 1 \
+        --eval-sequences 64 --out benchmarks/results/train_gtmsm      # the committed results: edges, seed gate
+    python benchmarks/train_gtmsm.py --presets learned --seeds 0 1 2 --threads 1 \
+        --eval-sequences 64 --out benchmarks/results/train_gtmsm_learned   # ... and the learned localiser
 """
 
 from __future__ import annotations
@@ -50,6 +52,7 @@ from benchmarks.harness.conditions import (
     image_file,
 )
 from benchmarks.harness.models import predict_in_chunks
+from benchmarks.harness.scoreboard import commit
 from benchmarks.harness.targets import TRAINING_TARGETS, check_training
 from gtmsm_cli.checks import (
     duplicates_problem,
@@ -238,11 +241,13 @@ def main(argv: list[str] | None = None) -> None:
         maze_line = (f"Maze (reported; stretch goal ≤ {targets.maze_ratio_stretch:g}× floor): revisited MSE / floor "
                      + ", ".join(ratios) + " per seed.  ")
     command = "python " + " ".join(sys.argv)
+    revision = commit()
     descriptions = "; ".join(f"{name} = {BENCH_CONDITIONS[name].description} (tau {condition_tau(name)})"
                              for name in names)
     report = "\n".join([
         f"# GTM-SM training benchmark (presets {', '.join(args.presets)})", "",
-        f"Command: `{command}`  ", f"Machine: {machine}  ", f"Date: {time.strftime('%Y-%m-%d')}", "",
+        f"Command: `{command}`  ", f"Commit: {revision}  ", f"Machine: {machine}  ",
+        f"Date: {time.strftime('%Y-%m-%d')}", "",
         f"Trained on procedural default images, centre start, border walls. Held-out: {args.eval_sequences} rollouts "
         f"per condition, {HORIZON} predicted steps. Conditions: {descriptions}. "
         "Per-rollout columns: each rollout's own revisited MSE, its 99th percentile and maximum over the "
@@ -269,7 +274,7 @@ def main(argv: list[str] | None = None) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     write_text(out.with_suffix(".md"), report + "\n")
     write_text(out.with_suffix(".json"), json.dumps(json_safe({
-        "command": command, "machine": machine, "date": time.strftime("%Y-%m-%d"),
+        "command": command, "commit": revision, "machine": machine, "date": time.strftime("%Y-%m-%d"),
         "targets": dataclasses.asdict(targets), "trivial_mse_revisited": trivial,
         "rows": [{"preset": row["preset"], "wall_model": row["wall_model"], "seed": row["seed"],
                   "train_seconds": row["train_seconds"], "train_cpu_seconds": row["train_cpu_seconds"],

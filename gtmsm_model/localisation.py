@@ -225,16 +225,14 @@ def _beam(evidence: WalkEvidence, signs: Tensor, blocked: Tensor, undecided: Ten
         extent = cells.max(1).values - cells.min(1).values
         total = prior + cost + span_cost(extent, world_span, conflict_cost)
         order = total.argsort()
-        # The key of a hypothesis: its current cell and where it put the distinctive views so far.
+        # The key of a hypothesis: its current cell and where it put the distinctive views so far, hashed
+        # into one number by random weights (collision-free in practice).
         placed = (cells * distinct[:seen, None]).flatten(1) @ code[: seen * cells.shape[-1]]
-        key = torch.cat([cells[:, -1], placed.unsqueeze(-1)], -1)
-        _, group = torch.unique(key[order], dim=0, return_inverse=True)
-        keep, places = [], set()
-        for rank, where in enumerate(group.tolist()):  # cheapest first: the best of each place
-            if where not in places:
-                places.add(where)
-                keep.append(int(order[rank]))
-                if len(keep) == beam:
-                    break
+        key = placed + cells[:, -1] @ code[-cells.shape[-1]:] * 1e3
+        _, group = torch.unique(key[order], return_inverse=True)
+        rank = torch.arange(len(order), device=order.device)
+        first = torch.full((int(group.max()) + 1,), len(order), device=order.device).scatter_reduce(
+            0, group, rank, "amin")  # the cheapest hypothesis of each key, in cost order
+        keep = order[first.sort().values[:beam]]
         hypotheses, prior, cost, cells, total = hypotheses[keep], prior[keep], cost[keep], cells[keep], total[keep]
     return hypotheses[0], float(total[0])

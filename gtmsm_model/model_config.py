@@ -58,8 +58,8 @@ class GTMSMConfig:
     """Hypotheses the multi-hypothesis tracker keeps while it branches on the undecided moves of a walk
     (``localisation.track_moves``; wall_models "edges" and "learned")."""
     learned_unsure: float = bounded(0.02, gt=0, lt=0.5)
-    """wall_model "learned": a move whose probability of having moved lies within this of 0 or 1 is
-    decided by the localiser; any other, and any move whose view did not change, goes to the tracker."""
+    """wall_model "learned": the localiser's probability, as the tracker's lean on each move, is kept at
+    least this far from 0 and 1, so that what the views say (a conflict costs 50 nats) overrules it."""
     loop_closure_threshold: float = bounded(1e-6, ge=0)
     """Two crops differ by more than this mean squared error (plus twice the noise variance
     measured on stay steps) count as different views when the multi-hypothesis tracker scores a hypothesis (the same

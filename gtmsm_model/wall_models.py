@@ -276,11 +276,16 @@ class EdgeWalls(WallModel):
         counts = world_span_counts(states.detach(), moves.lattice_basis(), SPAN_BINS)
         self.span_counts += counts if reduce is None else reduce(counts)
 
+    SPAN_SHARE = 0.01
+    """The world span is the largest span that at least this share of the counted training walks reach:
+    the walks' states are exact here, so only a rare walk that was too short to cross the world could
+    pull it down."""
+
     def world_span(self) -> Tensor | None:
         """None with untried_edges "extent" or before any training walk was counted."""
         if self.config.untried_edges != "span" or not bool(self.span_counts.any()):
             return None
-        return span_from_counts(self.span_counts)
+        return span_from_counts(self.span_counts, self.SPAN_SHARE)
 
 
 @register_wall_model("learned")
@@ -294,14 +299,19 @@ class LearnedLocaliser(EdgeWalls):
     logit divided by a temperature falling from 1 to 0.3), so the memory's KL (crops seen at the
     same state must match) is the only teacher — no labels from the environment, no pixel-shift
     rule; the gate is held open for the first ``gate_open_iters`` iterations (M learns first).
-    Observing: a move is decided by the network (moved iff q > 1/2) when it is sure (q within
-    ``learned_unsure`` of 0 or 1); every other move — unsure, or a view that did
-    not change and that a one-pixel slide leaves unchanged too (a flat or edge-aligned view, which a
-    wall and a free move explain alike) — goes to the multi-hypothesis tracker
-    (``localisation.track_moves``) with the network's q as its lean. Imagining, the span prior and
+    Observing: every move goes to the multi-hypothesis tracker (``localisation.track_moves``) with the
+    network's q as its lean, capped at ``learned_unsure`` from certainty (overturning a sure decision
+    costs ~4 nats, one view conflict 50): the network decides wherever the views allow either outcome,
+    and the views overrule it where one outcome is impossible. A view that did not change and that a
+    one-pixel slide leaves unchanged too (flat, or uniform along a direction: a wall and a free move
+    explain it alike, and the network never saw one in training) leans on ``blocked_prior`` instead.
+    Imagining, the span prior and
     the edge memory are ``EdgeWalls``'. Assumes: the same cell shows the same view.
     """
 
+    SPAN_SHARE = 0.5
+    """The localiser's decided walks are right on ~99.9 % of moves, so one walk in ten has a wrong "free"
+    that stretches its span: the median span of the (full-length, sharpened) walks it counts, not the 1 % tail."""
     FINAL_TEMPERATURE = 0.3
     """The training gate's temperature at the end of its schedule, the one observing uses (sharper, 0.1,
     saturated the gate and let it collapse to "every move blocked" within 150 iterations)."""
@@ -371,9 +381,12 @@ class LearnedLocaliser(EdgeWalls):
             slide_invariant = (shift_errors(pixels, pixels, 1)[0] <= threshold.unsqueeze(-1))
             slide_invariant[..., 4] = False  # (0, 0): every view is its own match
             indistinct = unchanged & slide_invariant.any(-1)
-            sure = (moved < c.learned_unsure) | (moved > 1 - c.learned_unsure)
-            beliefs = MoveBeliefs(blocked=moving & (moved < 0.5), undecided=moving & (indistinct | ~sure),
-                                  p_blocked=(1 - moved).clamp(c.learned_unsure, 1 - c.learned_unsure))
+            # Every move goes to the tracker with the network's q as its lean, capped at learned_unsure from
+            # certainty: a sure decision costs ~4 nats to overturn, one view conflict 50. A flat view's lean
+            # is the prior, not the network's (it never saw a flat view in training).
+            lean = torch.where(indistinct, torch.full_like(moved, c.blocked_prior), 1 - moved)
+            beliefs = MoveBeliefs(blocked=moving & (moved < 0.5), undecided=moving,
+                                  p_blocked=lean.clamp(c.learned_unsure, 1 - c.learned_unsure))
             blocked = self.track(moves, pixels, actions, beliefs)
         free = (~blocked).to(step_moves.dtype)
         free[:, 0] = 0.0

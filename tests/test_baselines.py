@@ -16,12 +16,16 @@ from gtmsm_model.baselines import (
     CanvasOracle,
     CopyLastObserved,
     DatasetMean,
+    LocaliseCanvas,
+    LocaliseLookup,
     MemorisationMean,
     OracleMemory,
     OraclePositionVAE,
+    PoseRetrieval,
+    PoseRetrievalConfig,
+    RetrievalTransformer,
+    RetrievalTransformerConfig,
     RSSMConfig,
-    TransformerConfig,
-    TransformerWorldModel,
     WorldModel,
 )
 from gtmsm_model.data import RolloutSampler
@@ -45,6 +49,16 @@ def rollouts() -> Rollouts:
     return collect_rollouts(3, 20, seed=1)
 
 
+def tiny_retrieval() -> RetrievalTransformer:
+    return RetrievalTransformer(RetrievalTransformerConfig(d_model=8, layers=1, heads=2, feedforward=8, hidden=8,
+                                                           integrator=8, min_tau=2))
+
+
+def tiny_pose() -> PoseRetrieval:
+    return PoseRetrieval(PoseRetrievalConfig(integrator=8, pose=2, neighbours=3, d_model=8, heads=2, hidden=8,
+                                             min_tau=2))
+
+
 def tiny_models() -> list[WorldModel]:
     vae = CropVAE(GTMSMConfig(z_dim=4, vae_hidden=16))
     return [
@@ -54,7 +68,10 @@ def tiny_models() -> list[WorldModel]:
         OraclePositionVAE(vae, k=3),
         RSSM(RSSMConfig(deter=16, stoch=4, hidden=16)),
         ActionLSTM(ActionLSTMConfig(hidden=16, embed=16)),
-        TransformerWorldModel(TransformerConfig(d_model=16, layers=1, heads=2, feedforward=16, hidden=16, min_tau=4)),
+        tiny_retrieval(),
+        tiny_pose(),
+        LocaliseLookup(),
+        LocaliseCanvas(),
         MemorisationMean(),
         CanvasOracle(),
     ]
@@ -75,13 +92,9 @@ def test_every_baseline_fits_and_predicts_crops_in_unit_range(model, rollouts):
     np.testing.assert_array_equal(full, predicted)
 
 
-def tiny_transformer() -> TransformerWorldModel:
-    return TransformerWorldModel(TransformerConfig(d_model=8, layers=1, heads=2, feedforward=8, hidden=8, min_tau=2))
-
-
 def test_learned_baselines_spend_exactly_the_step_budget():
     for model in (RSSM(RSSMConfig(deter=8, stoch=2, hidden=8)), ActionLSTM(ActionLSTMConfig(hidden=8, embed=8)),
-                  tiny_transformer()):
+                  tiny_retrieval(), tiny_pose()):
         model.fit(RolloutSampler(0), Budget(iterations=3, batch_size=2, seq_len=8, tau=6))
         assert model.iterations_done == 3 and len(model.history) == 3
         assert all(np.isfinite(model.history))
@@ -204,12 +217,26 @@ def test_canvas_oracle_is_zero_on_revisited_steps():
     assert metrics.mse_novel < oracle_memory.mse_novel  # overlapping memories reveal part of novel crops
 
 
-def test_transformer_predicts_every_future_crop_in_one_pass_for_any_length():
-    model = tiny_transformer()
+@pytest.mark.parametrize("make", [tiny_retrieval, tiny_pose], ids=["retrieval transformer", "pose retrieval"])
+def test_memory_peers_predict_every_future_crop_in_one_pass_for_any_length(make):
+    model = make()
     model.fit(RolloutSampler(0), Budget(iterations=2, batch_size=2, seq_len=12, tau=8))
     rollouts = collect_rollouts(2, 40, seed=4)  # longer than any training sequence
     predicted = model.predict(rollouts.observations[:, :10], rollouts.actions, 10)
     assert predicted.shape == (2, 30, 8, 8, 3) and np.isfinite(predicted).all()
+
+
+def test_the_retrieval_peer_learns_a_3x3_world_below_the_memorisation_mean_in_seconds():
+    world = World(image_size=14)  # crops 8, step 3: a 3×3 grid of cells
+    sampler = RolloutSampler(0, world=world)
+    torch.manual_seed(0)
+    model = RetrievalTransformer(RetrievalTransformerConfig(d_model=32, layers=1, heads=2, feedforward=64,
+                                                            hidden=64, integrator=16, min_tau=8))
+    model.fit(sampler, Budget(iterations=150, batch_size=16, seq_len=40, tau=24, lr=3e-3))
+    test = collect_rollouts(32, 40, seed=9, world=world)
+    learned = prediction_metrics(model.predict(test.observations[:, :24], test.actions, 24), test, 24)
+    trivial = prediction_metrics(MemorisationMean().predict(test.observations[:, :24], test.actions, 24), test, 24)
+    assert learned.mse_revisited < 0.8 * trivial.mse_revisited
 
 
 def test_a_second_fit_continues_the_run_and_snapshots_restore_earlier_weights():

@@ -21,8 +21,8 @@ from benchmarks.harness.figures import model_colours, plot_condition, plot_overv
 from benchmarks.harness.models import PPO_NAME, SWEEP_FRACTION
 from benchmarks.harness.plan import Plan
 from benchmarks.harness.records import summarise
-from benchmarks.harness.scoreboard import commit, write_scores
 from benchmarks.harness.runner import Harness, score
+from benchmarks.harness.scoreboard import commit, write_scores
 from benchmarks.harness.targets import COMPARE_TARGETS, check_comparison
 from gtmsm_cli.files import write_text
 from gtmsm_model.baselines import MemorisationMean

@@ -7,9 +7,8 @@
   change") and the raw memorised crop looked up (or read off a canvas) at the predicted cell;
 * ``rssm`` — PlaNet/Dreamer's recurrent state-space model;
 * ``lstm`` — an action-conditioned LSTM;
-* ``transformer`` — a masked-token transformer over the whole episode (position: per-action move counts);
-* ``retrieval_transformer`` — the same with a learned (action, view-change) integrator and a copy head
-  over the memorised crops; ``pose_retrieval`` — a learned pose per step, memory retrieved by pose,
+* ``retrieval_transformer`` — a masked-token transformer over the whole episode with a learned
+  (action, view-change) integrator and a copy head over the memorised crops; ``pose_retrieval`` — a learned pose per step, memory retrieved by pose,
   an attention decoder (``view_change``: the bit both are given).
 
 GTM-SM itself answers the same protocol through ``gtmsm_model.evaluate.GTMSMPredictor``.
@@ -32,7 +31,6 @@ from gtmsm_model.baselines.retrieval_transformer import (
     RetrievalTransformerConfig,
 )
 from gtmsm_model.baselines.rssm import RSSM, RSSMConfig
-from gtmsm_model.baselines.transformer import TransformerConfig, TransformerWorldModel
 
 __all__ = [
     "RSSM",
@@ -53,8 +51,6 @@ __all__ = [
     "RetrievalTransformerConfig",
     "RSSMConfig",
     "TrainedModel",
-    "TransformerConfig",
-    "TransformerWorldModel",
     "WorldModel",
     "check_prediction_inputs",
 ]

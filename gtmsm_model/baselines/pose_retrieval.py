@@ -3,8 +3,9 @@ memory retrieved by that state, an attention decoder over what was retrieved.
 
 Design (and why):
 
-* **A learned pose per step.** A GRU over (action, "did the view change" bit; ``view_change``) gives
-  every step a pose vector p_t (``pose`` numbers). Nothing tells it the grid: the pose is whatever
+* **A learned pose per step** (``view_change.Integrator``): the running sum of a learned vector per
+  (action, "did the view change" bit) pair plus a GRU's correction gives every step a pose vector p_t
+  (``pose`` numbers). Nothing tells it the grid: the pose is whatever
   makes retrieval work, learned from the prediction loss alone.
 * **Retrieval by pose.** A predicted step retrieves the ``neighbours`` memorised steps whose poses
   are nearest its own, weighted by softmax(−β‖p_t − p_k‖²) with β learned — the copy of their raw crops
@@ -27,7 +28,7 @@ from torch import Tensor, nn
 
 from gtmsm_env.world import NUM_ACTIONS
 from gtmsm_model.baselines.base import CropNet, TrainedModel, mlp, to_pixels
-from gtmsm_model.baselines.view_change import BIT_VALUES, step_features, view_change_bits
+from gtmsm_model.baselines.view_change import Integrator, view_change_bits
 
 
 @dataclass
@@ -60,8 +61,7 @@ class _PoseNet(CropNet):
     def __init__(self, config: PoseRetrievalConfig, crop_shape: tuple[int, int, int]) -> None:
         super().__init__(config, crop_shape)
         c, pixels = config, self.pixels
-        self.integrator = nn.GRU(c.num_actions + BIT_VALUES, c.integrator, batch_first=True)
-        self.to_pose = nn.Linear(c.integrator, c.pose)
+        self.integrator = Integrator(c.num_actions, c.pose, c.integrator)
         self.log_beta = nn.Parameter(torch.tensor(0.0))
         self.crop_embed = mlp(pixels, c.hidden, c.d_model)
         self.offset_embed = nn.Linear(c.pose, c.d_model)
@@ -74,8 +74,7 @@ class _PoseNet(CropNet):
         """memorised (B, tau, H, W, C) pixels; actions (B, T) → predicted pixels (B, T - tau, H, W, C)."""
         batch, tau = memorised.shape[:2]
         steps = actions.shape[1]
-        features = step_features(actions, view_change_bits(memorised, steps), self.config.num_actions)
-        poses = self.to_pose(self.integrator(features)[0])  # (B, T, pose)
+        poses = self.integrator(actions, view_change_bits(memorised, steps))  # (B, T, pose)
         queries, keys = poses[:, tau:], poses[:, :tau]
         distance = (queries.unsqueeze(2) - keys.unsqueeze(1)).square().sum(-1)  # (B, N, tau)
         k = min(self.config.neighbours, tau)

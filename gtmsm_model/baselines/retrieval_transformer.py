@@ -1,18 +1,22 @@
-"""A retrieval transformer as a learned generic peer: the masked-token transformer, given a way to
-express blocked moves and a way to copy what it memorised.
+"""A retrieval transformer as a learned generic peer: a masked-token transformer over the whole
+episode, given a way to express blocked moves and a way to copy what it memorised.
 
 Design (and why):
 
-* **Where am I: a learned integrator.** A small GRU reads, per step, the action and the "did the view
-  change" bit (``view_change``; "unknown" on predicted steps) and its state is added to every
-  token. A per-action count of moves (the older transformer's position signal) equals the true
+* **Where am I: a learned integrator** (``view_change.Integrator``): the running sum of a learned vector
+  per (action, "did the view change" bit) pair — the bit is "unknown" on predicted steps — plus a small
+  GRU over the same, added to every token. A per-action count of moves (the older transformer's position signal) equals the true
   displacement on 0.01 % of predicted steps, because 26 % of reference moves hit a wall; the bit
   says which memorised moves did not happen, and the GRU learns to integrate the ones that did.
 * **A copy head.** Each predicted step attends (query from its output token, keys from the memorised
   tokens) over the memorised *raw* crops and mixes that copy with the decoder's crop by a learned
   gate: a revisited view is reproduced exactly instead of redrawn through an MLP.
-* **The masked-token transformer otherwise** (``transformer.py``): one token per step, one pass,
-  a random memorisation split per batch, MSE on the predicted crops.
+* **Masked tokens, one pass**: one token per step (memorised steps carry their crop's embedding, predicted
+  steps one learned mask vector), a bidirectional encoder, every future crop at once — no compounding of
+  its own blurry predictions over 256 steps (an autoregressive decoder's failure) and one forward pass
+  on 2 cores. A random memorisation split per batch (short and long memories in one run), MSE on the
+  predicted crops. (The project's earlier transformer had only the counts and no copy head; it never
+  beat the memorisation mean, 0.0280 vs 0.0265 on the reference, and is gone.)
 
 It is given the crops, the actions and nothing else (no grid, no positions, no pixel shifts).
 """
@@ -27,7 +31,12 @@ from torch import Tensor, nn
 
 from gtmsm_env.world import NUM_ACTIONS
 from gtmsm_model.baselines.base import CropNet, TrainedModel, mlp, to_pixels
-from gtmsm_model.baselines.view_change import BIT_VALUES, step_features, view_change_bits
+from gtmsm_model.baselines.view_change import (
+    BIT_VALUES,
+    Integrator,
+    step_features,
+    view_change_bits,
+)
 
 
 @dataclass
@@ -62,8 +71,7 @@ class _RetrievalNet(CropNet):
         c, pixels = config, self.pixels
         self.crop_embed = mlp(pixels, c.hidden, c.d_model)
         self.step_embed = nn.Linear(c.num_actions + BIT_VALUES, c.d_model)
-        self.integrator = nn.GRU(c.num_actions + BIT_VALUES, c.integrator, batch_first=True)
-        self.place_embed = nn.Linear(c.integrator, c.d_model)
+        self.integrator = Integrator(c.num_actions, c.d_model, c.integrator)
         self.mask = nn.Parameter(torch.zeros(c.d_model))
         layer = nn.TransformerEncoderLayer(c.d_model, c.heads, c.feedforward, dropout=0.0,
                                            batch_first=True, norm_first=True, activation="gelu")
@@ -77,10 +85,11 @@ class _RetrievalNet(CropNet):
         """memorised (B, tau, H, W, C) pixels; actions (B, T) → predicted pixels (B, T - tau, H, W, C)."""
         batch, tau = memorised.shape[:2]
         steps = actions.shape[1]
-        features = step_features(actions, view_change_bits(memorised, steps), self.config.num_actions)
-        place, _ = self.integrator(features)
+        bits = view_change_bits(memorised, steps)
+        features = step_features(actions, bits, self.config.num_actions)
+        place = self.integrator(actions, bits)
         content = torch.cat([self.crop_embed(self.flat_input(memorised)), self.mask.expand(batch, steps - tau, -1)], 1)
-        out = self.norm(self.encoder(self.step_embed(features) + self.place_embed(place) + content))
+        out = self.norm(self.encoder(self.step_embed(features) + place + content))
         future, past = out[:, tau:], out[:, :tau]
         scores = self.query(future) @ self.key(past).transpose(1, 2) / future.shape[-1] ** 0.5
         copy = torch.softmax(scores, -1) @ memorised.flatten(2)  # (B, N, pixels): raw memorised crops

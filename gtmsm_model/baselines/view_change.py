@@ -32,3 +32,23 @@ def view_change_bits(memorised: Tensor, steps: int) -> Tensor:
 def step_features(actions: Tensor, bits: Tensor, num_actions: int) -> Tensor:
     """(B, T) actions and bits → (B, T, num_actions + BIT_VALUES) one-hot features."""
     return torch.cat([F.one_hot(actions, num_actions).float(), F.one_hot(bits, BIT_VALUES).float()], -1)
+
+
+class Integrator(torch.nn.Module):
+    """A learned place signal per step from (action, view-change bit): the running sum of a learned vector
+    per (action, bit) pair — a linear integrator, which can learn that a move whose view did not change
+    went nowhere — plus a GRU over the same features for what a sum cannot say (walls ahead on the
+    predicted steps, where the bit is unknown). Returns (B, T, size)."""
+
+    def __init__(self, num_actions: int, size: int, hidden: int) -> None:
+        super().__init__()
+        self.num_actions = num_actions
+        self.step = torch.nn.Embedding(num_actions * BIT_VALUES, size)
+        torch.nn.init.normal_(self.step.weight, std=0.5)
+        self.gru = torch.nn.GRU(num_actions + BIT_VALUES, hidden, batch_first=True)
+        self.correction = torch.nn.Linear(hidden, size)
+
+    def forward(self, actions: Tensor, bits: Tensor) -> Tensor:
+        summed = self.step(actions * BIT_VALUES + bits).cumsum(1)
+        recurrent, _ = self.gru(step_features(actions, bits, self.num_actions))
+        return summed + self.correction(recurrent)
