@@ -9,7 +9,7 @@
 * ``lstm`` — an action-conditioned LSTM;
 * ``retrieval_transformer`` — a masked-token transformer over the whole episode with a learned
   (action, view-change) integrator and a copy head over the memorised crops; ``pose_retrieval`` — a learned pose per step, memory retrieved by pose,
-  an attention decoder (``view_change``: the bit both are given).
+  an attention decoder (``memory_peer``: what both share, the view-changed bit they are given).
 
 GTM-SM itself answers the same protocol through ``gtmsm_model.evaluate.GTMSMPredictor``.
 """

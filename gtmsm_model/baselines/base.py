@@ -241,3 +241,21 @@ class TrainedModel:
     def restore(self, snapshot: dict[str, Any]) -> None:
         self.net.load_state_dict(snapshot["state"])
         self.net.eval()
+
+
+def withheld_steps(batch: int, split: int, share: float, device: torch.device | str) -> Tensor | None:
+    """A random ``share`` of memorised steps 1..split-1 per sequence, the same count in each (B, split) bool,
+    whose crops a memory peer's training withholds and predicts (None if none)."""
+    count = int(share * (split - 1))
+    if count == 0:
+        return None
+    picks = torch.rand(batch, split - 1, device=device).argsort(1)[:, :count] + 1
+    return torch.zeros(batch, split, dtype=torch.bool, device=device).scatter_(1, picks, True)
+
+
+def withheld_and_future(pixels: Tensor, split: int, hidden: Tensor | None) -> Tensor:
+    """The crops a memory peer predicts in training: the withheld memorised ones, then steps split..T-1."""
+    if hidden is None:
+        return pixels[:, split:]
+    withheld = pixels[:, :split][hidden].view(pixels.shape[0], -1, *pixels.shape[2:])
+    return torch.cat([withheld, pixels[:, split:]], 1)

@@ -3,7 +3,7 @@ memory retrieved by that state, an attention decoder over what was retrieved.
 
 Design (and why):
 
-* **A learned pose per step** (``view_change.Integrator``): the running sum of a learned vector per
+* **A learned pose per step** (``memory_peer.Integrator``): the running sum of a learned vector per
   (action, "did the view change" bit) pair plus a GRU's correction gives every step a pose vector p_t
   (``pose`` numbers). Nothing tells it the grid: the pose is whatever
   makes retrieval work, learned from the prediction loss alone.
@@ -13,7 +13,8 @@ Design (and why):
 * **An attention decoder** for what the copy cannot give (a place between memories): the query pose
   attends over the retrieved steps, each a token of its crop embedding and the pose difference
   p_k − p_t, and an MLP draws a crop; a learned gate mixes it with the copy.
-* Trained like the other peers: random memorisation split per batch, MSE on the predicted crops.
+* Trained like the retrieval transformer: a random memorisation split per batch and a quarter of the
+  memorised crops withheld and predicted from the rest, MSE on the predicted crops.
 
 It is given the crops, the actions and nothing else (no grid, no positions, no pixel shifts).
 """
@@ -22,13 +23,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 from torch import Tensor, nn
 
 from gtmsm_env.world import NUM_ACTIONS
-from gtmsm_model.baselines.base import CropNet, TrainedModel, mlp, to_pixels
-from gtmsm_model.baselines.view_change import Integrator, view_change_bits
+from gtmsm_model.baselines.base import CropNet, mlp
+from gtmsm_model.baselines.memory_peer import Integrator, MemoryPeer, view_change_bits
 
 
 @dataclass
@@ -51,6 +51,9 @@ class PoseRetrievalConfig:
     """Width of the crop encoder and decoder MLPs."""
     min_tau: int = 16
     """Smallest memorisation length drawn for a training batch."""
+    hide_share: float = 0.25
+    """Share of a training batch's memorised steps whose crops are withheld, retrieved from the rest and
+    predicted (the memorisation phase's own revisits: many and near)."""
     grad_clip: float = 1.0
     """Gradient-norm clip."""
     eval_chunk: int = 16
@@ -70,13 +73,19 @@ class _PoseNet(CropNet):
         self.decoder = mlp(c.d_model, c.hidden, pixels)
         self.gate = nn.Linear(c.d_model, 1)
 
-    def forward(self, memorised: Tensor, actions: Tensor) -> Tensor:
-        """memorised (B, tau, H, W, C) pixels; actions (B, T) → predicted pixels (B, T - tau, H, W, C)."""
+    def forward(self, memorised: Tensor, actions: Tensor, hidden: Tensor | None = None) -> Tensor:
+        """memorised (B, tau, H, W, C) pixels; actions (B, T) → predicted pixels (B, T - tau, H, W, C).
+        ``hidden`` (B, tau) bool: memorised steps whose crop is withheld (training); their crops are
+        predicted too, in front of the future ones."""
         batch, tau = memorised.shape[:2]
         steps = actions.shape[1]
         poses = self.integrator(actions, view_change_bits(memorised, steps))  # (B, T, pose)
         queries, keys = poses[:, tau:], poses[:, :tau]
+        if hidden is not None:
+            queries = torch.cat([keys[hidden].view(batch, -1, keys.shape[-1]), queries], 1)
         distance = (queries.unsqueeze(2) - keys.unsqueeze(1)).square().sum(-1)  # (B, N, tau)
+        if hidden is not None:  # a withheld crop cannot be retrieved
+            distance = distance.masked_fill(hidden.unsqueeze(1), float("inf"))
         k = min(self.config.neighbours, tau)
         nearest, index = distance.topk(k, dim=-1, largest=False)  # (B, N, k)
         weights = torch.softmax(-self.log_beta.exp() * nearest, -1)
@@ -95,31 +104,12 @@ class _PoseNet(CropNet):
         return (gate * copy + (1 - gate) * drawn).unflatten(-1, self.crop_shape)
 
 
-class PoseRetrieval(TrainedModel):
+class PoseRetrieval(MemoryPeer):
     """A learned pose per step, memory retrieved by pose, an attention decoder (see the module docstring)."""
 
     name = "pose retrieval"
 
     config_class = PoseRetrievalConfig
 
-    def __init__(self, config: PoseRetrievalConfig | None = None) -> None:
-        super().__init__(config)
-        self._rng = np.random.default_rng(0)
-
     def build(self, crop_shape) -> nn.Module:
         return _PoseNet(self.config, crop_shape)
-
-    def loss(self, pixels: Tensor, actions: Tensor, tau: int) -> Tensor:
-        steps = pixels.shape[1]
-        low = min(self.config.min_tau, steps - 1)
-        split = int(self._rng.integers(low, steps)) if steps - 1 > low else low
-        return (self.net(pixels[:, :split], actions) - pixels[:, split:]).square().mean()
-
-    @torch.no_grad()
-    def predict(self, observations, actions, tau, positions=None) -> np.ndarray:
-        memorised, actions = self.prediction_inputs(observations, actions, tau)
-        parts = []
-        for start in range(0, len(actions), self.config.eval_chunk):
-            end = start + self.config.eval_chunk
-            parts.append(self.net(to_pixels(memorised[start:end], self.device), actions[start:end]).cpu())
-        return torch.cat(parts).numpy().astype(np.float32)

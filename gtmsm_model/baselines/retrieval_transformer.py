@@ -3,7 +3,7 @@ episode, given a way to express blocked moves and a way to copy what it memorise
 
 Design (and why):
 
-* **Where am I: a learned integrator** (``view_change.Integrator``): the running sum of a learned vector
+* **Where am I: a learned integrator** (``memory_peer.Integrator``): the running sum of a learned vector
   per (action, "did the view change" bit) pair — the bit is "unknown" on predicted steps — plus a small
   GRU over the same, added to every token. A per-action count of moves (the older transformer's position signal) equals the true
   displacement on 0.01 % of predicted steps, because 26 % of reference moves hit a wall; the bit
@@ -11,6 +11,10 @@ Design (and why):
 * **A copy head.** Each predicted step attends (query from its output token, keys from the memorised
   tokens) over the memorised *raw* crops and mixes that copy with the decoder's crop by a learned
   gate: a revisited view is reproduced exactly instead of redrawn through an MLP.
+* **Withheld memories**: training also withholds a quarter of the memorised crops and predicts them
+  from the rest — the memorisation phase's own revisits are many and near, the easy lessons in
+  where-am-I that the far predicted steps teach slowly (GTM-SM's memory loss on the memorisation phase
+  is the same idea).
 * **Masked tokens, one pass**: one token per step (memorised steps carry their crop's embedding, predicted
   steps one learned mask vector), a bidirectional encoder, every future crop at once — no compounding of
   its own blurry predictions over 256 steps (an autoregressive decoder's failure) and one forward pass
@@ -25,15 +29,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 from torch import Tensor, nn
 
 from gtmsm_env.world import NUM_ACTIONS
-from gtmsm_model.baselines.base import CropNet, TrainedModel, mlp, to_pixels
-from gtmsm_model.baselines.view_change import (
+from gtmsm_model.baselines.base import CropNet, mlp
+from gtmsm_model.baselines.memory_peer import (
     BIT_VALUES,
     Integrator,
+    MemoryPeer,
     step_features,
     view_change_bits,
 )
@@ -59,6 +63,8 @@ class RetrievalTransformerConfig:
     """Width of the GRU over (action, view-change bit)."""
     min_tau: int = 16
     """Smallest memorisation length drawn for a training batch."""
+    hide_share: float = 0.25
+    """Share of a training batch's memorised steps whose crops are withheld and predicted."""
     grad_clip: float = 1.0
     """Gradient-norm clip."""
     eval_chunk: int = 8
@@ -81,24 +87,33 @@ class _RetrievalNet(CropNet):
         self.query, self.key = nn.Linear(c.d_model, c.d_model), nn.Linear(c.d_model, c.d_model)
         self.gate = nn.Linear(c.d_model, 1)
 
-    def forward(self, memorised: Tensor, actions: Tensor) -> Tensor:
-        """memorised (B, tau, H, W, C) pixels; actions (B, T) → predicted pixels (B, T - tau, H, W, C)."""
+    def forward(self, memorised: Tensor, actions: Tensor, hidden: Tensor | None = None) -> Tensor:
+        """memorised (B, tau, H, W, C) pixels; actions (B, T) → predicted pixels (B, T - tau, H, W, C).
+        ``hidden`` (B, tau) bool: memorised steps whose crop is withheld (training's masked steps); their
+        crops are predicted too, in front of the future ones: (B, hidden per row + T - tau, H, W, C)."""
         batch, tau = memorised.shape[:2]
         steps = actions.shape[1]
         bits = view_change_bits(memorised, steps)
         features = step_features(actions, bits, self.config.num_actions)
         place = self.integrator(actions, bits)
-        content = torch.cat([self.crop_embed(self.flat_input(memorised)), self.mask.expand(batch, steps - tau, -1)], 1)
+        seen = self.crop_embed(self.flat_input(memorised))
+        if hidden is not None:
+            seen = torch.where(hidden.unsqueeze(-1), self.mask.expand_as(seen), seen)
+        content = torch.cat([seen, self.mask.expand(batch, steps - tau, -1)], 1)
         out = self.norm(self.encoder(self.step_embed(features) + place + content))
-        future, past = out[:, tau:], out[:, :tau]
-        scores = self.query(future) @ self.key(past).transpose(1, 2) / future.shape[-1] ** 0.5
+        past = out[:, :tau]
+        queries = out[:, tau:] if hidden is None else torch.cat([out[:, :tau][hidden].view(batch, -1, out.shape[-1]),
+                                                                  out[:, tau:]], 1)
+        scores = self.query(queries) @ self.key(past).transpose(1, 2) / queries.shape[-1] ** 0.5
+        if hidden is not None:  # a withheld crop cannot be copied
+            scores = scores.masked_fill(hidden.unsqueeze(1), float("-inf"))
         copy = torch.softmax(scores, -1) @ memorised.flatten(2)  # (B, N, pixels): raw memorised crops
-        gate = torch.sigmoid(self.gate(future))
-        drawn = torch.sigmoid(self.decoder(future))
+        gate = torch.sigmoid(self.gate(queries))
+        drawn = torch.sigmoid(self.decoder(queries))
         return (gate * copy + (1 - gate) * drawn).unflatten(-1, self.crop_shape)
 
 
-class RetrievalTransformer(TrainedModel):
+class RetrievalTransformer(MemoryPeer):
     """Masked-token transformer with a learned (action, view-change) integrator and a copy head over the
     memorised crops (see the module docstring)."""
 
@@ -106,24 +121,5 @@ class RetrievalTransformer(TrainedModel):
 
     config_class = RetrievalTransformerConfig
 
-    def __init__(self, config: RetrievalTransformerConfig | None = None) -> None:
-        super().__init__(config)
-        self._rng = np.random.default_rng(0)
-
     def build(self, crop_shape) -> nn.Module:
         return _RetrievalNet(self.config, crop_shape)
-
-    def loss(self, pixels: Tensor, actions: Tensor, tau: int) -> Tensor:
-        steps = pixels.shape[1]
-        low = min(self.config.min_tau, steps - 1)
-        split = int(self._rng.integers(low, steps)) if steps - 1 > low else low
-        return (self.net(pixels[:, :split], actions) - pixels[:, split:]).square().mean()
-
-    @torch.no_grad()
-    def predict(self, observations, actions, tau, positions=None) -> np.ndarray:
-        memorised, actions = self.prediction_inputs(observations, actions, tau)
-        parts = []
-        for start in range(0, len(actions), self.config.eval_chunk):
-            end = start + self.config.eval_chunk
-            parts.append(self.net(to_pixels(memorised[start:end], self.device), actions[start:end]).cpu())
-        return torch.cat(parts).numpy().astype(np.float32)
