@@ -75,13 +75,14 @@ def sweep_candidates(quick: bool) -> dict[str, list[Candidate]]:
                                          lambda: PoseRetrieval(PoseRetrievalConfig(**tiny_pose)), lr)
                                for lr in (1e-3, 3e-3)],
             "RSSM": [Candidate("rssm-quick-a", "deter 16, lr 6e-4",
-                               lambda: RSSM(RSSMConfig(deter=16, hidden=16, stoch=4)), 6e-4),
+                               lambda: RSSM(RSSMConfig(deter=16, hidden=16, stoch=4, train_horizon=16)), 6e-4),
                      Candidate("rssm-quick-b", "deter 16, lr 1e-3, no open-loop loss",
-                               lambda: RSSM(RSSMConfig(deter=16, hidden=16, stoch=4, open_loop_weight=0)), 1e-3)],
+                               lambda: RSSM(RSSMConfig(deter=16, hidden=16, stoch=4, open_loop_weight=0,
+                                                       train_horizon=16)), 1e-3)],
             "action LSTM": [Candidate("lstm-quick-a", "hidden 16, lr 6e-4",
-                                      lambda: ActionLSTM(ActionLSTMConfig(hidden=16, embed=16)), 6e-4),
+                                      lambda: ActionLSTM(ActionLSTMConfig(hidden=16, embed=16, train_horizon=16)), 6e-4),
                             Candidate("lstm-quick-b", "hidden 16, lr 1e-3",
-                                      lambda: ActionLSTM(ActionLSTMConfig(hidden=16, embed=16)), 1e-3)],
+                                      lambda: ActionLSTM(ActionLSTMConfig(hidden=16, embed=16, train_horizon=16)), 1e-3)],
         }
     return {
         "retrieval transformer": [
@@ -95,15 +96,17 @@ def sweep_candidates(quick: bool) -> dict[str, list[Candidate]]:
             Candidate("pose-lr3e-4", "GRU 128, pose 8, lr 3e-4", PoseRetrieval, 3e-4),
         ],
         "RSSM": [
-            Candidate("rssm-default", "deter 256, stoch 32, lr 6e-4, open-loop loss 1 (previous default)",
+            Candidate("rssm-default", "deter 256, stoch 32, lr 6e-4, open loop over 256 steps (TBPTT 64)",
                       lambda: RSSM(RSSMConfig()), 6e-4),
-            Candidate("rssm-small", "deter 128, hidden 128, lr 1e-3 (smaller: ~2× the steps)",
+            Candidate("rssm-small", "deter 128, hidden 128, lr 1e-3, open loop over 256 steps (smaller: ~2× the steps)",
                       lambda: RSSM(RSSMConfig(deter=128, hidden=128)), 1e-3),
         ],
         "action LSTM": [
-            Candidate("lstm-default", "hidden 256, lr 6e-4 (previous default)", lambda: ActionLSTM(ActionLSTMConfig()),
+            Candidate("lstm-default", "hidden 256, lr 6e-4, free-running over 256 steps (TBPTT 64)",
+                      lambda: ActionLSTM(ActionLSTMConfig()),
                       6e-4),
-            Candidate("lstm-small", "hidden 128, lr 1e-3", lambda: ActionLSTM(ActionLSTMConfig(hidden=128, embed=128)),
+            Candidate("lstm-small", "hidden 128, lr 1e-3, free-running over 256 steps",
+                      lambda: ActionLSTM(ActionLSTMConfig(hidden=128, embed=128)),
                       1e-3),
         ],
     }

@@ -208,10 +208,14 @@ class TrainedModel:
         pending = sorted(s for s in budget.snapshot_seconds if s not in self.snapshots)
         self.net.train()
         start, seconds_before = time.process_time(), self.train_seconds  # CPU seconds of this process
+        # A model trained over a longer horizon than the budget's sequences (a config's train_horizon) reads
+        # longer sequences of the same keys: tau memorised steps, then that many predicted.
+        horizon = getattr(self.config, "train_horizon", None)
+        length = budget.tau + horizon if horizon else budget.seq_len
         while self.iterations_done < budget.iterations:
             if budget.max_seconds is not None and self.train_seconds >= budget.max_seconds:
                 break
-            batch = sampler.sample(budget.batch_size, budget.seq_len, key=budget.first_key + self.iterations_done)
+            batch = sampler.sample(budget.batch_size, length, key=budget.first_key + self.iterations_done)
             pixels = to_pixels(batch.observations, self.device)
             loss = self.loss(pixels, batch.actions.to(self.device), budget.tau)
             self.optimiser.zero_grad(set_to_none=True)

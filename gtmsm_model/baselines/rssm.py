@@ -36,6 +36,12 @@ class RSSMConfig:
     open_loop_weight: float = 1.0
     """Weight of the reconstruction of the prediction steps from the prior alone (open loop), so
     the prior is trained on exactly the task it is evaluated on."""
+    train_horizon: int = 256
+    """Open-loop steps after the memorisation of each training sequence: the whole predicted horizon of
+    the evaluation, not the 32 of a 288-step sequence (Memory Maze found Dreamer-style models must be
+    trained over the horizon they are asked to remember across)."""
+    bptt: int = 64
+    """Gradients through the open-loop rollout are cut every this many steps (truncated BPTT)."""
     min_std: float = 0.1
     """Floor of the stochastic state's std."""
     grad_clip: float = 100.0
@@ -110,9 +116,11 @@ class RSSM(TrainedModel):
         prior = net.gaussian(net.prior_net(h))
         return h, torch.stack(zs, 1), prior, (torch.stack(means, 1), torch.stack(stds, 1))
 
-    def _imagine(self, net: _RSSMNet, h: Tensor, z: Tensor, actions: Tensor, sample: bool):
+    def _imagine(self, net: _RSSMNet, h: Tensor, z: Tensor, actions: Tensor, sample: bool, bptt: int = 0):
         hs, zs = [], []
         for t in range(actions.shape[1]):
+            if bptt and t and t % bptt == 0:  # truncated BPTT: no gradient further back than bptt steps
+                h, z = h.detach(), z.detach()
             h = net.step(h, z, actions[:, t])
             mean, std = net.gaussian(net.prior_net(h))
             z = mean + std * torch.randn_like(mean) if sample else mean
@@ -133,7 +141,8 @@ class RSSM(TrainedModel):
         )
         loss = (nll + kl).mean()
         if c.open_loop_weight > 0 and tau < pixels.shape[1]:
-            h_open, z_open = self._imagine(net, h[:, tau - 1], z[:, tau - 1], actions[:, tau:], sample=True)
+            h_open, z_open = self._imagine(net, h[:, tau - 1], z[:, tau - 1], actions[:, tau:], sample=True,
+                                           bptt=c.bptt)
             sq_open = (net.decode(h_open, z_open) - pixels[:, tau:]).square().flatten(-3).sum(-1)
             loss = loss + c.open_loop_weight * (0.5 * sq_open / c.pixel_sigma**2).mean()
         return loss / math.prod(pixels.shape[2:])  # per pixel, so one clip norm fits every crop size
