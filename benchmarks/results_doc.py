@@ -58,6 +58,10 @@ following crops from the actions alone; pixels are in [0, 1] and errors are mean
   on the predicted steps; **wall decisions right**: the share of predicted moves whose
   blocked/free decision matches the environment.
 
+- **per-rollout tail**: each test rollout's own revisited MSE; its 99th percentile (*p99*), its maximum
+  (*worst rollout*) and the rollouts worse than their own memorisation mean (*lost*): an average can
+  hide a few rollouts that lost their place for good.
+
 The comparison (`compare.md`) and the training benchmark (`train_gtmsm.md`) evaluate on different
 held-out sets and set-ups (their sections state which: the comparison's own condition rollouts and
 seeds, the training benchmark's held-out seeds), so the same model's figures differ between them,
@@ -169,11 +173,21 @@ def report_section(stem: str, title: str, *, run: Callable[[dict[str, Any]], tup
 
 
 def section_train_gtmsm() -> str | None:
-    return report_section("train_gtmsm", "GTM-SM training benchmark (`quick` preset, several seeds)")
+    return report_section("train_gtmsm", "GTM-SM training benchmark: the default (edges) and the seed's gate")
+
+
+def section_train_gtmsm_learned() -> str | None:
+    return report_section("train_gtmsm_learned", "GTM-SM training benchmark: the learned localiser")
 
 
 def _compare_run(data: dict[str, Any]) -> tuple[Any, Any, list[str]]:
     extra = [f"- wall-clock recorded: {data['wall_seconds'] / 60:.1f} min"] if data.get("wall_seconds") else []
+    if not any("mse_revisited_ci95" in entry for entry in data.get("summary", [])):
+        extra.append("- **from the previous harness**: these tables predate the comparison's current rows (GTM-SM's "
+                     "three wall models, the no-learning reference, the retrieval-transformer and pose-retrieval "
+                     "peers, controls trained over the whole horizon), its flat-area conditions, bootstrap "
+                     "intervals and worst-case columns; `python benchmarks/compare_models.py --threads 1 "
+                     "--publish` replaces them. The training benchmark below is current.")
     return data.get("machine_line") or data.get("machine"), data.get("date"), extra
 
 
@@ -263,7 +277,7 @@ def section_ppo_memories() -> str | None:
 
 
 SECTIONS: list[Callable[[], str | None]] = [
-    section_train_gtmsm, section_compare, section_peer_sweep, section_large, section_scaling,
+    section_train_gtmsm, section_train_gtmsm_learned, section_compare, section_peer_sweep, section_large, section_scaling,
     section_ppo_coverage, section_ppo_memories, section_env_throughput,
 ]
 
