@@ -188,7 +188,7 @@ def summary_lines(rows: list[dict[str, Any]], conditions: list[str], presets: li
             def stat(value: Callable[[GTMSMEvaluation], float], digits: int, mine=mine, name=name) -> str:
                 values = np.array([value(row["evaluations"][name]) for row in mine], float)
                 return f"{values.mean():.{digits}f} ± {values.std():.{digits}f}"
-            worst = max(row["evaluations"][name].scores.revisited_max for row in mine)
+            worst = float(np.nanmax([row["evaluations"][name].scores.revisited_max for row in mine]))
             lost = sum(row["evaluations"][name].scores.rollouts_lost for row in mine)
             total = sum(row["evaluations"][name].scores.sequences for row in mine)
             lines.append(f"| {name} | {preset} | {stat(lambda e: e.scores.mse_revisited, 5)} | "

@@ -91,7 +91,8 @@ def hypothesis_costs(blocked: Tensor, signs: Tensor, different: Tensor, world_sp
                      conflict_cost: float = CONFLICT_COST, twins: Tensor | None = None) -> Tensor:
     """Consistency and span cost of C whole-walk hypotheses: blocked (C, T) bool, signs (T, P) the action
     signs of each step, different (T, T) bool (the two crops differ), twins (T, T) bool (the same
-    distinctive crop; None: none) → (C,). ``track_moves`` computes the same cost incrementally."""
+    distinctive crop; None: none) → (C,). ``track_moves`` computes this cost incrementally, plus the overlap
+    term when the pixel step is known and the prior of each choice."""
     coords = lattice_cells(blocked, signs)
     same = (coords.unsqueeze(1) == coords.unsqueeze(2)).all(-1)  # (C, T, T)
     clash = same & different
@@ -123,10 +124,11 @@ def track_moves(pixels: Tensor, actions: Tensor, beliefs: MoveBeliefs, action_si
     Branching on the undecided moves in time order, a hypothesis is scored on the walk up to the
     next undecided move (all the evidence there is before the next choice) plus the prior of its
     choices. Hypotheses that end on the same cell *and* put every distinctive view so far on the
-    same cells are interchangeable for what comes next (they differ only inside views that could
-    not tell them apart), so only the best of each is kept, and then the ``beam`` best: the beam
-    holds different maps and places, not near-copies of one — the one that only later evidence
-    confirms survives until it arrives. The cost is kept per
+    same cells are treated as interchangeable for what comes next and only the best of each is kept,
+    then the ``beam`` best: the beam holds different maps and places, not near-copies of one. This is
+    an approximation: views that are neither flat nor distinctive (a band's edge, stripes) and the
+    walk's extent are not in the key, and they can still matter later, so a merge can drop the map
+    that later evidence would have confirmed. The cost is kept per
     hypothesis and extended by the new steps only, so a walk costs O(beam · T²) whatever the
     number of undecided moves.
 

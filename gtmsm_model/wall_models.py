@@ -343,7 +343,10 @@ class LearnedLocaliser(EdgeWalls):
                     reduce: Callable[[Tensor], Tensor] | None = None) -> None:
         """The world span from the training walks as the localiser decides them, counted only once its
         gate has sharpened (before, held open or soft, the decided walks are dead reckoning or guesses,
-        and one such walk in a hundred would stretch the span)."""
+        and one such walk in a hundred would stretch the span). That is iteration ``gate_open_iters`` +
+        400 on: a shorter run (the debug preset) learns no span and imagines with the extent prior. The
+        quick preset's curriculum ends at 500, so the walks counted are full length; the median span
+        assumes at least half of them cross the world (true for 288 steps on a 9×9 grid)."""
         if self.temperature <= self.FINAL_TEMPERATURE + 1e-9:
             super().count_spans(moves, states, reduce)
 

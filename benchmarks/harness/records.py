@@ -122,7 +122,8 @@ def summarise(rows: list[Row]) -> list[dict[str, Any]]:
             entry[key], _ = mean_std([getattr(row, key) for row in group])
         entry["mse_revisited_ci95"] = bootstrap_revisited([row.scores for row in group if not row.failed])
         worst = [row.scores.revisited_max for row in group if not row.failed]
-        entry["revisited_max"] = max(worst) if worst else float("nan")  # the worst rollout of any seed
+        finite = [v for v in worst if v is not None and math.isfinite(v)]
+        entry["revisited_max"] = max(finite) if finite else float("nan")  # the worst rollout of any seed
         bins = group[0].scores.horizon.bins
         entry["horizon_bins"] = bins
         for column, attribute in (("horizon_revisited", "mse_revisited"), ("horizon_novel", "mse_novel")):

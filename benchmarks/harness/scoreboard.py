@@ -62,7 +62,8 @@ def ranking(mine: dict[str, Any], committed: list[dict[str, Any]]) -> list[str]:
     rows = [r for r in committed if r["condition"] == mine["condition"] and r["model"] != mine["model"]
             and r.get("mse_revisited") is not None and r.get("kind") != "oracle"]
     rows.append({**mine, "model": f"**{mine['model']}** (this run)"})
-    rows.sort(key=lambda r: float("inf") if r.get("mse_revisited") is None else r["mse_revisited"])
+    value = lambda r: r.get("mse_revisited")  # noqa: E731
+    rows.sort(key=lambda r: value(r) if isinstance(value(r), (int, float)) and value(r) == value(r) else float("inf"))
     lines = [f"{mine['condition']}: revisited MSE, ranked among the committed rows (oracles left out)",
              "| rank | model | kind | revisited MSE | novel MSE | worst rollout |", "|---:|---|---|---:|---:|---:|"]
     fmt = lambda v: "—" if v is None else f"{v:.5f}"  # noqa: E731

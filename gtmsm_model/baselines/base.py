@@ -208,8 +208,9 @@ class TrainedModel:
         pending = sorted(s for s in budget.snapshot_seconds if s not in self.snapshots)
         self.net.train()
         start, seconds_before = time.process_time(), self.train_seconds  # CPU seconds of this process
-        # A model trained over a longer horizon than the budget's sequences (a config's train_horizon) reads
-        # longer sequences of the same keys: tau memorised steps, then that many predicted.
+        # A model trained over a longer horizon than the budget's sequences (a config's train_horizon) draws
+        # longer sequences with the same keys (other walks than GTM-SM's, from the same distribution):
+        # tau memorised steps, then that many predicted.
         horizon = getattr(self.config, "train_horizon", None)
         length = budget.tau + horizon if horizon else budget.seq_len
         while self.iterations_done < budget.iterations:

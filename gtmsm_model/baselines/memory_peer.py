@@ -24,7 +24,10 @@ SAME = 1e-7
 
 def view_change_bits(memorised: Tensor, steps: int) -> Tensor:
     """memorised (B, tau, H, W, C) pixels in [0, 1] → (B, steps) long: CHANGED / UNCHANGED for memorised
-    steps 1..tau-1, UNKNOWN for step 0 and for steps tau..steps-1."""
+    steps 1..tau-1, UNKNOWN for step 0 and for steps tau..steps-1. Training's withheld memorised crops
+    keep their bits: they say where the walk went, which is what the peer must learn (that an unchanged
+    bit also says a withheld crop equals its neighbour is a shortcut of training only: no predicted
+    step has a bit)."""
     batch, tau = memorised.shape[:2]
     bits = torch.full((batch, steps), UNKNOWN, dtype=torch.long, device=memorised.device)
     if tau > 1:

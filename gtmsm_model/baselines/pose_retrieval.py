@@ -51,6 +51,9 @@ class PoseRetrievalConfig:
     """Width of the crop encoder and decoder MLPs."""
     min_tau: int = 16
     """Smallest memorisation length drawn for a training batch."""
+    train_horizon: int = 256
+    """Training sequences are the budget's tau memorised steps plus this many more (the evaluation's
+    horizon), the memorisation split drawn anywhere in them."""
     hide_share: float = 0.25
     """Share of a training batch's memorised steps whose crops are withheld, retrieved from the rest and
     predicted (the memorisation phase's own revisits: many and near)."""
@@ -86,7 +89,7 @@ class _PoseNet(CropNet):
         distance = (queries.unsqueeze(2) - keys.unsqueeze(1)).square().sum(-1)  # (B, N, tau)
         if hidden is not None:  # a withheld crop cannot be retrieved
             distance = distance.masked_fill(hidden.unsqueeze(1), float("inf"))
-        k = min(self.config.neighbours, tau)
+        k = min(self.config.neighbours, tau if hidden is None else int((~hidden[0]).sum()))  # never a withheld one
         nearest, index = distance.topk(k, dim=-1, largest=False)  # (B, N, k)
         weights = torch.softmax(-self.log_beta.exp() * nearest, -1)
         flat = memorised.flatten(2)  # (B, tau, pixels)

@@ -63,6 +63,9 @@ class RetrievalTransformerConfig:
     """Width of the GRU over (action, view-change bit)."""
     min_tau: int = 16
     """Smallest memorisation length drawn for a training batch."""
+    train_horizon: int = 256
+    """Training sequences are the budget's tau memorised steps plus this many more (the evaluation's
+    horizon), the memorisation split drawn anywhere in them."""
     hide_share: float = 0.25
     """Share of a training batch's memorised steps whose crops are withheld and predicted."""
     grad_clip: float = 1.0
