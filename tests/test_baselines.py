@@ -231,7 +231,7 @@ def test_the_retrieval_peer_learns_a_3x3_world_below_the_memorisation_mean_in_se
     sampler = RolloutSampler(0, world=world)
     torch.manual_seed(0)
     model = RetrievalTransformer(RetrievalTransformerConfig(d_model=32, layers=1, heads=2, feedforward=64,
-                                                            hidden=64, integrator=16, min_tau=8))
+                                                            hidden=64, integrator=16, min_tau=8, train_horizon=16))
     model.fit(sampler, Budget(iterations=150, batch_size=16, seq_len=40, tau=24, lr=3e-3))
     test = collect_rollouts(32, 40, seed=9, world=world)
     learned = prediction_metrics(model.predict(test.observations[:, :24], test.actions, 24), test, 24)

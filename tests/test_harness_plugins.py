@@ -188,7 +188,7 @@ def test_rows_are_saved_before_any_plugin_runs(hostile_run):
     _, _, out, _ = hostile_run
     seen = json.loads((out / "runs" / "rows.json.seen").read_text())  # copied by the good plug-in's fit
     seen_models = {row["model"] for row in seen["rows"]}
-    assert GTMSM_NAME in seen_models and "transformer @1×" in seen_models
+    assert GTMSM_NAME in seen_models and "retrieval transformer @1×" in seen_models
     assert "sleeps @1×" in seen_models  # the plug-ins before it, failed rows included
 
 

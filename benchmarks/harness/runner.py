@@ -135,8 +135,9 @@ class Harness:
 
     def gtmsm(self, seed: int, preset: str):
         plan = self.plan
+        variant = "" if preset == GTMSM_VARIANTS[GTMSM_NAME] else f"{preset}-"  # the default: gtmsm-seed<N>
         overrides: dict[str, Any] = dict(seed=seed, device=plan.device, threads=plan.threads, eval_every=0,
-                                         out_dir=str(plan.run_dir / f"gtmsm-{preset}-seed{seed}"), overwrite=True,
+                                         out_dir=str(plan.run_dir / f"gtmsm-{variant}seed{seed}"), overwrite=True,
                                          progress=plan.progress)
         if plan.quick:  # the debug preset's sizes, the variant's wall model
             overrides.update(iterations=6, vae_warmup_iters=4, wall_model=make_config(preset).model.wall_model)
