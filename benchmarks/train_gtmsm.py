@@ -200,6 +200,7 @@ def summary_lines(rows: list[dict[str, Any]], conditions: list[str], presets: li
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
+    revision = commit()  # the code that runs: read before any training (HEAD may move while it runs)
     targets = TRAINING_TARGETS
     conditions = make_conditions(args)
     trivial = {name: trivial_mse_revisited(r, condition_tau(name)) for name, r in conditions.items()}
@@ -241,7 +242,6 @@ def main(argv: list[str] | None = None) -> None:
         maze_line = (f"Maze (reported; stretch goal ≤ {targets.maze_ratio_stretch:g}× floor): revisited MSE / floor "
                      + ", ".join(ratios) + " per seed.  ")
     command = "python " + " ".join(sys.argv)
-    revision = commit()
     descriptions = "; ".join(f"{name} = {BENCH_CONDITIONS[name].description} (tau {condition_tau(name)})"
                              for name in names)
     report = "\n".join([
