@@ -1,5 +1,6 @@
-"""GTM-SM against learned peers (RSSM, action LSTM, transformer) and bounds, on one protocol and
-seven conditions (the evaluation protocol of ``gtmsm_model/evaluate.py``; ``benchmarks/harness``).
+"""GTM-SM (three wall models) against a no-learning reference, learned peers with a memory (retrieval
+transformer, pose retrieval), memory-less controls (RSSM, action LSTM) and bounds, on one protocol and
+nine conditions (the evaluation protocol of ``gtmsm_model/evaluate.py``; ``benchmarks/harness``).
 
     python benchmarks/compare_models.py --threads 1                  # the full run, written to runs/compare/
     python benchmarks/compare_models.py --threads 1 --publish        # ... and to benchmarks/results/ (committed)
@@ -46,17 +47,18 @@ DEFAULT_PPO_POLICY = Path("benchmarks/results/ppo_coverage.zip")
 @dataclass
 class Args:
     preset: str = "quick"
-    """GTM-SM training preset (debug, quick, paper); its measured wall-clock is the peers' 1× budget"""
+    """the default GTM-SM's training preset (debug, quick, paper); its training CPU seconds are the peers' 1× budget
+    (the learned-localiser and seed-formulation rows train with their own presets, learned and seed-gate)"""
     seeds: list[int] = bounded([0, 1, 2], ge=0, le=SEED_MAX)
     """training seeds; every learned model trains once per seed"""
     slow_seeds: list[int] | None = bounded(None, ge=0, le=SEED_MAX)
-    """seeds on which every peer's run continues to --slow-multiple × GTM-SM's wall-clock (unset: the first of --seeds)"""
+    """seeds on which every peer's run continues to --slow-multiple × GTM-SM's training CPU seconds (unset: the first of --seeds)"""
     slow_multiple: float = bounded(1.0, ge=1)
-    """the longer peer budget, in multiples of GTM-SM's wall-clock (1: none)"""
+    """the longer peer budget, in multiples of GTM-SM's training CPU seconds (1: none)"""
     sweep: bool = True
-    """choose the RSSM's and LSTM's settings by the documented sweep on the first seed"""
+    """choose every learned peer's and control's settings by the documented sweep on the first seed"""
     conditions: list[str] = field(default_factory=lambda: list(CONDITIONS))
-    """conditions to evaluate (reference, photos, random start, uniform policy, long horizon, short memory, maze)"""
+    """conditions to evaluate (reference, photos, flat photos, flat scenes, random start, uniform policy, long horizon, short memory, maze)"""
     model: list[str] = field(default_factory=list)
     """your model(s), module:Class or path/to/file.py:Class, run through the same harness at 1×"""
     ppo_policy: Path | None = DEFAULT_PPO_POLICY

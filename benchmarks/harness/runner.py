@@ -135,7 +135,7 @@ class Harness:
 
     def gtmsm(self, seed: int, preset: str):
         plan = self.plan
-        variant = "" if preset == GTMSM_VARIANTS[GTMSM_NAME] else f"{preset}-"  # the default: gtmsm-seed<N>
+        variant = "" if preset == plan.preset else f"{preset}-"  # the default: gtmsm-seed<N>
         overrides: dict[str, Any] = dict(seed=seed, device=plan.device, threads=plan.threads, eval_every=0,
                                          out_dir=str(plan.run_dir / f"gtmsm-{variant}seed{seed}"), overwrite=True,
                                          progress=plan.progress)
@@ -159,6 +159,7 @@ class Harness:
         plan = self.plan
         default = None
         for label, preset in GTMSM_VARIANTS.items():
+            preset = plan.preset if label == GTMSM_NAME else preset  # --preset chooses the default's
             trained, config, cpu_seconds = self.gtmsm(seed, preset)
             model = trained.model.to(plan.device).eval()
             _log(f"[seed {seed}] {label} trained in {cpu_seconds:.0f} CPU s ({trained.iterations} steps)")
