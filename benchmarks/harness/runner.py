@@ -133,9 +133,9 @@ class Harness:
 
     # ---- one seed
 
-    def gtmsm(self, seed: int, preset: str):
+    def gtmsm(self, seed: int, preset: str, label: str = GTMSM_NAME):
         plan = self.plan
-        variant = "" if preset == plan.preset else f"{preset}-"  # the default: gtmsm-seed<N>
+        variant = "" if label == GTMSM_NAME else f"{GTMSM_VARIANTS[label]}-"  # the default's folder: gtmsm-seed<N>
         overrides: dict[str, Any] = dict(seed=seed, device=plan.device, threads=plan.threads, eval_every=0,
                                          out_dir=str(plan.run_dir / f"gtmsm-{variant}seed{seed}"), overwrite=True,
                                          progress=plan.progress)
@@ -160,7 +160,7 @@ class Harness:
         default = None
         for label, preset in GTMSM_VARIANTS.items():
             preset = plan.preset if label == GTMSM_NAME else preset  # --preset chooses the default's
-            trained, config, cpu_seconds = self.gtmsm(seed, preset)
+            trained, config, cpu_seconds = self.gtmsm(seed, preset, label)
             model = trained.model.to(plan.device).eval()
             _log(f"[seed {seed}] {label} trained in {cpu_seconds:.0f} CPU s ({trained.iterations} steps)")
             trained_on = (f"{TRAINING_DISTRIBUTION}; preset {preset}: {config.schedule.vae_warmup_iters} VAE "
