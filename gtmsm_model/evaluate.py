@@ -202,8 +202,7 @@ class RolloutWorstCase:
 
     @property
     def max(self) -> float:
-        finite = self.per_rollout[np.isfinite(self.per_rollout)]
-        return float(finite.max()) if finite.size else float("nan")
+        return float(np.nanmax(self.per_rollout)) if np.isfinite(self.per_rollout).any() else float("nan")
 
     @property
     def lost(self) -> int:
@@ -219,7 +218,7 @@ def rollout_worst_case(per_step: np.ndarray, revisited: np.ndarray, observations
     uint8 → each rollout's revisited MSE and its memorisation mean's (the mean crop of steps < tau)."""
     pixels = observations.astype(np.float32) / 255.0
     mean_crop = pixels[:, :tau].mean(axis=1, keepdims=True)
-    trivial_step = ((pixels[:, tau:] - mean_crop) ** 2).mean(axis=(2, 3, 4))
+    trivial_step = per_step_mse(mean_crop, pixels[:, tau:])
     count = revisited.sum(1)
     with np.errstate(invalid="ignore", divide="ignore"):
         per_rollout = np.where(count > 0, (per_step * revisited).sum(1) / count, np.nan)

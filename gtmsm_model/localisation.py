@@ -51,10 +51,11 @@ class MoveBeliefs:
 
 
 def distinctive_views(pixels: Tensor, threshold: Tensor | float) -> Tensor:
-    """(T, H, W, C) crops → (T,) bool: no slide by one pixel (in any of the 8 directions) leaves the crop
-    unchanged (up to ``threshold``, a mean squared error): a view that only one place shows."""
-    errors, _ = shift_errors(pixels, pixels, 1)  # (T, 9): the crop against itself, shifted
-    errors = torch.cat([errors[:, :4], errors[:, 5:]], -1)  # drop (0, 0)
+    """(..., H, W, C) crops → (...) bool: no slide by one pixel (in any of the 8 directions) leaves the crop
+    unchanged (up to ``threshold``, a mean squared error broadcast against (..., 8)): a view that only one
+    place shows."""
+    errors, _ = shift_errors(pixels, pixels, 1)  # (..., 9): the crop against itself, shifted
+    errors = torch.cat([errors[..., :4], errors[..., 5:]], -1)  # drop (0, 0)
     return (errors > threshold).all(-1)
 
 
@@ -233,8 +234,8 @@ def _beam(evidence: WalkEvidence, signs: Tensor, blocked: Tensor, undecided: Ten
         key = placed + cells[:, -1] @ code[-cells.shape[-1]:] * 1e3
         _, group = torch.unique(key[order], return_inverse=True)
         rank = torch.arange(len(order), device=order.device)
-        first = torch.full((int(group.max()) + 1,), len(order), device=order.device).scatter_reduce(
+        cheapest = torch.full((int(group.max()) + 1,), len(order), device=order.device).scatter_reduce(
             0, group, rank, "amin")  # the cheapest hypothesis of each key, in cost order
-        keep = order[first.sort().values[:beam]]
+        keep = order[cheapest.sort().values[:beam]]
         hypotheses, prior, cost, cells, total = hypotheses[keep], prior[keep], cost[keep], cells[keep], total[keep]
     return hypotheses[0], float(total[0])

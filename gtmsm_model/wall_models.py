@@ -19,9 +19,9 @@ Three are registered by name (``GTMSMConfig.wall_model``):
   Assumes: a move slides the view by a fixed pixel shift.
 * ``"learned"`` (``LearnedLocaliser``; any start, walls anywhere): an inference network
   q(moved | x_{t-1}, x_t, a_t) trained end to end by the GTM-SM objective (no labels, no
-  pixel-shift rule); its unsure moves and the moves whose view did not change go to the same
-  tracker, with the network's probability as their lean; imagining as ``"edges"``. Assumes: the
-  same cell shows the same view.
+  pixel-shift rule); every move goes to the same tracker with the network's probability as its
+  lean, so the views overrule a wrong network; imagining as ``"edges"``. Assumes: the same cell
+  shows the same view.
 * ``"absolute"`` (``AbsoluteGate``, the seed's): a learned sigmoid gate of the absolute state,
   actions trusted, the gate held open for the first ``gate_open_iters`` training iterations.
   Assumes: every episode starts on the same cell.
@@ -39,8 +39,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from gtmsm_model.canvas import shift_errors
-from gtmsm_model.localisation import MoveBeliefs, track_moves
+from gtmsm_model.localisation import MoveBeliefs, distinctive_views, track_moves
 from gtmsm_model.memory import (
     EdgeMemory,
     crop_change,
@@ -108,7 +107,7 @@ class ObservedWalk:
 
     states: Tensor  # (B, T, S), before any training noise
     gates: Tensor  # (B, T): 1 where the move went through (a soft value for a learned gate)
-    best_shifts: Tensor | None = None  # (B, T-1) the best-aligning pixel shift per step, if it was measured
+    best_shifts: Tensor | None = None  # (B, T-1) each step's pixel shift where it slid (``MoveEvidence``), if measured
     training_states: Tensor | None = None
     """(B, T, S) the states the training objective reads, where they differ from ``states``: with the
     transition noise eps_t, or a learned localiser's soft states (``states`` then holds its decisions)."""
@@ -354,7 +353,7 @@ class LearnedLocaliser(EdgeWalls):
         """q(moved | x_{t-1}, x_t, a_t) for every step: pixels (B, T, H, W, C), actions (B, T) → (B, T);
         step 0 (the reset) gets 1. ``temperature`` divides the logit (training's sharpening)."""
         before, after = pixels[:, :-1].flatten(2), pixels[:, 1:].flatten(2)
-        change = (after - before).square().mean(-1, keepdim=True)
+        change = crop_change(pixels)[:, 1:].unsqueeze(-1)
         action = F.one_hot(actions[:, 1:].long(), self.config.num_actions).to(pixels.dtype)
         features = torch.cat([before, after, after - before, torch.log(change + 1e-6) / 3, action], -1)
         moved = torch.sigmoid(self.net(features).squeeze(-1) / temperature)
@@ -381,9 +380,7 @@ class LearnedLocaliser(EdgeWalls):
             # A view that did not change, and that some slide would leave unchanged (flat, or uniform along
             # one direction), is explained by a wall and by a free move alike: the views cannot decide it.
             unchanged = crop_change(pixels) <= threshold
-            slide_invariant = (shift_errors(pixels, pixels, 1)[0] <= threshold.unsqueeze(-1))
-            slide_invariant[..., 4] = False  # (0, 0): every view is its own match
-            indistinct = unchanged & slide_invariant.any(-1)
+            indistinct = unchanged & ~distinctive_views(pixels, threshold.unsqueeze(-1))
             # Every move goes to the tracker with the network's q as its lean, capped at learned_unsure from
             # certainty: a sure decision costs ~4 nats to overturn, one view conflict 50. A flat view's lean
             # is the prior, not the network's (it never saw a flat view in training).

@@ -9,12 +9,16 @@ memorised crops, not privileged information.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from gtmsm_env.world import NUM_ACTIONS
 from gtmsm_model.baselines.base import TrainedModel, to_pixels, withheld_and_future, withheld_steps
+from gtmsm_model.memory import crop_change
 
 UNCHANGED, CHANGED, UNKNOWN = 0, 1, 2
 BIT_VALUES = 3
@@ -31,8 +35,7 @@ def view_change_bits(memorised: Tensor, steps: int) -> Tensor:
     batch, tau = memorised.shape[:2]
     bits = torch.full((batch, steps), UNKNOWN, dtype=torch.long, device=memorised.device)
     if tau > 1:
-        change = (memorised[:, 1:] - memorised[:, :-1]).square().flatten(2).mean(-1)
-        bits[:, 1:tau] = (change > SAME).long()
+        bits[:, 1:tau] = (crop_change(memorised)[:, 1:] > SAME).long()
     return bits
 
 
@@ -59,6 +62,26 @@ class Integrator(torch.nn.Module):
         summed = self.step(actions * BIT_VALUES + bits).cumsum(1)
         recurrent, _ = self.gru(step_features(actions, bits, self.num_actions))
         return summed + self.correction(recurrent)
+
+
+@dataclass
+class MemoryPeerConfig:
+    """What ``MemoryPeer``'s training and prediction read; each peer's config adds its sizes."""
+
+    num_actions: int = NUM_ACTIONS
+    """Number of discrete actions."""
+    min_tau: int = 16
+    """Smallest memorisation length drawn for a training batch."""
+    train_horizon: int = 256
+    """Training sequences are the budget's tau memorised steps plus this many more (the evaluation's
+    horizon), the memorisation split drawn anywhere in them."""
+    hide_share: float = 0.25
+    """Share of a training batch's memorised steps whose crops are withheld, recalled from the rest and
+    predicted (the memorisation phase's own revisits: many and near)."""
+    grad_clip: float = 1.0
+    """Gradient-norm clip."""
+    eval_chunk: int = 8
+    """Sequences per forward pass at prediction time."""
 
 
 class MemoryPeer(TrainedModel):

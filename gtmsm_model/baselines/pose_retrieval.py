@@ -26,17 +26,19 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from gtmsm_env.world import NUM_ACTIONS
 from gtmsm_model.baselines.base import CropNet, mlp
-from gtmsm_model.baselines.memory_peer import Integrator, MemoryPeer, view_change_bits
+from gtmsm_model.baselines.memory_peer import (
+    Integrator,
+    MemoryPeer,
+    MemoryPeerConfig,
+    view_change_bits,
+)
 
 
 @dataclass
-class PoseRetrievalConfig:
+class PoseRetrievalConfig(MemoryPeerConfig):
     """Sizes of the pose-retrieval peer."""
 
-    num_actions: int = NUM_ACTIONS
-    """Number of discrete actions."""
     integrator: int = 128
     """Width of the GRU over (action, view-change bit)."""
     pose: int = 8
@@ -49,16 +51,6 @@ class PoseRetrievalConfig:
     """Attention heads of the decoder."""
     hidden: int = 192
     """Width of the crop encoder and decoder MLPs."""
-    min_tau: int = 16
-    """Smallest memorisation length drawn for a training batch."""
-    train_horizon: int = 256
-    """Training sequences are the budget's tau memorised steps plus this many more (the evaluation's
-    horizon), the memorisation split drawn anywhere in them."""
-    hide_share: float = 0.25
-    """Share of a training batch's memorised steps whose crops are withheld, retrieved from the rest and
-    predicted (the memorisation phase's own revisits: many and near)."""
-    grad_clip: float = 1.0
-    """Gradient-norm clip."""
     eval_chunk: int = 16
     """Sequences per forward pass at prediction time."""
 

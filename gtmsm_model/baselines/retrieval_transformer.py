@@ -32,23 +32,21 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from gtmsm_env.world import NUM_ACTIONS
 from gtmsm_model.baselines.base import CropNet, mlp
 from gtmsm_model.baselines.memory_peer import (
     BIT_VALUES,
     Integrator,
     MemoryPeer,
+    MemoryPeerConfig,
     step_features,
     view_change_bits,
 )
 
 
 @dataclass
-class RetrievalTransformerConfig:
+class RetrievalTransformerConfig(MemoryPeerConfig):
     """Sizes of the retrieval transformer."""
 
-    num_actions: int = NUM_ACTIONS
-    """Number of discrete actions."""
     d_model: int = 96
     """Token width."""
     layers: int = 2
@@ -61,17 +59,6 @@ class RetrievalTransformerConfig:
     """Width of the crop encoder and decoder MLPs."""
     integrator: int = 64
     """Width of the GRU over (action, view-change bit)."""
-    min_tau: int = 16
-    """Smallest memorisation length drawn for a training batch."""
-    train_horizon: int = 256
-    """Training sequences are the budget's tau memorised steps plus this many more (the evaluation's
-    horizon), the memorisation split drawn anywhere in them."""
-    hide_share: float = 0.25
-    """Share of a training batch's memorised steps whose crops are withheld and predicted."""
-    grad_clip: float = 1.0
-    """Gradient-norm clip."""
-    eval_chunk: int = 8
-    """Sequences per forward pass at prediction time."""
 
 
 class _RetrievalNet(CropNet):
