@@ -2,7 +2,7 @@
 transformer, pose retrieval), memory-less controls (RSSM, action LSTM) and bounds, on one protocol and
 nine conditions (the evaluation protocol of ``gtmsm_model/evaluate.py``; ``benchmarks/harness``).
 
-    python benchmarks/compare_models.py --threads 1                  # the full run, written to runs/compare/
+    python benchmarks/compare_models.py --threads 1                  # the full run (2 workers), to runs/compare/
     python benchmarks/compare_models.py --threads 1 --publish        # ... and to benchmarks/results/ (committed)
     python benchmarks/compare_models.py --quick                      # smoke run of every code path, < 2 min
     python benchmarks/compare_models.py --model my_pkg.my_module:MyModel   # add your model (README)
@@ -51,10 +51,6 @@ class Args:
     (the learned-localiser and seed-formulation rows train with their own presets, learned and seed-gate)"""
     seeds: list[int] = bounded([0, 1, 2], ge=0, le=SEED_MAX)
     """training seeds; every learned model trains once per seed"""
-    slow_seeds: list[int] | None = bounded(None, ge=0, le=SEED_MAX)
-    """seeds on which every peer's run continues to --slow-multiple × GTM-SM's training CPU seconds (unset: the first of --seeds)"""
-    slow_multiple: float = bounded(1.0, ge=1)
-    """the longer peer budget, in multiples of GTM-SM's training CPU seconds (1: none)"""
     sweep: bool = True
     """choose every learned peer's and control's settings by the documented sweep on the first seed"""
     conditions: list[str] = field(default_factory=lambda: list(CONDITIONS))
@@ -81,8 +77,8 @@ class Args:
     """where GTM-SM's run folders and the photo patches go (not committed)"""
     progress: bool = False
     """show GTM-SM's progress bar"""
-    time_limit_minutes: float | None = bounded(85.0, gt=0)
-    """skip a slow-budget continuation that would end the run past this many minutes ('none': never)"""
+    workers: int = bounded(2, ge=1, le=64)
+    """processes that train and evaluate at once (each job timed in its own process's CPU seconds; 1: all in this one)"""
     model_timeout_s: float | None = bounded(None, gt=0)
     """each --model's time limit per seed, in seconds, for building, fit and every predict together (unset: 3 × its budget + 60 s)"""
 
@@ -92,11 +88,9 @@ def parse_args(argv: list[str] | None = None) -> Args:
                            choices={"preset": ["debug", "quick", "paper"], "conditions": list(CONDITIONS)})
     if args.ppo_policy is not None and str(args.ppo_policy).lower() == "none":
         args.ppo_policy = None
-    if args.slow_seeds is None:
-        args.slow_seeds = args.seeds[:1]
     problem = threads_problem(args.threads) or next(
         filter(None, (duplicates_problem(flag, getattr(args, name)) for flag, name in (
-            ("--seeds", "seeds"), ("--slow-seeds", "slow_seeds"), ("--conditions", "conditions"),
+            ("--seeds", "seeds"), ("--conditions", "conditions"),
             ("--model", "model")))), None)
     if problem is not None:
         fail(PROG, problem)
@@ -110,12 +104,6 @@ def parse_args(argv: list[str] | None = None) -> Args:
                    "benchmarks/results; drop --publish or choose another --out-dir")
     if args.quick and args.preset not in (Args.preset, "debug"):
         fail(PROG, f"--quick trains GTM-SM with the debug preset; --preset {args.preset} contradicts it (drop one)")
-    seeds = args.seeds[:1] if args.quick else args.seeds
-    stray = [seed for seed in args.slow_seeds if seed not in seeds]
-    if stray and args.slow_multiple > 1:
-        fail(PROG, f"--slow-seeds {' '.join(map(str, stray))} {'is' if len(stray) == 1 else 'are'} not among the "
-                   f"seeds this run trains ({' '.join(map(str, seeds))}{', --quick keeps the first' if args.quick else ''}): "
-                   "a slow row continues a seed's own run")
     return args
 
 
@@ -129,11 +117,10 @@ def ppo_policy_path(args: Args) -> Path | None:
 def make_plan(args: Args) -> Plan:
     seeds = args.seeds[:1] if args.quick else args.seeds
     return Plan(
-        seeds=seeds, preset=args.preset, slow_seeds=args.slow_seeds, slow_multiple=args.slow_multiple,
+        seeds=seeds, preset=args.preset, workers=args.workers,
         sweep=args.sweep, eval_sequences=4 if args.quick else args.eval_sequences, conditions=args.conditions,
         plugins=args.model, ppo_policy=ppo_policy_path(args), device=args.device, threads=args.threads,
         quick=args.quick, run_dir=args.run_dir, progress=args.progress,
-        time_limit_minutes=args.time_limit_minutes,
         model_timeout_s=args.model_timeout_s,
     )
 
@@ -179,6 +166,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
 def measure(args: Args, plan: Plan, argv: list[str] | None) -> dict[str, Any]:
     command = "python benchmarks/compare_models.py " + shlex.join(sys.argv[1:] if argv is None else argv)
+    revision = scoreboard.code_revision()  # the code that runs: read before any training (HEAD may move)
     start = time.perf_counter()
     if args.quick:
         print(f"{PROG}: --quick is a smoke run of every code path (tiny models, a few training steps, 4 sequences): "
@@ -186,7 +174,8 @@ def measure(args: Args, plan: Plan, argv: list[str] | None) -> dict[str, Any]:
               flush=True)
     harness = runner.run(plan)
     wall_seconds = time.perf_counter() - start
-    written = report.write_outputs(harness, args.out_dir, command.strip(), wall_seconds, dataclasses.asdict(args))
+    written = report.write_outputs(harness, args.out_dir, command.strip(), wall_seconds, dataclasses.asdict(args),
+                                  revision)
     print()
     print("\n".join(f"{'NOTE' if c.get('report_only') else 'PASS' if c['passed'] else 'FAIL'}: {c['target']} — {c['value']}" for c in written["checks"]))
     if args.quick:

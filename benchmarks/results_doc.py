@@ -182,6 +182,8 @@ def section_train_gtmsm_learned() -> str | None:
 
 def _compare_run(data: dict[str, Any]) -> tuple[Any, Any, list[str]]:
     extra = [f"- wall-clock recorded: {data['wall_seconds'] / 60:.1f} min"] if data.get("wall_seconds") else []
+    if data.get("commit"):
+        extra.append(f"- commit measured: {data['commit']}")
     if not any("mse_revisited_ci95" in entry for entry in data.get("summary", [])):
         extra.append("- **from the previous harness**: these tables predate the comparison's current rows (GTM-SM's "
                      "three wall models, the no-learning reference, the retrieval-transformer and pose-retrieval "
@@ -192,12 +194,12 @@ def _compare_run(data: dict[str, Any]) -> tuple[Any, Any, list[str]]:
 
 
 def section_compare() -> str | None:
-    return report_section("compare", "Model comparison: GTM-SM, learned peers and bounds, seven conditions",
+    return report_section("compare", "Model comparison: GTM-SM, the no-learning reference, learned peers, controls and bounds",
                           run=_compare_run)
 
 
 def section_peer_sweep() -> str | None:
-    return report_section("peer_sweep", "Peer sweep: the RSSM's and LSTM's settings for the comparison")
+    return report_section("peer_sweep", "Peer sweep: every learned peer's and control's settings for the comparison")
 
 
 def section_large() -> str | None:

@@ -28,6 +28,15 @@ from gtmsm_model.baselines import (
     RSSMConfig,
     WorldModel,
 )
+from gtmsm_model.baselines.memory_peer import (
+    BIT_VALUES,
+    CHANGED,
+    STEP_SCALE,
+    UNCHANGED,
+    UNKNOWN,
+    Integrator,
+    place_loss,
+)
 from gtmsm_model.data import RolloutSampler
 from gtmsm_model.evaluate import prediction_metrics, revisited_mask
 from gtmsm_model.model import CropVAE, GTMSMConfig
@@ -51,11 +60,11 @@ def rollouts() -> Rollouts:
 
 def tiny_retrieval() -> RetrievalTransformer:
     return RetrievalTransformer(RetrievalTransformerConfig(d_model=8, layers=1, heads=2, feedforward=8, hidden=8,
-                                                           integrator=8, min_tau=2))
+                                                           pose=2, min_tau=2))
 
 
 def tiny_pose() -> PoseRetrieval:
-    return PoseRetrieval(PoseRetrievalConfig(integrator=8, pose=2, neighbours=3, d_model=8, heads=2, hidden=8,
+    return PoseRetrieval(PoseRetrievalConfig(pose=2, neighbours=3, d_model=8, heads=2, hidden=8,
                                              min_tau=2))
 
 
@@ -226,12 +235,51 @@ def test_memory_peers_predict_every_future_crop_in_one_pass_for_any_length(make)
     assert predicted.shape == (2, 30, 8, 8, 3) and np.isfinite(predicted).all()
 
 
+def _walk_crops(cells):
+    """Distinct 2×2 crops, one per cell id (cell ids → (1, T, 2, 2, 3) pixels)."""
+    palette = torch.linspace(0.1, 0.9, 12)
+    crops = torch.stack([torch.stack([palette[c], palette[(c + 5) % 12], palette[(c + 3) % 12],
+                                      palette[(c + 7) % 12]]).view(2, 2, 1).expand(2, 2, 3) for c in cells])
+    return crops.unsqueeze(0)
+
+
+def test_the_place_loss_is_zero_for_true_places_and_penalises_collapsed_or_split_poses():
+    cells = [0, 1, 2, 1, 0, 3, 0]  # back to cell 0 twice
+    crops = _walk_crops(cells)
+    places = torch.tensor([[0.0, 0], [1, 0], [2, 0], [1, 0], [0, 0], [0, 1], [0, 0]]).unsqueeze(0)
+    assert place_loss(crops, places).item() == pytest.approx(0.0, abs=1e-6)
+    assert place_loss(crops, places * 0.0).item() > 0.5  # every place at one pose: different crops pushed apart
+    split = places.clone()
+    split[0, 6] = torch.tensor([3.0, 3.0])  # the last return to cell 0 put elsewhere
+    assert place_loss(crops, split).item() > 0.1
+
+
+def test_the_integrator_sums_moves_and_keeps_a_predicted_move_only_near_a_memorised_pose():
+    integrator = Integrator(5, 2)
+    with torch.no_grad():  # STAY nowhere, UP/DOWN ∓y, LEFT/RIGHT ∓x; a move whose view did not change nowhere
+        table = torch.zeros(5, BIT_VALUES, 2)
+        for action, vector in ((1, (0, -1)), (2, (0, 1)), (3, (-1, 0)), (4, (1, 0))):
+            table[action, CHANGED] = torch.tensor(vector, dtype=torch.float)
+            table[action, UNKNOWN] = torch.tensor(vector, dtype=torch.float)
+        integrator.step.weight.copy_(table.view(-1, 2) / STEP_SCALE)
+    actions = torch.tensor([[0, 4, 4, 2, 1, 4, 3, 3, 3]])  # memorised: right, right, blocked down, up; then predicted
+    bits = torch.tensor([[UNKNOWN, CHANGED, CHANGED, UNCHANGED, CHANGED, UNKNOWN, UNKNOWN, UNKNOWN, UNKNOWN]])
+    poses = integrator(actions, bits, tau=5)
+    expected = [(0, 0), (1, 0), (2, 0), (2, 0), (2, -1), (2, -1), (1, -1), (0, -1), (0, -1)]
+    # predicted from (2,-1): right and left land on (3,-1) and (1,-1), where nothing was memorised: all stay
+    expected[5:] = [(2, -1)] * 4
+    assert poses[0].tolist() == [list(map(float, e)) for e in expected]
+    poses = integrator(torch.tensor([[0, 4, 4, 2, 3, 3]]),
+                       torch.tensor([[UNKNOWN, CHANGED, CHANGED, UNCHANGED, UNKNOWN, UNKNOWN]]), tau=4)
+    assert poses[0, 4:].tolist() == [[1.0, 0.0], [0.0, 0.0]]  # back along the memorised row: both moves kept
+
+
 def test_the_retrieval_peer_learns_a_3x3_world_below_the_memorisation_mean_in_seconds():
     world = World(image_size=14)  # crops 8, step 3: a 3×3 grid of cells
     sampler = RolloutSampler(0, world=world)
     torch.manual_seed(0)
     model = RetrievalTransformer(RetrievalTransformerConfig(d_model=32, layers=1, heads=2, feedforward=64,
-                                                            hidden=64, integrator=16, min_tau=8, train_horizon=16))
+                                                            hidden=64, pose=4, min_tau=8, train_horizon=16))
     model.fit(sampler, Budget(iterations=150, batch_size=16, seq_len=40, tau=24, lr=3e-3))
     test = collect_rollouts(32, 40, seed=9, world=world)
     learned = prediction_metrics(model.predict(test.observations[:, :24], test.actions, 24), test, 24)

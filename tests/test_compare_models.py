@@ -83,6 +83,7 @@ def test_quick_writes_summary_with_every_condition_and_model(quick_run):
     markdown = (out / "compare.md").read_text()
     assert all(f"## {name}" in markdown for name in CONDITIONS)
     assert "command:" in markdown and "machine:" in markdown and "date:" in markdown
+    assert re.search(r"- commit: [0-9a-f]{7,}", markdown)  # read when the run started
     assert "what every learned model saw in training" in markdown and "what each row is given" in markdown
     assert report["wall_seconds"] < 120
     assert any(c["target"].startswith("--quick wall-clock") and c["passed"] for c in saved["checks"])
@@ -95,6 +96,11 @@ def test_quick_writes_summary_with_every_condition_and_model(quick_run):
     for row in saved["summary"]:  # the worst case beside the average, and a bootstrap interval
         assert {"revisited_p99", "revisited_max", "rollouts_lost", "mse_revisited_ci95"} <= set(row)
     assert "smoke run" in markdown
+    learning = markdown[markdown.index("## What learning adds"):markdown.index("## reference")]
+    for name in CONDITIONS:  # GTM-SM's best against the best no-learning row and the best learned peer, everywhere
+        assert f"| {name} | " in learning
+    assert "no-learning localise" in learning and ("retrieval transformer @1×" in learning or "pose retrieval @1×" in learning)
+    assert saved["args"]["workers"] == 2  # the quick run goes through the worker pool, as the full run does
     scores = {path.name for path in (out / "scores").glob("*.json")}
     assert len(scores) == len(saved["summary"]) and "GTM-SM__reference.json" in scores
     assert not any(row["failed"] for row in saved["rows"]) and not any(e["failed"] for e in saved["summary"])
@@ -125,15 +131,15 @@ def test_help_lists_every_option(capsys):
     with pytest.raises(SystemExit):
         compare_models.parse_args(["--help"])
     text = capsys.readouterr().out
-    for flag in ("--seeds", "--preset", "--slow-multiple", "--conditions", "--model", "--quick", "--out-dir",
-                 "--ppo-policy", "--time-limit-minutes"):
+    for flag in ("--seeds", "--preset", "--workers", "--conditions", "--model", "--quick", "--out-dir",
+                 "--ppo-policy", "--publish"):
         assert flag in text
     args = compare_models.parse_args(["--seeds", "0", "1", "--conditions", "maze", "photos", "--ppo-policy", "none"])
     assert args.seeds == [0, 1] and args.conditions == ["maze", "photos"] and args.ppo_policy is None
 
 
 def test_bad_flags_are_one_line_errors(capsys):
-    for argv in (["--seeds", "-1"], ["--conditions", "moon"], ["--slow-multiple", "0.5"]):
+    for argv in (["--seeds", "-1"], ["--conditions", "moon"], ["--workers", "0"]):
         with pytest.raises(SystemExit) as stop:
             compare_models.parse_args(argv)
         assert stop.value.code == 2

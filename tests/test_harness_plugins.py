@@ -141,11 +141,11 @@ def plugin_file(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def hostile_run(plugin_file, tmp_path_factory):
-    """One tiny run (reference condition, no sweep, no slow budget) with every hostile plug-in
+    """One tiny run (reference condition, no sweep) with every hostile plug-in
     and one good one after them."""
     out = tmp_path_factory.mktemp("hostile")
     specs = [f"{plugin_file}:{name}" for name in FAILING] + [f"{plugin_file}:Vandal", f"{plugin_file}:Good"]
-    plan = Plan(seeds=[0], quick=True, conditions=["reference"], sweep=False, slow_multiple=1, ppo_policy=None,
+    plan = Plan(seeds=[0], quick=True, conditions=["reference"], sweep=False, ppo_policy=None,
                 eval_sequences=4, threads=1, run_dir=out / "runs", plugins=specs, model_timeout_s=2)
     monkeypatch = pytest.MonkeyPatch()
     monkeypatch.setenv("PLUGIN_TEST_ROWS", str(out / "runs" / "rows.json"))

@@ -244,7 +244,6 @@ EXPENSIVE = {  # what each script would start if a seed got through
 
 @pytest.mark.parametrize(("name", "argv"), [
     ("compare_models", ["--seeds", TOO_BIG_SEED]),
-    ("compare_models", ["--slow-seeds", TOO_BIG_SEED]),
     ("train_gtmsm", ["--seeds", "0", TOO_BIG_SEED]),
     ("env_throughput", ["--seed", TOO_BIG_SEED]),
     ("imagination_latency", ["--seed", TOO_BIG_SEED]),
@@ -274,8 +273,6 @@ HUGE = "1000000000000"
     ("train_gtmsm", ["--conditions", "centre", "centre"], ["--conditions centre centre: centre is given more"]),
     ("compare_models", ["--seeds", "0", "0"], ["--seeds 0 0: 0 is given more than once"]),
     ("compare_models", ["--conditions", "reference", "reference"], ["--conditions reference reference: "]),
-    ("compare_models", ["--slow-seeds", "5", "--seeds", "0", "--slow-multiple", "4"],
-     ["--slow-seeds 5 is not among the seeds this run trains (0)"]),
     ("compare_models", ["--quick", "--preset", "paper"], ["--quick trains GTM-SM with the debug preset; --preset paper"]),
     ("train_gtmsm", ["--out", "{tmp}/x/"], ["--out: ", "x/ is a folder; give a path stem"]),
     ("ppo_memories", ["--out", "{tmp}/x/"], ["--out: ", "x/ is a folder; give a path stem"]),

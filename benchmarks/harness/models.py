@@ -65,8 +65,8 @@ def sweep_candidates(quick: bool) -> dict[str, list[Candidate]]:
     """The documented sweep, per family (learning rate at least; width where it matters). The first
     candidate is the default (``--no-sweep``)."""
     if quick:
-        tiny_rt = dict(d_model=16, layers=1, heads=2, feedforward=32, hidden=16, integrator=8, min_tau=4)
-        tiny_pose = dict(integrator=16, pose=4, neighbours=4, d_model=16, heads=2, hidden=16, min_tau=4)
+        tiny_rt = dict(d_model=16, layers=1, heads=2, feedforward=32, hidden=16, pose=4, min_tau=4)
+        tiny_pose = dict(pose=4, neighbours=4, d_model=16, heads=2, hidden=16, min_tau=4)
         return {
             "retrieval transformer": [Candidate(f"rt-quick-{lr:g}", f"tiny, lr {lr:g}",
                                                 lambda: RetrievalTransformer(RetrievalTransformerConfig(**tiny_rt)), lr)
@@ -91,9 +91,9 @@ def sweep_candidates(quick: bool) -> dict[str, list[Candidate]]:
             Candidate("rt-lr3e-4", "d 96, 2 layers, lr 3e-4", RetrievalTransformer, 3e-4),
         ],
         "pose retrieval": [
-            Candidate("pose-lr1e-3", "GRU 128, pose 8, lr 1e-3", PoseRetrieval, 1e-3),
-            Candidate("pose-lr3e-3", "GRU 128, pose 8, lr 3e-3", PoseRetrieval, 3e-3),
-            Candidate("pose-lr3e-4", "GRU 128, pose 8, lr 3e-4", PoseRetrieval, 3e-4),
+            Candidate("pose-lr1e-3", "pose 8, lr 1e-3", PoseRetrieval, 1e-3),
+            Candidate("pose-lr3e-3", "pose 8, lr 3e-3", PoseRetrieval, 3e-3),
+            Candidate("pose-lr3e-4", "pose 8, lr 3e-4", PoseRetrieval, 3e-4),
         ],
         "RSSM": [
             Candidate("rssm-default", "deter 256, stoch 32, lr 6e-4, open loop over 256 steps (TBPTT 64)",

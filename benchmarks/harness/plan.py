@@ -25,8 +25,6 @@ class Plan:
 
     seeds: list[int]
     preset: str = "quick"
-    slow_seeds: list[int] = field(default_factory=lambda: [0])
-    slow_multiple: float = 1.0
     sweep: bool = True
     eval_sequences: int = 64
     conditions: list[str] = field(default_factory=lambda: list(CONDITIONS))
@@ -37,8 +35,8 @@ class Plan:
     quick: bool = False
     run_dir: Path = Path("runs/compare")
     progress: bool = False
-    time_limit_minutes: float | None = None
-    """Skip a slow-budget continuation that would end the run past this (None: never skip)."""
+    workers: int = 2
+    """Processes that train and evaluate at once (``runner.Scheduler``); 1 runs everything in this one."""
     model_timeout_s: float | None = None
     """Each plug-in's time limit per seed, in seconds, for its construction, ``fit`` and every
     ``predict`` together (None: ``plugins.default_time_limit`` of its budget, 3× + 60 s)."""

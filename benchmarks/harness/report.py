@@ -22,7 +22,7 @@ from benchmarks.harness.models import PPO_NAME, SWEEP_FRACTION
 from benchmarks.harness.plan import Plan
 from benchmarks.harness.records import summarise
 from benchmarks.harness.runner import Harness, score
-from benchmarks.harness.scoreboard import commit, write_scores
+from benchmarks.harness.scoreboard import code_revision, write_scores
 from benchmarks.harness.targets import COMPARE_TARGETS, check_comparison
 from gtmsm_cli.files import write_text
 from gtmsm_model.baselines import MemorisationMean
@@ -64,14 +64,49 @@ def condition_table(entries: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def learning_table(summary: list[dict[str, Any]], conditions: list[str]) -> list[str]:
+    """Per condition: GTM-SM's best learned configuration (the GTM-SM row with the lowest revisited MSE on the
+    reference condition, the same row in every condition) against the best no-learning row and the best
+    generic learned peer of that condition, revisited and novel MSE and their ratios (< 1: GTM-SM is better)."""
+    scored = [e for e in summary if not e.get("failed") and math.isfinite(e["mse_revisited"])]
+    gtmsm = [e for e in scored if e["kind"] == "GTM-SM" and e["condition"] == "reference" and e["model"] != PPO_NAME]
+    if not gtmsm:
+        return []
+    best = min(gtmsm, key=lambda e: e["mse_revisited"])["model"]
+    lines = [f"GTM-SM's best learned configuration on the reference condition is **{best}**; each ratio is its "
+             "MSE over the other row's (below 1: GTM-SM is better; above 1: it loses).", "",
+             "| condition | GTM-SM revisited | no learning (best) | revisited | ratio | learned peer (best) | revisited "
+             "| ratio | GTM-SM novel | no learning novel | ratio | peer novel | ratio |",
+             "|---|---:|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for name in conditions:
+        here = [e for e in scored if e["condition"] == name]
+        ours = next((e for e in here if e["model"] == best), None)
+        plain = [e for e in here if e["kind"] == "no learning"]
+        peers = [e for e in here if e["kind"] == "learned peer"]
+        if ours is None or not plain or not peers:
+            continue
+        plain_best = min(plain, key=lambda e: e["mse_revisited"])
+        peer_best = min(peers, key=lambda e: e["mse_revisited"])
+        ratio = lambda a, b: f"{a / b:.2f}" if b > 0 else "—"  # noqa: E731
+        lines.append(f"| {name} | {ours['mse_revisited']:.5f} | {plain_best['model']} | {plain_best['mse_revisited']:.5f} "
+                     f"| {ratio(ours['mse_revisited'], plain_best['mse_revisited'])} | {peer_best['model']} | "
+                     f"{peer_best['mse_revisited']:.5f} | {ratio(ours['mse_revisited'], peer_best['mse_revisited'])} | "
+                     f"{ours['mse_novel']:.5f} | {plain_best['mse_novel']:.5f} | "
+                     f"{ratio(ours['mse_novel'], plain_best['mse_novel'])} | {peer_best['mse_novel']:.5f} | "
+                     f"{ratio(ours['mse_novel'], peer_best['mse_novel'])} |")
+    return lines
+
+
 def slug(condition: str) -> str:
     """A condition's name as it appears in file names."""
     return condition.replace(" ", "_")
 
 
 def write_outputs(harness: Harness, out_dir: Path, command: str, wall_seconds: float,
-                  args: dict[str, Any]) -> dict[str, Any]:
-    """Every file of the report into ``out_dir``; returns what ``compare.json`` holds."""
+                  args: dict[str, Any], revision: str | None = None) -> dict[str, Any]:
+    """Every file of the report into ``out_dir``; returns what ``compare.json`` holds. ``revision``: the
+    code the run measured (``scoreboard.code_revision`` read when it started; HEAD now if not given)."""
+    revision = revision or code_revision()
     plan = harness.plan
     summary = summarise(harness.rows)
     checks = check_comparison(summary, wall_seconds, plan.quick)
@@ -83,13 +118,13 @@ def write_outputs(harness: Harness, out_dir: Path, command: str, wall_seconds: f
                     f"{threads} torch thread(s), device {plan.device}, torch {versions.get('torch')}, "
                     f"Python {versions.get('python')}")
     report = {
-        "command": command, "date": machine["date"], "machine": machine, "machine_line": machine_line,
+        "command": command, "commit": revision, "date": machine["date"], "machine": machine, "machine_line": machine_line,
         "package_versions": versions, "wall_seconds": wall_seconds,
         "args": json_safe({k: str(v) if isinstance(v, Path) else v for k, v in args.items()}),
         "training_distribution": TRAINING_DISTRIBUTION,
         "conditions": {name: dataclasses.asdict(CONDITIONS[name]) for name in plan.conditions},
         "targets": dataclasses.asdict(COMPARE_TARGETS), "checks": checks,
-        "summary": summary, "sweep": harness.sweep, "seeds": harness.seeds_info, "skipped": harness.skipped,
+        "summary": summary, "sweep": harness.sweep, "seeds": harness.seeds_info,
         "rows": [row.to_dict() for row in harness.rows],
     }
     write_text(out_dir / "compare.json", json.dumps(json_safe(report), indent=1, allow_nan=False))
@@ -99,7 +134,7 @@ def write_outputs(harness: Harness, out_dir: Path, command: str, wall_seconds: f
         plot_condition(entries, name, out_dir / f"compare_horizon_{slug(name)}.png", colours)
     plot_overview(summary, out_dir / "compare_overview.png", colours)
     write_text(out_dir / "compare.md", format_markdown(report, plan))
-    write_scores(summary, out_dir / "scores", {"command": command, "commit": commit(), "date": machine["date"],
+    write_scores(summary, out_dir / "scores", {"command": command, "commit": revision, "date": machine["date"],
                                                "machine": machine_line})
     if harness.sweep:
         write_sweep(harness, out_dir, command, machine_line, machine["date"])
@@ -114,8 +149,8 @@ def write_sweep(harness: Harness, out_dir: Path, command: str, machine_line: str
              f"{SWEEP_FRACTION:.2g} of GTM-SM's training CPU seconds on that seed (a weight snapshot is kept at half "
              f"of that). Score: revisited MSE on {len(harness.validation)} validation rollouts of the reference "
              f"setup (training distribution; seed stream {VALIDATION_SEED} + {HELDOUT_SEED_OFFSET}, disjoint from "
-             "the test conditions). The lowest score at the end is chosen, continued in the same run to 1× and "
-             "trained from scratch with the same settings on every other seed.", "",
+             "the test conditions). The lowest score at the end is chosen and trained from scratch with the same "
+             "settings to 1× on every seed (the first included).", "",
              "| family | candidate | lr | s (early) | steps | validation revisited MSE | s (end) | steps | "
              "validation revisited MSE | chosen |", "|---|---|---:|---:|---:|---:|---:|---:|---:|:---:|"]
     for r in harness.sweep:
@@ -135,13 +170,13 @@ def format_markdown(report: dict[str, Any], plan: Plan) -> str:
     summary = report["summary"]
     seeds_info = report["seeds"]
     one_x = ", ".join(f"seed {s['seed']}: {s['gtmsm_seconds']:.0f} CPU s" for s in seeds_info)
-    slow = [s for s in plan.slow_seeds if s in plan.seeds] if plan.slow_multiple > 1 else []
     lines = [
         ("# Model comparison (a --quick smoke run: tiny models, numbers mean nothing)" if plan.quick else
          f"# Model comparison: GTM-SM vs a no-learning reference, learned peers and bounds, "
          f"{len(plan.conditions)} conditions"),
         "",
         f"- command: `{report['command']}`",
+        f"- commit: {report['commit']} (read when the run started)",
         f"- machine: {report['machine_line']}",
         f"- date: {report['date']}; total wall-clock {report['wall_seconds'] / 60:.1f} min",
         f"- evaluation: {plan.eval_sequences} held-out sequences per condition, the same for every training seed "
@@ -174,9 +209,9 @@ def format_markdown(report: dict[str, Any], plan: Plan) -> str:
         f"seconds of one process on each seed is the 1× budget of every peer on that seed ({one_x}); the other "
         "GTM-SM rows train with their own presets (their CPU seconds are in the table). Each peer's settings "
         "come from the sweep in `peer_sweep.md` (first seed, a third of the 1× budget per candidate, learning "
-        "rate at least): the winner continues to 1× on the first seed and trains from scratch on the others. "
-        + (f"On seed(s) {slow} the same run continues to {plan.slow_multiple:g}× and is evaluated again. " if slow else "")
-        + "Steps and CPU seconds are in the table.",
+        "rate at least); the winner then trains from scratch to 1× on every seed. Steps and CPU seconds are in "
+        f"the table. The run's jobs ran in {plan.workers} worker process(es) at once, each timed in its own "
+        "process's CPU seconds.",
         "- bounds: dataset mean, memorisation mean (the trivial bar: a learned model that does not beat it on "
         "revisited steps is marked **below trivial**), copy last observed; oracles read the true positions "
         "(oracle memory, canvas oracle, oracle-position VAE) or the true future crops (VAE floor). Rows without "
@@ -185,14 +220,16 @@ def format_markdown(report: dict[str, Any], plan: Plan) -> str:
         "prediction-phase random walk, but the memorisation actions chosen by the committed PPO coverage policy "
         "(`benchmarks/results/ppo_coverage.zip`, greedy).",
         "",
-        *([f"- **cut to stay within {plan.time_limit_minutes:g} minutes**: " + "; ".join(report["skipped"])]
-          if report["skipped"] else []),
         "",
         "## Targets",
         "",
         *[f"- {'NOTE' if c.get('report_only') else 'PASS' if c['passed'] else 'FAIL'}: {c['target']} — {c['value']}" for c in report["checks"]],
         "",
         "![overview](compare_overview.png)",
+        "",
+        "## What learning adds",
+        "",
+        *learning_table(summary, plan.conditions),
         "",
     ]
     for name in plan.conditions:

@@ -2,18 +2,22 @@
 condition, collect rows.
 
 The budget design (see ``compare.md``): every learned model trains once per seed on the same
-training distribution (GTM-SM's sampler) and is evaluated on every condition. The peers train for
-GTM-SM's measured wall-clock on that seed (1×); on the seeds in ``slow_seeds`` the same run
-continues to the slow multiple and is evaluated again. The RSSM and LSTM are chosen by a small
-sweep on the first seed (each candidate trained for ``SWEEP_FRACTION`` of the 1× budget, picked by
-revisited MSE on validation rollouts from the training distribution, the winner continued).
+training distribution (GTM-SM's sampler and keys) and is evaluated on every condition. The peers train
+for the default GTM-SM's measured training CPU seconds on that seed (1×). Each peer family's settings
+come from a sweep on the first seed (each candidate trained for ``SWEEP_FRACTION`` of the 1× budget,
+picked by revisited MSE on validation rollouts from the training distribution); the winner then trains
+from scratch to 1× on every seed. The jobs run in worker processes (``Scheduler``).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import multiprocessing
+import os
 import time
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from pathlib import Path
 from typing import Any
 
 from benchmarks.harness.conditions import (
@@ -29,7 +33,6 @@ from benchmarks.harness.models import (
     MEMORY_PEER,
     PPO_NAME,
     SWEEP_FRACTION,
-    Candidate,
     Floor,
     load_model_class,
     predict_in_chunks,
@@ -51,7 +54,6 @@ from gtmsm_model.baselines import (
     MemorisationMean,
     OracleMemory,
     OraclePositionVAE,
-    TrainedModel,
     WorldModel,
 )
 from gtmsm_model.data import heldout_rollouts
@@ -85,9 +87,6 @@ class Harness:
         if plan.ppo_policy is not None and "reference" in plan.conditions:
             self.ppo = ppo_rollouts(plan.ppo_policy, plan.eval_sequences, reference_tau, reference_horizon)
         self.validation = heldout_rollouts(8 if plan.quick else 32, reference_tau + reference_horizon, VALIDATION_SEED)
-        self.winners: dict[str, tuple[Candidate, TrainedModel]] = {}
-        self.pending_slow: list[tuple[Any, ...]] = []
-        self.skipped: list[str] = []
         self.wall_seconds: float | None = None
         self.plugin_classes = {spec: load_model_class(spec) for spec in plan.plugins}
         self.plugin_labels: set[str] = set()
@@ -98,129 +97,133 @@ class Harness:
     # ---- evaluation
 
     def evaluate(self, model: WorldModel, label: str, seed: int | None, kind: str, trained_on: str,
-                 train_seconds: float | None = None, train_iterations: int | None = None) -> None:
+                 train_seconds: float | None = None, train_iterations: int | None = None) -> list[Row]:
+        """One model's rows, one per condition."""
+        rows = []
         for name in self.plan.conditions:
             tau = CONDITIONS[name].lengths(self.plan.quick)[0]
             scores = score(model, self.rollouts[name], tau)
-            self.rows.append(Row(name, label, seed, scores, kind, trained_on, train_seconds, train_iterations))
+            rows.append(Row(name, label, seed, scores, kind, trained_on, train_seconds, train_iterations))
             if name == "reference":
                 _log(f"  {label} (seed {seed}) reference: revisited {scores.mse_revisited:.5f} "
                      f"novel {scores.mse_novel:.5f} late {scores.mse_revisited_late_half:.5f}")
+        return rows
 
     def save_progress(self) -> None:
         """Every row so far to ``run_dir/rows.json`` (atomically: the previous save or this one, never
         half of one), so a crash late in a long run loses no measurement."""
         payload = {"rows": [row.to_dict() for row in self.rows], "sweep": self.sweep,
-                   "seeds": self.seeds_info, "skipped": self.skipped, "wall_seconds": self.wall_seconds}
+                   "seeds": self.seeds_info, "wall_seconds": self.wall_seconds}
         write_text(self.plan.run_dir / "rows.json", json.dumps(json_safe(payload)))
 
     def validate(self, model: WorldModel) -> float:
         tau = CONDITIONS["reference"].lengths(self.plan.quick)[0]
         return score(model, self.validation, tau).mse_revisited
 
-    def bounds(self, config_sampler: Any, budget: Budget) -> None:
-        """The bounds that need no trained model, once (they do not depend on a training seed)."""
-        dataset_mean = DatasetMean()
-        dataset_mean.fit(config_sampler, budget)
-        self.evaluate(dataset_mean, dataset_mean.name, None, "bound", "8 batches of the training distribution")
-        for model in (MemorisationMean(), CopyLastObserved()):
-            self.evaluate(model, model.name, None, "bound", "none (reads the memorised crops)")
-        for model in (LocaliseLookup(), LocaliseCanvas()):
-            self.evaluate(model, model.name, None, "no learning",
-                          "none: path integration (blocked iff the crop did not change) and raw memorised crops")
-        for model in (OracleMemory(), CanvasOracle()):
-            self.evaluate(model, model.name, None, "oracle", "none (reads the true positions)")
+    # ---- the jobs (each runs in a worker process: ``Scheduler``)
 
-    # ---- one seed
-
-    def gtmsm(self, seed: int, preset: str, label: str = GTMSM_NAME):
+    def gtmsm_config(self, seed: int, label: str):
+        """The training config of the GTM-SM variant ``label`` on ``seed``: its own run folder (the default's
+        is gtmsm-seed<N>), the default's preset from ``--preset``, the debug sizes in a quick run."""
         plan = self.plan
-        variant = "" if label == GTMSM_NAME else f"{GTMSM_VARIANTS[label]}-"  # the default's folder: gtmsm-seed<N>
+        preset = plan.preset if label == GTMSM_NAME else GTMSM_VARIANTS[label]
+        variant = "" if label == GTMSM_NAME else f"{GTMSM_VARIANTS[label]}-"
         overrides: dict[str, Any] = dict(seed=seed, device=plan.device, threads=plan.threads, eval_every=0,
                                          out_dir=str(plan.run_dir / f"gtmsm-{variant}seed{seed}"), overwrite=True,
                                          progress=plan.progress)
         if plan.quick:  # the debug preset's sizes, the variant's wall model
             overrides.update(iterations=6, vae_warmup_iters=4, wall_model=make_config(preset).model.wall_model)
         else:
-            overrides.update(eval_sequences=8)  # train()'s closing evaluation; ours is below
-        config = make_config("debug" if plan.quick else preset, **overrides)
-        _log(f"[seed {seed}] training GTM-SM (preset {preset}, wall model {config.model.wall_model}) ...")
+            overrides.update(eval_sequences=8)  # train()'s closing evaluation; ours is in evaluate()
+        return preset, make_config("debug" if plan.quick else preset, **overrides)
+
+    def budget(self, config: Any, seed: int, **changes: Any) -> Budget:
+        """The peers' budget on ``seed``: GTM-SM's batch, sequence length, tau and keys."""
+        schedule = config.schedule
+        return dataclasses.replace(Budget(iterations=10**9, batch_size=schedule.batch_size, seq_len=schedule.seq_len,
+                                          tau=schedule.tau, device=self.plan.device, seed=seed,
+                                          first_key=schedule.vae_warmup_iters), **changes)
+
+    def bounds_job(self) -> list[Row]:
+        """The bounds and references that need no trained model (they do not depend on a training seed)."""
+        _, config = self.gtmsm_config(self.plan.seeds[0], GTMSM_NAME)
+        dataset_mean = DatasetMean()
+        dataset_mean.fit(make_sampler(config), self.budget(config, self.plan.seeds[0]))
+        rows = self.evaluate(dataset_mean, dataset_mean.name, None, "bound", "8 batches of the training distribution")
+        for model in (MemorisationMean(), CopyLastObserved()):
+            rows += self.evaluate(model, model.name, None, "bound", "none (reads the memorised crops)")
+        for model in (LocaliseLookup(), LocaliseCanvas()):
+            rows += self.evaluate(model, model.name, None, "no learning",
+                                  "none: path integration (blocked iff the crop did not change) and raw memorised crops")
+        for model in (OracleMemory(), CanvasOracle()):
+            rows += self.evaluate(model, model.name, None, "oracle", "none (reads the true positions)")
+        return rows
+
+    def gtmsm_job(self, seed: int, label: str) -> dict[str, Any]:
+        """Train one GTM-SM variant on ``seed`` and return its rows, and for the default the rows built on its
+        VAE (the PPO row, the oracle-position VAE, the floor) and its training CPU seconds (the peers' 1×).
+        A stop by SIGINT/SIGTERM comes back as ``{"interrupted": ...}`` (its checkpoint written)."""
+        plan = self.plan
+        preset, config = self.gtmsm_config(seed, label)
+        _log(f"[seed {seed}] training {label} (preset {preset}, wall model {config.model.wall_model}) ...")
         cpu_before = time.process_time()
         try:
             trained = train(config, progress=plan.progress)
         except TrainingInterrupted as stop:
-            raise GTMSMInterrupted(stop, seed) from None
-        return trained, config, time.process_time() - cpu_before
-
-    def gtmsm_rows(self, seed: int) -> tuple[Any, float]:
-        """Train every GTM-SM variant on ``seed`` and add its rows, and for the default the rows built on
-        its VAE (the PPO row, the oracle-position VAE, the floor). Returns the default's config and its
-        training CPU seconds (the 1× budget of the peers)."""
-        plan = self.plan
-        default = None
-        for label, preset in GTMSM_VARIANTS.items():
-            preset = plan.preset if label == GTMSM_NAME else preset  # --preset chooses the default's
-            trained, config, cpu_seconds = self.gtmsm(seed, preset, label)
-            model = trained.model.to(plan.device).eval()
-            _log(f"[seed {seed}] {label} trained in {cpu_seconds:.0f} CPU s ({trained.iterations} steps)")
-            trained_on = (f"{TRAINING_DISTRIBUTION}; preset {preset}: {config.schedule.vae_warmup_iters} VAE "
-                          f"warm-up + {config.schedule.iterations} main steps")
-            predictor = GTMSMPredictor(model, device=plan.device)
-            self.evaluate(predictor, label, seed, "GTM-SM", trained_on, cpu_seconds, trained.iterations)
-            if label != GTMSM_NAME:
-                continue
-            default = (config, cpu_seconds)
+            return {"interrupted": (stop.signal_name, stop.step, str(stop.checkpoint))}
+        cpu_seconds = time.process_time() - cpu_before
+        model = trained.model.to(plan.device).eval()
+        _log(f"[seed {seed}] {label} trained in {cpu_seconds:.0f} CPU s ({trained.iterations} steps)")
+        trained_on = (f"{TRAINING_DISTRIBUTION}; preset {preset}: {config.schedule.vae_warmup_iters} VAE "
+                      f"warm-up + {config.schedule.iterations} main steps")
+        predictor = GTMSMPredictor(model, device=plan.device)
+        rows = self.evaluate(predictor, label, seed, "GTM-SM", trained_on, cpu_seconds, trained.iterations)
+        if label == GTMSM_NAME:
             if self.ppo is not None:
                 tau = CONDITIONS["reference"].lengths(plan.quick)[0]
                 scores = score(predictor, self.ppo, tau)
-                self.rows.append(Row("reference", PPO_NAME, seed, scores, "GTM-SM",
-                                     trained_on + "; memorisation actions by the PPO coverage policy at test time",
-                                     cpu_seconds, trained.iterations))
+                rows.append(Row("reference", PPO_NAME, seed, scores, "GTM-SM",
+                                trained_on + "; memorisation actions by the PPO coverage policy at test time",
+                                cpu_seconds, trained.iterations))
                 _log(f"  {PPO_NAME} (seed {seed}): mse {scores.mse:.5f} novel fraction {1 - scores.fraction_revisited:.3f}")
-            self.evaluate(OraclePositionVAE(model), OraclePositionVAE.name, seed, "oracle", "GTM-SM's VAE (this seed)")
-            self.evaluate(Floor(model, plan.device), Floor.name, seed, "oracle",
-                          "GTM-SM's VAE (this seed); decodes the true future crops")
-        assert default is not None
-        return default
+            rows += self.evaluate(OraclePositionVAE(model), OraclePositionVAE.name, seed, "oracle",
+                                  "GTM-SM's VAE (this seed)")
+            rows += self.evaluate(Floor(model, plan.device), Floor.name, seed, "oracle",
+                                  "GTM-SM's VAE (this seed); decodes the true future crops")
+        return {"rows": rows, "cpu_seconds": cpu_seconds, "config": config}
 
-    def run_seed(self, seed: int) -> None:
-        plan = self.plan
-        config, one_x = self.gtmsm_rows(seed)
+    def sweep_job(self, family: str, index: int, seed: int, one_x: float) -> dict[str, Any]:
+        """Train sweep candidate ``index`` of ``family`` for ``SWEEP_FRACTION`` of the 1× budget (snapshot at
+        half that) and return its record: validation revisited MSE at both."""
+        candidate = sweep_candidates(self.plan.quick)[family][index]
+        _, config = self.gtmsm_config(seed, GTMSM_NAME)
+        end = one_x * SWEEP_FRACTION
+        early = end / 2
+        model = candidate.factory()
+        model.fit(make_sampler(config), self.budget(config, seed, lr=candidate.lr, max_seconds=end,
+                                                    snapshot_seconds=[early]))
+        final = model.latest()
+        at_early = model.use_snapshot(early)
+        val_early = self.validate(model)
+        model.restore(final)
+        val_end = self.validate(model)
+        _log(f"  sweep {family} [{candidate.label}]: {model.iterations_done} steps, validation revisited MSE "
+             f"{val_early:.5f} at {early:.0f} s, {val_end:.5f} at {model.train_seconds:.0f} s")
+        return {"family": family, "id": candidate.id, "candidate": candidate.label, "lr": candidate.lr,
+                "seed": seed, "seconds_early": early, "iterations_early": at_early["iterations"],
+                "val_mse_revisited_early": val_early, "seconds_end": model.train_seconds,
+                "iterations_end": model.iterations_done, "val_mse_revisited_end": val_end}
 
-        sampler = make_sampler(config)
-        budget = Budget(iterations=10**9, batch_size=config.schedule.batch_size, seq_len=config.schedule.seq_len,
-                        tau=config.schedule.tau, device=plan.device, seed=seed,
-                        first_key=config.schedule.vae_warmup_iters)
-        if not any(row.model == DatasetMean.name for row in self.rows):
-            self.bounds(sampler, budget)
-
-        slow = seed in plan.slow_seeds and plan.slow_multiple > 1
-        peers: list[tuple[str, TrainedModel, float]] = []
-        for family, candidates in sweep_candidates(plan.quick).items():
-            if family not in self.winners:
-                self.winners[family] = self.run_sweep(family, candidates, sampler, budget, one_x, seed)
-                chosen, winner = self.winners[family]
-                peers.append((family, winner, chosen.lr))
-            else:
-                chosen, _ = self.winners[family]
-                peers.append((family, chosen.factory(), chosen.lr))
-        trained_on = f"{TRAINING_DISTRIBUTION}; GTM-SM's sampler and keys"
-        for family, peer, lr in peers:
-            peer_budget = dataclasses.replace(budget, lr=lr, max_seconds=one_x)
-            _log(f"[seed {seed}] fitting {family} to 1× ({one_x:.0f} CPU s) ...")
-            peer.fit(sampler, peer_budget)
-            self.evaluate(peer, f"{family} @1×", seed, FAMILY_KIND[family], trained_on, peer.train_seconds,
-                          peer.iterations_done)
-            if slow:  # continued after every seed's 1× rows exist (see extend_slow)
-                self.pending_slow.append((seed, family, peer, sampler,
-                                          dataclasses.replace(peer_budget, max_seconds=plan.slow_multiple * one_x),
-                                          trained_on))
-        self.seeds_info.append({"seed": seed, "gtmsm_seconds": one_x, "gtmsm_config": config.flat(),
-                                "budget": dataclasses.asdict(budget)})
-        self.save_progress()  # this seed's rows are kept whatever a plug-in does next
-        for spec, cls in self.plugin_classes.items():
-            self.plugin_rows(spec, cls, seed, sampler, dataclasses.replace(budget, max_seconds=one_x))
-            self.save_progress()
+    def peer_job(self, family: str, index: int, seed: int, one_x: float) -> list[Row]:
+        """Train ``family``'s chosen candidate (``index``) from scratch on ``seed`` to 1× and return its rows."""
+        candidate = sweep_candidates(self.plan.quick)[family][index]
+        _, config = self.gtmsm_config(seed, GTMSM_NAME)
+        peer = candidate.factory()
+        _log(f"[seed {seed}] fitting {family} [{candidate.label}] to 1× ({one_x:.0f} CPU s) ...")
+        peer.fit(make_sampler(config), self.budget(config, seed, lr=candidate.lr, max_seconds=one_x))
+        return self.evaluate(peer, f"{family} @1×", seed, FAMILY_KIND[family],
+                             f"{TRAINING_DISTRIBUTION}; GTM-SM's sampler and keys", peer.train_seconds,
+                             peer.iterations_done)
 
     def plugin_rows(self, spec: str, cls: type, seed: int, sampler: Any, budget: Budget) -> None:
         """Build, fit and evaluate one plug-in on ``seed`` at 1× under its time limit; add its rows,
@@ -268,59 +271,132 @@ class Harness:
             scores = failed_scores(tau, rollouts.observations.shape[1] - tau, len(rollouts))
             self.rows.append(Row(name, label, seed, scores, kind, trained_on, failed=reason))
 
-    def extend_slow(self, started: float) -> None:
-        """Continue the slow seeds' peers to the slow multiple, each only if the projected
-        wall-clock stays within ``plan.time_limit_minutes`` (what is skipped is recorded)."""
-        plan = self.plan
-        for seed, family, peer, sampler, budget, trained_on in self.pending_slow:
-            label = f"{family} @{plan.slow_multiple:g}×"
-            needed = budget.max_seconds - peer.train_seconds + 60
-            elapsed = time.perf_counter() - started
-            if plan.time_limit_minutes and elapsed + needed > plan.time_limit_minutes * 60:
-                self.skipped.append(f"{label} (seed {seed}): {needed / 60:.0f} more minutes would pass the "
-                                    f"{plan.time_limit_minutes:g}-minute limit at {elapsed / 60:.0f} min")
-                _log(f"skipping {self.skipped[-1]}")
-                continue
-            _log(f"[seed {seed}] continuing {family} to {plan.slow_multiple:g}× ({budget.max_seconds:.0f} s) ...")
-            peer.fit(sampler, budget)
-            self.evaluate(peer, label, seed, FAMILY_KIND[family], trained_on, peer.train_seconds, peer.iterations_done)
-            self.save_progress()
-        self.pending_slow = []
+class _Inline:
+    """A one-worker stand-in for the process pool: runs each job when it is submitted."""
 
-    def run_sweep(self, family: str, candidates: list[Candidate], sampler, budget: Budget, one_x: float,
-                  seed: int) -> tuple[Candidate, TrainedModel]:
-        """Train each candidate for ``SWEEP_FRACTION`` of the 1× budget (snapshot at half that),
-        pick the lowest validation revisited MSE at the end, return the winner (to be continued)."""
-        if not self.plan.sweep:
-            return candidates[0], candidates[0].factory()
-        best: tuple[float, Candidate, TrainedModel] | None = None
-        end = one_x * SWEEP_FRACTION
-        early = end / 2
-        for candidate in candidates:
-            model = candidate.factory()
-            model.fit(sampler, dataclasses.replace(budget, lr=candidate.lr, max_seconds=end, snapshot_seconds=[early]))
-            final = model.latest()
-            at_early = model.use_snapshot(early)
-            val_early = self.validate(model)
-            model.restore(final)
-            val_end = self.validate(model)
-            record = {"family": family, "id": candidate.id, "candidate": candidate.label, "lr": candidate.lr,
-                      "seed": seed, "seconds_early": early, "iterations_early": at_early["iterations"],
-                      "val_mse_revisited_early": val_early, "seconds_end": model.train_seconds,
-                      "iterations_end": model.iterations_done, "val_mse_revisited_end": val_end}
-            self.sweep.append(record)
-            _log(f"  sweep {family} [{candidate.label}]: {model.iterations_done} steps, validation revisited MSE "
-                 f"{val_early:.5f} at {early:.0f} s, {val_end:.5f} at {model.train_seconds:.0f} s")
-            if best is None or val_end < best[0]:
-                best = (val_end, candidate, model)
-        for record in self.sweep:
-            if record["family"] == family:
-                record["chosen"] = record["id"] == best[1].id
-        return best[1], best[2]
+    def submit(self, function, *args) -> Future:
+        future: Future = Future()
+        try:
+            future.set_result(function(*args))
+        except Exception as error:  # noqa: BLE001 - handed to the caller through the future, as the pool does
+            future.set_exception(error)
+        return future
+
+    def shutdown(self, wait: bool = True, cancel_futures: bool = False) -> None:
+        pass
+
+
+_HARNESS: Harness | None = None
+"""The worker process's harness (inherited from the parent by fork: rollouts and test sets are built once)."""
+
+
+def _start_worker(harness: Harness) -> None:
+    import torch
+
+    global _HARNESS
+    _HARNESS = harness
+    plan = harness.plan
+    torch.set_num_threads(plan.threads or max(1, (os.cpu_count() or 1) // plan.workers))
+
+
+def _job(method: str, *args: Any) -> Any:
+    return getattr(_HARNESS, method)(*args)
+
+
+class Scheduler:
+    """Runs the plan's jobs in ``plan.workers`` processes, each job as soon as what it needs exists:
+
+    * every GTM-SM variant on every seed (the default first: its CPU seconds are the peers' 1× budget on
+      that seed), and the bounds;
+    * once the first seed's default is trained, every sweep candidate of every peer family on that seed;
+    * once a family's sweep is decided and a seed's 1× is known, that family's winner, trained from scratch
+      to 1× on that seed.
+
+    Each job trains and evaluates in its own process and hands back rows, so timing is per process (CPU
+    seconds) and two workers do not share a budget. The rows are kept in one fixed order (bounds, then
+    per seed GTM-SM's and the peers') whatever order the jobs end in."""
+
+    def __init__(self, harness: Harness) -> None:
+        self.harness, self.plan = harness, harness.plan
+        self.pending: dict[Future, tuple[str, tuple]] = {}
+        self.results: dict[tuple, list[Row]] = {}
+        self.one_x: dict[int, float] = {}
+        self.configs: dict[int, Any] = {}
+        self.sweeps: dict[str, dict[int, dict[str, Any]]] = {}
+        self.chosen: dict[str, int] = {}
+        self.candidates = {family: len(c) for family, c in sweep_candidates(self.plan.quick).items()}
+
+    def submit(self, pool: Any, key: tuple, method: str, *args: Any) -> None:
+        self.pending[pool.submit(_job, method, *args)] = (method, key)
+
+    def run(self, pool: Any) -> None:
+        plan = self.plan
+        for seed in plan.seeds:
+            self.submit(pool, ("gtmsm", seed, GTMSM_NAME), "gtmsm_job", seed, GTMSM_NAME)
+        self.submit(pool, ("bounds",), "bounds_job")
+        for seed in plan.seeds:
+            for label in GTMSM_VARIANTS:
+                if label != GTMSM_NAME:
+                    self.submit(pool, ("gtmsm", seed, label), "gtmsm_job", seed, label)
+        while self.pending:
+            done, _ = wait(list(self.pending), return_when=FIRST_COMPLETED)
+            for future in done:
+                method, key = self.pending.pop(future)
+                self.finished(pool, method, key, future.result())
+            self.harness.rows = [row for k in self.order() for row in self.results.get(k, [])]
+            self.harness.save_progress()
+
+    def finished(self, pool: Any, method: str, key: tuple, result: Any) -> None:
+        plan = self.plan
+        if method == "gtmsm_job":
+            if "interrupted" in result:
+                signal_name, step, checkpoint = result["interrupted"]
+                raise GTMSMInterrupted(TrainingInterrupted(signal_name, step, Path(checkpoint)), key[1])
+            self.results[key] = result["rows"]
+            seed, label = key[1], key[2]
+            if label != GTMSM_NAME:
+                return
+            self.one_x[seed], self.configs[seed] = result["cpu_seconds"], result["config"]
+            self.harness.seeds_info.append({"seed": seed, "gtmsm_seconds": result["cpu_seconds"],
+                                            "gtmsm_config": result["config"].flat(),
+                                            "budget": dataclasses.asdict(self.harness.budget(result["config"], seed))})
+            if seed == plan.seeds[0]:
+                for family, count in self.candidates.items():
+                    if plan.sweep:
+                        for index in range(count):
+                            self.submit(pool, ("sweep", family, index), "sweep_job", family, index, seed, self.one_x[seed])
+                    else:
+                        self.chosen[family] = 0
+            for family, index in self.chosen.items():
+                self.submit(pool, ("peer", seed, family), "peer_job", family, index, seed, self.one_x[seed])
+        elif method == "sweep_job":
+            family, index = key[1], key[2]
+            self.sweeps.setdefault(family, {})[index] = result
+            if len(self.sweeps[family]) == self.candidates[family]:
+                records = [self.sweeps[family][i] for i in range(self.candidates[family])]
+                best = min(range(len(records)), key=lambda i: records[i]["val_mse_revisited_end"])
+                for i, record in enumerate(records):
+                    record["chosen"] = i == best
+                self.harness.sweep.extend(records)
+                self.chosen[family] = best
+                for seed in plan.seeds:
+                    if seed in self.one_x:
+                        self.submit(pool, ("peer", seed, family), "peer_job", family, best, seed, self.one_x[seed])
+        else:
+            self.results[key] = result
+
+    def order(self) -> list[tuple]:
+        """The rows' fixed order."""
+        keys: list[tuple] = [("bounds",)]
+        for seed in self.plan.seeds:
+            keys += [("gtmsm", seed, label) for label in GTMSM_VARIANTS]
+            keys += [("peer", seed, family) for family in self.candidates]
+        return keys
 
 
 def run(plan: Plan) -> Harness:
-    """Train and evaluate everything the plan asks for; returns the harness with its rows."""
+    """Train and evaluate everything the plan asks for, in ``plan.workers`` processes; then the plug-ins,
+    one seed at a time in this process. Returns the harness with its rows."""
     import torch
 
     if plan.threads:
@@ -328,9 +404,24 @@ def run(plan: Plan) -> Harness:
     check_plan(plan)  # fail before any training
     started = time.perf_counter()
     harness = Harness(plan)
-    for seed in plan.seeds:  # every seed's 1× rows first: the slow budget is the part that may be cut
-        harness.run_seed(seed)
-    harness.extend_slow(started)
+    scheduler = Scheduler(harness)
+    pool = (_Inline() if plan.workers == 1 else
+            ProcessPoolExecutor(plan.workers, mp_context=multiprocessing.get_context("fork"),
+                                initializer=_start_worker, initargs=(harness,)))
+    if plan.workers == 1:
+        _start_worker(harness)
+    try:
+        scheduler.run(pool)
+    except BaseException:
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown()
+    for seed in plan.seeds:
+        for spec, cls in harness.plugin_classes.items():
+            config = scheduler.configs[seed]
+            harness.plugin_rows(spec, cls, seed, make_sampler(config),
+                                harness.budget(config, seed, max_seconds=scheduler.one_x[seed]))
+            harness.save_progress()
     harness.wall_seconds = time.perf_counter() - started
     harness.save_progress()
     return harness

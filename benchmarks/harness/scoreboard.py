@@ -37,6 +37,20 @@ def commit() -> str | None:
     return done.stdout.strip() or None
 
 
+def code_revision() -> str | None:
+    """HEAD, with "+ uncommitted changes" when tracked files differ from it (None outside a git checkout):
+    what a run says it measured, read before it starts."""
+    head = commit()
+    if head is None:
+        return None
+    try:
+        status = subprocess.run(["git", "-C", str(REPO_ROOT), "status", "--porcelain", "--untracked-files=no"],
+                                capture_output=True, text=True, timeout=10, check=False).stdout
+    except (OSError, subprocess.SubprocessError):
+        return head
+    return f"{head} + uncommitted changes" if status.strip() else head
+
+
 def write_scores(summary: list[dict[str, Any]], folder: Path, provenance: dict[str, Any]) -> list[Path]:
     """One file per summary entry into ``folder``; returns the paths."""
     folder.mkdir(parents=True, exist_ok=True)

@@ -4,9 +4,10 @@ memory retrieved by that state, an attention decoder over what was retrieved.
 Design (and why):
 
 * **A learned pose per step** (``memory_peer.Integrator``): the running sum of a learned vector per
-  (action, "did the view change" bit) pair plus a GRU's correction gives every step a pose vector p_t
-  (``pose`` numbers). Nothing tells it the grid: the pose is whatever
-  makes retrieval work, learned from the prediction loss alone.
+  (action, "did the view change" bit) pair gives every step a pose vector p_t (``pose`` numbers); a
+  predicted step (no bit) keeps its move only if it lands near a memorised pose. Nothing tells it the
+  grid: the vectors are learned from the prediction loss and the place loss (``memory_peer.place_loss``:
+  identical memorised crops were at one place, different ones were not).
 * **Retrieval by pose.** A predicted step retrieves the ``neighbours`` memorised steps whose poses
   are nearest its own, weighted by softmax(−β‖p_t − p_k‖²) with β learned — the copy of their raw crops
   is the answer for a revisited place.
@@ -28,6 +29,7 @@ from torch import Tensor, nn
 
 from gtmsm_model.baselines.base import CropNet, mlp
 from gtmsm_model.baselines.memory_peer import (
+    LOG_SHARPNESS,
     Integrator,
     MemoryPeer,
     MemoryPeerConfig,
@@ -39,8 +41,6 @@ from gtmsm_model.baselines.memory_peer import (
 class PoseRetrievalConfig(MemoryPeerConfig):
     """Sizes of the pose-retrieval peer."""
 
-    integrator: int = 128
-    """Width of the GRU over (action, view-change bit)."""
     pose: int = 8
     """Size of the learned pose p_t."""
     neighbours: int = 8
@@ -59,8 +59,8 @@ class _PoseNet(CropNet):
     def __init__(self, config: PoseRetrievalConfig, crop_shape: tuple[int, int, int]) -> None:
         super().__init__(config, crop_shape)
         c, pixels = config, self.pixels
-        self.integrator = Integrator(c.num_actions, c.pose, c.integrator)
-        self.log_beta = nn.Parameter(torch.tensor(0.0))
+        self.integrator = Integrator(c.num_actions, c.pose)
+        self.log_beta = nn.Parameter(torch.tensor(LOG_SHARPNESS))
         self.crop_embed = mlp(pixels, c.hidden, c.d_model)
         self.offset_embed = nn.Linear(c.pose, c.d_model)
         self.query_embed = nn.Linear(c.pose, c.d_model)
@@ -74,7 +74,7 @@ class _PoseNet(CropNet):
         predicted too, in front of the future ones."""
         batch, tau = memorised.shape[:2]
         steps = actions.shape[1]
-        poses = self.integrator(actions, view_change_bits(memorised, steps))  # (B, T, pose)
+        poses = self.integrator(actions, view_change_bits(memorised, steps), tau)  # (B, T, pose)
         queries, keys = poses[:, tau:], poses[:, :tau]
         if hidden is not None:
             queries = torch.cat([keys[hidden].view(batch, -1, keys.shape[-1]), queries], 1)

@@ -3,13 +3,14 @@ episode, given a way to express blocked moves and a way to copy what it memorise
 
 Design (and why):
 
-* **Where am I: a learned integrator** (``memory_peer.Integrator``): the running sum of a learned vector
-  per (action, "did the view change" bit) pair — the bit is "unknown" on predicted steps — plus a small
-  GRU over the same, added to every token. A per-action count of moves (the older transformer's position signal) equals the true
-  displacement on 0.01 % of predicted steps, because 26 % of reference moves hit a wall; the bit
-  says which memorised moves did not happen, and the GRU learns to integrate the ones that did.
+* **Where am I: a learned integrator** (``memory_peer.Integrator``): a pose per step, the running sum of
+  a learned vector per (action, "did the view change" bit) pair (a predicted step has no bit: it keeps its
+  move only if it lands near a memorised pose), learned from the prediction loss and the place loss
+  (``memory_peer.place_loss``), embedded into every token. A per-action count of moves (the older
+  transformer's position signal) equals the true displacement on 0.01 % of predicted steps, because 26 %
+  of reference moves hit a wall; the bit says which memorised moves did not happen.
 * **A copy head.** Each predicted step attends (query from its output token, keys from the memorised
-  tokens) over the memorised *raw* crops and mixes that copy with the decoder's crop by a learned
+  tokens, minus a learned multiple of the squared pose distance) over the memorised *raw* crops and mixes that copy with the decoder's crop by a learned
   gate: a revisited view is reproduced exactly instead of redrawn through an MLP.
 * **Withheld memories**: training also withholds a quarter of the memorised crops and predicts them
   from the rest — the memorisation phase's own revisits are many and near, the easy lessons in
@@ -35,6 +36,7 @@ from torch import Tensor, nn
 from gtmsm_model.baselines.base import CropNet, mlp
 from gtmsm_model.baselines.memory_peer import (
     BIT_VALUES,
+    LOG_SHARPNESS,
     Integrator,
     MemoryPeer,
     MemoryPeerConfig,
@@ -57,8 +59,8 @@ class RetrievalTransformerConfig(MemoryPeerConfig):
     """Width of each layer's feed-forward block."""
     hidden: int = 192
     """Width of the crop encoder and decoder MLPs."""
-    integrator: int = 64
-    """Width of the GRU over (action, view-change bit)."""
+    pose: int = 8
+    """Size of the learned pose (``memory_peer.Integrator``)."""
 
 
 class _RetrievalNet(CropNet):
@@ -67,7 +69,9 @@ class _RetrievalNet(CropNet):
         c, pixels = config, self.pixels
         self.crop_embed = mlp(pixels, c.hidden, c.d_model)
         self.step_embed = nn.Linear(c.num_actions + BIT_VALUES, c.d_model)
-        self.integrator = Integrator(c.num_actions, c.d_model, c.integrator)
+        self.integrator = Integrator(c.num_actions, c.pose)
+        self.place_embed = nn.Linear(c.pose, c.d_model)
+        self.log_beta = nn.Parameter(torch.tensor(LOG_SHARPNESS))
         self.mask = nn.Parameter(torch.zeros(c.d_model))
         layer = nn.TransformerEncoderLayer(c.d_model, c.heads, c.feedforward, dropout=0.0,
                                            batch_first=True, norm_first=True, activation="gelu")
@@ -85,7 +89,8 @@ class _RetrievalNet(CropNet):
         steps = actions.shape[1]
         bits = view_change_bits(memorised, steps)
         features = step_features(actions, bits, self.config.num_actions)
-        place = self.integrator(actions, bits)
+        poses = self.integrator(actions, bits, tau)
+        place = self.place_embed(poses)
         seen = self.crop_embed(self.flat_input(memorised))
         if hidden is not None:
             seen = torch.where(hidden.unsqueeze(-1), self.mask.expand_as(seen), seen)
@@ -95,6 +100,9 @@ class _RetrievalNet(CropNet):
         queries = out[:, tau:] if hidden is None else torch.cat([out[:, :tau][hidden].view(batch, -1, out.shape[-1]),
                                                                   out[:, tau:]], 1)
         scores = self.query(queries) @ self.key(past).transpose(1, 2) / queries.shape[-1] ** 0.5
+        query_poses = poses[:, tau:] if hidden is None else torch.cat(
+            [poses[:, :tau][hidden].view(batch, -1, poses.shape[-1]), poses[:, tau:]], 1)
+        scores = scores - self.log_beta.exp() * (query_poses.unsqueeze(2) - poses[:, :tau].unsqueeze(1)).square().sum(-1)
         if hidden is not None:  # a withheld crop cannot be copied
             scores = scores.masked_fill(hidden.unsqueeze(1), float("-inf"))
         copy = torch.softmax(scores, -1) @ memorised.flatten(2)  # (B, N, pixels): raw memorised crops
