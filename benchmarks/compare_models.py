@@ -66,7 +66,7 @@ class Args:
     device: str = "cpu"
     """torch device for every model"""
     threads: int = bounded(0, ge=0)
-    """torch CPU threads (0: torch's default; the committed run uses 1)"""
+    """torch CPU threads per worker process (0: the machine's cores shared out among --workers; the committed run uses 1)"""
     quick: bool = False
     """smoke run: debug preset, tiny peers, a few steps, short sequences, 1 seed"""
     out_dir: Path = Path("runs/compare")

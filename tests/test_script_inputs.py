@@ -16,8 +16,11 @@ os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
 
 import importlib
 import importlib.util
+import shutil
+import signal
 import subprocess
 import sys
+import time
 from dataclasses import asdict
 from pathlib import Path
 from types import ModuleType
@@ -440,6 +443,31 @@ def test_compare_models_sigterm_during_gtmsm_training_is_one_line_and_exit_143(t
     assert lines[-1].startswith("compare_models.py: interrupted by SIGTERM while training GTM-SM on seed 0 (step 2")
     assert "gtmsm-seed0" in lines[-1] and "rerun the same command" in lines[-1]
     assert (tmp_path / "runs" / "gtmsm-seed0" / "checkpoint.pt").is_file()
+    assert not (tmp_path / "out" / "compare.json").exists()
+
+
+def test_compare_models_sigterm_to_the_parent_ends_every_worker_with_one_line(tmp_path):
+    """``kill <pid>`` of the comparison (not of its process group): the parent forwards the stop to its worker
+    processes, ends them and exits 143 with one line; no worker outlives it."""
+    run_dir = tmp_path / "runs"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    process = subprocess.Popen([sys.executable, str(ROOT / "benchmarks" / "compare_models.py"), "--quick",
+                                "--threads", "1", "--conditions", "reference", "--ppo-policy", "none", "--out-dir",
+                                str(tmp_path / "out"), "--run-dir", str(run_dir)],
+                               cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    for line in process.stdout:  # the workers have started
+        if "training GTM-SM" in line:
+            break
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=90)
+    assert process.returncode == 143, stderr
+    assert "Traceback" not in stderr
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    assert lines[-1].startswith("compare_models.py: interrupted by SIGTERM")
+    if shutil.which("pgrep"):
+        time.sleep(1)
+        survivors = subprocess.run(["pgrep", "-f", str(run_dir)], capture_output=True, text=True).stdout.split()
+        assert survivors == []
     assert not (tmp_path / "out" / "compare.json").exists()
 
 

@@ -35,7 +35,7 @@ from gtmsm_model.baselines import (
 PPO_NAME = "GTM-SM with PPO-explored memorisation"
 FLOOR_NAME = "VAE reconstruction (floor)"
 SWEEP_FRACTION = 1 / 3
-"""Each sweep candidate trains for this fraction of the 1× budget; the winner continues."""
+"""Each sweep candidate trains for this fraction of the 1× budget; the winner then trains from scratch to 1×."""
 MEMORY_PEER = "learned peer"
 CONTROL = "control"
 FAMILY_KIND = {"retrieval transformer": MEMORY_PEER, "pose retrieval": MEMORY_PEER,

@@ -48,7 +48,7 @@ class Plan:
 
 def check_plan(plan: Plan) -> None:
     """Everything a run needs, checked before any training: ``ValueError`` naming the flag
-    (``--conditions``, ``--device``, ``--run-dir``, ``--model``, ``--ppo-policy``). Every plug-in is
+    (``--conditions``, ``--device``, ``--workers``, ``--run-dir``, ``--model``, ``--ppo-policy``). Every plug-in is
     loaded and constructed here, so a constructor that fails stops the run before any training."""
     unknown = [c for c in plan.conditions if c not in CONDITIONS]
     if unknown:
@@ -57,6 +57,9 @@ def check_plan(plan: Plan) -> None:
         resolve_device(plan.device)
     except (ValueError, RuntimeError) as error:
         raise ValueError(flag_text(error_text(error))) from None  # its message names `device`
+    if plan.workers > 1 and plan.device != "cpu":
+        raise ValueError(f"--workers {plan.workers}: worker processes share the CPU only (they are forked, which "
+                         f"CUDA does not survive); use --workers 1 with --device {plan.device}")
     if plan.model_timeout_s is not None and not plan.model_timeout_s > 0:
         raise ValueError(f"--model-timeout-s must be > 0, got {plan.model_timeout_s:g}")
     for spec in plan.plugins:

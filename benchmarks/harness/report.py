@@ -18,7 +18,7 @@ from benchmarks.harness.conditions import (
     VALIDATION_SEED,
 )
 from benchmarks.harness.figures import model_colours, plot_condition, plot_overview
-from benchmarks.harness.models import PPO_NAME, SWEEP_FRACTION
+from benchmarks.harness.models import FAMILY_KIND, PPO_NAME, SWEEP_FRACTION
 from benchmarks.harness.plan import Plan
 from benchmarks.harness.records import summarise
 from benchmarks.harness.runner import Harness, score
@@ -67,11 +67,11 @@ def condition_table(entries: list[dict[str, Any]]) -> str:
 def learning_table(summary: list[dict[str, Any]], conditions: list[str]) -> list[str]:
     """Per condition: GTM-SM's best learned configuration (the GTM-SM row with the lowest revisited MSE on the
     reference condition, the same row in every condition) against the best no-learning row and the best
-    generic learned peer of that condition, revisited and novel MSE and their ratios (< 1: GTM-SM is better)."""
+    of the project's generic learned peers (plug-ins are not among them) in that condition, revisited and novel MSE and their ratios (< 1: GTM-SM is better)."""
     scored = [e for e in summary if not e.get("failed") and math.isfinite(e["mse_revisited"])]
     gtmsm = [e for e in scored if e["kind"] == "GTM-SM" and e["condition"] == "reference" and e["model"] != PPO_NAME]
     if not gtmsm:
-        return []
+        return ["(needs the reference condition and a trained GTM-SM row: not in this run)"]
     best = min(gtmsm, key=lambda e: e["mse_revisited"])["model"]
     lines = [f"GTM-SM's best learned configuration on the reference condition is **{best}**; each ratio is its "
              "MSE over the other row's (below 1: GTM-SM is better; above 1: it loses).", "",
@@ -82,7 +82,7 @@ def learning_table(summary: list[dict[str, Any]], conditions: list[str]) -> list
         here = [e for e in scored if e["condition"] == name]
         ours = next((e for e in here if e["model"] == best), None)
         plain = [e for e in here if e["kind"] == "no learning"]
-        peers = [e for e in here if e["kind"] == "learned peer"]
+        peers = [e for e in here if e["kind"] == "learned peer" and e["model"].split(" @")[0] in FAMILY_KIND]
         if ours is None or not plain or not peers:
             continue
         plain_best = min(plain, key=lambda e: e["mse_revisited"])
@@ -176,7 +176,7 @@ def format_markdown(report: dict[str, Any], plan: Plan) -> str:
          f"{len(plan.conditions)} conditions"),
         "",
         f"- command: `{report['command']}`",
-        f"- commit: {report['commit']} (read when the run started)",
+        f"- commit: {report['commit'] or 'unknown (not run from a git checkout)'} (read when the run started)",
         f"- machine: {report['machine_line']}",
         f"- date: {report['date']}; total wall-clock {report['wall_seconds'] / 60:.1f} min",
         f"- evaluation: {plan.eval_sequences} held-out sequences per condition, the same for every training seed "
@@ -219,7 +219,6 @@ def format_markdown(report: dict[str, Any], plan: Plan) -> str:
         f"- {PPO_NAME} (reference condition only): the same trained GTM-SM, the same test images, starts and "
         "prediction-phase random walk, but the memorisation actions chosen by the committed PPO coverage policy "
         "(`benchmarks/results/ppo_coverage.zip`, greedy).",
-        "",
         "",
         "## Targets",
         "",

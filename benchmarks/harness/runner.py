@@ -15,6 +15,7 @@ import dataclasses
 import json
 import multiprocessing
 import os
+import signal
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from pathlib import Path
@@ -43,6 +44,7 @@ from benchmarks.harness.plugins import Guard, PluginFailed, checked_predictions,
 from benchmarks.harness.records import Row, failed_scores
 from benchmarks.harness.targets import GTMSM_NAME, GTMSM_VARIANTS
 from gtmsm_cli.files import write_text
+from gtmsm_cli.signals import interrupt_signal
 from gtmsm_env.rollouts import Rollouts
 from gtmsm_model.baselines import (
     Budget,
@@ -276,25 +278,31 @@ class _Inline:
 
     def submit(self, function, *args) -> Future:
         future: Future = Future()
-        try:
-            future.set_result(function(*args))
-        except Exception as error:  # noqa: BLE001 - handed to the caller through the future, as the pool does
-            future.set_exception(error)
+        future.set_result(function(*args))  # an error is raised here, at once, not after the other jobs
         return future
 
     def shutdown(self, wait: bool = True, cancel_futures: bool = False) -> None:
         pass
 
 
+STOP_GRACE_S = 30.0
+"""How long a stopped run waits for its GTM-SM trainings to write their checkpoints before ending the workers."""
+
 _HARNESS: Harness | None = None
 """The worker process's harness (inherited from the parent by fork: rollouts and test sets are built once)."""
 
 
-def _start_worker(harness: Harness) -> None:
+def _start_worker(harness: Harness, pooled: bool = True) -> None:
+    """A worker's set-up: the harness, its torch threads; a pooled worker ignores SIGINT and SIGTERM, which
+    only the parent acts on (``Scheduler.stop`` forwards them to GTM-SM's training, which stops at a safe
+    step; anything else a worker runs is ended)."""
     import torch
 
     global _HARNESS
     _HARNESS = harness
+    if pooled:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
     plan = harness.plan
     torch.set_num_threads(plan.threads or max(1, (os.cpu_count() or 1) // plan.workers))
 
@@ -325,6 +333,8 @@ class Scheduler:
         self.sweeps: dict[str, dict[int, dict[str, Any]]] = {}
         self.chosen: dict[str, int] = {}
         self.candidates = {family: len(c) for family, c in sweep_candidates(self.plan.quick).items()}
+        if not self.plan.sweep:  # --no-sweep: every family's first candidate, on every seed as it comes
+            self.chosen = {family: 0 for family in self.candidates}
 
     def submit(self, pool: Any, key: tuple, method: str, *args: Any) -> None:
         self.pending[pool.submit(_job, method, *args)] = (method, key)
@@ -345,6 +355,29 @@ class Scheduler:
                 self.finished(pool, method, key, future.result())
             self.harness.rows = [row for k in self.order() for row in self.results.get(k, [])]
             self.harness.save_progress()
+        missing = [key for key in self.order() if key not in self.results]
+        if missing:
+            raise RuntimeError(f"the comparison's scheduler left jobs unrun: {missing}")
+
+    def stop(self, pool: Any, signal_name: str) -> GTMSMInterrupted | None:
+        """After the parent was stopped (``signal_name``) or a job failed: forward the signal to the workers, so a
+        GTM-SM training stops at its next step and writes its checkpoint; wait up to ``STOP_GRACE_S`` for
+        those jobs; end every worker. Returns the stop of a GTM-SM training it caught (None if none)."""
+        processes = [p for p in getattr(pool, "_processes", {}).values() if p.is_alive()]
+        for process in processes:
+            os.kill(process.pid, getattr(signal, signal_name))
+        training = [f for f, (method, _) in self.pending.items() if method == "gtmsm_job" and f.running()]
+        done, _ = wait(training, timeout=STOP_GRACE_S) if training else (set(), set())
+        for process in processes:
+            if process.is_alive():
+                process.kill()
+        pool.shutdown(wait=False, cancel_futures=True)
+        for future in done:
+            result = future.result() if future.exception() is None else None
+            if result and "interrupted" in result:
+                name, step, checkpoint = result["interrupted"]
+                return GTMSMInterrupted(TrainingInterrupted(name, step, Path(checkpoint)), self.pending[future][1][1])
+        return None
 
     def finished(self, pool: Any, method: str, key: tuple, result: Any) -> None:
         plan = self.plan
@@ -360,13 +393,11 @@ class Scheduler:
             self.harness.seeds_info.append({"seed": seed, "gtmsm_seconds": result["cpu_seconds"],
                                             "gtmsm_config": result["config"].flat(),
                                             "budget": dataclasses.asdict(self.harness.budget(result["config"], seed))})
-            if seed == plan.seeds[0]:
+            self.harness.seeds_info.sort(key=lambda info: plan.seeds.index(info["seed"]))
+            if seed == plan.seeds[0] and plan.sweep:
                 for family, count in self.candidates.items():
-                    if plan.sweep:
-                        for index in range(count):
-                            self.submit(pool, ("sweep", family, index), "sweep_job", family, index, seed, self.one_x[seed])
-                    else:
-                        self.chosen[family] = 0
+                    for index in range(count):
+                        self.submit(pool, ("sweep", family, index), "sweep_job", family, index, seed, self.one_x[seed])
             for family, index in self.chosen.items():
                 self.submit(pool, ("peer", seed, family), "peer_job", family, index, seed, self.one_x[seed])
         elif method == "sweep_job":
@@ -409,11 +440,14 @@ def run(plan: Plan) -> Harness:
             ProcessPoolExecutor(plan.workers, mp_context=multiprocessing.get_context("fork"),
                                 initializer=_start_worker, initargs=(harness,)))
     if plan.workers == 1:
-        _start_worker(harness)
+        _start_worker(harness, pooled=False)
     try:
         scheduler.run(pool)
-    except BaseException:
-        pool.shutdown(wait=False, cancel_futures=True)
+    except BaseException as stop:
+        if plan.workers > 1:
+            caught = scheduler.stop(pool, getattr(stop, "signal_name", None) or interrupt_signal(stop))
+            if caught is not None and not isinstance(stop, GTMSMInterrupted):
+                raise caught from None
         raise
     pool.shutdown()
     for seed in plan.seeds:

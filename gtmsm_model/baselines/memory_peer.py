@@ -101,14 +101,16 @@ IDENTICAL = 1e-4
 """Two crops whose random 4-number signatures lie this close count as identical in ``place_loss`` (a crop
 differing from another by one grey level in one pixel moves its signature by about 0.004)."""
 DISTINCT_STD = 0.02
-"""A crop whose pixels' std is below this is too flat to say where it was seen (left out of ``place_loss``)."""
+"""A crop whose pixels' std is below this is too flat to say where it was seen: ``place_loss`` never pulls two
+such crops together (it still pushes them away from every crop they differ from, and from themselves, a
+constant)."""
 
 
 def place_loss(memorised: Tensor, poses: Tensor) -> Tensor:
     """A self-supervised loss on the memorised walk that teaches the integrator where it is: two memorised
     steps whose crops are identical (and not flat) were at one place, so their poses are pulled together;
     steps with different crops were at different places, so their poses are pushed at least 1 apart (a
-    contrastive hinge). This is loop closure learned from the peer's own memory (no labels, no grid), : the
+    contrastive hinge). This is loop closure learned from the peer's own memory (no labels, no grid): the
     prediction loss reaches the step vectors only through retrieval, which is blind until the poses
     already mean something.
 
@@ -154,8 +156,8 @@ class MemoryPeer(TrainedModel):
     ``[min_tau, T)`` (short and long memories in one run) and a ``hide_share`` of the memorised crops,
     withheld and predicted from the rest: the memorisation phase's own revisits are many and near, the
     easy lessons in where-am-I that the far predicted steps alone teach slowly (GTM-SM's memory loss on
-    the memorisation phase is the same idea). Prediction: every future crop in one pass, in chunks of
-    ``eval_chunk`` sequences."""
+    the memorisation phase is the same idea) — plus ``place_weight`` × ``place_loss`` on the memorised
+    walk's poses. Prediction: every future crop in one pass, in chunks of ``eval_chunk`` sequences."""
 
     def __init__(self, config=None) -> None:
         super().__init__(config)
