@@ -254,7 +254,18 @@ def test_the_place_loss_is_zero_for_true_places_and_penalises_collapsed_or_split
     assert place_loss(crops, split).item() > 0.1
 
 
-def test_the_integrator_sums_moves_and_keeps_a_predicted_move_only_near_a_memorised_pose():
+def test_the_place_loss_ignores_identical_flat_crops():
+    """Two identical flat crops may be one place or two (a free move across a flat area): no pull, no push."""
+    crops = _walk_crops([0, 1, 2])
+    crops = torch.cat([crops, torch.full_like(crops[:, :2], 0.5)], 1)  # then two flat crops, identical
+    places = torch.tensor([[0.0, 0], [1, 0], [2, 0], [3, 0], [4, 0]]).unsqueeze(0)
+    assert place_loss(crops, places).item() == pytest.approx(0.0, abs=1e-6)  # flat steps 1 apart: not pulled
+    together = places.clone()
+    together[0, 4] = together[0, 3]
+    assert place_loss(crops, together).item() == pytest.approx(0.0, abs=1e-6)  # nor pushed apart at one pose
+
+
+def test_the_integrator_sums_moves_and_keeps_a_predicted_move_only_inside_the_memory_s_extent():
     integrator = Integrator(5, 2)
     with torch.no_grad():  # STAY nowhere, UP/DOWN ∓y, LEFT/RIGHT ∓x; a move whose view did not change nowhere
         table = torch.zeros(5, BIT_VALUES, 2)
@@ -266,8 +277,9 @@ def test_the_integrator_sums_moves_and_keeps_a_predicted_move_only_near_a_memori
     bits = torch.tensor([[UNKNOWN, CHANGED, CHANGED, UNCHANGED, CHANGED, UNKNOWN, UNKNOWN, UNKNOWN, UNKNOWN]])
     poses = integrator(actions, bits, tau=5)
     expected = [(0, 0), (1, 0), (2, 0), (2, 0), (2, -1), (2, -1), (1, -1), (0, -1), (0, -1)]
-    # predicted from (2,-1): right and left land on (3,-1) and (1,-1), where nothing was memorised: all stay
-    expected[5:] = [(2, -1)] * 4
+    # predicted from (2,-1): right leaves the memory's extent that way (x ≤ 2): stays; left to (1,-1) and (0,-1),
+    # never memorised but inside the extent (the no-learning reference's visited box): kept; once more left: stays
+    expected[5:] = [(2, -1), (1, -1), (0, -1), (0, -1)]
     assert poses[0].tolist() == [list(map(float, e)) for e in expected]
     poses = integrator(torch.tensor([[0, 4, 4, 2, 3, 3]]),
                        torch.tensor([[UNKNOWN, CHANGED, CHANGED, UNCHANGED, UNKNOWN, UNKNOWN]]), tau=4)

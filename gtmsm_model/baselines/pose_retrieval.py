@@ -5,7 +5,7 @@ Design (and why):
 
 * **A learned pose per step** (``memory_peer.Integrator``): the running sum of a learned vector per
   (action, "did the view change" bit) pair gives every step a pose vector p_t (``pose`` numbers); a
-  predicted step (no bit) keeps its move only if it lands near a memorised pose. Nothing tells it the
+  predicted step (no bit) keeps its move unless it leaves the memory's extent that way. Nothing tells it the
   grid: the vectors are learned from the prediction loss and the place loss (``memory_peer.place_loss``:
   identical memorised crops were at one place, different ones were not).
 * **Retrieval by pose.** A predicted step retrieves the ``neighbours`` memorised steps whose poses

@@ -5,7 +5,7 @@ Design (and why):
 
 * **Where am I: a learned integrator** (``memory_peer.Integrator``): a pose per step, the running sum of
   a learned vector per (action, "did the view change" bit) pair (a predicted step has no bit: it keeps its
-  move only if it lands near a memorised pose), learned from the prediction loss and the place loss
+  move unless it leaves the memory's extent that way), learned from the prediction loss and the place loss
   (``memory_peer.place_loss``), embedded into every token. A per-action count of moves (the older
   transformer's position signal) equals the true displacement on 0.01 % of predicted steps, because 26 %
   of reference moves hit a wall; the bit says which memorised moves did not happen.
