@@ -58,10 +58,10 @@ class Integrator(torch.nn.Module):
 
     Memorised steps: the running sum of a learned vector per (action, bit) pair — a path integrator,
     which can learn that a move whose view did not change went nowhere. Predicted steps have no bit: each
-    tries its action's "changed" vector and keeps the move unless it passes the memory's extent in the
-    move's own direction (the largest projection of a memorised pose on it) by more than ``REACH`` (half a
-    move), else stays — the peer's only prior, "the world ends where the memory ends", the same guess the
-    no-learning reference makes for untried edges (its visited box, in the learned coordinates).
+    tries its action's "changed" vector and stays put if that passes the memory's extent in the move's own
+    direction (the largest projection of a memorised pose on it) by more than ``REACH`` (half a move) —
+    the peer's only prior, "the world ends where the memory ends", the same guess the no-learning
+    reference makes for untried edges (its visited box, in the learned coordinates).
     Everything else (what each action does, that an unchanged view means a blocked move, the step length)
     is learned, from the prediction loss (through retrieval) and ``place_loss``.
 
