@@ -72,11 +72,11 @@ def _check_bounded(obj: Any, only: Any = None) -> None:
 class Schedule:
     """What training does step by step: warm-up, curriculum, learning rates, evaluations."""
 
-    vae_warmup_iters: int = bounded(2000, ge=0)
+    vae_warmup_iters: int = bounded(1200, ge=0)
     """VAE-only iterations on random crops before the main phase."""
     vae_batch_size: int = bounded(256, ge=1)
     """Crops per VAE warm-up iteration."""
-    iterations: int = bounded(700, ge=0)
+    iterations: int = bounded(400, ge=0)
     """Main-phase iterations (whole model, whole sequences)."""
     batch_size: int = bounded(16, ge=1)
     """Sequences per main-phase iteration."""
@@ -86,11 +86,11 @@ class Schedule:
     """Memorisation steps tau of a training sequence."""
     curriculum_start: int = bounded(24, ge=2)
     """Sequence length at the first main-phase iteration."""
-    curriculum_iters: int = bounded(500, ge=0)
+    curriculum_iters: int = bounded(300, ge=0)
     """Iterations over which the sequence length grows to seq_len."""
     kl_start: float = bounded(0.1, ge=0, le=1)
     """KL weight at the start of the main phase."""
-    kl_warmup_iters: int = bounded(300, ge=0)
+    kl_warmup_iters: int = bounded(180, ge=0)
     """Iterations over which the KL weight ramps to 1."""
     lr_vae: float = bounded(2e-3, gt=0, le=1)
     """Adam learning rate of the VAE."""
@@ -108,7 +108,7 @@ class Schedule:
     negation, brightness/contrast): the same pixelwise map at every step, so moves, walls and
     revisits read exactly as before, while the codec keeps seeing more colours than the procedural
     images have."""
-    eval_every: int = bounded(350, ge=0)
+    eval_every: int = bounded(200, ge=0)
     """Main-phase iterations between held-out evaluations (0: only at the end)."""
     eval_sequences: int = bounded(32, ge=1)
     """Held-out sequences per periodic evaluation."""

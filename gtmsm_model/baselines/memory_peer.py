@@ -89,14 +89,18 @@ class Integrator(torch.nn.Module):
         moved = bits[:, :tau] == CHANGED  # the unit: the mean length of the memorised moves whose view changed
         unit = vectors[:, :tau].detach().norm(dim=-1)[moved].mean() if moved.any() else vectors.new_tensor(1.0)
         reach2 = (REACH * unit).square()
-        slid = STEP_SCALE * self.step(actions[:, tau:] * BIT_VALUES + CHANGED)
+        # What a predicted step needs depends only on its action: each action's "changed" vector, its direction,
+        # the memory's extent that way (the largest projection of a memorised pose on it) and whether it is a move.
+        slid = STEP_SCALE * self.step.weight[CHANGED::BIT_VALUES]  # (A, size): row a is action a's "changed" vector
+        length = slid.norm(dim=-1).clamp(min=1e-12)
+        direction = slid / length.unsqueeze(-1)
+        extent = (memorised.detach() @ direction.detach().T).amax(1) + REACH * unit  # (B, A)
+        is_move = slid.square().sum(-1) > reach2  # a move shorter than the reach is none
         pose, poses = memorised[:, -1], []
-        for move in slid.unbind(1):
-            tried = pose + move
-            length = move.norm(dim=-1, keepdim=True).clamp(min=1e-12)
-            along = (memorised @ (move / length).unsqueeze(-1)).squeeze(-1).amax(1)  # the memory's extent that way
-            inside = (tried * move).sum(-1) / length.squeeze(-1) <= along + REACH * unit
-            keep = inside & (move.square().sum(-1) > reach2)  # a move shorter than the reach is none
+        for action in actions[:, tau:].unbind(1):
+            tried = pose + slid[action]
+            inside = (tried.detach() * direction.detach()[action]).sum(-1) <= extent.gather(1, action[:, None])[:, 0]
+            keep = inside & is_move[action]
             pose = torch.where(keep.unsqueeze(-1), tried, pose)
             poses.append(pose)
         return torch.cat([memorised, torch.stack(poses, 1)], 1)
