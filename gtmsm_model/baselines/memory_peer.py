@@ -92,14 +92,13 @@ class Integrator(torch.nn.Module):
         # What a predicted step needs depends only on its action: each action's "changed" vector, its direction,
         # the memory's extent that way (the largest projection of a memorised pose on it) and whether it is a move.
         slid = STEP_SCALE * self.step.weight[CHANGED::BIT_VALUES]  # (A, size): row a is action a's "changed" vector
-        length = slid.norm(dim=-1).clamp(min=1e-12)
-        direction = slid / length.unsqueeze(-1)
-        extent = (memorised.detach() @ direction.detach().T).amax(1) + REACH * unit  # (B, A)
+        direction = F.normalize(slid.detach(), dim=-1)  # only compared, never differentiated
+        extent = (memorised.detach() @ direction.T).amax(1) + REACH * unit  # (B, A)
         is_move = slid.square().sum(-1) > reach2  # a move shorter than the reach is none
         pose, poses = memorised[:, -1], []
         for action in actions[:, tau:].unbind(1):
             tried = pose + slid[action]
-            inside = (tried.detach() * direction.detach()[action]).sum(-1) <= extent.gather(1, action[:, None])[:, 0]
+            inside = (tried.detach() * direction[action]).sum(-1) <= extent.gather(1, action[:, None])[:, 0]
             keep = inside & is_move[action]
             pose = torch.where(keep.unsqueeze(-1), tried, pose)
             poses.append(pose)
