@@ -285,6 +285,20 @@ def claim_out_dir(config: TrainConfig, context: Any, device: Any) -> None:
         raise ValueError(problem)
 
 
+def short_schedule_note(config: TrainConfig) -> str | None:
+    """A note when the learned localiser's run ends before its training gate has sharpened."""
+    if config.model.wall_model != "learned":
+        return None
+    from gtmsm_model.wall_models import LearnedLocaliser
+
+    sharp = config.model.gate_open_iters + LearnedLocaliser.SHARPEN_ITERS
+    if config.schedule.iterations > sharp:
+        return None
+    return (f"note: the learned localiser's gate sharpens until main iteration {sharp} and learns the world span "
+            f"only after it; {config.schedule.iterations} iterations leave it half-trained (the learned preset "
+            f"runs {PRESETS['learned']['schedule']['iterations']})")
+
+
 def run_or_train(args: argparse.Namespace, argv: list[str]) -> None:
     import torch
 
@@ -305,6 +319,8 @@ def run_or_train(args: argparse.Namespace, argv: list[str]) -> None:
         say(f"note: --resume: {run.out_dir} holds no checkpoint yet, so this starts the run")
     say(f"training GTM-SM, preset {config.preset}, seed {run.seed}, device {run.device}, "
         f"torch threads {run.threads or torch.get_num_threads()} → {run.out_dir}")
+    if (note := short_schedule_note(config)) is not None:
+        say(note)
     started = time.perf_counter()
     checkpoint = Path(run.out_dir) / "checkpoint.pt"
     try:

@@ -224,9 +224,10 @@ class EdgeWalls(WallModel):
         return c.loop_closure_threshold + 2 * torch.nan_to_num(noise, nan=0.0)
 
     def track(self, moves: StateTransition, pixels: Tensor, actions: Tensor, beliefs: MoveBeliefs,
-              action_shifts: Tensor | None = None) -> Tensor:
+              action_shifts: Tensor | None = None, threshold: Tensor | None = None) -> Tensor:
         """The blocked mask after the multi-hypothesis tracker settled the undecided moves.
-        ``action_shifts`` (B, A, 2): each action's pixel shift, when known (the tracker then checks overlaps)."""
+        ``action_shifts`` (B, A, 2): each action's pixel shift, when known (the tracker then checks overlaps);
+        ``threshold`` (B,): ``tracker_threshold``'s value, when the caller has it already."""
         if not bool(beliefs.undecided.any()):
             return beliefs.blocked
         span = self.world_span() if bool(self.span_counts.any()) else None
@@ -234,7 +235,9 @@ class EdgeWalls(WallModel):
         if action_shifts is not None:  # one lattice move along each axis: the shift of the pair's positive action
             positive = moves.action_signs.argmax(0)  # (P,)
             pixel_steps = action_shifts[:, positive].to(pixels.dtype)  # (B, P, 2)
-        return track_moves(pixels, actions, beliefs, moves.action_signs, self.tracker_threshold(pixels, actions),
+        if threshold is None:
+            threshold = self.tracker_threshold(pixels, actions)
+        return track_moves(pixels, actions, beliefs, moves.action_signs, threshold,
                            world_span=span, beam=self.config.tracker_beam, pixel_steps=pixel_steps)
 
     def infer(self, moves: StateTransition, pixels: Tensor, actions: Tensor, *,
@@ -311,6 +314,9 @@ class LearnedLocaliser(EdgeWalls):
     SPAN_SHARE = 0.5
     """The localiser's decided walks are right on ~99.9 % of moves, so one walk in ten has a wrong "free"
     that stretches its span: the median span of the (full-length, sharpened) walks it counts, not the 1 % tail."""
+    SHARPEN_ITERS = 400
+    """Main iterations, after ``gate_open_iters``, over which the training gate sharpens to ``FINAL_TEMPERATURE``;
+    a run should be longer than both (the ``learned`` preset's 700 are)."""
     FINAL_TEMPERATURE = 0.3
     """The training gate's temperature at the end of its schedule, the one observing uses (sharper, 0.1,
     saturated the gate and let it collapse to "every move blocked" within 150 iterations)."""
@@ -331,10 +337,10 @@ class LearnedLocaliser(EdgeWalls):
 
     def set_iteration(self, iteration: int) -> None:
         """Held open for ``gate_open_iters`` iterations, then the training gate sharpens: its temperature
-        falls from 1 to ``FINAL_TEMPERATURE`` over the next 400 iterations (soft decisions early carry gradient to both
-        outcomes; sharp ones late put the keys on the lattice, where a right decision is an exact match)."""
+        falls from 1 to ``FINAL_TEMPERATURE`` over the next ``SHARPEN_ITERS`` (soft decisions early carry
+        gradient to both outcomes; sharp ones late put the keys on the lattice, where a right decision is an exact match)."""
         self.held_open = iteration < self.config.gate_open_iters
-        progress = min(max(iteration - self.config.gate_open_iters, 0) / 400, 1.0)
+        progress = min(max(iteration - self.config.gate_open_iters, 0) / self.SHARPEN_ITERS, 1.0)
         self.temperature = 1.0 - (1.0 - self.FINAL_TEMPERATURE) * progress
 
     @torch.no_grad()
@@ -343,8 +349,8 @@ class LearnedLocaliser(EdgeWalls):
         """The world span from the training walks as the localiser decides them, counted only once its
         gate has sharpened (before, held open or soft, the decided walks are dead reckoning or guesses,
         and one such walk in a hundred would stretch the span). That is iteration ``gate_open_iters`` +
-        400 on: a shorter run (the debug preset) learns no span and imagines with the extent prior. The
-        quick preset's curriculum ends at 500, so the walks counted are full length; the median span
+        ``SHARPEN_ITERS`` on: a shorter run (the debug and quick presets) learns no span and imagines with the
+        extent prior. The learned preset's curriculum ends at 500, so the walks counted are full length; the median span
         assumes at least half of them cross the world (true for 288 steps on a 9×9 grid)."""
         if self.temperature <= self.FINAL_TEMPERATURE + 1e-9:
             super().count_spans(moves, states, reduce)
@@ -376,18 +382,18 @@ class LearnedLocaliser(EdgeWalls):
             return ObservedWalk(decided, gates, None, soft)
         with torch.no_grad():
             moved = self.moved_probability(pixels, actions, self.FINAL_TEMPERATURE)
-            threshold = self.tracker_threshold(pixels, actions).unsqueeze(1)
+            threshold = self.tracker_threshold(pixels, actions)  # (B,)
             # A view that did not change, and that some slide would leave unchanged (flat, or uniform along
             # one direction), is explained by a wall and by a free move alike: the views cannot decide it.
-            unchanged = crop_change(pixels) <= threshold
-            indistinct = unchanged & ~distinctive_views(pixels, threshold.unsqueeze(-1))
+            unchanged = crop_change(pixels) <= threshold.unsqueeze(1)
+            indistinct = unchanged & ~distinctive_views(pixels, threshold[:, None, None])
             # Every move goes to the tracker with the network's q as its lean, capped at learned_unsure from
             # certainty: a sure decision costs ~4 nats to overturn, one view conflict 50. A flat view's lean
             # is the prior, not the network's (it never saw a flat view in training).
             lean = torch.where(indistinct, torch.full_like(moved, c.blocked_prior), 1 - moved)
             beliefs = MoveBeliefs(blocked=moving & (moved < 0.5), undecided=moving,
                                   p_blocked=lean.clamp(c.learned_unsure, 1 - c.learned_unsure))
-            blocked = self.track(moves, pixels, actions, beliefs)
+            blocked = self.track(moves, pixels, actions, beliefs, threshold=threshold)
         free = (~blocked).to(step_moves.dtype)
         free[:, 0] = 0.0
         states = (step_moves * free.unsqueeze(-1)).cumsum(1)

@@ -329,6 +329,17 @@ def test_quick_states_the_defaults_and_every_preset_is_nested() -> None:
         make_config(name)  # every preset is a valid config
 
 
+def test_the_learned_preset_runs_long_enough_for_its_gate_to_sharpen_and_a_shorter_run_says_so() -> None:
+    from gtmsm_model.cli import short_schedule_note
+    from gtmsm_model.wall_models import LearnedLocaliser
+
+    learned = make_config("learned")
+    assert learned.schedule.iterations > learned.model.gate_open_iters + LearnedLocaliser.SHARPEN_ITERS
+    assert short_schedule_note(learned) is None and short_schedule_note(make_config("quick")) is None
+    note = short_schedule_note(make_config("quick", wall_model="learned"))
+    assert note is not None and "main iteration 500" in note and "400 iterations" in note
+
+
 def test_config_json_and_the_checkpoint_hold_the_nested_config(tmp_path: Path) -> None:
     import json
 
