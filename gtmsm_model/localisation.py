@@ -16,6 +16,10 @@ move, the way a SLAM back-end revises its graph at loop closure:
   views the hypothesis puts on neighbouring cells must agree where their windows overlap — the
   canvas they paint must be one image; the same-cell check is its zero offset. This evidence is
   dense (every view near one seen before is checked), so a wrong branch is found within a few steps;
+* **static walls**: a lattice edge is a wall or it is not, for the whole walk — pairs of moves across
+  the same edge (either way) that the hypothesis has one blocked and the other free each cost
+  ``conflict_cost``. A wrong guess inside a flat region puts a wall where the walk crosses freely
+  elsewhere (or shifts the map so that it does), so this is the evidence that flat views lack;
 * **the learned world span**: a hypothesis whose walk spans more moves along an axis than the
   worlds seen in training (``world_span``, learned by the wall model from the training walks)
   pays ``conflict_cost`` per extra move;
@@ -24,7 +28,8 @@ move, the way a SLAM back-end revises its graph at loop closure:
 
 Positions are integer lattice coordinates (the cumulative sum of the free moves' action signs),
 so nothing depends on the learned move vectors M, on the grid size, the border or the start cell.
-Assumes: the same cell always gives the same view (up to observation noise below ``threshold``).
+Assumes: the same cell always gives the same view (up to observation noise below ``threshold``), and
+the walls do not move.
 """
 
 from __future__ import annotations
@@ -99,6 +104,9 @@ def hypothesis_costs(blocked: Tensor, signs: Tensor, different: Tensor, world_sp
     clash = same & different
     if twins is not None:
         clash = clash | (~same & twins)
+    edges = edge_keys(torch.cat([torch.zeros_like(coords[:, :1]), coords[:, :-1]], 1), signs)
+    moving = moving_steps(signs)
+    clash = clash | wall_clashes(edges, edges, blocked, blocked, moving, moving)
     cost = conflict_cost * clash.sum((1, 2)).to(signs.dtype) / 2
     return cost + span_cost(coords.max(1).values - coords.min(1).values, world_span, conflict_cost)
 
@@ -106,6 +114,27 @@ def hypothesis_costs(blocked: Tensor, signs: Tensor, different: Tensor, world_sp
 def lattice_cells(blocked: Tensor, signs: Tensor) -> Tensor:
     """(C, T) blocked masks and (T, P) action signs → (C, T, P) integer lattice cells (step 0 at the origin)."""
     return (signs.unsqueeze(0) * (~blocked).unsqueeze(-1).to(signs.dtype)).cumsum(1)
+
+
+def moving_steps(signs: Tensor) -> Tensor:
+    """(T, P) action signs → (T,) bool: the steps that try a move (not the reset, not a stay)."""
+    moving = signs.abs().sum(-1) > 0
+    moving[0] = False
+    return moving
+
+
+def edge_keys(before: Tensor, signs: Tensor) -> Tensor:
+    """The lattice edge each move tries, from the cell it leaves (..., T, P) and its signs (T, P): twice the
+    edge's midpoint, 2 c + s, the same for a move and for its reverse from the other side."""
+    return 2 * before + signs
+
+
+def wall_clashes(new_edges: Tensor, edges: Tensor, new_blocked: Tensor, blocked: Tensor, new_moving: Tensor,
+                 moving: Tensor) -> Tensor:
+    """Pairs of moves across one edge with different outcomes: new_edges (C, L, P) / new_blocked (C, L) /
+    new_moving (L,) against edges (C, S, P) / blocked (C, S) / moving (S,) → (C, L, S) bool."""
+    same = (new_edges.unsqueeze(2) == edges.unsqueeze(1)).all(-1) & (new_moving.unsqueeze(1) & moving.unsqueeze(0))
+    return same & (new_blocked.unsqueeze(2) != blocked.unsqueeze(1))
 
 
 def span_cost(extent: Tensor, world_span: Tensor | None, conflict_cost: float) -> Tensor:
@@ -196,8 +225,12 @@ def _beam(evidence: WalkEvidence, signs: Tensor, blocked: Tensor, undecided: Ten
     first = moves[0]
     # Every hypothesis agrees up to the first undecided move: its cells and conflicts there.
     cells = (signs[:first] * free[:first].unsqueeze(-1)).cumsum(0).unsqueeze(0)  # (1, first, P)
+    moving = moving_steps(signs)
+    edges = edge_keys(torch.cat([torch.zeros_like(cells[:, :1]), cells[:, :-1]], 1), signs[:first])  # (1, first, P)
     same = (cells[0].unsqueeze(0) == cells[0].unsqueeze(1)).all(-1)
     clash = (same & different[:first, :first]) | (~same & twins[:first, :first])
+    clash = clash | wall_clashes(edges, edges, blocked[None, :first], blocked[None, :first], moving[:first],
+                                 moving[:first])[0]
     cost = conflict_cost * clash.sum().to(signs.dtype).reshape(1) / 2
     prior = torch.zeros(1, dtype=signs.dtype, device=signs.device)
     hypotheses = blocked.unsqueeze(0)  # (C, T)
@@ -208,14 +241,18 @@ def _beam(evidence: WalkEvidence, signs: Tensor, blocked: Tensor, undecided: Ten
         as_blocked[:, t], as_free[:, t] = True, False
         hypotheses = torch.cat([as_blocked, as_free])
         prior = torch.cat([prior - p[t].log(), prior - (1 - p[t]).log()])
-        cells, cost = torch.cat([cells, cells]), torch.cat([cost, cost])
+        cells, cost, edges = torch.cat([cells, cells]), torch.cat([cost, cost]), torch.cat([edges, edges])
         # The new steps t .. seen-1: their cells, and their conflicts with every step before them.
         step = signs[t:seen].unsqueeze(0) * (~hypotheses[:, t:seen]).unsqueeze(-1).to(signs.dtype)
         new = cells[:, -1].unsqueeze(1) + step.cumsum(1)  # (C, L, P)
         cells = torch.cat([cells, new], 1)  # (C, seen, P)
+        new_edges = edge_keys(cells[:, t - 1:seen - 1], signs[t:seen])
+        edges = torch.cat([edges, new_edges], 1)  # (C, seen, P)
         gap = cells.unsqueeze(1) - new.unsqueeze(2)  # (C, L, seen, P): where each earlier view lies
         same = (gap == 0).all(-1)
         clash = (same & different[t:seen, :seen]) | (~same & twins[t:seen, :seen])
+        clash = clash | wall_clashes(new_edges, edges, hypotheses[:, t:seen], hypotheses[:, :seen], moving[t:seen],
+                                     moving[:seen])
         if mismatch is not None:
             near = (gap.abs() <= reach).all(-1)
             index = (gap.long().clamp(-reach, reach) + reach).unbind(-1)
@@ -238,4 +275,5 @@ def _beam(evidence: WalkEvidence, signs: Tensor, blocked: Tensor, undecided: Ten
             0, group, rank, "amin")  # the cheapest hypothesis of each key, in cost order
         keep = order[cheapest.sort().values[:beam]]
         hypotheses, prior, cost, cells, total = hypotheses[keep], prior[keep], cost[keep], cells[keep], total[keep]
+        edges = edges[keep]
     return hypotheses[0], float(total[0])

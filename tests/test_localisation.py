@@ -101,6 +101,12 @@ def test_hypothesis_cost_counts_pairs_on_one_cell_that_saw_different_crops() -> 
     # A walk wider than the learned world span pays for every move beyond it.
     assert hypothesis_costs(free, signs, torch.zeros(4, 4, dtype=torch.bool), torch.tensor([0.0, 0.0]),
                             conflict_cost=1.0).tolist() == [0.0]  # span 0: unknown, no cost
+    # Walls do not move: a move across an edge that the walk crossed both ways before, blocked, clashes twice.
+    back_and_forth = SIGNS[torch.tensor([STAY, RIGHT, LEFT, RIGHT])]
+    bumped = torch.tensor([[False, False, False, True]])
+    same_view = torch.zeros(4, 4, dtype=torch.bool)
+    assert hypothesis_costs(bumped, back_and_forth, same_view, None, conflict_cost=1.0).tolist() == [2.0]
+    assert hypothesis_costs(free, back_and_forth, same_view, None, conflict_cost=1.0).tolist() == [0.0]
     wide = SIGNS[torch.tensor([STAY, RIGHT, RIGHT, RIGHT])]
     assert hypothesis_costs(free, wide, torch.zeros(4, 4, dtype=torch.bool), torch.tensor([5.0, 2.0]),
                             conflict_cost=1.0).tolist() == [1.0]
@@ -134,3 +140,23 @@ def test_learned_wall_model_trains_on_debug_and_localises_without_any_pixel_rule
             model.wall_model.net[-1].bias.fill_(bias)
         _, gates = model.infer_states(pixels, actions)
         assert (gates[0] < 0.5).tolist() == hits, bias
+
+
+def test_the_beam_s_incremental_cost_is_the_whole_walk_cost_of_its_hypothesis() -> None:
+    from gtmsm_model.localisation import WalkEvidence, _beam
+
+    image = band_image()
+    actions_list = [STAY] + [RIGHT, RIGHT, LEFT, UP, DOWN, RIGHT, RIGHT, LEFT, LEFT, DOWN, UP, RIGHT] * 3
+    pixels, actions, _ = walk(image, actions_list)
+    signs = SIGNS[actions[0]]
+    undecided = signs.abs().sum(-1) > 0
+    undecided[0] = False
+    p = torch.full((len(actions_list),), 0.3)
+    threshold = torch.tensor(1e-6)
+    evidence = WalkEvidence.of(pixels[0], threshold, None)
+    for lean in (False, True):
+        blocked = undecided & lean
+        best, total = _beam(evidence, signs, blocked, undecided, p, torch.tensor([3.0, 3.0]), 8, 50.0)
+        prior = -torch.where(best[undecided], p[undecided].log(), (1 - p[undecided]).log()).sum()
+        whole = hypothesis_costs(best[None], signs, evidence.different, torch.tensor([3.0, 3.0]), twins=evidence.twins)
+        assert abs(total - float(prior + whole[0])) < 1e-3, lean
