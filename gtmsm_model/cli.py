@@ -295,8 +295,8 @@ def short_schedule_note(config: TrainConfig) -> str | None:
     if config.schedule.iterations > sharp:
         return None
     return (f"note: the learned localiser's gate sharpens until main iteration {sharp} and learns the world span "
-            f"only after it; {config.schedule.iterations} iterations leave it half-trained (the learned preset "
-            f"runs {PRESETS['learned']['schedule']['iterations']})")
+            f"only after it; {config.schedule.iterations} iterations stop it before then (the learned preset runs "
+            f"{PRESETS['learned']['schedule']['iterations']})")
 
 
 def run_or_train(args: argparse.Namespace, argv: list[str]) -> None:

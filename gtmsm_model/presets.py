@@ -60,8 +60,8 @@ PRESETS: dict[str, dict[str, Any]] = {
     # pixel-shift rule: q(moved | x_{t-1}, x_t, a_t) trained by the GTM-SM objective alone, on the
     # longer schedule (about twice quick's CPU seconds). Its training gate sharpens until main
     # iteration gate_open_iters + 400 and only then counts the world span, so quick's 400 iterations
-    # leave it half-sharpened and without a span (it fell behind the default on flat scenes, short
-    # memories and the uniform policy; the comparison at 44507ed).
+    # stop it at three quarters of the way (temperature 0.48, not 0.3) and without a span: it fell behind
+    # the default on flat scenes, short memories and the uniform policy (the comparison at 44507ed).
     "learned": {
         "model": dict(wall_model="learned"),
         "schedule": dict(vae_warmup_iters=2000, iterations=700, curriculum_iters=500, kl_warmup_iters=300,

@@ -316,7 +316,7 @@ class LearnedLocaliser(EdgeWalls):
     that stretches its span: the median span of the (full-length, sharpened) walks it counts, not the 1 % tail."""
     SHARPEN_ITERS = 400
     """Main iterations, after ``gate_open_iters``, over which the training gate sharpens to ``FINAL_TEMPERATURE``;
-    a run should be longer than both (the ``learned`` preset's 700 are)."""
+    a run needs more than the two together (the ``learned`` preset's 700 against 100 + 400)."""
     FINAL_TEMPERATURE = 0.3
     """The training gate's temperature at the end of its schedule, the one observing uses (sharper, 0.1,
     saturated the gate and let it collapse to "every move blocked" within 150 iterations)."""
