@@ -21,7 +21,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     },
     # The default: edge wall model, canvas read-out, a sharp MLP VAE (z 128, width 512, pixel sigma
     # 0.007) with a cheap warm-up on random crops (1200), then 400 iterations on whole sequences:
-    # 222-231 CPU seconds on one thread (benchmarks/results/train_gtmsm.md). 2000 + 700 took 443-450
+    # 241-243 CPU seconds on one thread (benchmarks/results/train_gtmsm.md). 2000 + 700 took 443-450
     # for a sharper codec (reference revisited MSE 0.00026 against 0.00037; both 0.75x their floors)
     # and a learned localiser within 3 % of the edge rule everywhere but flat scenes. Warm-up crops
     # and main-phase sequences are augmented (random symmetries / colour maps) so the codec
