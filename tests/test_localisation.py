@@ -143,14 +143,13 @@ def test_learned_wall_model_trains_on_debug_and_localises_without_any_pixel_rule
 
 
 def test_the_beam_s_incremental_cost_is_the_whole_walk_cost_of_its_hypothesis() -> None:
-    from gtmsm_model.localisation import WalkEvidence, _beam
+    from gtmsm_model.localisation import WalkEvidence, _beam, moving_steps
 
     image = band_image()
     actions_list = [STAY] + [RIGHT, RIGHT, LEFT, UP, DOWN, RIGHT, RIGHT, LEFT, LEFT, DOWN, UP, RIGHT] * 3
     pixels, actions, _ = walk(image, actions_list)
     signs = SIGNS[actions[0]]
-    undecided = signs.abs().sum(-1) > 0
-    undecided[0] = False
+    undecided = moving_steps(signs)  # every move undecided
     p = torch.full((len(actions_list),), 0.3)
     threshold = torch.tensor(1e-6)
     evidence = WalkEvidence.of(pixels[0], threshold, None)
