@@ -195,7 +195,7 @@ class RunConfig:
 # are fixed by the model's design, and crop_size is the world's). Their ranges are GTMSMConfig's.
 MODEL_FIELDS: tuple[str, ...] = (
     "z_dim", "vae_hidden", "wall_model", "gate_hidden", "ambiguity_margin", "blocked_prior", "tracker_beam",
-    "learned_unsure", "loop_closure_threshold",
+    "tracker_retry", "learned_unsure", "loop_closure_threshold",
     "edge_radius", "untried_edges", "refine_steps", "refine_lr", "novel_view", "canvas_radius", "knn_k",
     "pixel_sigma", "state_noise", "gate_open_iters",
 )

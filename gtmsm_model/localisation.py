@@ -94,21 +94,35 @@ def crop_differences(pixels: Tensor) -> Tensor:
 
 
 def hypothesis_costs(blocked: Tensor, signs: Tensor, different: Tensor, world_span: Tensor | None,
-                     conflict_cost: float = CONFLICT_COST, twins: Tensor | None = None) -> Tensor:
+                     conflict_cost: float = CONFLICT_COST, twins: Tensor | None = None,
+                     mismatch: Tensor | None = None, reach: int = 0) -> Tensor:
     """Consistency and span cost of C whole-walk hypotheses: blocked (C, T) bool, signs (T, P) the action
     signs of each step, different (T, T) bool (the two crops differ), twins (T, T) bool (the same
-    distinctive crop; None: none) → (C,). ``track_moves`` computes this cost incrementally, plus the overlap
-    term when the pixel step is known and the prior of each choice."""
+    distinctive crop; None: none), mismatch / reach the overlap evidence (``overlap_mismatches``; None:
+    not checked) → (C,). ``track_moves``' beam computes this cost incrementally, plus the prior of each
+    choice."""
     coords = lattice_cells(blocked, signs)
-    same = (coords.unsqueeze(1) == coords.unsqueeze(2)).all(-1)  # (C, T, T)
+    gap = coords.unsqueeze(1) - coords.unsqueeze(2)  # (C, T, T, P): [c, i, j] = cell j - cell i
+    same = (gap == 0).all(-1)  # (C, T, T)
     clash = same & different
     if twins is not None:
         clash = clash | (~same & twins)
+    if mismatch is not None:
+        steps = torch.arange(len(signs), device=signs.device)
+        clash = clash | overlap_clashes(gap, mismatch, reach, steps, steps)
     edges = edge_keys(torch.cat([torch.zeros_like(coords[:, :1]), coords[:, :-1]], 1), signs)
     moving = moving_steps(signs)
-    clash = clash | wall_clashes(edges, edges, blocked, blocked, moving, moving)
-    cost = conflict_cost * clash.sum((1, 2)).to(signs.dtype) / 2
+    clashes = clash.sum((1, 2)) + wall_clashes(edges, edges, blocked, blocked, moving, moving).sum((1, 2))
+    cost = conflict_cost * clashes.to(signs.dtype) / 2
     return cost + span_cost(coords.max(1).values - coords.min(1).values, world_span, conflict_cost)
+
+
+def overlap_clashes(gap: Tensor, mismatch: Tensor, reach: int, rows: Tensor, cols: Tensor) -> Tensor:
+    """gap (..., R, S, P): the lattice offset of view ``cols[s]`` from view ``rows[r]`` (steps of the walk),
+    mismatch / reach from ``overlap_mismatches`` → (..., R, S) bool: the two views overlap and disagree."""
+    near = (gap.abs() <= reach).all(-1)
+    index = (gap.long().clamp(-reach, reach) + reach).unbind(-1)
+    return near & mismatch[(*index, rows.view(-1, 1).expand(gap.shape[:-1]), cols.view(1, -1).expand(gap.shape[:-1]))]
 
 
 def lattice_cells(blocked: Tensor, signs: Tensor) -> Tensor:
@@ -147,7 +161,7 @@ def span_cost(extent: Tensor, world_span: Tensor | None, conflict_cost: float) -
 
 
 def track_moves(pixels: Tensor, actions: Tensor, beliefs: MoveBeliefs, action_signs: Tensor,
-                threshold: Tensor, *, world_span: Tensor | None = None, beam: int = 16,
+                threshold: Tensor, *, world_span: Tensor | None = None, beam: int = 16, retry: int = 1,
                 conflict_cost: float = CONFLICT_COST, pixel_steps: Tensor | None = None) -> Tensor:
     """Decide every undecided move of each walk by a beam search over hypotheses (see the module).
 
@@ -160,11 +174,16 @@ def track_moves(pixels: Tensor, actions: Tensor, beliefs: MoveBeliefs, action_si
     walk's extent are not in the key, and they can still matter later, so a merge can drop the map
     that later evidence would have confirmed. The cost is kept per
     hypothesis and extended by the new steps only, so a walk costs O(beam · T²) whatever the
-    number of undecided moves.
+    number of undecided moves. The search runs forwards and backwards; a local search
+    (``_refine``) then flips single moves and pairs of moves in the cheaper map while that lowers
+    the whole-walk total. A walk whose map still has a conflict is searched again with
+    ``retry`` times the beam, and the cheaper map kept: a consistent world leaves no conflict
+    on the true map, so one left means the search lost it.
 
     pixels (B, T, H, W, C) in [0, 1], actions (B, T), ``action_signs`` (A, P) (one column per opposite
     pair), ``threshold`` (B,): two crops differ iff their MSE exceeds it (above observation noise),
-    ``world_span`` (P,) in moves (0 or None: unknown), ``pixel_steps`` (B, P, 2): the pixel offset of one
+    ``world_span`` (P,) in moves (0 or None: unknown), ``retry`` (1: no second search),
+    ``pixel_steps`` (B, P, 2): the pixel offset of one
     lattice move along each axis (None: unknown; only views on the same cell are compared). Returns
     the blocked mask (B, T): the decided moves as given, the undecided ones as the best hypothesis
     has them.
@@ -174,16 +193,35 @@ def track_moves(pixels: Tensor, actions: Tensor, beliefs: MoveBeliefs, action_si
     p = beliefs.p_blocked.clamp(1e-4, 1 - 1e-4)
     for b in torch.nonzero(beliefs.undecided.any(1)).flatten().tolist():
         evidence = WalkEvidence.of(pixels[b], threshold[b], None if pixel_steps is None else pixel_steps[b])
-        forward, forward_cost = _beam(evidence, signs[b], blocked[b], beliefs.undecided[b], p[b], world_span,
-                                      beam, conflict_cost)
-        # The same search on the walk run backwards (each move undone: the opposite signs, the same
-        # outcome): evidence that comes late going forwards comes early going backwards.
-        back = lambda x: torch.cat([x[:1], x[1:].flip(0)])  # noqa: E731 -- step k of the reversed walk is move T-k
-        reverse_signs = torch.cat([torch.zeros_like(signs[b, :1]), -signs[b, 1:].flip(0)])
-        backward, backward_cost = _beam(evidence.reversed(), reverse_signs, back(blocked[b]),
-                                        back(beliefs.undecided[b]), back(p[b]), world_span, beam, conflict_cost)
-        blocked[b] = forward if forward_cost <= backward_cost else back(backward)
+        best, best_total = None, float("inf")
+        for width in (beam, beam * retry) if retry > 1 else (beam,):
+            found, total = _search(evidence, signs[b], blocked[b], beliefs.undecided[b], p[b], world_span, width,
+                                   conflict_cost)
+            if total < best_total:
+                best, best_total = found, total
+            if best_total - _prior_cost(best, beliefs.undecided[b], p[b]) < conflict_cost / 2:
+                break  # no conflict left
+        blocked[b] = best
     return blocked
+
+
+def _search(evidence: WalkEvidence, signs: Tensor, blocked: Tensor, undecided: Tensor, p: Tensor,
+            world_span: Tensor | None, beam: int, conflict_cost: float) -> tuple[Tensor, float]:
+    """One walk: the beam forwards and backwards, the cheaper map refined → (blocked (T,), its total)."""
+    forward, forward_cost = _beam(evidence, signs, blocked, undecided, p, world_span, beam, conflict_cost)
+    # The same search on the walk run backwards (each move undone: the opposite signs, the same
+    # outcome): evidence that comes late going forwards comes early going backwards.
+    back = lambda x: torch.cat([x[:1], x[1:].flip(0)])  # noqa: E731 -- step k of the reversed walk is move T-k
+    reverse_signs = torch.cat([torch.zeros_like(signs[:1]), -signs[1:].flip(0)])
+    backward, backward_cost = _beam(evidence.reversed(), reverse_signs, back(blocked), back(undecided), back(p),
+                                    world_span, beam, conflict_cost)
+    start = forward if forward_cost <= backward_cost else back(backward)
+    return _refine(evidence, signs, start, undecided, p, world_span, conflict_cost)
+
+
+def _prior_cost(blocked: Tensor, undecided: Tensor, p: Tensor) -> Tensor:
+    """(..., T) hypotheses → (...): -log p of each undecided move's choice, summed."""
+    return -torch.where(blocked[..., undecided], p[undecided].log(), (1 - p[undecided]).log()).sum(-1)
 
 
 @dataclass
@@ -229,8 +267,8 @@ def _beam(evidence: WalkEvidence, signs: Tensor, blocked: Tensor, undecided: Ten
     edges = edge_keys(torch.cat([torch.zeros_like(cells[:, :1]), cells[:, :-1]], 1), signs[:first])  # (1, first, P)
     same = (cells[0].unsqueeze(0) == cells[0].unsqueeze(1)).all(-1)
     clash = (same & different[:first, :first]) | (~same & twins[:first, :first])
-    clash = clash | wall_clashes(edges, edges, blocked[None, :first], blocked[None, :first], moving[:first],
-                                 moving[:first])[0]
+    clash = clash.int() + wall_clashes(edges, edges, blocked[None, :first], blocked[None, :first], moving[:first],
+                                       moving[:first])[0]
     cost = conflict_cost * clash.sum().to(signs.dtype).reshape(1) / 2
     prior = torch.zeros(1, dtype=signs.dtype, device=signs.device)
     hypotheses = blocked.unsqueeze(0)  # (C, T)
@@ -251,14 +289,11 @@ def _beam(evidence: WalkEvidence, signs: Tensor, blocked: Tensor, undecided: Ten
         gap = cells.unsqueeze(1) - new.unsqueeze(2)  # (C, L, seen, P): where each earlier view lies
         same = (gap == 0).all(-1)
         clash = (same & different[t:seen, :seen]) | (~same & twins[t:seen, :seen])
-        clash = clash | wall_clashes(new_edges, edges, hypotheses[:, t:seen], hypotheses[:, :seen], moving[t:seen],
-                                     moving[:seen])
         if mismatch is not None:
-            near = (gap.abs() <= reach).all(-1)
-            index = (gap.long().clamp(-reach, reach) + reach).unbind(-1)
-            rows = torch.arange(t, seen, device=gap.device).view(1, -1, 1).expand_as(same)
-            cols = torch.arange(seen, device=gap.device).view(1, 1, -1).expand_as(same)
-            clash = clash | (near & mismatch[(*index, rows, cols)])
+            clash = clash | overlap_clashes(gap, mismatch, reach, torch.arange(t, seen, device=gap.device),
+                                            torch.arange(seen, device=gap.device))
+        clash = clash.int() + wall_clashes(new_edges, edges, hypotheses[:, t:seen], hypotheses[:, :seen],
+                                           moving[t:seen], moving[:seen])  # views and walls: two kinds of evidence
         # Within the new block each pair is counted twice, pairs with earlier steps once.
         inside = clash[:, :, t:].sum((1, 2)).to(signs.dtype) / 2
         cost = cost + conflict_cost * (clash[:, :, :t].sum((1, 2)).to(signs.dtype) + inside)
@@ -277,3 +312,119 @@ def _beam(evidence: WalkEvidence, signs: Tensor, blocked: Tensor, undecided: Ten
         hypotheses, prior, cost, cells, total = hypotheses[keep], prior[keep], cost[keep], cells[keep], total[keep]
         edges = edges[keep]
     return hypotheses[0], float(total[0])
+
+
+def walk_costs(evidence: WalkEvidence, hypotheses: Tensor, signs: Tensor, undecided: Tensor, p: Tensor,
+               world_span: Tensor | None, conflict_cost: float) -> Tensor:
+    """The whole-walk total of C hypotheses (C, T): every conflict (overlap included), the span and the
+    prior of each undecided move's choice → (C,). What the beam keeps incrementally, computed afresh."""
+    return _prior_cost(hypotheses, undecided, p) + hypothesis_costs(hypotheses, signs, evidence.different, world_span, conflict_cost,
+                                             evidence.twins, evidence.mismatch, evidence.reach)
+
+
+def _refine(evidence: WalkEvidence, signs: Tensor, blocked: Tensor, undecided: Tensor, p: Tensor,
+            world_span: Tensor | None, conflict_cost: float, proposals: int = 4) -> tuple[Tensor, float]:
+    """A local search from the beam's best hypothesis: flip one undecided move (the rest of the walk
+    shifts by one cell), or two whose shifts cancel (only the stretch between them shifts), and keep
+    the change while it lowers the whole-walk total.
+
+    The beam decides a move on the evidence up to the next choice; the evidence that settles a guessed
+    wall often comes much later, when the walk crosses that edge again, by when the right branch is
+    gone. Every flip and pair is scored at once by what it changes: the conflicts between the shifted
+    stretch and the rest of the walk (prefix sums over one conflict table per shift) and those of the
+    one or two moves whose outcome flips; the ``proposals`` best are then scored by ``walk_costs``
+    (the world span is counted there only). Returns (blocked (T,), its total)."""
+    steps, moves = len(signs), torch.nonzero(undecided).flatten()
+    total = walk_costs(evidence, blocked[None], signs, undecided, p, world_span, conflict_cost)[0]
+    for _ in range(4 * len(moves)):  # every accepted change lowers the total; this only bounds the time
+        i, j, estimate = flip_estimates(evidence, signs, blocked, moves, p, conflict_cost)
+        if len(i) == 0:
+            break
+        pair = j < steps
+        best = estimate.argsort()[:proposals]
+        candidates = blocked.unsqueeze(0).repeat(len(best), 1)
+        rows = torch.arange(len(best), device=signs.device)
+        candidates[rows, i[best]] = ~candidates[rows, i[best]]
+        candidates[rows[pair[best]], j[best][pair[best]]] = ~candidates[rows[pair[best]], j[best][pair[best]]]
+        costs = walk_costs(evidence, candidates, signs, undecided, p, world_span, conflict_cost)
+        pick = int(costs.argmin())
+        if not costs[pick] < total - 1e-6:
+            break
+        blocked, total = candidates[pick], costs[pick]
+    return blocked, float(total)
+
+
+def flip_estimates(evidence: WalkEvidence, signs: Tensor, blocked: Tensor, moves: Tensor, p: Tensor,
+                   conflict_cost: float) -> tuple[Tensor, Tensor, Tensor]:
+    """Every change ``_refine`` tries on hypothesis ``blocked`` (T,) and what it does to the whole-walk
+    total, the world span aside: flip move i alone (steps i.. shift), or with a later move j whose flip
+    undoes that shift (steps i..j-1 shift; the moves i+1..j leave a moved cell); ``moves`` (U,) the
+    undecided moves → (i, j, change), j = T for a single flip. Costs O(T²) for all of them together."""
+    steps = len(signs)
+    moving = moving_steps(signs)
+    index = torch.arange(steps, device=signs.device)
+    # The cell shifts a flip can make from its move on (+ its signs if it frees the move, - if it blocks it).
+    shifts = torch.cat([torch.zeros_like(signs[:1]), torch.cat([signs[moves], -signs[moves]]).unique(dim=0)])
+    log_odds = (p[moves] / (1 - p[moves])).log()
+    cells = lattice_cells(blocked[None], signs)[0]  # (T, P)
+    edges = edge_keys(torch.cat([torch.zeros_like(cells[:1]), cells[:-1]]), signs)
+    # Conflicts of step s (row) moved by each shift (D) against step o (column) in place: views, and for
+    # walls move s whose cell before it moved; ``flipped``: how a pair's wall clash changes when one of
+    # the two moves flips its outcome (+1 a new clash, -1 one resolved).
+    gap = cells.view(1, 1, steps, -1) - (cells.view(1, steps, 1, -1) + shifts.view(-1, 1, 1, cells.shape[-1]))
+    same = (gap == 0).all(-1)
+    views = (same & evidence.different) | (~same & evidence.twins)
+    if evidence.mismatch is not None:
+        views = views | overlap_clashes(gap, evidence.mismatch, evidence.reach, index, index)
+    across = ((edges.unsqueeze(0) + 2 * shifts.unsqueeze(1)).unsqueeze(2) == edges.view(1, 1, steps, -1)).all(-1) \
+        & moving.unsqueeze(1) & moving.unsqueeze(0)  # (D, T, T): the two moves cross one edge
+    differ = blocked.unsqueeze(1) != blocked.unsqueeze(0)
+    walls = across & differ
+    flipped = across.to(signs.dtype) * (1 - 2 * differ.to(signs.dtype))
+    view_sums, wall_sums = _prefix_sums(views.to(signs.dtype)), _prefix_sums(walls.to(signs.dtype))
+    row_sums = torch.nn.functional.pad(flipped.cumsum(2), (1, 0))  # (D, T, T + 1): columns [0, c)
+    column_sums = torch.nn.functional.pad(flipped.cumsum(1), (0, 0, 1, 0))  # (D, T + 1, T): rows [0, r)
+    # Candidates: flip move i alone (steps i.. shift) or with a later move j whose flip undoes its shift
+    # (steps i..j-1 shift; the moves i+1..j leave a moved cell).
+    flips = torch.where(blocked[moves], 1.0, -1.0).to(signs.dtype).unsqueeze(-1) * signs[moves]  # (U, P)
+    undo = (flips.unsqueeze(1) + flips.unsqueeze(0) == 0).all(-1)
+    valid = torch.cat([(moves.unsqueeze(1) < moves.unsqueeze(0)) & undo, undo.new_ones(len(moves), 1)], 1)
+    first, second = torch.nonzero(valid, as_tuple=True)
+    pair = second < len(moves)
+    i = moves[first]
+    j = torch.where(pair, moves[second.clamp_max(len(moves) - 1)], steps)
+    d = (flips[first].unsqueeze(1) == shifts.unsqueeze(0)).all(-1).float().argmax(1)
+    zero, last = torch.zeros_like(d), torch.full_like(i, steps)
+    stop = (j + 1).clamp_max(steps)
+    change = (_cross(view_sums, d, i, j) - _cross(view_sums, zero, i, j)
+              + _cross(wall_sums, d, i + 1, stop) - _cross(wall_sums, zero, i + 1, stop))
+    # Move i flips in place: against the moves outside i+1..j, and against those, moved.
+    change = change + _span(row_sums, zero, i, zero, i) + _span(row_sums, zero, i, stop, last) \
+        + _span(column_sums.transpose(1, 2), d, i, i + 1, stop)
+    # Move j flips and moves: against the moves outside and inside i+1..j. Against i, flipped too, the
+    # clash is what the shift alone makes: take back what i's flip counted for the pair.
+    jj = j.clamp_max(steps - 1)
+    j_change = _span(row_sums, d, jj, zero, i) + _span(row_sums, d, jj, stop, last) \
+        - flipped[d, jj, i] + _span(row_sums, zero, jj, i + 1, jj)
+    change = change + torch.where(pair, j_change, 0.0)
+    prior = torch.where(blocked[moves], log_odds, -log_odds)  # freeing a blocked move costs its log-odds
+    return i, j, conflict_cost * change + prior[first] + torch.where(pair, prior[second.clamp_max(len(moves) - 1)], 0.0)
+
+
+def _prefix_sums(table: Tensor) -> Tensor:
+    """(D, T, T) → (D, T + 1, T + 1): sums over rows [0, r) and columns [0, c)."""
+    return torch.nn.functional.pad(table.cumsum(1).cumsum(2), (1, 0, 1, 0))
+
+
+def _cross(sums: Tensor, shift: Tensor, start: Tensor, stop: Tensor) -> Tensor:
+    """Per candidate, the sum of table ``shift`` over rows [start, stop) and the columns outside them."""
+    def block(r0, r1, c0, c1):
+        return sums[shift, r1, c1] - sums[shift, r0, c1] - sums[shift, r1, c0] + sums[shift, r0, c0]
+    zero, end = torch.zeros_like(start), torch.full_like(start, sums.shape[-1] - 1)
+    return block(start, stop, zero, start) + block(start, stop, stop, end)
+
+
+def _span(sums: Tensor, shift: Tensor, row: Tensor, start: Tensor, stop: Tensor) -> Tensor:
+    """Per candidate, the sum of table ``shift``'s row ``row`` over columns [start, stop), from sums
+    over columns (D, T, T + 1); empty where stop <= start."""
+    return torch.where(stop > start, sums[shift, row, stop] - sums[shift, row, start.clamp_max(stop)], 0.0)

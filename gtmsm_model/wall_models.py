@@ -238,7 +238,8 @@ class EdgeWalls(WallModel):
         if threshold is None:
             threshold = self.tracker_threshold(pixels, actions)
         return track_moves(pixels, actions, beliefs, moves.action_signs, threshold,
-                           world_span=span, beam=self.config.tracker_beam, pixel_steps=pixel_steps)
+                           world_span=span, beam=self.config.tracker_beam, retry=self.config.tracker_retry,
+                           pixel_steps=pixel_steps)
 
     def infer(self, moves: StateTransition, pixels: Tensor, actions: Tensor, *,
               for_training: bool = False) -> ObservedWalk:

@@ -6,13 +6,15 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from gtmsm_model.localisation import MoveBeliefs, hypothesis_costs, track_moves
+from gtmsm_model.localisation import (MoveBeliefs, WalkEvidence, _beam, _refine, flip_estimates, hypothesis_costs,
+                                      moving_steps, track_moves, walk_costs)
 from gtmsm_model.memory import infer_blocked
 from gtmsm_model.model import GTMSM, GTMSMConfig
 
 STAY, UP, DOWN, LEFT, RIGHT = 0, 1, 2, 3, 4
 MOVES = {STAY: (0, 0), UP: (-1, 0), DOWN: (1, 0), LEFT: (0, -1), RIGHT: (0, 1)}
 SIGNS = torch.tensor([[0.0, 0.0], [-1.0, 0.0], [1.0, 0.0], [0.0, -1.0], [0.0, 1.0]])
+PIXEL_STEPS = torch.tensor([[3.0, 0.0], [0.0, 3.0]])  # one lattice move along each axis, in pixels (row, col)
 
 
 def band_image() -> np.ndarray:
@@ -143,8 +145,6 @@ def test_learned_wall_model_trains_on_debug_and_localises_without_any_pixel_rule
 
 
 def test_the_beam_s_incremental_cost_is_the_whole_walk_cost_of_its_hypothesis() -> None:
-    from gtmsm_model.localisation import WalkEvidence, _beam, moving_steps
-
     image = band_image()
     actions_list = [STAY] + [RIGHT, RIGHT, LEFT, UP, DOWN, RIGHT, RIGHT, LEFT, LEFT, DOWN, UP, RIGHT] * 3
     pixels, actions, _ = walk(image, actions_list)
@@ -152,10 +152,78 @@ def test_the_beam_s_incremental_cost_is_the_whole_walk_cost_of_its_hypothesis() 
     undecided = moving_steps(signs)  # every move undecided
     p = torch.full((len(actions_list),), 0.3)
     threshold = torch.tensor(1e-6)
-    evidence = WalkEvidence.of(pixels[0], threshold, None)
-    for lean in (False, True):
-        blocked = undecided & lean
-        best, total = _beam(evidence, signs, blocked, undecided, p, torch.tensor([3.0, 3.0]), 8, 50.0)
-        prior = -torch.where(best[undecided], p[undecided].log(), (1 - p[undecided]).log()).sum()
-        whole = hypothesis_costs(best[None], signs, evidence.different, torch.tensor([3.0, 3.0]), twins=evidence.twins)
-        assert abs(total - float(prior + whole[0])) < 1e-3, lean
+    for pixel_steps in (None, PIXEL_STEPS):  # views on one cell only, then every overlap too
+        evidence = WalkEvidence.of(pixels[0], threshold, pixel_steps)
+        for lean in (False, True):
+            blocked = undecided & lean
+            best, total = _beam(evidence, signs, blocked, undecided, p, torch.tensor([3.0, 3.0]), 8, 50.0)
+            whole = walk_costs(evidence, best[None], signs, undecided, p, torch.tensor([3.0, 3.0]), 50.0)
+            assert abs(total - float(whole[0])) < 1e-3, (lean, pixel_steps)
+
+
+def random_hypothesis(seed: int, moves: int = 60):
+    """A random walk on the band image, its evidence with overlaps, every move undecided, a random map."""
+    rng = np.random.default_rng(seed)
+    actions_list = [STAY] + rng.integers(0, 5, moves).tolist()
+    pixels, actions, hits = walk(band_image(), actions_list)
+    signs = SIGNS[actions[0]]
+    undecided = moving_steps(signs)
+    blocked = undecided & torch.as_tensor(rng.random(len(actions_list)) < 0.4)
+    evidence = WalkEvidence.of(pixels[0], torch.tensor(1e-6), PIXEL_STEPS)
+    return evidence, signs, blocked, undecided, torch.full((len(actions_list),), 0.3), hits
+
+
+def test_the_local_search_scores_every_flip_and_pair_as_the_whole_walk_cost_does() -> None:
+    for seed in range(4):
+        evidence, signs, blocked, undecided, p, _ = random_hypothesis(seed)
+        first, second, change = flip_estimates(evidence, signs, blocked, torch.nonzero(undecided).flatten(), p, 50.0)
+        assert (second == len(signs)).any() and (second < len(signs)).any()  # single flips and pairs
+        changed = blocked.unsqueeze(0).repeat(len(first), 1)
+        rows = torch.arange(len(first))
+        changed[rows, first] = ~changed[rows, first]
+        pairs = second < len(signs)
+        changed[rows[pairs], second[pairs]] = ~changed[rows[pairs], second[pairs]]
+        whole = walk_costs(evidence, torch.cat([blocked[None], changed]), signs, undecided, p, None, 50.0)
+        torch.testing.assert_close(change, whole[1:] - whole[0], atol=1e-2, rtol=0)
+
+
+def test_the_local_search_undoes_a_wall_put_in_the_wrong_place_inside_the_band() -> None:
+    pixels, actions, hits = walk(band_image(), CROSSING)
+    signs = SIGNS[actions[0]]
+    undecided = moving_steps(signs)
+    p = torch.full((len(CROSSING),), 0.25)
+    evidence = WalkEvidence.of(pixels[0], torch.tensor(1e-6), PIXEL_STEPS)
+    truth = torch.tensor(hits)
+    # The left bump at step 17 (in the band, at the border) put on step 14, the free left move before it
+    # along the texture: steps 14..16 are a cell off, and so is every view there.
+    wrong = truth.clone()
+    wrong[14], wrong[17] = True, False
+    costs = walk_costs(evidence, torch.stack([truth, wrong]), signs, undecided, p, None, 50.0)
+    assert costs[1] > costs[0] + 50.0
+    refined, total = _refine(evidence, signs, wrong, undecided, p, None, 50.0)
+    assert total <= float(costs[0]) + 1e-3
+    assert abs(total - float(walk_costs(evidence, refined[None], signs, undecided, p, None, 50.0)[0])) < 1e-3
+
+
+def test_a_walk_whose_map_keeps_a_conflict_is_searched_again_with_a_wider_beam(monkeypatch) -> None:
+    from gtmsm_model import localisation
+
+    widths = []
+
+    def search(evidence, signs, blocked, undecided, p, world_span, beam, conflict_cost):
+        widths.append(beam)
+        conflicts = 1 if beam == 8 else 0  # the first search leaves one conflict, the wider one none
+        return blocked, conflicts * conflict_cost + float(localisation._prior_cost(blocked, undecided, p))
+
+    monkeypatch.setattr(localisation, "_search", search)
+    pixels, actions, _ = walk(band_image(), CROSSING)
+    undecided = moving_steps(SIGNS[actions[0]]).unsqueeze(0)
+    beliefs = MoveBeliefs(undecided & False, undecided, torch.full(undecided.shape, 0.25))
+    track_moves(pixels, actions, beliefs, SIGNS, torch.tensor([1e-6]), beam=8, retry=4)
+    assert widths == [8, 32]
+    widths.clear()
+    track_moves(pixels, actions, beliefs, SIGNS, torch.tensor([1e-6]), beam=8, retry=1)
+    assert widths == [8]
+    widths.clear()
+    track_moves(pixels, actions, beliefs, SIGNS, torch.tensor([1e-6]), beam=32, retry=4)
+    assert widths == [32]  # no conflict left after the first search: no second one
