@@ -318,8 +318,9 @@ def walk_costs(evidence: WalkEvidence, hypotheses: Tensor, signs: Tensor, undeci
                world_span: Tensor | None, conflict_cost: float) -> Tensor:
     """The whole-walk total of C hypotheses (C, T): every conflict (overlap included), the span and the
     prior of each undecided move's choice → (C,). What the beam keeps incrementally, computed afresh."""
-    return _prior_cost(hypotheses, undecided, p) + hypothesis_costs(hypotheses, signs, evidence.different, world_span, conflict_cost,
-                                             evidence.twins, evidence.mismatch, evidence.reach)
+    conflicts = hypothesis_costs(hypotheses, signs, evidence.different, world_span, conflict_cost, evidence.twins,
+                                 evidence.mismatch, evidence.reach)
+    return _prior_cost(hypotheses, undecided, p) + conflicts
 
 
 def _refine(evidence: WalkEvidence, signs: Tensor, blocked: Tensor, undecided: Tensor, p: Tensor,
@@ -390,9 +391,8 @@ def flip_estimates(evidence: WalkEvidence, signs: Tensor, blocked: Tensor, moves
     undo = (flips.unsqueeze(1) + flips.unsqueeze(0) == 0).all(-1)
     valid = torch.cat([(moves.unsqueeze(1) < moves.unsqueeze(0)) & undo, undo.new_ones(len(moves), 1)], 1)
     first, second = torch.nonzero(valid, as_tuple=True)
-    pair = second < len(moves)
-    i = moves[first]
-    j = torch.where(pair, moves[second.clamp_max(len(moves) - 1)], steps)
+    pair, partner = second < len(moves), second.clamp_max(len(moves) - 1)
+    i, j = moves[first], torch.where(second < len(moves), moves[partner], steps)
     d = (flips[first].unsqueeze(1) == shifts.unsqueeze(0)).all(-1).float().argmax(1)
     zero, last = torch.zeros_like(d), torch.full_like(i, steps)
     stop = (j + 1).clamp_max(steps)
@@ -408,7 +408,7 @@ def flip_estimates(evidence: WalkEvidence, signs: Tensor, blocked: Tensor, moves
         - flipped[d, jj, i] + _span(row_sums, zero, jj, i + 1, jj)
     change = change + torch.where(pair, j_change, 0.0)
     prior = torch.where(blocked[moves], log_odds, -log_odds)  # freeing a blocked move costs its log-odds
-    return i, j, conflict_cost * change + prior[first] + torch.where(pair, prior[second.clamp_max(len(moves) - 1)], 0.0)
+    return i, j, conflict_cost * change + prior[first] + torch.where(pair, prior[partner], 0.0)
 
 
 def _prefix_sums(table: Tensor) -> Tensor:

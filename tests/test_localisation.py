@@ -6,8 +6,17 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from gtmsm_model.localisation import (MoveBeliefs, WalkEvidence, _beam, _refine, flip_estimates, hypothesis_costs,
-                                      moving_steps, track_moves, walk_costs)
+from gtmsm_model.localisation import (
+    MoveBeliefs,
+    WalkEvidence,
+    _beam,
+    _refine,
+    flip_estimates,
+    hypothesis_costs,
+    moving_steps,
+    track_moves,
+    walk_costs,
+)
 from gtmsm_model.memory import infer_blocked
 from gtmsm_model.model import GTMSM, GTMSMConfig
 
