@@ -110,7 +110,7 @@ def hypothesis_costs(blocked: Tensor, signs: Tensor, different: Tensor, world_sp
     if mismatch is not None:
         steps = torch.arange(len(signs), device=signs.device)
         clash = clash | overlap_clashes(gap, mismatch, reach, steps, steps)
-    edges = edge_keys(torch.cat([torch.zeros_like(coords[:, :1]), coords[:, :-1]], 1), signs)
+    edges = walk_edges(coords, signs)
     moving = moving_steps(signs)
     clashes = clash.sum((1, 2)) + wall_clashes(edges, edges, blocked, blocked, moving, moving).sum((1, 2))
     cost = conflict_cost * clashes.to(signs.dtype) / 2
@@ -141,6 +141,12 @@ def edge_keys(before: Tensor, signs: Tensor) -> Tensor:
     """The lattice edge each move tries, from the cell it leaves (..., T, P) and its signs (T, P): twice the
     edge's midpoint, 2 c + s, the same for a move and for its reverse from the other side."""
     return 2 * before + signs
+
+
+def walk_edges(cells: Tensor, signs: Tensor) -> Tensor:
+    """The edge each step tries (``edge_keys``), from the cells after each step (..., T, P): step 0
+    leaves the origin, step t the cell of step t-1."""
+    return edge_keys(torch.cat([torch.zeros_like(cells[..., :1, :]), cells[..., :-1, :]], -2), signs)
 
 
 def wall_clashes(new_edges: Tensor, edges: Tensor, new_blocked: Tensor, blocked: Tensor, new_moving: Tensor,
@@ -264,7 +270,7 @@ def _beam(evidence: WalkEvidence, signs: Tensor, blocked: Tensor, undecided: Ten
     # Every hypothesis agrees up to the first undecided move: its cells and conflicts there.
     cells = (signs[:first] * free[:first].unsqueeze(-1)).cumsum(0).unsqueeze(0)  # (1, first, P)
     moving = moving_steps(signs)
-    edges = edge_keys(torch.cat([torch.zeros_like(cells[:, :1]), cells[:, :-1]], 1), signs[:first])  # (1, first, P)
+    edges = walk_edges(cells, signs[:first])  # (1, first, P)
     same = (cells[0].unsqueeze(0) == cells[0].unsqueeze(1)).all(-1)
     clash = (same & different[:first, :first]) | (~same & twins[:first, :first])
     clash = clash.int() + wall_clashes(edges, edges, blocked[None, :first], blocked[None, :first], moving[:first],
@@ -368,7 +374,7 @@ def flip_estimates(evidence: WalkEvidence, signs: Tensor, blocked: Tensor, moves
     shifts = torch.cat([torch.zeros_like(signs[:1]), torch.cat([signs[moves], -signs[moves]]).unique(dim=0)])
     log_odds = (p[moves] / (1 - p[moves])).log()
     cells = lattice_cells(blocked[None], signs)[0]  # (T, P)
-    edges = edge_keys(torch.cat([torch.zeros_like(cells[:1]), cells[:-1]]), signs)
+    edges = walk_edges(cells, signs)
     # Conflicts of step s (row) moved by each shift (D) against step o (column) in place: views, and for
     # walls move s whose cell before it moved; ``flipped``: how a pair's wall clash changes when one of
     # the two moves flips its outcome (+1 a new clash, -1 one resolved).
