@@ -45,6 +45,9 @@ CONFLICT_COST = 50.0
 """Cost of one conflicting pair of steps (or one move beyond the world span), in nats of the prior:
 identical crops at one cell are near-certain evidence, so one conflict outweighs any prior lean."""
 
+JITTER = 1.0
+"""Noise (nats, on each lean's log-odds) with which a restart of the search ranks its hypotheses."""
+
 
 @dataclass
 class MoveBeliefs:
@@ -182,13 +185,17 @@ def track_moves(pixels: Tensor, actions: Tensor, beliefs: MoveBeliefs, action_si
     hypothesis and extended by the new steps only, so a walk costs O(beam · T²) whatever the
     number of undecided moves. The search runs forwards and backwards; a local search
     (``_refine``) then flips single moves and pairs of moves in the cheaper map while that lowers
-    the whole-walk total. A walk whose map still has a conflict is searched again with
-    ``retry`` times the beam, and the cheaper map kept: a consistent world leaves no conflict
-    on the true map, so one left means the search lost it.
+    the whole-walk total. A walk whose map still has a conflict is searched again, up to ``retry``
+    searches in all, each restart ranking its hypotheses by leans with random noise on their log-odds
+    (``jittered``), and the cheapest map by the true leans is kept: a consistent world leaves no
+    conflict on the true map, so one left means the search lost it. A flat stretch gives many maps of
+    near-equal cost before the evidence that separates them arrives, and which of them survive the
+    merge and the beam is decided by ties; a wider beam keeps more of the same kind, a restart keeps
+    others.
 
     pixels (B, T, H, W, C) in [0, 1], actions (B, T), ``action_signs`` (A, P) (one column per opposite
     pair), ``threshold`` (B,): two crops differ iff their MSE exceeds it (above observation noise),
-    ``world_span`` (P,) in moves (0 or None: unknown), ``retry`` (1: no second search),
+    ``world_span`` (P,) in moves (0 or None: unknown), ``retry`` the most searches per walk (1: one),
     ``pixel_steps`` (B, P, 2): the pixel offset of one
     lattice move along each axis (None: unknown; only views on the same cell are compared). Returns
     the blocked mask (B, T): the decided moves as given, the undecided ones as the best hypothesis
@@ -200,9 +207,9 @@ def track_moves(pixels: Tensor, actions: Tensor, beliefs: MoveBeliefs, action_si
     for b in torch.nonzero(beliefs.undecided.any(1)).flatten().tolist():
         evidence = WalkEvidence.of(pixels[b], threshold[b], None if pixel_steps is None else pixel_steps[b])
         best, best_total = None, float("inf")
-        for width in (beam, beam * retry) if retry > 1 else (beam,):
-            found, total = _search(evidence, signs[b], blocked[b], beliefs.undecided[b], p[b], world_span, width,
-                                   conflict_cost)
+        for attempt in range(retry):
+            found, total = _search(evidence, signs[b], blocked[b], beliefs.undecided[b], p[b], world_span, beam,
+                                   conflict_cost, lean=p[b] if attempt == 0 else jittered(p[b], attempt))
             if total < best_total:
                 best, best_total = found, total
             if best_total - _prior_cost(best, beliefs.undecided[b], p[b]) < conflict_cost / 2:
@@ -211,17 +218,30 @@ def track_moves(pixels: Tensor, actions: Tensor, beliefs: MoveBeliefs, action_si
     return blocked
 
 
+def jittered(p: Tensor, seed: int, scale: float | None = None) -> Tensor:
+    """The leans ``p`` (T,) with Gaussian noise of ``scale`` nats (default ``JITTER``) on their log-odds,
+    drawn from ``seed``: a restart's search ranks the many near-equal hypotheses of a flat stretch in
+    another order."""
+    scale = JITTER if scale is None else scale
+    noise = torch.randn(p.shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+    return torch.sigmoid(torch.logit(p) + scale * noise.to(device=p.device, dtype=p.dtype))
+
+
 def _search(evidence: WalkEvidence, signs: Tensor, blocked: Tensor, undecided: Tensor, p: Tensor,
-            world_span: Tensor | None, beam: int, conflict_cost: float) -> tuple[Tensor, float]:
-    """One walk: the beam forwards and backwards, the cheaper map refined → (blocked (T,), its total)."""
-    forward, forward_cost = _beam(evidence, signs, blocked, undecided, p, world_span, beam, conflict_cost)
+            world_span: Tensor | None, beam: int, conflict_cost: float, lean: Tensor | None = None
+            ) -> tuple[Tensor, float]:
+    """One walk: the beam forwards and backwards (ranking by the leans ``lean``, default ``p``), the
+    cheaper map by the whole-walk cost under ``p`` refined → (blocked (T,), its total under ``p``)."""
+    lean = p if lean is None else lean
+    forward, _ = _beam(evidence, signs, blocked, undecided, lean, world_span, beam, conflict_cost)
     # The same search on the walk run backwards (each move undone: the opposite signs, the same
     # outcome): evidence that comes late going forwards comes early going backwards.
     back = lambda x: torch.cat([x[:1], x[1:].flip(0)])  # noqa: E731 -- step k of the reversed walk is move T-k
     reverse_signs = torch.cat([torch.zeros_like(signs[:1]), -signs[1:].flip(0)])
-    backward, backward_cost = _beam(evidence.reversed(), reverse_signs, back(blocked), back(undecided), back(p),
-                                    world_span, beam, conflict_cost)
-    start = forward if forward_cost <= backward_cost else back(backward)
+    backward, _ = _beam(evidence.reversed(), reverse_signs, back(blocked), back(undecided), back(lean),
+                        world_span, beam, conflict_cost)
+    maps = torch.stack([forward, back(backward)])
+    start = maps[walk_costs(evidence, maps, signs, undecided, p, world_span, conflict_cost).argmin()]
     return _refine(evidence, signs, start, undecided, p, world_span, conflict_cost)
 
 
@@ -271,11 +291,8 @@ def _beam(evidence: WalkEvidence, signs: Tensor, blocked: Tensor, undecided: Ten
     cells = (signs[:first] * free[:first].unsqueeze(-1)).cumsum(0).unsqueeze(0)  # (1, first, P)
     moving = moving_steps(signs)
     edges = walk_edges(cells, signs[:first])  # (1, first, P)
-    same = (cells[0].unsqueeze(0) == cells[0].unsqueeze(1)).all(-1)
-    clash = (same & different[:first, :first]) | (~same & twins[:first, :first])
-    clash = clash.int() + wall_clashes(edges, edges, blocked[None, :first], blocked[None, :first], moving[:first],
-                                       moving[:first])[0]
-    cost = conflict_cost * clash.sum().to(signs.dtype).reshape(1) / 2
+    cost = hypothesis_costs(blocked[None, :first], signs[:first], different[:first, :first], None, conflict_cost,
+                            twins[:first, :first], None if mismatch is None else mismatch[..., :first, :first], reach)
     prior = torch.zeros(1, dtype=signs.dtype, device=signs.device)
     hypotheses = blocked.unsqueeze(0)  # (C, T)
     total = cost

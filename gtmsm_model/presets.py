@@ -30,7 +30,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "world": dict(image_size=32, crop_size=8, step_size=3, start="center", walls="border",
                       wall_density=None),
         "model": dict(z_dim=128, vae_hidden=512, wall_model="edges", gate_hidden=32, ambiguity_margin=1e-5,
-                      blocked_prior=0.25, tracker_beam=64, tracker_retry=4, learned_unsure=0.02, loop_closure_threshold=1e-6,
+                      blocked_prior=0.25, tracker_beam=64, tracker_retry=8, learned_unsure=0.02, loop_closure_threshold=1e-6,
                       edge_radius=0.25, untried_edges="span", refine_steps=10,
                       refine_lr=0.1, novel_view="canvas", canvas_radius=0.0, knn_k=5, pixel_sigma=0.007,
                       state_noise=0.0, gate_open_iters=100),

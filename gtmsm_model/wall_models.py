@@ -26,6 +26,11 @@ Three are registered by name (``GTMSMConfig.wall_model``):
   actions trusted, the gate held open for the first ``gate_open_iters`` training iterations.
   Assumes: every episode starts on the same cell.
 
+``"edges"`` stays the default because it localises best where localising is hard: on flat scenes
+it sits at 2.9× its VAE floor against the learned localiser's 3.6×, while on the reference the two
+are level against their own floors (benchmarks/results/train_gtmsm*.md). The learned localiser's
+lower error elsewhere in the comparison comes from its longer schedule's sharper codec.
+
 A new wall model is one subclass decorated with ``@register_wall_model("name")``.
 """
 

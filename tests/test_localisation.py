@@ -13,6 +13,7 @@ from gtmsm_model.localisation import (
     _refine,
     flip_estimates,
     hypothesis_costs,
+    jittered,
     moving_steps,
     track_moves,
     walk_costs,
@@ -158,16 +159,20 @@ def test_the_beam_s_incremental_cost_is_the_whole_walk_cost_of_its_hypothesis() 
     actions_list = [STAY] + [RIGHT, RIGHT, LEFT, UP, DOWN, RIGHT, RIGHT, LEFT, LEFT, DOWN, UP, RIGHT] * 3
     pixels, actions, _ = walk(image, actions_list)
     signs = SIGNS[actions[0]]
-    undecided = moving_steps(signs)  # every move undecided
     p = torch.full((len(actions_list),), 0.3)
     threshold = torch.tensor(1e-6)
-    for pixel_steps in (None, PIXEL_STEPS):  # views on one cell only, then every overlap too
-        evidence = WalkEvidence.of(pixels[0], threshold, pixel_steps)
-        for lean in (False, True):
-            blocked = undecided & lean
-            best, total = _beam(evidence, signs, blocked, undecided, p, torch.tensor([3.0, 3.0]), 8, 50.0)
-            whole = walk_costs(evidence, best[None], signs, undecided, p, torch.tensor([3.0, 3.0]), 50.0)
-            assert abs(total - float(whole[0])) < 1e-3, (lean, pixel_steps)
+    # Every move undecided; then the first 13 decided, the fifth wrongly as blocked: the steps
+    # before the first choice, which every hypothesis shares, are scored on their own, conflicts and all.
+    late = torch.arange(len(actions_list)) > 12
+    for undecided, wrong in ((moving_steps(signs), False), (moving_steps(signs) & late, True)):
+        for pixel_steps in (None, PIXEL_STEPS):  # views on one cell only, then every overlap too
+            evidence = WalkEvidence.of(pixels[0], threshold, pixel_steps)
+            for lean in (False, True):
+                blocked = undecided & lean
+                blocked[5] = wrong
+                best, total = _beam(evidence, signs, blocked, undecided, p, torch.tensor([3.0, 3.0]), 8, 50.0)
+                whole = walk_costs(evidence, best[None], signs, undecided, p, torch.tensor([3.0, 3.0]), 50.0)
+                assert abs(total - float(whole[0])) < 1e-3, (lean, pixel_steps, int(undecided.sum()))
 
 
 def random_hypothesis(seed: int, moves: int = 60):
@@ -214,25 +219,31 @@ def test_the_local_search_undoes_a_wall_put_in_the_wrong_place_inside_the_band()
     assert abs(total - float(walk_costs(evidence, refined[None], signs, undecided, p, None, 50.0)[0])) < 1e-3
 
 
-def test_a_walk_whose_map_keeps_a_conflict_is_searched_again_with_a_wider_beam(monkeypatch) -> None:
+def test_a_walk_whose_map_keeps_a_conflict_is_searched_again_with_jittered_leans(monkeypatch) -> None:
     from gtmsm_model import localisation
 
-    widths = []
+    leans = []
 
-    def search(evidence, signs, blocked, undecided, p, world_span, beam, conflict_cost):
-        widths.append(beam)
-        conflicts = 1 if beam == 8 else 0  # the first search leaves one conflict, the wider one none
+    def search(evidence, signs, blocked, undecided, p, world_span, beam, conflict_cost, lean):
+        leans.append(lean)
+        conflicts = 1 if len(leans) < 3 else 0  # the first two searches leave a conflict, the third none
         return blocked, conflicts * conflict_cost + float(localisation._prior_cost(blocked, undecided, p))
 
     monkeypatch.setattr(localisation, "_search", search)
     pixels, actions, _ = walk(band_image(), CROSSING)
     undecided = moving_steps(SIGNS[actions[0]]).unsqueeze(0)
-    beliefs = MoveBeliefs(undecided & False, undecided, torch.full(undecided.shape, 0.25))
+    p = torch.full(undecided.shape, 0.25)
+    beliefs = MoveBeliefs(undecided & False, undecided, p)
     track_moves(pixels, actions, beliefs, SIGNS, torch.tensor([1e-6]), beam=8, retry=4)
-    assert widths == [8, 32]
-    widths.clear()
+    assert len(leans) == 3  # stops at the first map without a conflict
+    assert torch.equal(leans[0], p[0]) and not torch.equal(leans[1], p[0]) and not torch.equal(leans[1], leans[2])
+    leans.clear()
     track_moves(pixels, actions, beliefs, SIGNS, torch.tensor([1e-6]), beam=8, retry=1)
-    assert widths == [8]
-    widths.clear()
-    track_moves(pixels, actions, beliefs, SIGNS, torch.tensor([1e-6]), beam=32, retry=4)
-    assert widths == [32]  # no conflict left after the first search: no second one
+    assert len(leans) == 1
+
+
+def test_a_restart_s_leans_are_the_same_for_a_seed_and_keep_their_order_on_average() -> None:
+    p = torch.linspace(0.05, 0.95, 200)
+    assert torch.equal(jittered(p, 3), jittered(p, 3)) and not torch.equal(jittered(p, 3), jittered(p, 4))
+    assert ((jittered(p, 3) > 0) & (jittered(p, 3) < 1)).all()
+    assert torch.corrcoef(torch.stack([torch.logit(p), torch.logit(jittered(p, 3))]))[0, 1] > 0.7
