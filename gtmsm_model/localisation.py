@@ -72,14 +72,18 @@ def overlap_mismatches(pixels: Tensor, axis_steps: Tensor, threshold: Tensor | f
     they overlap: pixels (T, H, W, C), ``axis_steps`` (P, 2) the pixel offset (row, col) of one lattice
     move along each axis → (mismatch (O, ..., O, T, T) bool over offsets -R..R per axis, R).
     ``mismatch[d][i, j]``: view j, taken d lattice moves from view i, disagrees with it (overlap MSE
-    above ``threshold``); offsets without overlap never mismatch."""
+    above ``threshold``); offsets without overlap never mismatch, nor do offsets along an axis whose
+    step is unknown (0, 0): a walk that never moved decisively along it has no pixel step for it."""
     height, width = pixels.shape[1:3]
     step = axis_steps.abs().max().clamp_min(1)
     reach = int(max(height, width) // int(step))  # offsets farther than this cannot overlap
     axes = axis_steps.shape[0]
     size = 2 * reach + 1
     mismatch = torch.zeros((size,) * axes + (len(pixels), len(pixels)), dtype=torch.bool, device=pixels.device)
+    unknown = (axis_steps == 0).all(-1).tolist()
     for offset in torch.cartesian_prod(*[torch.arange(-reach, reach + 1)] * axes).reshape(-1, axes).tolist():
+        if any(o != 0 and gone for o, gone in zip(offset, unknown, strict=True)):
+            continue
         dy, dx = (torch.tensor(offset, dtype=axis_steps.dtype, device=axis_steps.device) @ axis_steps).long().tolist()
         if abs(dy) >= height or abs(dx) >= width:
             continue

@@ -15,6 +15,7 @@ from gtmsm_model.localisation import (
     hypothesis_costs,
     jittered,
     moving_steps,
+    overlap_mismatches,
     track_moves,
     walk_costs,
 )
@@ -247,3 +248,12 @@ def test_a_restart_s_leans_are_the_same_for_a_seed_and_keep_their_order_on_avera
     assert torch.equal(jittered(p, 3), jittered(p, 3)) and not torch.equal(jittered(p, 3), jittered(p, 4))
     assert ((jittered(p, 3) > 0) & (jittered(p, 3) < 1)).all()
     assert torch.corrcoef(torch.stack([torch.logit(p), torch.logit(jittered(p, 3))]))[0, 1] > 0.7
+
+
+def test_an_axis_without_a_pixel_step_gives_no_overlap_evidence_along_it() -> None:
+    # A walk that never moved decisively along one axis has no pixel step for it: comparing its
+    # neighbours there as if they were one place would make conflicts out of nothing.
+    pixels = torch.rand(6, 8, 8, 1, generator=torch.Generator().manual_seed(0))
+    mismatch, reach = overlap_mismatches(pixels, torch.tensor([[3.0, 0.0], [0.0, 0.0]]), 1e-6)
+    assert mismatch[reach + 1, reach].any() and mismatch[reach, reach].any()  # along the known axis, and in place
+    assert not mismatch[:, reach + 1:].any() and not mismatch[:, :reach].any()
