@@ -180,6 +180,10 @@ def section_train_gtmsm_learned() -> str | None:
     return report_section("train_gtmsm_learned", "GTM-SM training benchmark: the learned localiser")
 
 
+def section_wall_oracles() -> str | None:
+    return report_section("wall_oracles", "GTM-SM with the true walls: how much of the error is localisation")
+
+
 def _compare_run(data: dict[str, Any]) -> tuple[Any, Any, list[str]]:
     extra = [f"- wall-clock recorded: {data['wall_seconds'] / 60:.1f} min"] if data.get("wall_seconds") else []
     if data.get("commit"):
@@ -279,7 +283,7 @@ def section_ppo_memories() -> str | None:
 
 
 SECTIONS: list[Callable[[], str | None]] = [
-    section_train_gtmsm, section_train_gtmsm_learned, section_compare, section_peer_sweep, section_large, section_scaling,
+    section_train_gtmsm, section_train_gtmsm_learned, section_wall_oracles, section_compare, section_peer_sweep, section_large, section_scaling,
     section_ppo_coverage, section_ppo_memories, section_env_throughput,
 ]
 
