@@ -7,9 +7,11 @@ three ways.
   no view shows); the memorised walk is localised by the model as before;
 * ``true-walls``: the true walls everywhere: localisation and imagination both given.
 
-The step from ``model`` to ``true-imagined`` is what the model's guess of the walls it never saw
-costs; from ``true-imagined`` to ``true-walls`` is what its localisation of the memorised walk
-costs; ``true-walls`` against the VAE floor is what is left for the codec and the read-out. A short
+The step from ``model`` to ``true-imagined`` is what the model's decisions while imagining cost:
+its guesses at walls no view showed, and the edges its memory holds wrongly where it mislocalised
+the memorised walk. From ``true-imagined`` to ``true-walls`` is the rest of what its localisation
+costs (memories stored at the wrong cells); ``true-walls`` against the VAE floor is what is left
+for the codec and the read-out. A short
 memory leaves the world's edges unseen: the script also counts the rollouts whose prediction leaves
 the memorised walk's box along an axis that walk spans less of than the world does. There the
 model has to guess where the edge lies, and without the start cell or the grid size (which no wall
