@@ -230,12 +230,6 @@ class MoveEvidence:
     ambiguous: Tensor  # bool: both explain the pixels equally well (a flat view)
     action_shifts: Tensor  # (B, A, 2) long: each action's pixel shift (row, col), from the observations
     best_shifts: Tensor  # (B, T-1) long: each step's shift (its action's where it slid, an index into shift_grid; (0, 0) otherwise)
-    shift_known: Tensor  # (B, P) bool: some move fits its pair's shift alone; else a guess along a uniform direction
-
-    def known_shifts(self, action_signs: Tensor) -> Tensor:
-        """``action_shifts`` with (0, 0), unknown, for the actions of a pair whose shift is a guess."""
-        known = (action_signs.abs().to(self.shift_known.dtype).unsqueeze(0) & self.shift_known.unsqueeze(1)).any(-1)
-        return self.action_shifts * known.unsqueeze(-1)
 
 
 def infer_blocked(pixels: Tensor, actions: Tensor, action_signs: Tensor, stay_action: int, margin: float,
@@ -247,10 +241,7 @@ def infer_blocked(pixels: Tensor, actions: Tensor, action_signs: Tensor, stay_ac
     sequence: every move votes for each non-zero shift that fits it as well as its best (within
     ``margin``) and better than "stayed" (a view uniform along some direction fits several shifts,
     and votes for all of them), the votes of opposite actions (``action_signs`` (A, P), one column per opposite pair) pooled with the
-    sign flipped, and the most voted shift wins (the shortest among equals). The shift is *known* where some move
-    fits it alone; where every move along a pair fits several (a flat view, or one uniform along a direction)
-    it is a guess along that direction: good enough to decide those moves, not to place other views by it
-    (``known_shifts``). A move is blocked iff "stayed" fits better. It
+    sign flipped, and the most voted shift wins (the shortest among equals). A move is blocked iff "stayed" fits better. It
     is *ambiguous* iff the two fits differ by less than ``margin`` (mean squared error, pixels in
     [0, 1]): a flat view, where a free move also leaves the crop unchanged. Observation noise
     adds the same amount to both fits, so the comparison needs no noise threshold. Step 0 (the
@@ -269,16 +260,12 @@ def infer_blocked(pixels: Tensor, actions: Tensor, action_signs: Tensor, stay_ac
     fits = (sliding <= best_error + margin) & (stayed.unsqueeze(-1) - sliding > margin) & moving.unsqueeze(-1)
     signs = action_signs[actions[:, 1:]]  # (B, T-1, P)
     flipped = fits.flip(-1)  # a negative action votes for the opposite shift (index n - 1 - i)
-    alone = fits & (fits.sum(-1, keepdim=True) == 1)  # the move fits this shift and no other
     shortness = 1e-6 * shifts.square().sum(-1).to(errors.dtype)  # among equal votes, the shortest shift
-    pair_shift, pair_known = [], []
+    pair_shift = []
     for pair in range(action_signs.shape[1]):
         sign = signs[..., pair].unsqueeze(-1)
         votes = (torch.where(sign > 0, fits, torch.where(sign < 0, flipped, torch.zeros_like(fits)))).sum(1)
-        winner = (votes.to(errors.dtype) - shortness).argmax(-1)  # (B,)
-        pair_shift.append(shifts[winner])  # (B, 2)
-        sure = torch.where(sign > 0, alone, torch.where(sign < 0, alone.flip(-1), torch.zeros_like(alone))).sum(1)
-        pair_known.append(sure.gather(1, winner.unsqueeze(1)).squeeze(1) > 0)
+        pair_shift.append(shifts[(votes.to(errors.dtype) - shortness).argmax(-1)])  # (B, 2)
     per_pair = torch.stack(pair_shift, 1).float()  # (B, P, 2)
     action_shifts = torch.round(action_signs.unsqueeze(0) @ per_pair).long()  # (B, A, 2)
     span = 2 * max_shift + 1
@@ -292,7 +279,7 @@ def infer_blocked(pixels: Tensor, actions: Tensor, action_signs: Tensor, stay_ac
     # The shift of each step that slid (its action's); (0, 0) where it stayed or the views cannot tell.
     slid = moving & ~blocked[:, 1:] & ~ambiguous[:, 1:]
     best_shifts = torch.where(slid, step_index, torch.full_like(step_index, zero))
-    return MoveEvidence(blocked, ambiguous, action_shifts, best_shifts, torch.stack(pair_known, 1))
+    return MoveEvidence(blocked, ambiguous, action_shifts, best_shifts)
 
 
 # --------------------------------------------------------------------------- edge memory

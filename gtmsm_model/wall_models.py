@@ -255,7 +255,7 @@ class EdgeWalls(WallModel):
             evidence = infer_blocked(pixels, actions, signs, c.stay_action, c.ambiguity_margin, c.crop_size - 2)
             lean = torch.full(evidence.blocked.shape, c.blocked_prior, device=pixels.device)
             blocked = self.track(moves, pixels, actions, MoveBeliefs(evidence.blocked, evidence.ambiguous, lean),
-                                 evidence.known_shifts(signs))
+                                 evidence.action_shifts)
         free = (~blocked).to(step_moves.dtype)
         free[:, 0] = 0.0  # the reset does not move
         states = (step_moves * free.unsqueeze(-1)).cumsum(1)

@@ -58,14 +58,7 @@ def test_blocked_move_inference_on_hand_made_sequences() -> None:
     smooth_actions = torch.tensor([[STAY, RIGHT, RIGHT, LEFT]])
     change = (walk(gradient, smooth_cells)[0, 1] - walk(gradient, smooth_cells)[0, 0]).square().mean()
     assert change < 1e-4  # a threshold on the change alone would have called it blocked
-    smooth = blocked_of(walk(gradient, smooth_cells), smooth_actions)
-    assert smooth.blocked.tolist() == [[False, False, True, False]]
-    # The gradient is uniform down its columns and changes by less than the margin per pixel: many shifts
-    # fit, so the one chosen decides these moves but is not known well enough to place other views by (the
-    # textured walk's both are).
-    assert not smooth.shift_known[0, 1] and smooth.known_shifts(SIGNS)[0, RIGHT].tolist() == [0, 0]
-    assert evidence.shift_known.tolist() == [[True, True]]
-    assert torch.equal(evidence.known_shifts(SIGNS), evidence.action_shifts)
+    assert blocked_of(walk(gradient, smooth_cells), smooth_actions).blocked.tolist() == [[False, False, True, False]]
     # Over a perfectly flat region a free move leaves the crop unchanged: the pixels cannot tell.
     flat = np.full((32, 32, 3), 0.5, np.float32)
     assert blocked_of(walk(flat, smooth_cells), smooth_actions).ambiguous[0, 1]
