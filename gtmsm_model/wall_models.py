@@ -27,7 +27,7 @@ Three are registered by name (``GTMSMConfig.wall_model``):
   Assumes: every episode starts on the same cell.
 
 ``"edges"`` stays the default because it localises best where localising is hard: on flat scenes
-it sits at 2.9× its VAE floor against the learned localiser's 3.6×, while on the reference the two
+it sat at 2.9× its VAE floor against the learned localiser's 3.6× (both at commit 0125c3c), while on the reference the two
 are level against their own floors (benchmarks/results/train_gtmsm*.md). The learned localiser's
 lower error elsewhere in the comparison comes from its longer schedule's sharper codec.
 
