@@ -169,7 +169,7 @@ def evaluate_modes(model: GTMSM, rollouts: Rollouts, tau: int) -> dict[str, Any]
     return results
 
 
-def table(results: dict[str, dict[str, Any]], unseen: dict[str, int], sequences: int) -> list[str]:
+def table(results: dict[str, dict[str, Any]], unseen: dict[str, int]) -> list[str]:
     lines = ["| condition | walls | rev. MSE | VAE floor | ratio to floor | rev. p99 | rev. max | lost | drift "
              "| wall decisions right | rollouts with an unseen edge |", "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for name, modes in results.items():
@@ -178,7 +178,7 @@ def table(results: dict[str, dict[str, Any]], unseen: dict[str, int], sequences:
             lines.append(f"| {name} | {mode} | {s.mse_revisited:.5f} | {d.vae_mse_revisited:.5f} | "
                          f"{d.ratio_to_vae_revisited:.3f} | {s.revisited_p99:.5f} | {s.revisited_max:.5f} | "
                          f"{s.rollouts_lost}/{s.sequences} | {s.drift_ratio:.3f} | {d.wall_decision_accuracy:.4f} | "
-                         f"{unseen[name]}/{sequences} |")
+                         f"{unseen[name]}/{s.sequences} |")
     return lines
 
 
@@ -210,7 +210,7 @@ def main(argv: list[str] | None = None) -> None:
              "Walls: `model` = the model localises the memorised walk and decides every move while imagining; "
              "`true-imagined` = the true walls decide the moves while imagining; `true-walls` = the true walls "
              "everywhere. 'Rollouts with an unseen edge': the prediction leaves the memorised walk's box along an "
-             "axis that walk spans less of than the world.", "", *table(results, unseen, args.eval_sequences), ""]
+             "axis that walk spans less of than the world.", "", *table(results, unseen), ""]
     payload = {"commit": revision, "machine": machine, "date": date, "command": command, "checkpoint": args.checkpoint,
                "wall_model": model.config.wall_model,
                "conditions": {name: {"unseen_edge_rollouts": unseen[name],
