@@ -116,7 +116,9 @@ def upgrade_model_state(state: dict[str, torch.Tensor], model_config: dict[str, 
     code's names, the one place older names are mapped: the world-span counts were the model's own
     buffer ``span_counts`` (in version 1 and early version 2) and are now the wall model's
     ``wall_model.span_counts``; a checkpoint from before the world-span prior has none (the span is
-    unknown: zero counts); the absolute gate keeps no counts. A ``model_config`` this code cannot
+    unknown: zero counts), and one from before the wall counts has none of those (zero counts: the
+    tracker charges nothing for a wall with the world behind it); the absolute gate keeps no counts.
+    A ``model_config`` this code cannot
     build is left for :func:`model_from_checkpoint` to report."""
     try:
         template = make_wall_model(GTMSMConfig.from_dict(model_config)).state_dict()
@@ -126,6 +128,8 @@ def upgrade_model_state(state: dict[str, torch.Tensor], model_config: dict[str, 
     legacy = state.pop("span_counts", None)
     if "span_counts" in template:
         state.setdefault("wall_model.span_counts", legacy if legacy is not None else template["span_counts"])
+    if "wall_counts" in template:
+        state.setdefault("wall_model.wall_counts", template["wall_counts"])
     return state
 
 

@@ -23,6 +23,11 @@ move, the way a SLAM back-end revises its graph at loop closure:
 * **the learned world span**: a hypothesis whose walk spans more moves along an axis than the
   worlds seen in training (``world_span``, learned by the wall model from the training walks)
   pays ``conflict_cost`` per extra move;
+* **walls with the world behind them** (``behind_cost``, learned by the wall model from how often
+  the training walks' blocked moves tried to reach a cell the walk stands on at some step): each
+  blocked move whose target cell the hypothesis puts some step of the walk on pays it once. In
+  worlds walled only at their border that never happens, and it is what a wrong guess in a flat
+  stretch leaves behind: a wall inside the map, with the walk on both sides of it;
 * **the prior on each undecided move**: ``-log p`` of its choice under the move's own lean
   (``p_blocked``: a prior that most moves are free, or a learned localiser's probability).
 
@@ -102,12 +107,14 @@ def crop_differences(pixels: Tensor) -> Tensor:
 
 def hypothesis_costs(blocked: Tensor, signs: Tensor, different: Tensor, world_span: Tensor | None,
                      conflict_cost: float = CONFLICT_COST, twins: Tensor | None = None,
-                     mismatch: Tensor | None = None, reach: int = 0) -> Tensor:
+                     mismatch: Tensor | None = None, reach: int = 0, tries: Tensor | None = None,
+                     behind_cost: float = 0.0) -> Tensor:
     """Consistency and span cost of C whole-walk hypotheses: blocked (C, T) bool, signs (T, P) the action
     signs of each step, different (T, T) bool (the two crops differ), twins (T, T) bool (the same
     distinctive crop; None: none), mismatch / reach the overlap evidence (``overlap_mismatches``; None:
-    not checked) → (C,). ``track_moves``' beam computes this cost incrementally, plus the prior of each
-    choice."""
+    not checked), ``tries`` (T, P) the direction a blocked move tried (default ``signs``), ``behind_cost``
+    per blocked move whose target cell some step stands on → (C,). ``track_moves``' beam computes this
+    cost incrementally, plus the prior of each choice."""
     coords = lattice_cells(blocked, signs)
     gap = coords.unsqueeze(1) - coords.unsqueeze(2)  # (C, T, T, P): [c, i, j] = cell j - cell i
     same = (gap == 0).all(-1)  # (C, T, T)
@@ -117,10 +124,15 @@ def hypothesis_costs(blocked: Tensor, signs: Tensor, different: Tensor, world_sp
     if mismatch is not None:
         steps = torch.arange(len(signs), device=signs.device)
         clash = clash | overlap_clashes(gap, mismatch, reach, steps, steps)
-    edges = walk_edges(coords, signs)
+    tries = signs if tries is None else tries
+    tried = torch.where(blocked.unsqueeze(-1), tries, signs)  # (C, T, P): the direction each move tried
+    edges = walk_edges(coords, tried)
     moving = moving_steps(signs)
     clashes = clash.sum((1, 2)) + wall_clashes(edges, edges, blocked, blocked, moving, moving).sum((1, 2))
     cost = conflict_cost * clashes.to(signs.dtype) / 2
+    if behind_cost:
+        behind = walls_behind(coords + tries, blocked & moving, coords).any(-1).sum(-1)
+        cost = cost + behind_cost * behind.to(signs.dtype)
     return cost + span_cost(coords.max(1).values - coords.min(1).values, world_span, conflict_cost)
 
 
@@ -164,6 +176,13 @@ def wall_clashes(new_edges: Tensor, edges: Tensor, new_blocked: Tensor, blocked:
     return same & (new_blocked.unsqueeze(2) != blocked.unsqueeze(1))
 
 
+def walls_behind(targets: Tensor, walls: Tensor, cells: Tensor) -> Tensor:
+    """Pairs (blocked move, step) where the step stands on the cell the move tried to reach: targets (C, L, P)
+    the cells the moves tried to reach, walls (C, L) bool the blocked moves among them, cells (C, S, P)
+    → (C, L, S) bool."""
+    return (targets.unsqueeze(2) == cells.unsqueeze(1)).all(-1) & walls.unsqueeze(2)
+
+
 def span_cost(extent: Tensor, world_span: Tensor | None, conflict_cost: float) -> Tensor:
     """(C, P) extents of hypotheses' walks in moves → (C,): ``conflict_cost`` per move beyond the world span."""
     if world_span is None:
@@ -175,7 +194,8 @@ def span_cost(extent: Tensor, world_span: Tensor | None, conflict_cost: float) -
 
 def track_moves(pixels: Tensor, actions: Tensor, beliefs: MoveBeliefs, action_signs: Tensor,
                 threshold: Tensor, *, world_span: Tensor | None = None, beam: int = 16, retry: int = 1,
-                conflict_cost: float = CONFLICT_COST, pixel_steps: Tensor | None = None) -> Tensor:
+                conflict_cost: float = CONFLICT_COST, behind_cost: float = 0.0,
+                pixel_steps: Tensor | None = None) -> Tensor:
     """Decide every undecided move of each walk by a beam search over hypotheses (see the module).
 
     Branching on the undecided moves in time order, a hypothesis is scored on the walk up to the
@@ -200,6 +220,7 @@ def track_moves(pixels: Tensor, actions: Tensor, beliefs: MoveBeliefs, action_si
     pixels (B, T, H, W, C) in [0, 1], actions (B, T), ``action_signs`` (A, P) (one column per opposite
     pair), ``threshold`` (B,): two crops differ iff their MSE exceeds it (above observation noise),
     ``world_span`` (P,) in moves (0 or None: unknown), ``retry`` the most searches per walk (1: one),
+    ``behind_cost`` what a wall with the world behind it costs (0: nothing),
     ``pixel_steps`` (B, P, 2): the pixel offset of one
     lattice move along each axis (None: unknown; only views on the same cell are compared). Returns
     the blocked mask (B, T): the decided moves as given, the undecided ones as the best hypothesis
@@ -208,15 +229,17 @@ def track_moves(pixels: Tensor, actions: Tensor, beliefs: MoveBeliefs, action_si
     blocked = beliefs.blocked.clone()
     signs = action_signs[actions.long()].to(pixels.dtype)  # (B, T, P)
     p = beliefs.p_blocked.clamp(1e-4, 1 - 1e-4)
+    smallest = min(conflict_cost, behind_cost) if behind_cost > 0 else conflict_cost  # the least that is no prior
     for b in torch.nonzero(beliefs.undecided.any(1)).flatten().tolist():
         evidence = WalkEvidence.of(pixels[b], threshold[b], None if pixel_steps is None else pixel_steps[b])
         best, best_total = None, float("inf")
         for attempt in range(retry):
             found, total = _search(evidence, signs[b], blocked[b], beliefs.undecided[b], p[b], world_span, beam,
-                                   conflict_cost, lean=p[b] if attempt == 0 else jittered(p[b], attempt))
+                                   conflict_cost, lean=p[b] if attempt == 0 else jittered(p[b], attempt),
+                                   behind_cost=behind_cost)
             if total < best_total:
                 best, best_total = found, total
-            if best_total - _prior_cost(best, beliefs.undecided[b], p[b]) < conflict_cost / 2:
+            if best_total - _prior_cost(best, beliefs.undecided[b], p[b]) < smallest / 2:
                 break  # no conflict left
         blocked[b] = best
     return blocked
@@ -232,21 +255,23 @@ def jittered(p: Tensor, seed: int, scale: float | None = None) -> Tensor:
 
 
 def _search(evidence: WalkEvidence, signs: Tensor, blocked: Tensor, undecided: Tensor, p: Tensor,
-            world_span: Tensor | None, beam: int, conflict_cost: float, lean: Tensor | None = None
-            ) -> tuple[Tensor, float]:
+            world_span: Tensor | None, beam: int, conflict_cost: float, lean: Tensor | None = None,
+            behind_cost: float = 0.0) -> tuple[Tensor, float]:
     """One walk: the beam forwards and backwards (ranking by the leans ``lean``, default ``p``), the
     cheaper map by the whole-walk cost under ``p`` refined → (blocked (T,), its total under ``p``)."""
     lean = p if lean is None else lean
-    forward, _ = _beam(evidence, signs, blocked, undecided, lean, world_span, beam, conflict_cost)
+    forward, _ = _beam(evidence, signs, blocked, undecided, lean, world_span, beam, conflict_cost,
+                       behind_cost=behind_cost)
     # The same search on the walk run backwards (each move undone: the opposite signs, the same
-    # outcome): evidence that comes late going forwards comes early going backwards.
+    # outcome): evidence that comes late going forwards comes early going backwards. A blocked move
+    # still tried the forward direction: its wall (and the cell behind it) lies on that side.
     back = lambda x: torch.cat([x[:1], x[1:].flip(0)])  # noqa: E731 -- step k of the reversed walk is move T-k
     reverse_signs = torch.cat([torch.zeros_like(signs[:1]), -signs[1:].flip(0)])
     backward, _ = _beam(evidence.reversed(), reverse_signs, back(blocked), back(undecided), back(lean),
-                        world_span, beam, conflict_cost)
+                        world_span, beam, conflict_cost, tries=-reverse_signs, behind_cost=behind_cost)
     maps = torch.stack([forward, back(backward)])
-    start = maps[walk_costs(evidence, maps, signs, undecided, p, world_span, conflict_cost).argmin()]
-    return _refine(evidence, signs, start, undecided, p, world_span, conflict_cost)
+    start = maps[walk_costs(evidence, maps, signs, undecided, p, world_span, conflict_cost, behind_cost).argmin()]
+    return _refine(evidence, signs, start, undecided, p, world_span, conflict_cost, behind_cost=behind_cost)
 
 
 def _prior_cost(blocked: Tensor, undecided: Tensor, p: Tensor) -> Tensor:
@@ -279,9 +304,11 @@ class WalkEvidence:
 
 
 def _beam(evidence: WalkEvidence, signs: Tensor, blocked: Tensor, undecided: Tensor, p: Tensor,
-          world_span: Tensor | None, beam: int, conflict_cost: float) -> tuple[Tensor, float]:
+          world_span: Tensor | None, beam: int, conflict_cost: float, tries: Tensor | None = None,
+          behind_cost: float = 0.0) -> tuple[Tensor, float]:
     """``track_moves``' search on one walk: signs (T, P), blocked / undecided / p (T,) → the best
-    hypothesis's blocked mask (T,) and its total cost."""
+    hypothesis's blocked mask (T,) and its total cost. ``tries`` (T, P): the direction a blocked move
+    tried (default ``signs``; the walk run backwards passes the forward signs)."""
     steps = len(signs)
     different, twins, mismatch, reach = evidence.different, evidence.twins, evidence.mismatch, evidence.reach
     distinct = twins.diagonal()  # a distinctive view is its own twin
@@ -294,9 +321,12 @@ def _beam(evidence: WalkEvidence, signs: Tensor, blocked: Tensor, undecided: Ten
     # Every hypothesis agrees up to the first undecided move: its cells and conflicts there.
     cells = (signs[:first] * free[:first].unsqueeze(-1)).cumsum(0).unsqueeze(0)  # (1, first, P)
     moving = moving_steps(signs)
-    edges = walk_edges(cells, signs[:first])  # (1, first, P)
+    tries = signs if tries is None else tries
+    edges = walk_edges(cells, torch.where(blocked[:first, None], tries[:first], signs[:first]))  # (1, first, P)
+    violated = walls_behind(cells + tries[:first], (blocked[:first] & moving[:first])[None], cells).any(-1)
     cost = hypothesis_costs(blocked[None, :first], signs[:first], different[:first, :first], None, conflict_cost,
-                            twins[:first, :first], None if mismatch is None else mismatch[..., :first, :first], reach)
+                            twins[:first, :first], None if mismatch is None else mismatch[..., :first, :first], reach,
+                            tries[:first], behind_cost)
     prior = torch.zeros(1, dtype=signs.dtype, device=signs.device)
     hypotheses = blocked.unsqueeze(0)  # (C, T)
     total = cost
@@ -307,11 +337,13 @@ def _beam(evidence: WalkEvidence, signs: Tensor, blocked: Tensor, undecided: Ten
         hypotheses = torch.cat([as_blocked, as_free])
         prior = torch.cat([prior - p[t].log(), prior - (1 - p[t]).log()])
         cells, cost, edges = torch.cat([cells, cells]), torch.cat([cost, cost]), torch.cat([edges, edges])
+        violated = torch.cat([violated, violated])
         # The new steps t .. seen-1: their cells, and their conflicts with every step before them.
         step = signs[t:seen].unsqueeze(0) * (~hypotheses[:, t:seen]).unsqueeze(-1).to(signs.dtype)
         new = cells[:, -1].unsqueeze(1) + step.cumsum(1)  # (C, L, P)
         cells = torch.cat([cells, new], 1)  # (C, seen, P)
-        new_edges = edge_keys(cells[:, t - 1:seen - 1], signs[t:seen])
+        new_edges = edge_keys(cells[:, t - 1:seen - 1],
+                              torch.where(hypotheses[:, t:seen, None], tries[t:seen], signs[t:seen]))
         edges = torch.cat([edges, new_edges], 1)  # (C, seen, P)
         gap = cells.unsqueeze(1) - new.unsqueeze(2)  # (C, L, seen, P): where each earlier view lies
         same = (gap == 0).all(-1)
@@ -324,6 +356,13 @@ def _beam(evidence: WalkEvidence, signs: Tensor, blocked: Tensor, undecided: Ten
         # Within the new block each pair is counted twice, pairs with earlier steps once.
         inside = clash[:, :, t:].sum((1, 2)).to(signs.dtype) / 2
         cost = cost + conflict_cost * (clash[:, :, :t].sum((1, 2)).to(signs.dtype) + inside)
+        # Walls with the world behind them: new blocked moves whose target a step so far stands on, and
+        # earlier ones whose target a new step stands on for the first time.
+        new_walls = walls_behind(new + tries[t:seen], hypotheses[:, t:seen] & moving[t:seen], cells).any(-1)
+        reached = walls_behind(cells[:, :t] + tries[:t], hypotheses[:, :t] & moving[:t], new).any(-1)
+        behind = new_walls.sum(1) + (reached & ~violated).sum(1)
+        violated = torch.cat([violated | reached, new_walls], 1)
+        cost = cost + behind_cost * behind.to(signs.dtype)
         extent = cells.max(1).values - cells.min(1).values
         total = prior + cost + span_cost(extent, world_span, conflict_cost)
         order = total.argsort()
@@ -337,21 +376,22 @@ def _beam(evidence: WalkEvidence, signs: Tensor, blocked: Tensor, undecided: Ten
             0, group, rank, "amin")  # the cheapest hypothesis of each key, in cost order
         keep = order[cheapest.sort().values[:beam]]
         hypotheses, prior, cost, cells, total = hypotheses[keep], prior[keep], cost[keep], cells[keep], total[keep]
-        edges = edges[keep]
+        edges, violated = edges[keep], violated[keep]
     return hypotheses[0], float(total[0])
 
 
 def walk_costs(evidence: WalkEvidence, hypotheses: Tensor, signs: Tensor, undecided: Tensor, p: Tensor,
-               world_span: Tensor | None, conflict_cost: float) -> Tensor:
+               world_span: Tensor | None, conflict_cost: float, behind_cost: float = 0.0) -> Tensor:
     """The whole-walk total of C hypotheses (C, T): every conflict (overlap included), the span and the
     prior of each undecided move's choice → (C,). What the beam keeps incrementally, computed afresh."""
     conflicts = hypothesis_costs(hypotheses, signs, evidence.different, world_span, conflict_cost, evidence.twins,
-                                 evidence.mismatch, evidence.reach)
+                                 evidence.mismatch, evidence.reach, behind_cost=behind_cost)
     return _prior_cost(hypotheses, undecided, p) + conflicts
 
 
 def _refine(evidence: WalkEvidence, signs: Tensor, blocked: Tensor, undecided: Tensor, p: Tensor,
-            world_span: Tensor | None, conflict_cost: float, proposals: int = 4) -> tuple[Tensor, float]:
+            world_span: Tensor | None, conflict_cost: float, proposals: int = 4,
+            behind_cost: float = 0.0) -> tuple[Tensor, float]:
     """A local search from the beam's best hypothesis: flip one undecided move (the rest of the walk
     shifts by one cell), or two whose shifts cancel (only the stretch between them shifts), and keep
     the change while it lowers the whole-walk total.
@@ -363,7 +403,7 @@ def _refine(evidence: WalkEvidence, signs: Tensor, blocked: Tensor, undecided: T
     one or two moves whose outcome flips; the ``proposals`` best are then scored by ``walk_costs``
     (the world span is counted there only). Returns (blocked (T,), its total)."""
     steps, moves = len(signs), torch.nonzero(undecided).flatten()
-    total = walk_costs(evidence, blocked[None], signs, undecided, p, world_span, conflict_cost)[0]
+    total = walk_costs(evidence, blocked[None], signs, undecided, p, world_span, conflict_cost, behind_cost)[0]
     for _ in range(4 * len(moves)):  # every accepted change lowers the total; this only bounds the time
         i, j, estimate = flip_estimates(evidence, signs, blocked, moves, p, conflict_cost)
         if len(i) == 0:
@@ -374,7 +414,7 @@ def _refine(evidence: WalkEvidence, signs: Tensor, blocked: Tensor, undecided: T
         rows = torch.arange(len(best), device=signs.device)
         candidates[rows, i[best]] = ~candidates[rows, i[best]]
         candidates[rows[pair[best]], j[best][pair[best]]] = ~candidates[rows[pair[best]], j[best][pair[best]]]
-        costs = walk_costs(evidence, candidates, signs, undecided, p, world_span, conflict_cost)
+        costs = walk_costs(evidence, candidates, signs, undecided, p, world_span, conflict_cost, behind_cost)
         pick = int(costs.argmin())
         if not costs[pick] < total - 1e-6:
             break

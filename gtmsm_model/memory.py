@@ -378,6 +378,22 @@ def world_span_counts(states: Tensor, basis: Tensor, bins: int) -> Tensor:
     return counts.scatter_add_(1, spans.T, torch.ones_like(spans.T))
 
 
+def wall_behind_counts(states: Tensor, actions: Tensor, basis: Tensor, action_signs: Tensor) -> Tensor:
+    """The blocked moves of observed walks and how many of them tried to reach a cell the same walk
+    stands on at some step: states (B, T, S), actions (B, T), basis (P, S) unit move vectors,
+    action_signs (A, P) → counts (2,) long: [blocked moves, of them into a visited cell]. A blocked move
+    is a move action after which the state did not change."""
+    lattice = (states @ torch.linalg.pinv(basis)).round()  # (B, T, P)
+    signs = action_signs[actions.long()].to(lattice.dtype)  # (B, T, P)
+    moving = signs.abs().sum(-1) > 0
+    moving[:, 0] = False  # the reset
+    stayed = torch.cat([torch.zeros_like(moving[:, :1]), (lattice[:, 1:] == lattice[:, :-1]).all(-1)], 1)
+    blocked = moving & stayed
+    target = lattice + signs
+    behind = blocked & (target.unsqueeze(2) == lattice.unsqueeze(1)).all(-1).any(-1)
+    return torch.stack([blocked.sum(), behind.sum()])
+
+
 def span_from_counts(counts: Tensor, share: float = 0.01) -> Tensor:
     """The world's span along each axis (P,), in moves: the largest span that at least ``share`` of
     the training walks reach or exceed (a rare mis-inferred move cannot stretch it). 0 where nothing

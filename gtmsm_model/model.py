@@ -100,10 +100,12 @@ class GTMSM(nn.Module):
         """The main-phase training iteration about to run (0, 1, ...): the wall model's warm-up schedule."""
         self.wall_model.set_iteration(iteration)
 
-    def count_spans(self, states: Tensor, reduce: Callable[[Tensor], Tensor] | None = None) -> None:
+    def count_spans(self, states: Tensor, reduce: Callable[[Tensor], Tensor] | None = None,
+                    actions: Tensor | None = None) -> None:
         """Let the wall model learn from training walks: ``states`` (B, T, S) as ``loss_and_states``
-        returns them. ``reduce`` sums over processes under DDP (``DistributedContext.sum``)."""
-        self.wall_model.count_spans(self.transition, states, reduce)
+        returns them, with the walks' ``actions`` (B, T). ``reduce`` sums over processes under DDP
+        (``DistributedContext.sum``)."""
+        self.wall_model.count_spans(self.transition, states, reduce, actions)
 
     @staticmethod
     def to_pixels(observations: Tensor) -> Tensor:

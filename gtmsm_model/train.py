@@ -122,7 +122,7 @@ def train_step(state: TrainState, sampler: RolloutSampler, config: TrainConfig, 
     state.optimizer.zero_grad(set_to_none=True)
     totals: dict[str, torch.Tensor] = {}
     phase = "vae" if step < schedule.vae_warmup_iters else "main"
-    walks = []  # the main phase's walks, for the wall model's world-span prior
+    walks, walk_actions = [], []  # the main phase's walks, for the wall model's world-span and wall priors
     for shard in shards.local:
         if shards.total > 1:
             torch.manual_seed(shard_seed(config.run.seed, step, shard))
@@ -144,11 +144,12 @@ def train_step(state: TrainState, sampler: RolloutSampler, config: TrainConfig, 
             parts, states = loss_module("main", observations, batch.actions, tau=min(schedule.tau, length),
                                         kl_weight=schedule.kl_weight(iteration))
             walks.append(states.detach())
+            walk_actions.append(batch.actions)
         (parts["loss"] / len(shards.local)).backward()
         for name, value in parts.items():
             totals[name] = totals.get(name, 0) + value.detach() / len(shards.local)
     if walks:  # every rank counts the walks of all shards, as one process would
-        model.count_spans(torch.cat(walks), reduce=context.sum)
+        model.count_spans(torch.cat(walks), reduce=context.sum, actions=torch.cat(walk_actions))
     torch.nn.utils.clip_grad_norm_(model.parameters(), schedule.grad_clip)
     state.optimizer.step()
     state.step += 1

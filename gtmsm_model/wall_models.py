@@ -36,6 +36,7 @@ A new wall model is one subclass decorated with ``@register_wall_model("name")``
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar
@@ -44,13 +45,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from gtmsm_model.localisation import MoveBeliefs, distinctive_views, track_moves
+from gtmsm_model.localisation import CONFLICT_COST, MoveBeliefs, distinctive_views, track_moves
 from gtmsm_model.memory import (
     EdgeMemory,
     crop_change,
     extent_prior,
     infer_blocked,
     span_from_counts,
+    wall_behind_counts,
     world_span_counts,
 )
 
@@ -168,9 +170,10 @@ class WallModel(nn.Module):
         return torch.stack(states, 1), torch.stack(gates, 1), edges, visited
 
     def count_spans(self, moves: StateTransition, states: Tensor,
-                    reduce: Callable[[Tensor], Tensor] | None = None) -> None:
-        """Learn from the training walks' states (B, T, S) (``ObservedWalk.states``). ``reduce`` sums
-        a statistic over processes (DDP), so every process keeps the same. The default keeps nothing."""
+                    reduce: Callable[[Tensor], Tensor] | None = None, actions: Tensor | None = None) -> None:
+        """Learn from the training walks' states (B, T, S) (``ObservedWalk.states``) and actions (B, T)
+        (None: states only). ``reduce`` sums a statistic over processes (DDP), so every process keeps the
+        same. The default keeps nothing."""
 
     def world_span(self) -> Tensor | None:
         """(P,) the world's span along each lattice axis in moves, if this wall model learns it."""
@@ -211,12 +214,16 @@ class EdgeWalls(WallModel):
     training walks with ``untried_edges="span"``); each decision is written back.
 
     ``span_counts`` (P, SPAN_BINS): how many training walks spanned 0, 1, ... moves along each
-    lattice axis (the world-span prior), counted by ``count_spans``.
+    lattice axis (the world-span prior), counted by ``count_spans``. ``wall_counts`` (2,): how many
+    blocked moves the training walks made, and how many of them tried to reach a cell the same walk
+    stands on at some step (a wall with the world behind it); the tracker's ``wall_behind_cost`` is
+    -log of that rate.
     """
 
     def __init__(self, config: GTMSMConfig) -> None:
         super().__init__(config)
         self.register_buffer("span_counts", torch.zeros(len(config.opposite_actions), SPAN_BINS, dtype=torch.long))
+        self.register_buffer("wall_counts", torch.zeros(2, dtype=torch.long))
 
     def tracker_threshold(self, pixels: Tensor, actions: Tensor) -> Tensor:
         """(B,): two crops differ iff their MSE exceeds this — the loop-closure threshold plus twice the
@@ -244,7 +251,7 @@ class EdgeWalls(WallModel):
             threshold = self.tracker_threshold(pixels, actions)
         return track_moves(pixels, actions, beliefs, moves.action_signs, threshold,
                            world_span=span, beam=self.config.tracker_beam, retry=self.config.tracker_retry,
-                           pixel_steps=pixel_steps)
+                           behind_cost=self.wall_behind_cost(), pixel_steps=pixel_steps)
 
     def infer(self, moves: StateTransition, pixels: Tensor, actions: Tensor, *,
               for_training: bool = False) -> ObservedWalk:
@@ -280,9 +287,24 @@ class EdgeWalls(WallModel):
 
     @torch.no_grad()
     def count_spans(self, moves: StateTransition, states: Tensor,
-                    reduce: Callable[[Tensor], Tensor] | None = None) -> None:
+                    reduce: Callable[[Tensor], Tensor] | None = None, actions: Tensor | None = None) -> None:
         counts = world_span_counts(states.detach(), moves.lattice_basis(), SPAN_BINS)
         self.span_counts += counts if reduce is None else reduce(counts)
+        if actions is not None:
+            walls = wall_behind_counts(states.detach(), actions, moves.lattice_basis(), moves.action_signs)
+            self.wall_counts += walls if reduce is None else reduce(walls)
+
+    def wall_behind_cost(self) -> float:
+        """What the tracker charges, in nats, for a blocked move into a cell its walk stands on at some
+        step: -log of how often the training walks did that (``wall_counts``, with one pseudo-count for
+        each outcome), capped at the cost of a view conflict; 0 (no such term) before any training walk
+        was counted. Training worlds walled only at their border never do it, so a map that explains a
+        flat stretch by a wall inside the world pays about log(number of blocked moves counted); where
+        the training worlds have interior walls it costs little."""
+        blocked, behind = self.wall_counts.tolist()
+        if blocked == 0:
+            return 0.0
+        return min(-math.log((behind + 1) / (blocked + 2)), CONFLICT_COST)
 
     SPAN_SHARE = 0.01
     """The world span is the largest span that at least this share of the counted training walks reach:
@@ -351,15 +373,15 @@ class LearnedLocaliser(EdgeWalls):
 
     @torch.no_grad()
     def count_spans(self, moves: StateTransition, states: Tensor,
-                    reduce: Callable[[Tensor], Tensor] | None = None) -> None:
-        """The world span from the training walks as the localiser decides them, counted only once its
+                    reduce: Callable[[Tensor], Tensor] | None = None, actions: Tensor | None = None) -> None:
+        """The world span (and the wall counts) from the training walks as the localiser decides them, counted only once its
         gate has sharpened (before, held open or soft, the decided walks are dead reckoning or guesses,
         and one such walk in a hundred would stretch the span). That is iteration ``gate_open_iters`` +
         ``SHARPEN_ITERS`` on: a shorter run (the debug and quick presets) learns no span and imagines with the
         extent prior. The learned preset's curriculum ends at 500, so the walks counted are full length; the median span
         assumes at least half of them cross the world (true for 288 steps on a 9×9 grid)."""
         if self.temperature <= self.FINAL_TEMPERATURE + 1e-9:
-            super().count_spans(moves, states, reduce)
+            super().count_spans(moves, states, reduce, actions)
 
     def moved_probability(self, pixels: Tensor, actions: Tensor, temperature: float = 1.0) -> Tensor:
         """q(moved | x_{t-1}, x_t, a_t) for every step: pixels (B, T, H, W, C), actions (B, T) → (B, T);

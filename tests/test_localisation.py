@@ -120,6 +120,9 @@ def test_hypothesis_cost_counts_pairs_on_one_cell_that_saw_different_crops() -> 
     same_view = torch.zeros(4, 4, dtype=torch.bool)
     assert hypothesis_costs(bumped, back_and_forth, same_view, None, conflict_cost=1.0).tolist() == [2.0]
     assert hypothesis_costs(free, back_and_forth, same_view, None, conflict_cost=1.0).tolist() == [0.0]
+    # A wall with the world behind it: the bump at step 3 tried to reach cell 1, where step 1 stood.
+    assert hypothesis_costs(bumped, back_and_forth, same_view, None, conflict_cost=1.0,
+                            behind_cost=0.5).tolist() == [2.5]
     wide = SIGNS[torch.tensor([STAY, RIGHT, RIGHT, RIGHT])]
     assert hypothesis_costs(free, wide, torch.zeros(4, 4, dtype=torch.bool), torch.tensor([5.0, 2.0]),
                             conflict_cost=1.0).tolist() == [1.0]
@@ -165,15 +168,24 @@ def test_the_beam_s_incremental_cost_is_the_whole_walk_cost_of_its_hypothesis() 
     # Every move undecided; then the first 13 decided, the fifth wrongly as blocked: the steps
     # before the first choice, which every hypothesis shares, are scored on their own, conflicts and all.
     late = torch.arange(len(actions_list)) > 12
+    span = torch.tensor([3.0, 3.0])
+    back = lambda x: torch.cat([x[:1], x[1:].flip(0)])  # noqa: E731 -- step k of the reversed walk is move T-k
+    reverse_signs = torch.cat([torch.zeros_like(signs[:1]), -signs[1:].flip(0)])
     for undecided, wrong in ((moving_steps(signs), False), (moving_steps(signs) & late, True)):
         for pixel_steps in (None, PIXEL_STEPS):  # views on one cell only, then every overlap too
             evidence = WalkEvidence.of(pixels[0], threshold, pixel_steps)
-            for lean in (False, True):
+            for lean, behind in ((False, 0.0), (True, 0.0), (True, 7.0)):
                 blocked = undecided & lean
                 blocked[5] = wrong
-                best, total = _beam(evidence, signs, blocked, undecided, p, torch.tensor([3.0, 3.0]), 8, 50.0)
-                whole = walk_costs(evidence, best[None], signs, undecided, p, torch.tensor([3.0, 3.0]), 50.0)
+                best, total = _beam(evidence, signs, blocked, undecided, p, span, 8, 50.0, behind_cost=behind)
+                whole = walk_costs(evidence, best[None], signs, undecided, p, span, 50.0, behind)
                 assert abs(total - float(whole[0])) < 1e-3, (lean, pixel_steps, int(undecided.sum()))
+                # The walk run backwards: each move undone, its outcome kept, and a blocked move's wall on
+                # the side the forward move tried (the backward search's totals are the forward walk's).
+                best, total = _beam(evidence.reversed(), reverse_signs, back(blocked), back(undecided), back(p), span,
+                                    8, 50.0, tries=-reverse_signs, behind_cost=behind)
+                whole = walk_costs(evidence, back(best)[None], signs, undecided, p, span, 50.0, behind)
+                assert abs(total - float(whole[0])) < 1e-3, ("backwards", lean, pixel_steps, int(undecided.sum()))
 
 
 def random_hypothesis(seed: int, moves: int = 60):
@@ -225,10 +237,11 @@ def test_a_walk_whose_map_keeps_a_conflict_is_searched_again_with_jittered_leans
 
     leans = []
 
-    def search(evidence, signs, blocked, undecided, p, world_span, beam, conflict_cost, lean):
+    def search(evidence, signs, blocked, undecided, p, world_span, beam, conflict_cost, lean, behind_cost=0.0):
         leans.append(lean)
         conflicts = 1 if len(leans) < 3 else 0  # the first two searches leave a conflict, the third none
-        return blocked, conflicts * conflict_cost + float(localisation._prior_cost(blocked, undecided, p))
+        cheapest = behind_cost or conflict_cost  # a wall with the world behind it, when that costs anything
+        return blocked, conflicts * cheapest + float(localisation._prior_cost(blocked, undecided, p))
 
     monkeypatch.setattr(localisation, "_search", search)
     pixels, actions, _ = walk(band_image(), CROSSING)
@@ -241,6 +254,9 @@ def test_a_walk_whose_map_keeps_a_conflict_is_searched_again_with_jittered_leans
     leans.clear()
     track_moves(pixels, actions, beliefs, SIGNS, torch.tensor([1e-6]), beam=8, retry=1)
     assert len(leans) == 1
+    leans.clear()  # a wall with the world behind it is no prior lean either: searched again too
+    track_moves(pixels, actions, beliefs, SIGNS, torch.tensor([1e-6]), beam=8, retry=4, behind_cost=5.0)
+    assert len(leans) == 3
 
 
 def test_a_restart_s_leans_are_the_same_for_a_seed_and_keep_their_order_on_average() -> None:
@@ -257,3 +273,14 @@ def test_an_axis_without_a_pixel_step_gives_no_overlap_evidence_along_it() -> No
     mismatch, reach = overlap_mismatches(pixels, torch.tensor([[3.0, 0.0], [0.0, 0.0]]), 1e-6)
     assert mismatch[reach + 1, reach].any() and mismatch[reach, reach].any()  # along the known axis, and in place
     assert not mismatch[:, reach + 1:].any() and not mismatch[:, :reach].any()
+
+
+def test_the_training_walks_count_walls_with_the_world_behind_them() -> None:
+    from gtmsm_model.memory import wall_behind_counts
+
+    # Cells along one axis: 0, 1, 0, 0 (a bump left, to the unvisited -1), 1, 1 (a bump right, to the
+    # unvisited 2), 1 (a bump left, into cell 0, where the walk stood: a wall with the world behind it).
+    actions = torch.tensor([[STAY, RIGHT, LEFT, LEFT, RIGHT, RIGHT, LEFT]])
+    cols = torch.tensor([0.0, 1.0, 0.0, 0.0, 1.0, 1.0, 1.0])
+    states = torch.stack([torch.zeros_like(cols), cols], -1)[None]  # (1, T, 2): row, col
+    assert wall_behind_counts(states, actions, torch.eye(2), SIGNS).tolist() == [3, 1]

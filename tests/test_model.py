@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -246,11 +247,13 @@ def test_checkpoints_from_before_the_span_prior_and_refined_codes_load_unchanged
 
     state = GTMSM(config).state_dict()
     state.pop("wall_model.span_counts")
+    state.pop("wall_model.wall_counts")
     model = GTMSM(config)
     with pytest.raises(RuntimeError, match="wall_model.span_counts"):
         model.load_state_dict(state)  # the model loads only complete, current state dicts
     model.load_state_dict(upgrade_model_state(state, asdict(config)))  # no span counts saved: the span is unknown
     assert not model.wall_model.span_counts.any() and model.world_span() is None
+    assert not model.wall_model.wall_counts.any() and model.wall_model.wall_behind_cost() == 0.0
 
 
 def test_refined_codes_reconstruct_better_than_the_encoders_mean() -> None:
@@ -297,6 +300,14 @@ def test_training_counts_the_world_span_and_evaluation_does_not() -> None:
     assert counts.sum().item() == 8
     model.count_spans(states, reduce=lambda c: 2 * c)  # as if summed over two processes
     assert torch.equal(counts, 3 * expected)
+    # With the walks' actions it also counts their blocked moves: border walls only, so none of them
+    # tried to reach a cell the walk stood on.
+    walls = model.wall_model.wall_counts
+    assert not walls.any() and model.wall_model.wall_behind_cost() == 0.0
+    model.count_spans(states, actions=actions)
+    hits = int(np.asarray(rollouts.wall_hits)[:, 1:].sum())
+    assert hits > 0 and walls.tolist() == [hits, 0]
+    assert model.wall_model.wall_behind_cost() == pytest.approx(math.log(hits + 2))
 
 
 def test_transition_noise_does_not_stretch_the_learned_world_span() -> None:
