@@ -46,6 +46,7 @@ from gtmsm_model.canvas import (  # noqa: F401
     shift_grid,
     to_pixel_offsets,
 )
+from gtmsm_model.localisation import walls_behind
 
 # --------------------------------------------------------------------------- Gaussians
 
@@ -389,8 +390,7 @@ def wall_behind_counts(states: Tensor, actions: Tensor, basis: Tensor, action_si
     moving[:, 0] = False  # the reset
     stayed = torch.cat([torch.zeros_like(moving[:, :1]), (lattice[:, 1:] == lattice[:, :-1]).all(-1)], 1)
     blocked = moving & stayed
-    target = lattice + signs
-    behind = blocked & (target.unsqueeze(2) == lattice.unsqueeze(1)).all(-1).any(-1)
+    behind = walls_behind(lattice + signs, blocked, lattice).any(-1)
     return torch.stack([blocked.sum(), behind.sum()])
 
 
