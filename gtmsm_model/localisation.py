@@ -400,12 +400,13 @@ def _refine(evidence: WalkEvidence, signs: Tensor, blocked: Tensor, undecided: T
     wall often comes much later, when the walk crosses that edge again, by when the right branch is
     gone. Every flip and pair is scored at once by what it changes: the conflicts between the shifted
     stretch and the rest of the walk (prefix sums over one conflict table per shift) and those of the
-    one or two moves whose outcome flips; the ``proposals`` best are then scored by ``walk_costs``
-    (the world span is counted there only). Returns (blocked (T,), its total)."""
+    one or two moves whose outcome flips, less the walls with the world behind them that the flip
+    frees; the ``proposals`` best are then scored by ``walk_costs`` (the world span, and the walls
+    behind that a shift makes or removes, are counted there only). Returns (blocked (T,), its total)."""
     steps, moves = len(signs), torch.nonzero(undecided).flatten()
     total = walk_costs(evidence, blocked[None], signs, undecided, p, world_span, conflict_cost, behind_cost)[0]
     for _ in range(4 * len(moves)):  # every accepted change lowers the total; this only bounds the time
-        i, j, estimate = flip_estimates(evidence, signs, blocked, moves, p, conflict_cost)
+        i, j, estimate = flip_estimates(evidence, signs, blocked, moves, p, conflict_cost, behind_cost)
         if len(i) == 0:
             break
         pair = j < steps
@@ -423,11 +424,13 @@ def _refine(evidence: WalkEvidence, signs: Tensor, blocked: Tensor, undecided: T
 
 
 def flip_estimates(evidence: WalkEvidence, signs: Tensor, blocked: Tensor, moves: Tensor, p: Tensor,
-                   conflict_cost: float) -> tuple[Tensor, Tensor, Tensor]:
+                   conflict_cost: float, behind_cost: float = 0.0) -> tuple[Tensor, Tensor, Tensor]:
     """Every change ``_refine`` tries on hypothesis ``blocked`` (T,) and what it does to the whole-walk
     total, the world span aside: flip move i alone (steps i.. shift), or with a later move j whose flip
     undoes that shift (steps i..j-1 shift; the moves i+1..j leave a moved cell); ``moves`` (U,) the
-    undecided moves → (i, j, change), j = T for a single flip. Costs O(T²) for all of them together."""
+    undecided moves → (i, j, change), j = T for a single flip. ``behind_cost``: what a blocked move with
+    the world behind it costs; a flip that frees one takes it away (the walls behind that the shifted
+    stretch makes or removes are not estimated). Costs O(T²) for all of them together."""
     steps = len(signs)
     moving = moving_steps(signs)
     index = torch.arange(steps, device=signs.device)
@@ -475,7 +478,11 @@ def flip_estimates(evidence: WalkEvidence, signs: Tensor, blocked: Tensor, moves
         - flipped[d, jj, i] + _span(row_sums, zero, jj, i + 1, jj)
     change = change + torch.where(pair, j_change, 0.0)
     prior = torch.where(blocked[moves], log_odds, -log_odds)  # freeing a blocked move costs its log-odds
-    return i, j, conflict_cost * change + prior[first] + torch.where(pair, prior[partner], 0.0)
+    # A blocked move with the world behind it that the change frees takes its cost away (the walls
+    # behind that the shift makes or removes are left to the exact cost).
+    behind = walls_behind((cells + signs)[None], (blocked & moving)[None], cells[None])[0].any(-1).to(signs.dtype)
+    behind = behind_cost * (behind[i] + torch.where(pair, behind[jj], 0.0))
+    return i, j, conflict_cost * change + prior[first] + torch.where(pair, prior[partner], 0.0) - behind
 
 
 def _prefix_sums(table: Tensor) -> Tensor:

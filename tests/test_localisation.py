@@ -214,6 +214,28 @@ def test_the_local_search_scores_every_flip_and_pair_as_the_whole_walk_cost_does
         torch.testing.assert_close(change, whole[1:] - whole[0], atol=1e-2, rtol=0)
 
 
+def test_the_local_search_counts_the_wall_with_the_world_behind_it_that_a_flip_frees() -> None:
+    # Cells along one row: 0, 1, 2, 1, 0, then a right move the map calls blocked: its target, cell 1,
+    # is where the walk stood twice. Freeing it is the change that takes that cost away.
+    actions_list = [STAY, RIGHT, RIGHT, LEFT, LEFT, RIGHT]
+    pixels, actions, _ = walk(band_image(), actions_list, start=(0, 2))
+    signs = SIGNS[actions[0]]
+    undecided = moving_steps(signs)
+    blocked = torch.tensor([False] * 5 + [True])
+    p = torch.full((len(actions_list),), 0.3)
+    evidence = WalkEvidence.of(pixels[0], torch.tensor(1e-6), PIXEL_STEPS)
+    moves = torch.nonzero(undecided).flatten()
+    first, second, plain = flip_estimates(evidence, signs, blocked, moves, p, 50.0)
+    _, _, estimate = flip_estimates(evidence, signs, blocked, moves, p, 50.0, behind_cost=7.0)
+    last = (first == 5) & (second == len(signs))  # the last move alone: nothing after it shifts
+    whole = walk_costs(evidence, torch.stack([blocked, blocked ^ (torch.arange(6) == 5)]), signs, undecided, p,
+                       None, 50.0, 7.0)
+    assert float(estimate[last]) == float(plain[last]) - 7.0
+    torch.testing.assert_close(estimate[last], (whole[1] - whole[0]).reshape(1), atol=1e-3, rtol=0)
+    others = (first != 5) & (second != 5)
+    assert torch.equal(estimate[others], plain[others])  # the free moves' flips free nothing
+
+
 def test_the_local_search_undoes_a_wall_put_in_the_wrong_place_inside_the_band() -> None:
     pixels, actions, hits = walk(band_image(), CROSSING)
     signs = SIGNS[actions[0]]
