@@ -53,6 +53,9 @@ identical crops at one cell are near-certain evidence, so one conflict outweighs
 JITTER = 1.0
 """Noise (nats, on each lean's log-odds) with which a restart of the search ranks its hypotheses."""
 
+SAME_TOTAL = 1e-3
+"""Two searches whose maps' totals differ by less than this (nats) came to the same answer."""
+
 
 @dataclass
 class MoveBeliefs:
@@ -209,10 +212,13 @@ def track_moves(pixels: Tensor, actions: Tensor, beliefs: MoveBeliefs, action_si
     hypothesis and extended by the new steps only, so a walk costs O(beam · T²) whatever the
     number of undecided moves. The search runs forwards and backwards; a local search
     (``_refine``) then flips single moves and pairs of moves in the cheaper map while that lowers
-    the whole-walk total. A walk whose map still has a conflict is searched again, up to ``retry``
-    searches in all, each restart ranking its hypotheses by leans with random noise on their log-odds
-    (``jittered``), and the cheapest map by the true leans is kept: a consistent world leaves no
-    conflict on the true map, so one left means the search lost it. A flat stretch gives many maps of
+    the whole-walk total. A walk is searched again, up to ``retry`` searches in all, each restart
+    ranking its hypotheses by leans with random noise on their log-odds (``jittered``), and the
+    cheapest map by the true leans is kept, until that map has no conflict and a second search has
+    found it (or one as cheap) again: a consistent world leaves no conflict on the true map, so one
+    left means the search lost it; and a map without conflicts can still cost more than the true one
+    (more walls guessed, or less likely ones), which only another search that lands on a cheaper map
+    shows. A flat stretch gives many maps of
     near-equal cost before the evidence that separates them arrives, and which of them survive the
     merge and the beam is decided by ties; a wider beam keeps more of the same kind, a restart keeps
     others.
@@ -232,15 +238,16 @@ def track_moves(pixels: Tensor, actions: Tensor, beliefs: MoveBeliefs, action_si
     smallest = min(conflict_cost, behind_cost) if behind_cost > 0 else conflict_cost  # the least that is no prior
     for b in torch.nonzero(beliefs.undecided.any(1)).flatten().tolist():
         evidence = WalkEvidence.of(pixels[b], threshold[b], None if pixel_steps is None else pixel_steps[b])
-        best, best_total = None, float("inf")
+        best, best_total, found_again = None, float("inf"), False
         for attempt in range(retry):
             found, total = _search(evidence, signs[b], blocked[b], beliefs.undecided[b], p[b], world_span, beam,
                                    conflict_cost, lean=p[b] if attempt == 0 else jittered(p[b], attempt),
                                    behind_cost=behind_cost)
-            if total < best_total:
-                best, best_total = found, total
-            if best_total - _prior_cost(best, beliefs.undecided[b], p[b]) < smallest / 2:
-                break  # no conflict left
+            found_again = total < best_total + SAME_TOTAL and best is not None
+            if total < best_total - SAME_TOTAL:
+                best, best_total, found_again = found, total, False
+            if found_again and best_total - _prior_cost(best, beliefs.undecided[b], p[b]) < smallest / 2:
+                break  # no conflict left, and a second search came to the same total
         blocked[b] = best
     return blocked
 

@@ -58,9 +58,9 @@ class GTMSMConfig:
     """Hypotheses the multi-hypothesis tracker keeps while it branches on the undecided moves of a walk
     (``localisation.track_moves``; wall_models "edges" and "learned")."""
     tracker_retry: int = bounded(8, ge=1, le=16)
-    """A walk whose best map still has a conflict (two views that cannot both be right) is searched again,
-    up to this many searches in all, each restart with its leans jittered, and the cheapest map kept
-    (1: never)."""
+    """The most searches the multi-hypothesis tracker makes on a walk, each restart with its leans jittered,
+    and the cheapest map kept; it stops early once that map has no conflict (two views that cannot both
+    be right) and a second search found it again (1: one search, never a restart)."""
     learned_unsure: float = bounded(0.02, gt=0, lt=0.5)
     """wall_model "learned": the localiser's probability, as the tracker's lean on each move, is kept at
     least this far from 0 and 1, so that what the views say (a conflict costs 50 nats) overrules it."""

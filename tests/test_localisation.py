@@ -254,31 +254,40 @@ def test_the_local_search_undoes_a_wall_put_in_the_wrong_place_inside_the_band()
     assert abs(total - float(walk_costs(evidence, refined[None], signs, undecided, p, None, 50.0)[0])) < 1e-3
 
 
-def test_a_walk_whose_map_keeps_a_conflict_is_searched_again_with_jittered_leans(monkeypatch) -> None:
+def test_a_walk_is_searched_again_until_a_map_without_conflict_is_found_twice(monkeypatch) -> None:
     from gtmsm_model import localisation
 
-    leans = []
+    leans, answers = [], []
 
     def search(evidence, signs, blocked, undecided, p, world_span, beam, conflict_cost, lean, behind_cost=0.0):
         leans.append(lean)
-        conflicts = 1 if len(leans) < 3 else 0  # the first two searches leave a conflict, the third none
+        conflicts, extra = answers[min(len(leans), len(answers)) - 1]
         cheapest = behind_cost or conflict_cost  # a wall with the world behind it, when that costs anything
-        return blocked, conflicts * cheapest + float(localisation._prior_cost(blocked, undecided, p))
+        found = blocked.clone()
+        found[len(leans)] = True  # each search's own map, to tell which one is kept
+        return found, conflicts * cheapest + extra + float(localisation._prior_cost(blocked, undecided, p))
 
     monkeypatch.setattr(localisation, "_search", search)
     pixels, actions, _ = walk(band_image(), CROSSING)
     undecided = moving_steps(SIGNS[actions[0]]).unsqueeze(0)
     p = torch.full(undecided.shape, 0.25)
     beliefs = MoveBeliefs(undecided & False, undecided, p)
-    track_moves(pixels, actions, beliefs, SIGNS, torch.tensor([1e-6]), beam=8, retry=4)
-    assert len(leans) == 3  # stops at the first map without a conflict
+
+    def run(**kwargs):
+        leans.clear()
+        found = track_moves(pixels, actions, beliefs, SIGNS, torch.tensor([1e-6]), beam=8, **kwargs)
+        return len(leans), int(torch.nonzero(found[0]).flatten()[0])  # searches made, the search whose map won
+
+    # Two searches leave a conflict, the third finds a map without one, the fourth finds it again.
+    answers[:] = [(1, 0.0), (1, 0.0), (0, 0.0), (0, 0.0)]
+    assert run(retry=8) == (4, 3)
     assert torch.equal(leans[0], p[0]) and not torch.equal(leans[1], p[0]) and not torch.equal(leans[1], leans[2])
-    leans.clear()
-    track_moves(pixels, actions, beliefs, SIGNS, torch.tensor([1e-6]), beam=8, retry=1)
-    assert len(leans) == 1
-    leans.clear()  # a wall with the world behind it is no prior lean either: searched again too
-    track_moves(pixels, actions, beliefs, SIGNS, torch.tensor([1e-6]), beam=8, retry=4, behind_cost=5.0)
-    assert len(leans) == 3
+    assert run(retry=1) == (1, 1)
+    assert run(retry=8, behind_cost=5.0) == (4, 3)  # a wall with the world behind it is no prior lean either
+    # A map without conflict is not the end: a later search finds a cheaper one, kept once found again.
+    answers[:] = [(0, 3.0), (0, 4.0), (0, 1.0), (0, 2.0), (0, 1.0)]
+    assert run(retry=8) == (5, 3)
+    assert run(retry=3) == (3, 3)  # the most searches, even unconfirmed
 
 
 def test_a_restart_s_leans_are_the_same_for_a_seed_and_keep_their_order_on_average() -> None:
