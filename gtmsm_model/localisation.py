@@ -238,14 +238,15 @@ def track_moves(pixels: Tensor, actions: Tensor, beliefs: MoveBeliefs, action_si
     smallest = min(conflict_cost, behind_cost) if behind_cost > 0 else conflict_cost  # the least that is no prior
     for b in torch.nonzero(beliefs.undecided.any(1)).flatten().tolist():
         evidence = WalkEvidence.of(pixels[b], threshold[b], None if pixel_steps is None else pixel_steps[b])
-        best, best_total, found_again = None, float("inf"), False
+        best, best_total = None, float("inf")
         for attempt in range(retry):
             found, total = _search(evidence, signs[b], blocked[b], beliefs.undecided[b], p[b], world_span, beam,
                                    conflict_cost, lean=p[b] if attempt == 0 else jittered(p[b], attempt),
                                    behind_cost=behind_cost)
-            found_again = total < best_total + SAME_TOTAL and best is not None
             if total < best_total - SAME_TOTAL:
                 best, best_total, found_again = found, total, False
+            else:
+                found_again = total < best_total + SAME_TOTAL
             if found_again and best_total - _prior_cost(best, beliefs.undecided[b], p[b]) < smallest / 2:
                 break  # no conflict left, and a second search came to the same total
         blocked[b] = best
@@ -485,11 +486,13 @@ def flip_estimates(evidence: WalkEvidence, signs: Tensor, blocked: Tensor, moves
         - flipped[d, jj, i] + _span(row_sums, zero, jj, i + 1, jj)
     change = change + torch.where(pair, j_change, 0.0)
     prior = torch.where(blocked[moves], log_odds, -log_odds)  # freeing a blocked move costs its log-odds
-    # A blocked move with the world behind it that the change frees takes its cost away (the walls
-    # behind that the shift makes or removes are left to the exact cost).
-    behind = walls_behind((cells + signs)[None], (blocked & moving)[None], cells[None])[0].any(-1).to(signs.dtype)
-    behind = behind_cost * (behind[i] + torch.where(pair, behind[jj], 0.0))
-    return i, j, conflict_cost * change + prior[first] + torch.where(pair, prior[partner], 0.0) - behind
+    change = conflict_cost * change + prior[first] + torch.where(pair, prior[partner], 0.0)
+    if behind_cost:
+        # A blocked move with the world behind it that the change frees takes its cost away (the walls
+        # behind that the shift makes or removes are left to the exact cost).
+        behind = walls_behind((cells + signs)[None], (blocked & moving)[None], cells[None])[0].any(-1).to(signs.dtype)
+        change = change - behind_cost * (behind[i] + torch.where(pair, behind[jj], 0.0))
+    return i, j, change
 
 
 def _prefix_sums(table: Tensor) -> Tensor:
