@@ -24,10 +24,11 @@ move, the way a SLAM back-end revises its graph at loop closure:
   worlds seen in training (``world_span``, learned by the wall model from the training walks)
   pays ``conflict_cost`` per extra move;
 * **walls with the world behind them** (``behind_cost``, learned by the wall model from how often
-  the training walks' blocked moves tried to reach a cell the walk stands on at some step): each
-  blocked move whose target cell the hypothesis puts some step of the walk on pays it once. In
-  worlds walled only at their border that never happens, and it is what a wrong guess in a flat
-  stretch leaves behind: a wall inside the map, with the walk on both sides of it;
+  the training walks' blocked moves had the walk behind them: some step on the cell the move tried
+  to reach or beyond it along the move's direction): each blocked move with some step of the walk
+  behind it pays it once. In worlds walled only at their border that never happens (every wall is
+  on the world's edge, nothing lies beyond its line), and it is what a wrong guess in a flat
+  stretch leaves behind: a wall inside the map, with the walk on both sides of its line;
 * **the prior on each undecided move**: ``-log p`` of its choice under the move's own lean
   (``p_blocked``: a prior that most moves are free, or a learned localiser's probability).
 
@@ -134,7 +135,7 @@ def hypothesis_costs(blocked: Tensor, signs: Tensor, different: Tensor, world_sp
     clashes = clash.sum((1, 2)) + wall_clashes(edges, edges, blocked, blocked, moving, moving).sum((1, 2))
     cost = conflict_cost * clashes.to(signs.dtype) / 2
     if behind_cost:
-        behind = walls_behind(coords + tries, blocked & moving, coords).any(-1).sum(-1)
+        behind = walls_behind(coords + tries, tries[None], blocked & moving, coords).any(-1).sum(-1)
         cost = cost + behind_cost * behind.to(signs.dtype)
     return cost + span_cost(coords.max(1).values - coords.min(1).values, world_span, conflict_cost)
 
@@ -179,11 +180,14 @@ def wall_clashes(new_edges: Tensor, edges: Tensor, new_blocked: Tensor, blocked:
     return same & (new_blocked.unsqueeze(2) != blocked.unsqueeze(1))
 
 
-def walls_behind(targets: Tensor, walls: Tensor, cells: Tensor) -> Tensor:
-    """Pairs (blocked move, step) where the step stands on the cell the move tried to reach: targets (C, L, P)
-    the cells the moves tried to reach, walls (C, L) bool the blocked moves among them, cells (C, S, P)
-    → (C, L, S) bool."""
-    return (targets.unsqueeze(2) == cells.unsqueeze(1)).all(-1) & walls.unsqueeze(2)
+def walls_behind(targets: Tensor, tries: Tensor, walls: Tensor, cells: Tensor) -> Tensor:
+    """Pairs (blocked move, step) where the step stands behind the wall: on the cell the move tried to reach
+    or anywhere beyond it along the move's direction (the far side of the wall's line). targets (C, L, P)
+    the cells the moves tried to reach, ``tries`` (C or 1, L, P) the directions they tried, walls (C, L) bool
+    the blocked moves among them, cells (C, S, P) → (C, L, S) bool. A world walled only at its border has
+    nothing behind any wall."""
+    beyond = ((cells.unsqueeze(1) - targets.unsqueeze(2)) * tries.unsqueeze(2)).sum(-1) >= 0
+    return beyond & walls.unsqueeze(2)
 
 
 def span_cost(extent: Tensor, world_span: Tensor | None, conflict_cost: float) -> Tensor:
@@ -331,7 +335,8 @@ def _beam(evidence: WalkEvidence, signs: Tensor, blocked: Tensor, undecided: Ten
     moving = moving_steps(signs)
     tries = signs if tries is None else tries
     edges = walk_edges(cells, torch.where(blocked[:first, None], tries[:first], signs[:first]))  # (1, first, P)
-    violated = walls_behind(cells + tries[:first], (blocked[:first] & moving[:first])[None], cells).any(-1)
+    violated = walls_behind(cells + tries[:first], tries[None, :first], (blocked[:first] & moving[:first])[None],
+                            cells).any(-1)
     cost = hypothesis_costs(blocked[None, :first], signs[:first], different[:first, :first], None, conflict_cost,
                             twins[:first, :first], None if mismatch is None else mismatch[..., :first, :first], reach,
                             tries[:first], behind_cost)
@@ -364,10 +369,11 @@ def _beam(evidence: WalkEvidence, signs: Tensor, blocked: Tensor, undecided: Ten
         # Within the new block each pair is counted twice, pairs with earlier steps once.
         inside = clash[:, :, t:].sum((1, 2)).to(signs.dtype) / 2
         cost = cost + conflict_cost * (clash[:, :, :t].sum((1, 2)).to(signs.dtype) + inside)
-        # Walls with the world behind them: new blocked moves whose target a step so far stands on, and
-        # earlier ones whose target a new step stands on for the first time.
-        new_walls = walls_behind(new + tries[t:seen], hypotheses[:, t:seen] & moving[t:seen], cells).any(-1)
-        reached = walls_behind(cells[:, :t] + tries[:t], hypotheses[:, :t] & moving[:t], new).any(-1)
+        # Walls with the world behind them: new blocked moves with a step so far behind them, and earlier
+        # ones that a new step is the first to stand behind.
+        new_walls = walls_behind(new + tries[t:seen], tries[None, t:seen], hypotheses[:, t:seen] & moving[t:seen],
+                                 cells).any(-1)
+        reached = walls_behind(cells[:, :t] + tries[:t], tries[None, :t], hypotheses[:, :t] & moving[:t], new).any(-1)
         behind = new_walls.sum(1) + (reached & ~violated).sum(1)
         violated = torch.cat([violated | reached, new_walls], 1)
         cost = cost + behind_cost * behind.to(signs.dtype)
@@ -490,7 +496,8 @@ def flip_estimates(evidence: WalkEvidence, signs: Tensor, blocked: Tensor, moves
     if behind_cost:
         # A blocked move with the world behind it that the change frees takes its cost away (the walls
         # behind that the shift makes or removes are left to the exact cost).
-        behind = walls_behind((cells + signs)[None], (blocked & moving)[None], cells[None])[0].any(-1).to(signs.dtype)
+        behind = walls_behind((cells + signs)[None], signs[None], (blocked & moving)[None], cells[None])[0].any(-1)
+        behind = behind.to(signs.dtype)
         change = change - behind_cost * (behind[i] + torch.where(pair, behind[jj], 0.0))
     return i, j, change
 

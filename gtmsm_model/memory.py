@@ -380,17 +380,18 @@ def world_span_counts(states: Tensor, basis: Tensor, bins: int) -> Tensor:
 
 
 def wall_behind_counts(states: Tensor, actions: Tensor, basis: Tensor, action_signs: Tensor) -> Tensor:
-    """The blocked moves of observed walks and how many of them tried to reach a cell the same walk
-    stands on at some step: states (B, T, S), actions (B, T), basis (P, S) unit move vectors,
-    action_signs (A, P) → counts (2,) long: [blocked moves, of them into a visited cell]. A blocked move
-    is a move action after which the state did not change."""
+    """The blocked moves of observed walks and how many of them had the same walk behind them (some step
+    on the cell the move tried to reach or beyond it along the move's direction, ``walls_behind``):
+    states (B, T, S), actions (B, T), basis (P, S) unit move vectors, action_signs (A, P) → counts (2,)
+    long: [blocked moves, of them with the walk behind]. A blocked move is a move action after which
+    the state did not change."""
     lattice = (states @ torch.linalg.pinv(basis)).round()  # (B, T, P)
     signs = action_signs[actions.long()].to(lattice.dtype)  # (B, T, P)
     moving = signs.abs().sum(-1) > 0
     moving[:, 0] = False  # the reset
     stayed = torch.cat([torch.zeros_like(moving[:, :1]), (lattice[:, 1:] == lattice[:, :-1]).all(-1)], 1)
     blocked = moving & stayed
-    behind = walls_behind(lattice + signs, blocked, lattice).any(-1)
+    behind = walls_behind(lattice + signs, signs, blocked, lattice).any(-1)
     return torch.stack([blocked.sum(), behind.sum()])
 
 

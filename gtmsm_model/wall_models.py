@@ -215,9 +215,9 @@ class EdgeWalls(WallModel):
 
     ``span_counts`` (P, SPAN_BINS): how many training walks spanned 0, 1, ... moves along each
     lattice axis (the world-span prior), counted by ``count_spans``. ``wall_counts`` (2,): how many
-    blocked moves the training walks made, and how many of them tried to reach a cell the same walk
-    stands on at some step (a wall with the world behind it); the tracker's ``wall_behind_cost`` is
-    -log of that rate.
+    blocked moves the training walks made, and how many of them had the same walk behind them (some step
+    on the cell the move tried to reach or beyond it along its direction: a wall with the world behind
+    it); the tracker's ``wall_behind_cost`` is -log of that rate.
     """
 
     def __init__(self, config: GTMSMConfig) -> None:
@@ -295,8 +295,8 @@ class EdgeWalls(WallModel):
             self.wall_counts += walls if reduce is None else reduce(walls)
 
     def wall_behind_cost(self) -> float:
-        """What the tracker charges, in nats, for a blocked move into a cell its walk stands on at some
-        step: -log of how often the training walks did that (``wall_counts``, with one pseudo-count for
+        """What the tracker charges, in nats, for a blocked move with its walk behind it (some step on the
+        cell it tried to reach or beyond it along its direction): -log of how often the training walks did that (``wall_counts``, with one pseudo-count for
         each outcome), capped at the cost of a view conflict; 0 (no such term) before any training walk
         was counted. Training worlds walled only at their border never do it, so a map that explains a
         flat stretch by a wall inside the world pays about log(number of blocked moves counted); where

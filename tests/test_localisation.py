@@ -297,6 +297,20 @@ def test_a_restart_s_leans_are_the_same_for_a_seed_and_keep_their_order_on_avera
     assert torch.corrcoef(torch.stack([torch.logit(p), torch.logit(jittered(p, 3))]))[0, 1] > 0.7
 
 
+def test_a_wall_with_the_walk_beyond_its_line_has_the_world_behind_it() -> None:
+    # Cells (0, 0), (0, 1), (0, 2), (1, 2), then a bump left from (1, 2): the cell it tried, (1, 1), was
+    # never visited, but (0, 1) and (0, 0) lie beyond the wall's line (column <= 1). In a world walled only
+    # at its border nothing lies beyond a wall; a wall inside the map (a wrong guess in a flat stretch)
+    # leaves the walk on both sides of its line.
+    signs = SIGNS[torch.tensor([STAY, RIGHT, RIGHT, DOWN, LEFT])]
+    none = torch.zeros(5, 5, dtype=torch.bool)
+    bump = torch.tensor([[False, False, False, False, True]])
+    assert hypothesis_costs(bump, signs, none, None, conflict_cost=1.0, behind_cost=0.5).tolist() == [0.5]
+    # A bump at the edge of the walk (left from (1, -2), where it never went further left) costs nothing.
+    edge = SIGNS[torch.tensor([STAY, LEFT, LEFT, DOWN, LEFT])]
+    assert hypothesis_costs(bump, edge, none, None, conflict_cost=1.0, behind_cost=0.5).tolist() == [0.0]
+
+
 def test_an_axis_without_a_pixel_step_gives_no_overlap_evidence_along_it() -> None:
     # A walk that never moved decisively along one axis has no pixel step for it: comparing its
     # neighbours there as if they were one place would make conflicts out of nothing.
