@@ -298,9 +298,10 @@ class EdgeWalls(WallModel):
         """What the tracker charges, in nats, for a blocked move with its walk behind it (some step on the
         cell it tried to reach or beyond it along its direction): -log of how often the training walks did
         that (``wall_counts``, with one pseudo-count for each outcome), capped at the cost of a view
-        conflict; 0 (no such term) before any training walk was counted. Training worlds walled only at their border never do it, so a map that explains a
-        flat stretch by a wall inside the world pays about log(number of blocked moves counted); where
-        the training worlds have interior walls it costs little."""
+        conflict; 0 (no such term) before any training walk was counted. Training worlds walled only at
+        their border never do it, so a map that explains a flat stretch by a wall inside the world pays
+        about log(number of blocked moves counted); where the training worlds have interior walls it costs
+        little."""
         blocked, behind = self.wall_counts.tolist()
         if blocked == 0:
             return 0.0
