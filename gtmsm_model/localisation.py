@@ -135,7 +135,7 @@ def hypothesis_costs(blocked: Tensor, signs: Tensor, different: Tensor, world_sp
     clashes = clash.sum((1, 2)) + wall_clashes(edges, edges, blocked, blocked, moving, moving).sum((1, 2))
     cost = conflict_cost * clashes.to(signs.dtype) / 2
     if behind_cost:
-        behind = walls_behind(coords + tries, tries[None], blocked & moving, coords).any(-1).sum(-1)
+        behind = walls_behind(coords, tries[None], blocked & moving, coords).any(-1).sum(-1)
         cost = cost + behind_cost * behind.to(signs.dtype)
     return cost + span_cost(coords.max(1).values - coords.min(1).values, world_span, conflict_cost)
 
@@ -180,12 +180,13 @@ def wall_clashes(new_edges: Tensor, edges: Tensor, new_blocked: Tensor, blocked:
     return same & (new_blocked.unsqueeze(2) != blocked.unsqueeze(1))
 
 
-def walls_behind(targets: Tensor, tries: Tensor, walls: Tensor, cells: Tensor) -> Tensor:
+def walls_behind(places: Tensor, tries: Tensor, walls: Tensor, cells: Tensor) -> Tensor:
     """Pairs (blocked move, step) where the step stands behind the wall: on the cell the move tried to reach
-    or anywhere beyond it along the move's direction (the far side of the wall's line). targets (C, L, P)
-    the cells the moves tried to reach, ``tries`` (C or 1, L, P) the directions they tried, walls (C, L) bool
-    the blocked moves among them, cells (C, S, P) → (C, L, S) bool. A world walled only at its border has
-    nothing behind any wall."""
+    or anywhere beyond it along the move's direction (the far side of the wall's line). places (C, L, P)
+    the cells the moves were tried from, ``tries`` (C or 1, L, P) the directions they tried, walls (C, L)
+    bool the blocked moves among them, cells (C, S, P) → (C, L, S) bool. A world walled only at its border
+    has nothing behind any wall."""
+    targets = places + tries  # the cells the moves tried to reach
     beyond = ((cells.unsqueeze(1) - targets.unsqueeze(2)) * tries.unsqueeze(2)).sum(-1) >= 0
     return beyond & walls.unsqueeze(2)
 
@@ -335,7 +336,7 @@ def _beam(evidence: WalkEvidence, signs: Tensor, blocked: Tensor, undecided: Ten
     moving = moving_steps(signs)
     tries = signs if tries is None else tries
     edges = walk_edges(cells, torch.where(blocked[:first, None], tries[:first], signs[:first]))  # (1, first, P)
-    violated = walls_behind(cells + tries[:first], tries[None, :first], (blocked[:first] & moving[:first])[None],
+    violated = walls_behind(cells, tries[None, :first], (blocked[:first] & moving[:first])[None],
                             cells).any(-1)
     cost = hypothesis_costs(blocked[None, :first], signs[:first], different[:first, :first], None, conflict_cost,
                             twins[:first, :first], None if mismatch is None else mismatch[..., :first, :first], reach,
@@ -371,9 +372,9 @@ def _beam(evidence: WalkEvidence, signs: Tensor, blocked: Tensor, undecided: Ten
         cost = cost + conflict_cost * (clash[:, :, :t].sum((1, 2)).to(signs.dtype) + inside)
         # Walls with the world behind them: new blocked moves with a step so far behind them, and earlier
         # ones that a new step is the first to stand behind.
-        new_walls = walls_behind(new + tries[t:seen], tries[None, t:seen], hypotheses[:, t:seen] & moving[t:seen],
+        new_walls = walls_behind(new, tries[None, t:seen], hypotheses[:, t:seen] & moving[t:seen],
                                  cells).any(-1)
-        reached = walls_behind(cells[:, :t] + tries[:t], tries[None, :t], hypotheses[:, :t] & moving[:t], new).any(-1)
+        reached = walls_behind(cells[:, :t], tries[None, :t], hypotheses[:, :t] & moving[:t], new).any(-1)
         behind = new_walls.sum(1) + (reached & ~violated).sum(1)
         violated = torch.cat([violated | reached, new_walls], 1)
         cost = cost + behind_cost * behind.to(signs.dtype)
@@ -496,7 +497,7 @@ def flip_estimates(evidence: WalkEvidence, signs: Tensor, blocked: Tensor, moves
     if behind_cost:
         # A blocked move with the world behind it that the change frees takes its cost away (the walls
         # behind that the shift makes or removes are left to the exact cost).
-        behind = walls_behind((cells + signs)[None], signs[None], (blocked & moving)[None], cells[None])[0].any(-1)
+        behind = walls_behind(cells[None], signs[None], (blocked & moving)[None], cells[None])[0].any(-1)
         behind = behind.to(signs.dtype)
         change = change - behind_cost * (behind[i] + torch.where(pair, behind[jj], 0.0))
     return i, j, change

@@ -391,7 +391,7 @@ def wall_behind_counts(states: Tensor, actions: Tensor, basis: Tensor, action_si
     moving[:, 0] = False  # the reset
     stayed = torch.cat([torch.zeros_like(moving[:, :1]), (lattice[:, 1:] == lattice[:, :-1]).all(-1)], 1)
     blocked = moving & stayed
-    behind = walls_behind(lattice + signs, signs, blocked, lattice).any(-1)
+    behind = walls_behind(lattice, signs, blocked, lattice).any(-1)
     return torch.stack([blocked.sum(), behind.sum()])
 
 
